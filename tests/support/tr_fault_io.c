@@ -1,0 +1,498 @@
+/* tr_fault_io.c - fault-injecting TrIo for the crash tests (see header).
+ *
+ * Power loss is simulated with an undo log: every mutating call made since
+ * the matching sync (fsync of the file for data, fsync_dir of the directory
+ * for names) appends an event holding what is needed to revert it.  A power
+ * loss walks the log backwards and reverts each event (DROP) or, for data
+ * writes, overwrites the written range with random bytes (GARBLE).
+ */
+#include "tr_fault_io.h"
+
+#include "tr_storage_error.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef enum { EV_WRITE, EV_CREATE, EV_RENAME, EV_UNLINK } EventKind;
+
+typedef struct {
+  EventKind kind;
+  char *path;       /* file written / created / unlinked; rename: the new name */
+  char *from;       /* rename: the old name */
+  char *dir;        /* directory whose fsync makes a name event durable */
+  guint64 offset;   /* write/truncate: start of the changed range */
+  guint64 length;   /* write: bytes written (for GARBLE) */
+  guint64 size_before;
+  GBytes *old;      /* bytes overwritten / removed / unlinked content / replaced rename target */
+} Event;
+
+typedef struct {
+  char *path;
+  gboolean dead; /* opened before the last power loss */
+} FdInfo;
+
+struct _TrFaultIo {
+  TrIo io;
+  GHashTable *fds;  /* int fd -> FdInfo */
+  GPtrArray *events;
+  guint counts[8];
+  guint armed_ops;
+  guint countdown;
+  int errnum;
+  gboolean persistent;
+  gboolean short_write;
+  gboolean fired;
+};
+
+static void
+event_free (gpointer data)
+{
+  Event *ev = data;
+  g_free (ev->path);
+  g_free (ev->from);
+  g_free (ev->dir);
+  if (ev->old)
+    g_bytes_unref (ev->old);
+  g_free (ev);
+}
+
+static void
+fdinfo_free (gpointer data)
+{
+  FdInfo *info = data;
+  g_free (info->path);
+  g_free (info);
+}
+
+/* Counts the call and decides whether it fails. */
+static gboolean
+should_fail (TrFaultIo *fault, TrFaultOp op)
+{
+  guint bit = (guint) g_bit_nth_lsf ((gulong) op, -1);
+
+  fault->counts[bit]++;
+  if ((fault->armed_ops & op) == 0)
+    return FALSE;
+  if (fault->fired)
+    return fault->persistent;
+  if (fault->countdown > 1) {
+    fault->countdown--;
+    return FALSE;
+  }
+  fault->fired = TRUE;
+  return TRUE;
+}
+
+static FdInfo *
+lookup_fd (TrFaultIo *fault, int fd)
+{
+  return g_hash_table_lookup (fault->fds, GINT_TO_POINTER (fd));
+}
+
+static gboolean
+check_alive (TrFaultIo *fault, int fd, GError **error)
+{
+  FdInfo *info = lookup_fd (fault, fd);
+
+  if (info != NULL && info->dead) {
+    tr_io_set_errno_error (error, EIO, "power lost for", info->path);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+static void
+push_event (TrFaultIo *fault, EventKind kind, const char *path)
+{
+  Event *ev = g_new0 (Event, 1);
+  ev->kind = kind;
+  ev->path = g_strdup (path);
+  ev->dir = g_path_get_dirname (path);
+  g_ptr_array_add (fault->events, ev);
+}
+
+static GBytes *
+read_range (int fd, guint64 offset, guint64 len)
+{
+  guint8 *buf = g_malloc (len ? len : 1);
+  ssize_t n = len ? pread (fd, buf, len, (off_t) offset) : 0;
+  return g_bytes_new_take (buf, n > 0 ? (gsize) n : 0);
+}
+
+static guint64
+fd_size (int fd)
+{
+  off_t end = lseek (fd, 0, SEEK_END);
+  return end > 0 ? (guint64) end : 0;
+}
+
+/* Records the undo entry for a write or truncate of [offset, offset+len). */
+static void
+log_data_change (TrFaultIo *fault, int fd, guint64 offset, guint64 len, guint64 new_size)
+{
+  FdInfo *info = lookup_fd (fault, fd);
+  Event *ev;
+  guint64 size = fd_size (fd);
+  guint64 end = MIN (MAX (offset + len, new_size), size);
+
+  if (info == NULL)
+    return;
+  push_event (fault, EV_WRITE, info->path);
+  ev = g_ptr_array_index (fault->events, fault->events->len - 1);
+  ev->offset = offset;
+  ev->length = len;
+  ev->size_before = size;
+  ev->old = read_range (fd, offset, end > offset ? end - offset : 0);
+}
+
+static gboolean
+fault_open (TrIo *io, const char *path, TrIoFlags flags, int *fd_out, GError **error)
+{
+  TrFaultIo *fault = io->user_data;
+  gboolean existed = g_file_test (path, G_FILE_TEST_EXISTS);
+  FdInfo *info;
+
+  if (should_fail (fault, TR_FAULT_OPEN)) {
+    tr_io_set_errno_error (error, fault->errnum, "cannot open (injected)", path);
+    return FALSE;
+  }
+  if (!tr_io_posix ()->vtable->open (tr_io_posix (), path, flags, fd_out, error))
+    return FALSE;
+  if (!existed)
+    push_event (fault, EV_CREATE, path);
+  info = g_new0 (FdInfo, 1);
+  info->path = g_strdup (path);
+  g_hash_table_replace (fault->fds, GINT_TO_POINTER (*fd_out), info);
+  return TRUE;
+}
+
+static gboolean
+fault_close (TrIo *io, int fd, GError **error)
+{
+  TrFaultIo *fault = io->user_data;
+
+  g_hash_table_remove (fault->fds, GINT_TO_POINTER (fd));
+  return tr_io_posix ()->vtable->close (tr_io_posix (), fd, error);
+}
+
+static gboolean
+fault_pwrite (TrIo *io, int fd, const void *buf, gsize len, guint64 offset, GError **error)
+{
+  TrFaultIo *fault = io->user_data;
+  TrIo *posix = tr_io_posix ();
+
+  if (!check_alive (fault, fd, error))
+    return FALSE;
+  if (should_fail (fault, TR_FAULT_WRITE)) {
+    if (fault->short_write && len > 1) {
+      log_data_change (fault, fd, offset, len / 2, offset + len / 2);
+      posix->vtable->pwrite (posix, fd, buf, len / 2, offset, NULL);
+    }
+    tr_io_set_errno_error (error, fault->errnum, "cannot write (injected)", lookup_fd (fault, fd)->path);
+    return FALSE;
+  }
+  log_data_change (fault, fd, offset, len, offset + len);
+  return posix->vtable->pwrite (posix, fd, buf, len, offset, error);
+}
+
+static gboolean
+fault_pread (TrIo *io, int fd, void *buf, gsize len, guint64 offset, gsize *got_out, GError **error)
+{
+  TrFaultIo *fault = io->user_data;
+
+  if (!check_alive (fault, fd, error))
+    return FALSE;
+  if (should_fail (fault, TR_FAULT_READ)) {
+    tr_io_set_errno_error (error, fault->errnum, "cannot read (injected)", lookup_fd (fault, fd)->path);
+    return FALSE;
+  }
+  return tr_io_posix ()->vtable->pread (tr_io_posix (), fd, buf, len, offset, got_out, error);
+}
+
+/* Drops the undo entries of data writes to @path: they are durable now. */
+static void
+forget_data_events (TrFaultIo *fault, const char *path)
+{
+  for (guint i = fault->events->len; i-- > 0;) {
+    Event *ev = g_ptr_array_index (fault->events, i);
+    if (ev->kind == EV_WRITE && g_strcmp0 (ev->path, path) == 0)
+      g_ptr_array_remove_index (fault->events, i);
+  }
+}
+
+static gboolean
+fault_fsync (TrIo *io, int fd, GError **error)
+{
+  TrFaultIo *fault = io->user_data;
+  FdInfo *info = lookup_fd (fault, fd);
+
+  if (!check_alive (fault, fd, error))
+    return FALSE;
+  if (should_fail (fault, TR_FAULT_FSYNC)) {
+    tr_io_set_errno_error (error, fault->errnum, "cannot sync (injected)", info ? info->path : "?");
+    return FALSE;
+  }
+  if (!tr_io_posix ()->vtable->fsync (tr_io_posix (), fd, error))
+    return FALSE;
+  if (info != NULL)
+    forget_data_events (fault, info->path);
+  return TRUE;
+}
+
+static gboolean
+fault_fsync_dir (TrIo *io, const char *dir, GError **error)
+{
+  TrFaultIo *fault = io->user_data;
+
+  if (should_fail (fault, TR_FAULT_FSYNC_DIR)) {
+    tr_io_set_errno_error (error, fault->errnum, "cannot sync directory (injected)", dir);
+    return FALSE;
+  }
+  if (!tr_io_posix ()->vtable->fsync_dir (tr_io_posix (), dir, error))
+    return FALSE;
+  for (guint i = fault->events->len; i-- > 0;) {
+    Event *ev = g_ptr_array_index (fault->events, i);
+    if (ev->kind != EV_WRITE && g_strcmp0 (ev->dir, dir) == 0)
+      g_ptr_array_remove_index (fault->events, i);
+  }
+  return TRUE;
+}
+
+static gboolean
+fault_rename (TrIo *io, const char *from, const char *to, GError **error)
+{
+  TrFaultIo *fault = io->user_data;
+  GBytes *old_to;
+  Event *ev;
+
+  if (should_fail (fault, TR_FAULT_RENAME)) {
+    tr_io_set_errno_error (error, fault->errnum, "cannot rename (injected)", from);
+    return FALSE;
+  }
+  {
+    char *contents = NULL;
+    gsize len = 0;
+    old_to = g_file_get_contents (to, &contents, &len, NULL) ? g_bytes_new_take (contents, len) : NULL;
+  }
+  if (!tr_io_posix ()->vtable->rename (tr_io_posix (), from, to, error)) {
+    if (old_to)
+      g_bytes_unref (old_to);
+    return FALSE;
+  }
+  push_event (fault, EV_RENAME, to);
+  ev = g_ptr_array_index (fault->events, fault->events->len - 1);
+  ev->from = g_strdup (from);
+  ev->old = old_to;
+  /* Data events of the old name now belong to the new one. */
+  for (guint i = 0; i + 1 < fault->events->len; i++) {
+    Event *data = g_ptr_array_index (fault->events, i);
+    if (data->kind == EV_WRITE && g_strcmp0 (data->path, from) == 0) {
+      g_free (data->path);
+      data->path = g_strdup (to);
+    }
+  }
+  return TRUE;
+}
+
+static gboolean
+fault_truncate (TrIo *io, int fd, guint64 length, GError **error)
+{
+  TrFaultIo *fault = io->user_data;
+
+  if (!check_alive (fault, fd, error))
+    return FALSE;
+  if (should_fail (fault, TR_FAULT_TRUNCATE)) {
+    tr_io_set_errno_error (error, fault->errnum, "cannot truncate (injected)", lookup_fd (fault, fd)->path);
+    return FALSE;
+  }
+  log_data_change (fault, fd, length, 0, length);
+  return tr_io_posix ()->vtable->truncate (tr_io_posix (), fd, length, error);
+}
+
+static gboolean
+fault_unlink (TrIo *io, const char *path, GError **error)
+{
+  TrFaultIo *fault = io->user_data;
+  char *contents = NULL;
+  gsize len = 0;
+  Event *ev;
+
+  if (should_fail (fault, TR_FAULT_UNLINK)) {
+    tr_io_set_errno_error (error, fault->errnum, "cannot remove (injected)", path);
+    return FALSE;
+  }
+  if (!g_file_get_contents (path, &contents, &len, NULL))
+    contents = NULL;
+  if (!tr_io_posix ()->vtable->unlink (tr_io_posix (), path, error)) {
+    g_free (contents);
+    return FALSE;
+  }
+  push_event (fault, EV_UNLINK, path);
+  ev = g_ptr_array_index (fault->events, fault->events->len - 1);
+  ev->old = contents ? g_bytes_new_take (contents, len) : g_bytes_new (NULL, 0);
+  return TRUE;
+}
+
+static gboolean
+fault_size (TrIo *io, int fd, guint64 *size_out, GError **error)
+{
+  TrFaultIo *fault = io->user_data;
+
+  if (!check_alive (fault, fd, error))
+    return FALSE;
+  return tr_io_posix ()->vtable->size (tr_io_posix (), fd, size_out, error);
+}
+
+static const TrIoVtable fault_vtable = {
+  .open = fault_open,
+  .close = fault_close,
+  .pwrite = fault_pwrite,
+  .pread = fault_pread,
+  .fsync = fault_fsync,
+  .fsync_dir = fault_fsync_dir,
+  .rename = fault_rename,
+  .truncate = fault_truncate,
+  .unlink = fault_unlink,
+  .size = fault_size,
+};
+
+TrFaultIo *
+tr_fault_io_new (void)
+{
+  TrFaultIo *fault = g_new0 (TrFaultIo, 1);
+
+  fault->io.vtable = &fault_vtable;
+  fault->io.user_data = fault;
+  fault->fds = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL, fdinfo_free);
+  fault->events = g_ptr_array_new_with_free_func (event_free);
+  return fault;
+}
+
+void
+tr_fault_io_free (TrFaultIo *fault)
+{
+  if (fault == NULL)
+    return;
+  g_hash_table_destroy (fault->fds);
+  g_ptr_array_unref (fault->events);
+  g_free (fault);
+}
+
+TrIo *
+tr_fault_io_get_io (TrFaultIo *fault)
+{
+  return &fault->io;
+}
+
+void
+tr_fault_io_arm (TrFaultIo *fault, guint ops, guint n, int errnum, gboolean persistent,
+                 gboolean short_write)
+{
+  fault->armed_ops = ops;
+  fault->countdown = MAX (n, 1);
+  fault->errnum = errnum;
+  fault->persistent = persistent;
+  fault->short_write = short_write;
+  fault->fired = FALSE;
+}
+
+void
+tr_fault_io_disarm (TrFaultIo *fault)
+{
+  fault->armed_ops = 0;
+  fault->fired = FALSE;
+}
+
+gboolean
+tr_fault_io_fired (TrFaultIo *fault)
+{
+  return fault->fired;
+}
+
+guint
+tr_fault_io_count (TrFaultIo *fault, guint ops)
+{
+  guint total = 0;
+
+  for (guint bit = 0; bit < G_N_ELEMENTS (fault->counts); bit++)
+    if (ops & (1u << bit))
+      total += fault->counts[bit];
+  return total;
+}
+
+static void
+write_whole (const char *path, GBytes *content)
+{
+  int fd = open (path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  gsize len = 0;
+  const guint8 *data = g_bytes_get_data (content, &len);
+
+  if (fd < 0)
+    return;
+  if (len > 0 && pwrite (fd, data, len, 0) != (ssize_t) len)
+    g_warning ("power-loss replay: short write to %s", path);
+  close (fd);
+}
+
+static void
+revert_data (Event *ev, TrFaultLoss mode, GRand *rand)
+{
+  int fd = open (ev->path, O_WRONLY | O_CLOEXEC);
+  gsize len = 0;
+  const guint8 *old = ev->old ? g_bytes_get_data (ev->old, &len) : NULL;
+
+  if (fd < 0)
+    return;
+  if (mode == TR_FAULT_LOSS_GARBLE && ev->length > 0) {
+    g_autofree guint8 *junk = g_malloc (ev->length);
+    for (guint64 i = 0; i < ev->length; i++)
+      junk[i] = (guint8) g_rand_int (rand);
+    if (pwrite (fd, junk, ev->length, (off_t) ev->offset) < 0)
+      g_warning ("power-loss garble of %s failed", ev->path);
+  } else {
+    if (ftruncate (fd, (off_t) ev->size_before) < 0)
+      g_warning ("power-loss truncate of %s failed", ev->path);
+    if (len > 0 && pwrite (fd, old, len, (off_t) ev->offset) < 0)
+      g_warning ("power-loss restore of %s failed", ev->path);
+  }
+  close (fd);
+}
+
+static void
+revert_event (Event *ev, TrFaultLoss mode, GRand *rand)
+{
+  switch (ev->kind) {
+  case EV_WRITE:
+    revert_data (ev, mode, rand);
+    break;
+  case EV_CREATE:
+    unlink (ev->path);
+    break;
+  case EV_RENAME:
+    if (rename (ev->path, ev->from) == 0 && ev->old != NULL)
+      write_whole (ev->path, ev->old);
+    break;
+  case EV_UNLINK:
+    write_whole (ev->path, ev->old);
+    break;
+  }
+}
+
+void
+tr_fault_io_power_loss (TrFaultIo *fault, TrFaultLoss mode, guint32 seed)
+{
+  g_autoptr (GRand) rand = g_rand_new_with_seed (seed);
+  GHashTableIter iter;
+  gpointer value;
+
+  for (guint i = fault->events->len; i-- > 0;)
+    revert_event (g_ptr_array_index (fault->events, i), mode, rand);
+  g_ptr_array_set_size (fault->events, 0);
+  g_hash_table_iter_init (&iter, fault->fds);
+  while (g_hash_table_iter_next (&iter, NULL, &value))
+    ((FdInfo *) value)->dead = TRUE;
+  tr_fault_io_disarm (fault);
+}

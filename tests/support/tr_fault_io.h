@@ -1,0 +1,66 @@
+/* tr_fault_io.h - a fault-injecting TrIo backend for the crash tests.
+ *
+ * Wraps the POSIX backend.  It can
+ *  - fail the Nth call of a chosen set of operations with a chosen errno
+ *    (countdown faults, SQLite do_faultsim_test style), optionally making the
+ *    failing write a short write (half the bytes land, then the error);
+ *  - simulate a power loss: every byte written since the last fsync of its
+ *    file is either dropped (old bytes restored, file cut back to its synced
+ *    length) or garbled (overwritten with seeded random bytes), and files
+ *    created since the last fsync_dir of their directory disappear.  After a
+ *    power loss every descriptor opened before it is dead: calls on it fail
+ *    with EIO, close succeeds.  Reopen the store through the same TrIo.
+ *
+ * Single-threaded use only (tests).
+ */
+#pragma once
+
+#include "tr_io.h"
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+typedef enum {
+  TR_FAULT_OPEN = 1 << 0,
+  TR_FAULT_WRITE = 1 << 1,
+  TR_FAULT_FSYNC = 1 << 2,
+  TR_FAULT_FSYNC_DIR = 1 << 3,
+  TR_FAULT_RENAME = 1 << 4,
+  TR_FAULT_TRUNCATE = 1 << 5,
+  TR_FAULT_UNLINK = 1 << 6,
+  TR_FAULT_READ = 1 << 7,
+  TR_FAULT_ALL_MUTATING = TR_FAULT_OPEN | TR_FAULT_WRITE | TR_FAULT_FSYNC | TR_FAULT_FSYNC_DIR
+                          | TR_FAULT_RENAME | TR_FAULT_TRUNCATE | TR_FAULT_UNLINK,
+} TrFaultOp;
+
+typedef enum {
+  TR_FAULT_LOSS_DROP,   /* unsynced bytes vanish */
+  TR_FAULT_LOSS_GARBLE, /* unsynced bytes become random */
+} TrFaultLoss;
+
+typedef struct _TrFaultIo TrFaultIo;
+
+TrFaultIo *tr_fault_io_new (void);
+void tr_fault_io_free (TrFaultIo *fault);
+/* Returns: (transfer none): the TrIo to hand to the code under test. */
+TrIo *tr_fault_io_get_io (TrFaultIo *fault);
+
+/* Arms a fault: the @n-th (1-based, counted from now) call of any operation in
+ * @ops fails with @errnum.  With @persistent, every later call in @ops fails
+ * too (a disk that stays broken); otherwise only that one.  With @short_write
+ * and a failing write, half the bytes are written before the error. */
+void tr_fault_io_arm (TrFaultIo *fault, guint ops, guint n, int errnum, gboolean persistent,
+                      gboolean short_write);
+void tr_fault_io_disarm (TrFaultIo *fault);
+/* TRUE once an armed fault has fired. */
+gboolean tr_fault_io_fired (TrFaultIo *fault);
+/* Calls seen of the operations in @ops since creation. */
+guint tr_fault_io_count (TrFaultIo *fault, guint ops);
+
+/* Simulates a power loss (see above).  @seed drives GARBLE. */
+void tr_fault_io_power_loss (TrFaultIo *fault, TrFaultLoss mode, guint32 seed);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (TrFaultIo, tr_fault_io_free)
+
+G_END_DECLS
