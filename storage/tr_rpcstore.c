@@ -1,0 +1,788 @@
+/* tr_rpcstore.c - group commit, reads, cache and retention of the RPC store.
+ *
+ * Formats: tr_rpcstore_private.h and docs/format/rpcstore.md.
+ * Recovery: tr_rpcstore_recover.c.
+ *
+ * The writer thread owns every mutation of the data, index and list files.
+ * A batch is: pop everything queued (up to TR_BATCH_MAX), copy the records
+ * into one buffer per part, append, fdatasync once (sync_mode always), then
+ * derive index/list entries into the DoubleWriteBuffer, publish the heads and
+ * call the submitters back.  Nothing is acknowledged before its record is
+ * written (and synced, in mode always); a failed write or sync fails the
+ * whole batch and leaves the data file FAILED until the writer reopens it
+ * and cuts it back to the last committed record (so a record that reached
+ * the disk but was never acknowledged is removed, not delivered later).
+ */
+#include "tr_rpcstore.h"
+
+#include "tr_endian.h"
+#include "tr_record.h"
+#include "tr_rpcstore_private.h"
+#include "tr_storage_error.h"
+
+#include <errno.h>
+#include <string.h>
+#include <xxhash.h>
+
+#define TR_BATCH_MAX 4096
+#define TR_REOPEN_RETRY_US (500 * G_TIME_SPAN_MILLISECOND)
+
+typedef struct {
+  GBytes *message; /* NULL: stop marker */
+  guint32 *service_ids;
+  guint n_services;
+  TrRpcCommitFunc done;
+  gpointer user_data;
+  guint64 rpc_id;
+  guint64 offset;     /* logical offset of its data record, once written */
+  guint32 record_len; /* header + payload */
+  guint32 checksum;   /* the record's checksum, copied into index/list entries */
+} Submission;
+
+static void
+submission_free (Submission *sub)
+{
+  if (sub->message)
+    g_bytes_unref (sub->message);
+  g_free (sub->service_ids);
+  g_free (sub);
+}
+
+/* ---- cache ------------------------------------------------------------ */
+
+static void
+cache_evict_oldest (TrRpcStore *store)
+{
+  guint slot = (guint) (store->cache_lo % store->ring_cap);
+
+  store->cache_bytes -= g_bytes_get_size (store->ring[slot]);
+  g_clear_pointer (&store->ring[slot], g_bytes_unref);
+  store->cache_lo++;
+}
+
+static void
+cache_insert (TrRpcStore *store, guint64 rpc_id, GBytes *message, gint64 time_us)
+{
+  gsize size = g_bytes_get_size (message);
+
+  if (store->ring_cap == 0 || size > store->options.rpc_cache_size)
+    return;
+  g_mutex_lock (&store->cache_lock);
+  if (store->cache_lo > store->cache_hi || rpc_id != store->cache_hi + 1) {
+    while (store->cache_lo <= store->cache_hi)
+      cache_evict_oldest (store);
+    store->cache_lo = rpc_id;
+  }
+  while (store->cache_lo <= store->cache_hi
+         && (store->cache_bytes + size > store->options.rpc_cache_size
+             || rpc_id - store->cache_lo >= store->ring_cap))
+    cache_evict_oldest (store);
+  store->ring[rpc_id % store->ring_cap] = g_bytes_ref (message);
+  store->ring_time[rpc_id % store->ring_cap] = time_us;
+  store->cache_hi = rpc_id;
+  store->cache_bytes += size;
+  g_mutex_unlock (&store->cache_lock);
+}
+
+static GBytes *
+cache_lookup (TrRpcStore *store, guint64 rpc_id, gint64 *time_out)
+{
+  GBytes *found = NULL;
+
+  g_mutex_lock (&store->cache_lock);
+  if (store->ring_cap > 0 && rpc_id >= store->cache_lo && rpc_id <= store->cache_hi) {
+    found = g_bytes_ref (store->ring[rpc_id % store->ring_cap]);
+    if (time_out)
+      *time_out = store->ring_time[rpc_id % store->ring_cap];
+  }
+  g_mutex_unlock (&store->cache_lock);
+  return found;
+}
+
+/* ---- commit ----------------------------------------------------------- */
+
+static void
+fail_batch (TrRpcStore *store, GPtrArray *batch, const GError *error)
+{
+  for (guint i = 0; i < batch->len; i++) {
+    Submission *sub = g_ptr_array_index (batch, i);
+    sub->done (sub->user_data, 0, error);
+  }
+  g_mutex_lock (&store->head_lock);
+  store->commit_errors += batch->len;
+  g_mutex_unlock (&store->head_lock);
+}
+
+/* Encodes one data record for @sub into @buf. */
+static void
+encode_rpc (GByteArray *buf, Submission *sub, gint64 now_us)
+{
+  gsize msg_len = 0;
+  const guint8 *msg = g_bytes_get_data (sub->message, &msg_len);
+  guint32 payload_len = (guint32) (TR_RPCSTORE_RPC_PREFIX + 4 * sub->n_services + msg_len);
+  gsize start = buf->len;
+  guint8 *p;
+
+  g_byte_array_set_size (buf, start + TR_RECORD_SIZE (payload_len));
+  p = buf->data + start + TR_RECORD_HEADER_SIZE;
+  tr_put_le64 (p, sub->rpc_id);
+  tr_put_le64 (p + 8, (guint64) now_us);
+  tr_put_le16 (p + 16, (guint16) sub->n_services);
+  tr_put_le16 (p + 18, 0);
+  for (guint i = 0; i < sub->n_services; i++)
+    tr_put_le32 (p + 20 + 4 * i, sub->service_ids[i]);
+  if (msg_len > 0)
+    memcpy (p + 20 + 4 * sub->n_services, msg, msg_len);
+  tr_record_encode_header (buf->data + start, TR_RPCSTORE_REC_RPC, p, payload_len);
+}
+
+/* Appends @buf (records that all fit in the current part) and fixes the
+ * offsets of the submissions [first, last). */
+static gboolean
+append_chunk (TrRpcStore *store, GByteArray *buf, GPtrArray *batch, guint first, guint last,
+              GError **error)
+{
+  guint64 base = 0;
+  gboolean ok;
+
+  if (buf->len == 0)
+    return TRUE;
+  g_mutex_lock (&store->data_lock);
+  ok = tr_groupfile_append (store->data, buf->data, buf->len, &base, error);
+  g_mutex_unlock (&store->data_lock);
+  if (!ok)
+    return FALSE;
+  for (guint i = first; i < last; i++) {
+    Submission *sub = g_ptr_array_index (batch, i);
+    sub->offset += base;
+  }
+  store->data_end = base + buf->len;
+  g_byte_array_set_size (buf, 0);
+  return TRUE;
+}
+
+/* Writes every record of @batch; one append per part touched. */
+static gboolean
+write_batch (TrRpcStore *store, GPtrArray *batch, gint64 now_us, GError **error)
+{
+  guint64 part = store->options.group_file_size;
+  g_autoptr (GByteArray) buf = g_byte_array_sized_new (64 * 1024);
+  guint64 room;
+  guint first = 0;
+
+  room = part - (tr_groupfile_size (store->data) % part);
+  for (guint i = 0; i < batch->len; i++) {
+    Submission *sub = g_ptr_array_index (batch, i);
+    gsize before = buf->len;
+    sub->rpc_id = store->next_rpc_id + i;
+    encode_rpc (buf, sub, now_us);
+    if (buf->len > room) {
+      /* This record would cross the part end: flush what fits, the
+       * GroupFile starts a new part for the rest. */
+      g_byte_array_set_size (buf, (guint) before);
+      if (!append_chunk (store, buf, batch, first, i, error))
+        return FALSE;
+      first = i;
+      room = part;
+      before = 0;
+      encode_rpc (buf, sub, now_us);
+    }
+    sub->offset = before;
+    sub->record_len = (guint32) (buf->len - before);
+    sub->checksum = tr_get_le32 (buf->data + before + 8);
+  }
+  return append_chunk (store, buf, batch, first, batch->len, error);
+}
+
+static gboolean
+sync_data (TrRpcStore *store, GError **error)
+{
+  gboolean ok;
+
+  g_mutex_lock (&store->data_lock);
+  ok = tr_groupfile_sync (store->data, error);
+  g_mutex_unlock (&store->data_lock);
+  if (ok) {
+    store->unsynced = FALSE;
+    store->last_sync_us = g_get_monotonic_time ();
+  }
+  return ok;
+}
+
+static void
+publish (TrRpcStore *store, guint64 head)
+{
+  g_mutex_lock (&store->head_lock);
+  store->head_rpc_id = head;
+  memcpy (store->pub_list_heads, store->list_heads, store->n_ids * sizeof (guint64));
+  store->batches++;
+  g_mutex_unlock (&store->head_lock);
+  if (store->notify)
+    store->notify (store->notify_data, head);
+}
+
+/* After a data-file failure: reopen it and cut it back to the end of the
+ * last committed record, so the store accepts writes again by itself when
+ * the disk recovers.  Throttled; FALSE while the disk is still failing. */
+static gboolean
+try_reopen (TrRpcStore *store)
+{
+  g_autoptr (GError) error = NULL;
+  TrGroupFile *file;
+  gint64 now = g_get_monotonic_time ();
+
+  if (now - store->last_reopen_us < TR_REOPEN_RETRY_US)
+    return FALSE;
+  store->last_reopen_us = now;
+  file = tr_rpcstore__open_file (store, "data", &error);
+  if (file != NULL && tr_groupfile_size (file) > store->data_end
+      && !tr_groupfile_truncate (file, store->data_end, &error))
+    g_clear_pointer (&file, tr_groupfile_free);
+  if (file != NULL && !tr_groupfile_sync (file, &error))
+    g_clear_pointer (&file, tr_groupfile_free);
+  if (file == NULL) {
+    g_warning ("data store still failing: %s", error->message);
+    return FALSE;
+  }
+  g_mutex_lock (&store->data_lock);
+  g_clear_pointer (&store->data, tr_groupfile_free);
+  store->data = file;
+  g_mutex_unlock (&store->data_lock);
+  g_message ("data store reopened after failure (%s); accepting writes again",
+             store->failure->message);
+  g_clear_error (&store->failure);
+  return TRUE;
+}
+
+static void
+commit_batch (TrRpcStore *store, GPtrArray *batch)
+{
+  g_autoptr (GError) error = NULL;
+  gint64 now_us = g_get_real_time ();
+  gboolean ok;
+
+  if (store->failure != NULL && !try_reopen (store)) {
+    fail_batch (store, batch, store->failure);
+    return;
+  }
+  ok = write_batch (store, batch, now_us, &error);
+  if (ok && store->options.sync_mode == TR_SYNC_ALWAYS)
+    ok = sync_data (store, &error);
+  if (!ok) {
+    g_prefix_error (&error, "commit of %u rpcs failed: ", batch->len);
+    g_warning ("%s", error->message);
+    /* The records of this batch may be partly on disk: reopen cuts them. */
+    for (guint i = 0; i < batch->len; i++)
+      store->data_end = MIN (store->data_end, ((Submission *) g_ptr_array_index (batch, i))->offset);
+    store->failure = g_error_copy (error);
+    fail_batch (store, batch, error);
+    return;
+  }
+  store->unsynced = store->options.sync_mode != TR_SYNC_ALWAYS;
+  for (guint i = 0; i < batch->len; i++) {
+    Submission *sub = g_ptr_array_index (batch, i);
+    if (!tr_rpcstore__derive_entries (store, sub->rpc_id, sub->offset, sub->record_len, sub->checksum,
+                                      sub->service_ids, sub->n_services, &error)) {
+      g_warning ("index update failed, rpc %" G_GUINT64_FORMAT ": %s", sub->rpc_id, error->message);
+      g_clear_error (&error);
+    }
+    cache_insert (store, sub->rpc_id, sub->message, now_us);
+  }
+  store->next_rpc_id += batch->len;
+  publish (store, store->next_rpc_id - 1);
+  for (guint i = 0; i < batch->len; i++) {
+    Submission *sub = g_ptr_array_index (batch, i);
+    sub->done (sub->user_data, sub->rpc_id, NULL);
+  }
+}
+
+/* ---- retention -------------------------------------------------------- */
+
+/* Reads the 16-byte entry @entry_no (0-based) of DoubleWriteBuffer file @file_id. */
+static gboolean
+read_entry (TrRpcStore *store, guint32 file_id, guint64 entry_no, guint8 entry[TR_RPCSTORE_ENTRY_SIZE],
+            GError **error)
+{
+  guint64 pos = entry_no * TR_RPCSTORE_ENTRY_SIZE;
+
+  return tr_dwbuffer_read (store->dwb, file_id, pos / TR_RPCSTORE_BLOCK_SIZE,
+                           (guint32) (pos % TR_RPCSTORE_BLOCK_SIZE), entry, TR_RPCSTORE_ENTRY_SIZE,
+                           error);
+}
+
+/* Oldest rpc id any configured service still needs; head + 1 if none. */
+static guint64
+min_needed_rpc (TrRpcStore *store)
+{
+  guint64 min_rpc = store->next_rpc_id;
+
+  for (guint id = 0; id < store->n_ids; id++) {
+    guint64 low, head, rpc;
+    g_autoptr (GError) error = NULL;
+    if (g_ptr_array_index (store->lists, id) == NULL)
+      continue;
+    g_mutex_lock (&store->head_lock);
+    low = store->low_water[id];
+    head = store->pub_list_heads[id];
+    g_mutex_unlock (&store->head_lock);
+    if (low == 0)
+      return 1; /* a service whose endpoints have not reported yet pins everything */
+    if (low > head)
+      continue;
+    if (!tr_rpcstore_service_lookup (store, id, low, &rpc, &error))
+      return 1;
+    min_rpc = MIN (min_rpc, rpc);
+  }
+  return min_rpc;
+}
+
+/* Deletes whole parts nobody needs (DESIGN §2.9).  Runs right after a
+ * checkpoint, so every entry below the low water marks is durable. */
+static void
+run_retention (TrRpcStore *store)
+{
+  g_autoptr (GError) error = NULL;
+  guint8 entry[TR_RPCSTORE_ENTRY_SIZE];
+  guint64 min_rpc = min_needed_rpc (store);
+  guint64 first_rpc;
+  gboolean ok = TRUE;
+
+  g_mutex_lock (&store->head_lock);
+  first_rpc = store->first_rpc_id;
+  g_mutex_unlock (&store->head_lock);
+  if (min_rpc <= first_rpc || min_rpc > store->ckpt_rpc_id)
+    return;
+  if (!read_entry (store, TR_RPCSTORE_INDEX_FILE_ID, min_rpc - 1, entry, &error))
+    goto out;
+  g_mutex_lock (&store->data_lock);
+  ok = tr_groupfile_drop_before (store->data, tr_get_le64 (entry), &error);
+  g_mutex_unlock (&store->data_lock);
+  if (ok)
+    ok = tr_dwbuffer_drop_before (store->dwb, TR_RPCSTORE_INDEX_FILE_ID,
+                                  (min_rpc - 1) * TR_RPCSTORE_ENTRY_SIZE, &error);
+  for (guint id = 0; ok && id < store->n_ids; id++) {
+    guint64 low;
+    if (g_ptr_array_index (store->lists, id) == NULL)
+      continue;
+    g_mutex_lock (&store->head_lock);
+    low = store->low_water[id];
+    g_mutex_unlock (&store->head_lock);
+    ok = tr_dwbuffer_drop_before (store->dwb, TR_RPCSTORE_LIST_FILE_ID (id),
+                                  (MIN (low, store->list_heads[id] + 1) - 1) * TR_RPCSTORE_ENTRY_SIZE,
+                                  &error);
+  }
+  g_mutex_lock (&store->head_lock);
+  store->first_rpc_id = tr_groupfile_first_offset (store->index) / TR_RPCSTORE_ENTRY_SIZE + 1;
+  for (guint id = 0; id < store->n_ids; id++) {
+    TrGroupFile *list = g_ptr_array_index (store->lists, id);
+    if (list != NULL)
+      store->list_first[id] = tr_groupfile_first_offset (list) / TR_RPCSTORE_ENTRY_SIZE + 1;
+  }
+  g_mutex_unlock (&store->head_lock);
+out:
+  if (error != NULL)
+    g_warning ("retention skipped: %s", error->message);
+}
+
+/* ---- writer thread ---------------------------------------------------- */
+
+static gint64
+next_deadline (TrRpcStore *store)
+{
+  gint64 deadline = store->last_checkpoint_us
+                    + (gint64) store->options.checkpoint_interval_ms * G_TIME_SPAN_MILLISECOND;
+
+  if (store->unsynced && store->options.sync_mode == TR_SYNC_INTERVAL)
+    deadline = MIN (deadline, store->last_sync_us
+                                  + (gint64) store->options.sync_interval_ms * G_TIME_SPAN_MILLISECOND);
+  return deadline;
+}
+
+static void
+periodic_work (TrRpcStore *store)
+{
+  g_autoptr (GError) error = NULL;
+  gint64 now = g_get_monotonic_time ();
+
+  if (store->failure != NULL)
+    return;
+  if (store->unsynced && store->options.sync_mode == TR_SYNC_INTERVAL
+      && now >= store->last_sync_us + (gint64) store->options.sync_interval_ms * G_TIME_SPAN_MILLISECOND
+      && !sync_data (store, &error)) {
+    g_warning ("interval sync failed: %s", error->message);
+    store->failure = g_steal_pointer (&error);
+    return;
+  }
+  if (now < store->last_checkpoint_us + (gint64) store->options.checkpoint_interval_ms * G_TIME_SPAN_MILLISECOND)
+    return;
+  store->last_checkpoint_us = now;
+  if (store->ckpt_rpc_id + 1 == store->next_rpc_id && store->batches_since_retention == 0)
+    return;
+  if (!tr_rpcstore__checkpoint (store, &error)) {
+    g_warning ("checkpoint failed: %s", error->message);
+    return;
+  }
+  store->batches_since_retention = 0;
+  run_retention (store);
+}
+
+static gpointer
+writer_main (gpointer data)
+{
+  TrRpcStore *store = data;
+  g_autoptr (GPtrArray) batch = g_ptr_array_new_with_free_func ((GDestroyNotify) submission_free);
+  gboolean stopping = FALSE;
+
+  while (!stopping) {
+    gint64 wait = next_deadline (store) - g_get_monotonic_time ();
+    Submission *sub = g_async_queue_timeout_pop (store->queue, MAX (wait, 1));
+    while (sub != NULL) {
+      if (sub->message == NULL) {
+        stopping = TRUE;
+        submission_free (sub);
+        break;
+      }
+      g_ptr_array_add (batch, sub);
+      sub = batch->len < TR_BATCH_MAX ? g_async_queue_try_pop (store->queue) : NULL;
+    }
+    if (batch->len > 0) {
+      commit_batch (store, batch);
+      store->batches_since_retention++;
+      g_ptr_array_set_size (batch, 0);
+    }
+    periodic_work (store);
+  }
+  return NULL;
+}
+
+/* ---- public API ------------------------------------------------------- */
+
+static void
+store_free (TrRpcStore *store)
+{
+  if (store->dwb)
+    tr_dwbuffer_free (store->dwb);
+  g_clear_pointer (&store->data, tr_groupfile_free);
+  g_clear_pointer (&store->index, tr_groupfile_free);
+  if (store->lists)
+    g_ptr_array_unref (store->lists);
+  if (store->dead)
+    g_ptr_array_unref (store->dead);
+  g_clear_pointer (&store->checkpoint, tr_rotatefile_free);
+  g_clear_pointer (&store->service_ids, g_hash_table_destroy);
+  if (store->service_names)
+    g_ptr_array_unref (store->service_names);
+  if (store->queue)
+    g_async_queue_unref (store->queue);
+  while (store->ring && store->cache_lo <= store->cache_hi)
+    cache_evict_oldest (store);
+  g_free (store->ring);
+  g_free (store->ring_time);
+  g_free (store->list_heads);
+  g_free (store->pub_list_heads);
+  g_free (store->low_water);
+  g_free (store->list_first);
+  g_clear_error (&store->failure);
+  g_mutex_clear (&store->data_lock);
+  g_mutex_clear (&store->head_lock);
+  g_mutex_clear (&store->cache_lock);
+  g_mutex_clear (&store->dead_lock);
+  g_free (store->dir);
+  g_free (store);
+}
+
+TrRpcStore *
+tr_rpcstore_open (TrIo *io, const char *dir, const TrRpcStoreOptions *options,
+                  const char *const *services, GError **error)
+{
+  TrRpcStore *store;
+
+  g_return_val_if_fail (io != NULL && dir != NULL && options != NULL && services != NULL, NULL);
+  g_return_val_if_fail (options->group_file_size >= TR_RPCSTORE_BLOCK_SIZE, NULL);
+  g_return_val_if_fail (options->max_message_size > 0
+                            && options->max_message_size <= options->group_file_size / 2, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  store = g_new0 (TrRpcStore, 1);
+  store->io = io;
+  store->dir = g_strdup (dir);
+  store->options = *options;
+  /* Index and list parts must hold whole blocks. */
+  store->options.group_file_size -= store->options.group_file_size % TR_RPCSTORE_BLOCK_SIZE;
+  if (store->options.checkpoint_interval_ms == 0)
+    store->options.checkpoint_interval_ms = 1000;
+  g_mutex_init (&store->data_lock);
+  g_mutex_init (&store->head_lock);
+  g_mutex_init (&store->cache_lock);
+  g_mutex_init (&store->dead_lock);
+  store->cache_lo = 1;
+  store->cache_hi = 0;
+  store->ring_cap = (guint) MIN (options->rpc_cache_size / 64, 1u << 20);
+  store->ring = g_new0 (GBytes *, MAX (store->ring_cap, 1));
+  store->ring_time = g_new0 (gint64, MAX (store->ring_cap, 1));
+  store->queue = g_async_queue_new ();
+
+  if (g_mkdir_with_parents (dir, 0755) < 0) {
+    tr_io_set_errno_error (error, errno, "cannot create data directory", dir);
+    store_free (store);
+    return NULL;
+  }
+  if (!tr_rpcstore__recover (store, services, error)) {
+    g_prefix_error (error, "opening store %s: ", dir);
+    store_free (store);
+    return NULL;
+  }
+  store->last_checkpoint_us = store->last_sync_us = g_get_monotonic_time ();
+  store->writer = g_thread_new ("tr-writer", writer_main, store);
+  return store;
+}
+
+void
+tr_rpcstore_close (TrRpcStore *store)
+{
+  g_autoptr (GError) error = NULL;
+  Submission *stop;
+
+  if (store == NULL)
+    return;
+  stop = g_new0 (Submission, 1);
+  g_async_queue_push (store->queue, stop);
+  g_thread_join (store->writer);
+  /* Clean shutdown: everything committed is made durable and checkpointed,
+   * so the next start scans nothing. */
+  if (store->failure == NULL && store->unsynced && !sync_data (store, &error)) {
+    g_warning ("final sync failed: %s", error->message);
+    g_clear_error (&error);
+  }
+  if (store->failure == NULL && !tr_rpcstore__checkpoint (store, &error))
+    g_warning ("final checkpoint failed: %s", error->message);
+  store_free (store);
+}
+
+gint
+tr_rpcstore_service_id (TrRpcStore *store, const char *name)
+{
+  gpointer value = g_hash_table_lookup (store->service_ids, name);
+
+  return value ? (gint) GPOINTER_TO_UINT (value) - 1 : -1;
+}
+
+void
+tr_rpcstore_set_notify (TrRpcStore *store, TrRpcNotifyFunc notify, gpointer user_data)
+{
+  store->notify = notify;
+  store->notify_data = user_data;
+}
+
+void
+tr_rpcstore_submit (TrRpcStore *store, GBytes *message, const guint32 *service_ids, guint n_services,
+                    TrRpcCommitFunc done, gpointer user_data)
+{
+  Submission *sub;
+
+  g_return_if_fail (store != NULL && message != NULL && done != NULL);
+  g_return_if_fail (n_services > 0 && n_services <= G_MAXUINT16);
+  sub = g_new0 (Submission, 1);
+  sub->message = g_bytes_ref (message);
+  sub->service_ids = g_memdup2 (service_ids, n_services * sizeof (guint32));
+  sub->n_services = n_services;
+  sub->done = done;
+  sub->user_data = user_data;
+  g_async_queue_push (store->queue, sub);
+}
+
+guint64
+tr_rpcstore_head (TrRpcStore *store)
+{
+  guint64 head;
+
+  g_mutex_lock (&store->head_lock);
+  head = store->head_rpc_id;
+  g_mutex_unlock (&store->head_lock);
+  return head;
+}
+
+guint64
+tr_rpcstore_service_head (TrRpcStore *store, guint32 service_id)
+{
+  guint64 head;
+
+  g_return_val_if_fail (service_id < store->n_ids, 0);
+  g_mutex_lock (&store->head_lock);
+  head = store->pub_list_heads[service_id];
+  g_mutex_unlock (&store->head_lock);
+  return head;
+}
+
+guint64
+tr_rpcstore_service_first (TrRpcStore *store, guint32 service_id)
+{
+  guint64 first;
+
+  g_return_val_if_fail (service_id < store->n_ids, 0);
+  g_mutex_lock (&store->head_lock);
+  first = store->list_first[service_id];
+  g_mutex_unlock (&store->head_lock);
+  return first;
+}
+
+gboolean
+tr_rpcstore_service_lookup (TrRpcStore *store, guint32 service_id, guint64 seqid, guint64 *rpc_id_out,
+                            GError **error)
+{
+  guint8 entry[TR_RPCSTORE_ENTRY_SIZE];
+  guint64 head, first;
+
+  g_return_val_if_fail (service_id < store->n_ids, FALSE);
+  g_mutex_lock (&store->head_lock);
+  head = store->pub_list_heads[service_id];
+  first = store->list_first[service_id];
+  g_mutex_unlock (&store->head_lock);
+  if (seqid == 0 || seqid > head || seqid < first) {
+    g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_NOT_FOUND,
+                 "seqid %" G_GUINT64_FORMAT " of service %s is not stored (range %" G_GUINT64_FORMAT
+                 "..%" G_GUINT64_FORMAT ")",
+                 seqid, (const char *) g_ptr_array_index (store->service_names, service_id), first, head);
+    return FALSE;
+  }
+  if (!read_entry (store, TR_RPCSTORE_LIST_FILE_ID (service_id), seqid - 1, entry, error))
+    return FALSE;
+  if (tr_get_le64 (entry) == 0
+      || tr_get_le32 (entry + 12) != (guint32) XXH3_64bits_withSeed (entry, 12, TR_RECORD_SEED)) {
+    g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CORRUPT,
+                 "list entry %" G_GUINT64_FORMAT " of service %s fails its checksum", seqid,
+                 (const char *) g_ptr_array_index (store->service_names, service_id));
+    return FALSE;
+  }
+  *rpc_id_out = tr_get_le64 (entry);
+  return TRUE;
+}
+
+/* Reads and verifies the data record of @rpc_id from disk. */
+static GBytes *
+read_record (TrRpcStore *store, guint64 rpc_id, gint64 *time_out, GError **error)
+{
+  guint8 entry[TR_RPCSTORE_ENTRY_SIZE];
+  g_autofree guint8 *buf = NULL;
+  guint32 len;
+  TrRecordView view;
+  gboolean ok;
+  gsize got = 0;
+  guint16 n;
+
+  if (!read_entry (store, TR_RPCSTORE_INDEX_FILE_ID, rpc_id - 1, entry, error))
+    return NULL;
+  len = tr_get_le32 (entry + 8);
+  if (len < TR_RECORD_SIZE (TR_RPCSTORE_RPC_PREFIX) || len > store->options.group_file_size) {
+    g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CORRUPT,
+                 "index entry of rpc %" G_GUINT64_FORMAT " is invalid", rpc_id);
+    return NULL;
+  }
+  buf = g_malloc (len);
+  g_mutex_lock (&store->data_lock);
+  ok = tr_groupfile_read (store->data, tr_get_le64 (entry), buf, len, &got, error);
+  g_mutex_unlock (&store->data_lock);
+  if (!ok)
+    return NULL;
+  if (got != len || tr_record_decode (buf, len, len, &view) != TR_RECORD_OK
+      || view.type != TR_RPCSTORE_REC_RPC || tr_get_le64 (view.payload) != rpc_id) {
+    g_autofree char *path = tr_groupfile_part_path (store->data, tr_get_le64 (entry));
+    g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CORRUPT,
+                 "data record of rpc %" G_GUINT64_FORMAT " in %s at offset %" G_GUINT64_FORMAT
+                 " is corrupt",
+                 rpc_id, path, tr_get_le64 (entry));
+    return NULL;
+  }
+  n = tr_get_le16 (view.payload + 16);
+  if (time_out)
+    *time_out = (gint64) tr_get_le64 (view.payload + 8);
+  {
+    gsize skip = TR_RECORD_HEADER_SIZE + TR_RPCSTORE_RPC_PREFIX + 4 * (gsize) n;
+    g_autoptr (GBytes) whole = g_bytes_new_take (g_steal_pointer (&buf), len);
+    if (skip > len) {
+      g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CORRUPT,
+                   "data record of rpc %" G_GUINT64_FORMAT " has a bad service count", rpc_id);
+      return NULL;
+    }
+    return g_bytes_new_from_bytes (whole, skip, len - skip);
+  }
+}
+
+GBytes *
+tr_rpcstore_get (TrRpcStore *store, guint64 rpc_id, gint64 *timestamp_us_out, GError **error)
+{
+  GBytes *message;
+  guint64 head, first;
+
+  g_return_val_if_fail (store != NULL, NULL);
+  message = cache_lookup (store, rpc_id, timestamp_us_out);
+  if (message != NULL)
+    return message;
+  g_mutex_lock (&store->head_lock);
+  head = store->head_rpc_id;
+  first = store->first_rpc_id;
+  g_mutex_unlock (&store->head_lock);
+  if (rpc_id == 0 || rpc_id > head || rpc_id < first) {
+    g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_NOT_FOUND,
+                 "rpc %" G_GUINT64_FORMAT " is not stored (range %" G_GUINT64_FORMAT "..%" G_GUINT64_FORMAT
+                 ")",
+                 rpc_id, first, head);
+    return NULL;
+  }
+  return read_record (store, rpc_id, timestamp_us_out, error);
+}
+
+void
+tr_rpcstore_set_low_water (TrRpcStore *store, guint32 service_id, guint64 seqid)
+{
+  g_return_if_fail (service_id < store->n_ids);
+  g_mutex_lock (&store->head_lock);
+  store->low_water[service_id] = seqid;
+  g_mutex_unlock (&store->head_lock);
+}
+
+gboolean
+tr_rpcstore_add_dead_letter (TrRpcStore *store, guint32 service_id, guint64 seqid, guint64 rpc_id,
+                             const char *reason, GError **error)
+{
+  g_autoptr (GByteArray) payload = g_byte_array_new ();
+  g_autoptr (GBytes) record = NULL;
+  TrGroupFile *file;
+  guint8 head[16];
+  guint64 offset;
+  gboolean ok;
+
+  g_return_val_if_fail (service_id < store->n_ids, FALSE);
+  tr_put_le64 (head, seqid);
+  tr_put_le64 (head + 8, rpc_id);
+  g_byte_array_append (payload, head, sizeof head);
+  g_byte_array_append (payload, (const guint8 *) reason, (guint) strlen (reason));
+  record = tr_record_encode (TR_RPCSTORE_REC_DEAD, payload->data, payload->len);
+  g_mutex_lock (&store->dead_lock);
+  file = g_ptr_array_index (store->dead, service_id);
+  if (file == NULL) {
+    g_autofree char *name = g_strdup_printf ("dead-%u", service_id);
+    file = tr_rpcstore__open_file (store, name, error);
+    g_ptr_array_index (store->dead, service_id) = file;
+  }
+  ok = file != NULL
+       && tr_groupfile_append (file, g_bytes_get_data (record, NULL), g_bytes_get_size (record), &offset, error)
+       && tr_groupfile_sync (file, error);
+  g_mutex_unlock (&store->dead_lock);
+  return ok;
+}
+
+void
+tr_rpcstore_get_stats (TrRpcStore *store, TrRpcStoreStats *stats_out)
+{
+  g_mutex_lock (&store->head_lock);
+  stats_out->head_rpc_id = store->head_rpc_id;
+  stats_out->first_rpc_id = store->first_rpc_id;
+  stats_out->batches = store->batches;
+  stats_out->commit_errors = store->commit_errors;
+  g_mutex_unlock (&store->head_lock);
+  g_mutex_lock (&store->data_lock);
+  stats_out->data_bytes = tr_groupfile_disk_bytes (store->data);
+  stats_out->data_parts = tr_groupfile_n_parts (store->data);
+  g_mutex_unlock (&store->data_lock);
+}

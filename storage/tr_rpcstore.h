@@ -1,0 +1,133 @@
+/* tr_rpcstore.h - the durable RPC store of a node: global store + service lists.
+ *
+ * Files in the data directory (formats in docs/format/rpcstore.md, v1):
+ *   data.N           GroupFile of RPC records (the source of truth; synced per
+ *                    group commit)
+ *   index.N          GroupFile of 16-byte index entries, entry of rpc id r at
+ *                    (r-1)*16, written through the DoubleWriteBuffer
+ *   list-<id>.N      one GroupFile per service: 16-byte entries, entry of
+ *                    service seqid s at (s-1)*16, through the DoubleWriteBuffer
+ *   double_write_prepare   the DoubleWriteBuffer journal (transient)
+ *   checkpoint.0/.1  RotateFile: rpc id, data offset and service heads up to
+ *                    which index and lists are durable
+ *   services.map     DoubleWriteFile: service name -> permanent numeric id
+ *   dead-<id>.N      GroupFile of dead-letter records per service
+ *
+ * Commit path: tr_rpcstore_submit() queues a message with the ids of the
+ * services subscribing to it.  One writer thread drains the queue in batches
+ * (group commit): it appends one data record per RPC, fdatasyncs once per
+ * batch (sync_mode always), then writes the index and list entries into the
+ * DoubleWriteBuffer (memory) and calls each submitter's callback.  Every
+ * checkpoint interval the writer syncs the DoubleWriteBuffer and records a
+ * checkpoint; recovery re-derives index and list entries from the data
+ * records after the checkpoint, so only the data file needs a sync per batch.
+ *
+ * Threads: tr_rpcstore_submit() and every read function are thread-safe.
+ * Commit callbacks run on the writer thread: they must be quick (typically a
+ * g_main_context_invoke() back to the caller's loop).
+ * Lock order: ->data_lock before the DoubleWriteBuffer's locks; ->cache_lock
+ * and ->head_lock are leaves.
+ */
+#pragma once
+
+#include "tr_io.h"
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+typedef enum {
+  TR_SYNC_ALWAYS,   /* fdatasync before any commit callback (default) */
+  TR_SYNC_INTERVAL, /* callbacks after write(); fdatasync every sync_interval_ms */
+  TR_SYNC_NONE,     /* never fdatasync explicitly (the kernel decides) */
+} TrSyncMode;
+
+typedef struct {
+  guint64 group_file_size;   /* part size of data/index/list GroupFiles */
+  gsize rpc_cache_size;      /* bytes of recent messages kept in memory */
+  TrSyncMode sync_mode;
+  guint sync_interval_ms;    /* TR_SYNC_INTERVAL period */
+  guint checkpoint_interval_ms; /* how often index/lists are made durable (default 1000) */
+  guint32 max_message_size;  /* largest message accepted (<= group_file_size / 2) */
+} TrRpcStoreOptions;
+
+typedef struct _TrRpcStore TrRpcStore;
+
+/* Called on the writer thread when an RPC is committed (@error NULL, @rpc_id
+ * its global id) or failed (@error set, nothing stored). */
+typedef void (*TrRpcCommitFunc) (gpointer user_data, guint64 rpc_id, const GError *error);
+
+/* Called on the writer thread after each committed batch, with the new
+ * global head.  Used to wake the push side. */
+typedef void (*TrRpcNotifyFunc) (gpointer user_data, guint64 head_rpc_id);
+
+/* tr_rpcstore_open:
+ * @io: (transfer none): I/O backend, outlives the store
+ * @dir: data directory (created if missing)
+ * @services: (array zero-terminated=1): every service name in the config
+ *
+ * Opens the store, runs recovery (journal replay, tail scan after the last
+ * checkpoint, torn-tail truncation reported in the log) and starts the
+ * writer thread.  New service names get new permanent ids.
+ * Returns: (transfer full) (nullable): NULL with TR_STORAGE_ERROR set. */
+TrRpcStore *tr_rpcstore_open (TrIo *io, const char *dir, const TrRpcStoreOptions *options,
+                              const char *const *services, GError **error);
+
+/* Finishes pending commits, checkpoints, stops the writer thread, closes. */
+void tr_rpcstore_close (TrRpcStore *store);
+
+/* Permanent id of service @name, or -1 if the store does not know it. */
+gint tr_rpcstore_service_id (TrRpcStore *store, const char *name);
+
+void tr_rpcstore_set_notify (TrRpcStore *store, TrRpcNotifyFunc notify, gpointer user_data);
+
+/* tr_rpcstore_submit:
+ * Queues @message (a whole Thrift message, without the frame length) for
+ * @n_services services.  @message is referenced, not copied.  @done is
+ * called exactly once, on the writer thread.  Thread-safe. */
+void tr_rpcstore_submit (TrRpcStore *store, GBytes *message, const guint32 *service_ids, guint n_services,
+                         TrRpcCommitFunc done, gpointer user_data);
+
+/* Head (last committed) global rpc id; 0 when empty. */
+guint64 tr_rpcstore_head (TrRpcStore *store);
+/* Last committed seqid of a service's list; 0 when empty. */
+guint64 tr_rpcstore_service_head (TrRpcStore *store, guint32 service_id);
+/* First seqid still stored in a service's list (after retention). */
+guint64 tr_rpcstore_service_first (TrRpcStore *store, guint32 service_id);
+
+/* tr_rpcstore_service_lookup:
+ * Global rpc id at @seqid of @service_id's list (1 <= seqid <= head).
+ * Errors: TR_STORAGE_ERROR_NOT_FOUND (out of range or dropped), _CORRUPT. */
+gboolean tr_rpcstore_service_lookup (TrRpcStore *store, guint32 service_id, guint64 seqid,
+                                     guint64 *rpc_id_out, GError **error);
+
+/* tr_rpcstore_get:
+ * Returns: (transfer full) (nullable): the message of @rpc_id (from the
+ * cache, else from disk, checksum verified), or NULL with NOT_FOUND/CORRUPT.
+ * @timestamp_us_out (optional): commit time. */
+GBytes *tr_rpcstore_get (TrRpcStore *store, guint64 rpc_id, gint64 *timestamp_us_out, GError **error);
+
+/* tr_rpcstore_set_low_water:
+ * Tells retention that @service_id no longer needs seqids below @seqid (the
+ * minimum over its endpoints of the first unacknowledged seqid, and of its
+ * dead letters).  Whole parts no service needs are deleted by the writer. */
+void tr_rpcstore_set_low_water (TrRpcStore *store, guint32 service_id, guint64 seqid);
+
+/* Appends a dead letter (@seqid of @service_id whose RPC could not be
+ * delivered) durably.  Thread-safe. */
+gboolean tr_rpcstore_add_dead_letter (TrRpcStore *store, guint32 service_id, guint64 seqid,
+                                      guint64 rpc_id, const char *reason, GError **error);
+
+/* Statistics for status displays. */
+typedef struct {
+  guint64 head_rpc_id;
+  guint64 data_bytes;
+  guint data_parts;
+  guint64 first_rpc_id; /* oldest rpc id still on disk */
+  guint64 batches;      /* group commits done */
+  guint64 commit_errors;
+} TrRpcStoreStats;
+
+void tr_rpcstore_get_stats (TrRpcStore *store, TrRpcStoreStats *stats_out);
+
+G_END_DECLS

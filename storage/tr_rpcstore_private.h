@@ -1,0 +1,129 @@
+/* tr_rpcstore_private.h - shared between tr_rpcstore.c (commit, reads,
+ * retention) and tr_rpcstore_recover.c (open-time recovery).  Not for use
+ * outside storage/.
+ *
+ * On-disk formats (docs/format/rpcstore.md, version 1), all little-endian:
+ *
+ * Data record: record frame v1 (tr_record.h) of type TR_RPCSTORE_REC_RPC,
+ * payload:
+ *   0   8  global rpc id (>= 1, dense: each record is the previous one + 1)
+ *   8   8  commit time, microseconds since the Unix epoch (i64)
+ *   16  2  n = number of subscribing services
+ *   18  2  flags, 0
+ *   20  4n service ids (u32 each), in the order their list entries were made
+ *   20+4n  the Thrift message, byte for byte as received (no frame length)
+ *
+ * Index entry (16 bytes, entry of rpc id r at logical offset (r-1)*16):
+ *   0 8 logical offset of the data record in the data GroupFile
+ *   8 4 total record length (header + payload)
+ *   12 4 the data record's checksum (its header bytes 8..11)
+ *
+ * List entry (16 bytes, entry of service seqid s at logical offset (s-1)*16):
+ *   0 8 global rpc id
+ *   8 4 the data record's checksum
+ *   12 4 low 32 bits of XXH3-64(seed TR_RECORD_SEED) over bytes 0..11
+ *
+ * Checkpoint (RotateFile state):
+ *   0 4 version (1)
+ *   4 8 last rpc id whose index and list entries are durable
+ *   12 8 logical data offset just after that rpc's record
+ *   20 4 m = number of services
+ *   24 12m (u32 service id, u64 list head seqid) pairs
+ */
+#pragma once
+
+#include "tr_dwbuffer.h"
+#include "tr_groupfile.h"
+#include "tr_io.h"
+#include "tr_rotatefile.h"
+#include "tr_rpcstore.h"
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+#define TR_RPCSTORE_REC_RPC 0x44 /* 'D' */
+#define TR_RPCSTORE_REC_DEAD 0x4c /* 'L' */
+#define TR_RPCSTORE_RPC_PREFIX 20
+#define TR_RPCSTORE_ENTRY_SIZE 16
+#define TR_RPCSTORE_BLOCK_SIZE 4096
+#define TR_RPCSTORE_MAX_SERVICES 4096
+#define TR_RPCSTORE_INDEX_FILE_ID 0
+#define TR_RPCSTORE_CHECKPOINT_VERSION 1
+/* DoubleWriteBuffer file id of a service's list. */
+#define TR_RPCSTORE_LIST_FILE_ID(service_id) ((guint32) (service_id) + 1)
+
+struct _TrRpcStore {
+  TrIo *io;
+  char *dir;
+  TrRpcStoreOptions options;
+
+  GMutex data_lock;
+  TrGroupFile *data; /* protected by ->data_lock */
+
+  TrGroupFile *index;  /* written only through ->dwb */
+  GPtrArray *lists;    /* TrGroupFile* by service id, NULL for unconfigured ids */
+  TrDwBuffer *dwb;
+  TrRotateFile *checkpoint; /* writer thread only */
+
+  /* Service map: fixed after open. */
+  GHashTable *service_ids; /* name -> GUINT_TO_POINTER (id + 1) */
+  GPtrArray *service_names; /* by id */
+  guint n_ids;
+
+  /* Writer thread state (touched only by the writer after open). */
+  GThread *writer;
+  GAsyncQueue *queue;
+  guint64 next_rpc_id;
+  guint64 data_end;        /* logical end of the last committed record */
+  guint64 *list_heads;     /* by service id */
+  guint64 ckpt_rpc_id;     /* last checkpointed rpc id */
+  gint64 last_checkpoint_us;
+  gint64 last_sync_us;
+  gboolean unsynced;       /* interval/none mode: data written since last sync */
+  GError *failure;         /* sticky data-file failure; cleared by reopen */
+  gint64 last_reopen_us;
+  guint64 batches_since_retention;
+
+  /* Published state, read by any thread. */
+  GMutex head_lock;
+  guint64 head_rpc_id;        /* protected by ->head_lock */
+  guint64 *pub_list_heads;    /* protected by ->head_lock */
+  guint64 *low_water;         /* protected by ->head_lock; 0 = not set */
+  guint64 *list_first;        /* protected by ->head_lock */
+  guint64 first_rpc_id;       /* protected by ->head_lock */
+  guint64 batches;            /* protected by ->head_lock */
+  guint64 commit_errors;      /* protected by ->head_lock */
+
+  TrRpcNotifyFunc notify;
+  gpointer notify_data;
+
+  /* Recent messages: ring of rpc ids [cache_lo, cache_hi]. */
+  GMutex cache_lock;
+  GBytes **ring;     /* protected by ->cache_lock */
+  gint64 *ring_time; /* protected by ->cache_lock */
+  guint ring_cap;
+  guint64 cache_lo, cache_hi; /* protected by ->cache_lock; empty when lo > hi */
+  gsize cache_bytes;          /* protected by ->cache_lock */
+
+  GMutex dead_lock;
+  GPtrArray *dead; /* TrGroupFile* by service id, opened lazily; protected by ->dead_lock */
+};
+
+/* Recovery (tr_rpcstore_recover.c): loads the service map, opens the
+ * files, replays the journal, re-derives entries after the checkpoint. */
+gboolean tr_rpcstore__recover (TrRpcStore *store, const char *const *services, GError **error);
+
+/* Writes the index entry and the list entries of one committed record
+ * into the DoubleWriteBuffer and advances ->list_heads. */
+gboolean tr_rpcstore__derive_entries (TrRpcStore *store, guint64 rpc_id, guint64 offset,
+                                      guint32 record_len, guint32 checksum,
+                                      const guint32 *service_ids, guint n_services, GError **error);
+
+/* Syncs the DoubleWriteBuffer and writes a checkpoint for the current head. */
+gboolean tr_rpcstore__checkpoint (TrRpcStore *store, GError **error);
+
+/* Opens (creating if needed) a GroupFile of the store, named @name. */
+TrGroupFile *tr_rpcstore__open_file (TrRpcStore *store, const char *name, GError **error);
+
+G_END_DECLS

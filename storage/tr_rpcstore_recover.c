@@ -1,0 +1,350 @@
+/* tr_rpcstore_recover.c - opening the RPC store: service map, files,
+ * DoubleWriteBuffer journal replay, tail scan after the last checkpoint.
+ *
+ * Recovery never scans the whole store: it starts at the data offset of the
+ * last checkpoint, so restart time is bounded by the checkpoint interval,
+ * not by the store size.  Every data record found after the checkpoint
+ * re-derives its index entry and list entries (tr_rpcstore__derive_entries,
+ * the same function the commit path uses).  The first invalid record ends
+ * the scan: in the last part it is a torn tail (truncated, logged with the
+ * bytes dropped); anywhere else it is corruption and opening fails naming
+ * the file and offset.  Formats: tr_rpcstore_private.h.
+ */
+#include "tr_endian.h"
+#include "tr_dwfile.h"
+#include "tr_record.h"
+#include "tr_rpcstore_private.h"
+#include "tr_storage_error.h"
+
+#include <string.h>
+#include <xxhash.h>
+
+#define TR_SERVICES_MAP "services.map"
+#define TR_CHECKPOINT_FILE_SIZE (64 * 1024)
+
+TrGroupFile *
+tr_rpcstore__open_file (TrRpcStore *store, const char *name, GError **error)
+{
+  return tr_groupfile_open (store->io, store->dir, name, store->options.group_file_size, error);
+}
+
+/* services.map: one "ID NAME" line per service ever configured.  Ids are
+ * permanent (they are written into data records), so a removed service
+ * keeps its id and a new one gets the next. */
+static gboolean
+load_service_map (TrRpcStore *store, const char *const *services, GError **error)
+{
+  g_autofree char *path = g_build_filename (store->dir, TR_SERVICES_MAP, NULL);
+  g_autoptr (GError) local = NULL;
+  g_autoptr (GBytes) content = tr_dwfile_read (store->io, path, &local);
+  g_autoptr (GString) out = g_string_new ("# thriftrouter service ids (do not edit)\n");
+  g_auto (GStrv) lines = NULL;
+  gboolean changed = FALSE;
+
+  store->service_ids = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  store->service_names = g_ptr_array_new_with_free_func (g_free);
+  if (content == NULL && !g_error_matches (local, TR_STORAGE_ERROR, TR_STORAGE_ERROR_NOT_FOUND)) {
+    g_propagate_error (error, g_steal_pointer (&local));
+    return FALSE;
+  }
+  if (content != NULL) {
+    g_autofree char *text = g_strndup (g_bytes_get_data (content, NULL), g_bytes_get_size (content));
+    lines = g_strsplit (text, "\n", -1);
+  }
+  for (guint i = 0; lines && lines[i]; i++) {
+    g_auto (GStrv) fields = g_strsplit (lines[i], " ", 2);
+    if (lines[i][0] == '#' || lines[i][0] == '\0')
+      continue;
+    if (g_strv_length (fields) != 2 || g_ascii_strtoull (fields[0], NULL, 10) != store->service_names->len) {
+      g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CORRUPT, "%s line %u is invalid: '%s'", path,
+                   i + 1, lines[i]);
+      return FALSE;
+    }
+    g_ptr_array_add (store->service_names, g_strdup (fields[1]));
+    g_hash_table_insert (store->service_ids, g_strdup (fields[1]),
+                         GUINT_TO_POINTER (store->service_names->len));
+  }
+  for (guint i = 0; services[i]; i++) {
+    if (g_hash_table_contains (store->service_ids, services[i]))
+      continue;
+    g_ptr_array_add (store->service_names, g_strdup (services[i]));
+    g_hash_table_insert (store->service_ids, g_strdup (services[i]),
+                         GUINT_TO_POINTER (store->service_names->len));
+    changed = TRUE;
+  }
+  store->n_ids = store->service_names->len;
+  if (store->n_ids > TR_RPCSTORE_MAX_SERVICES) {
+    g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CORRUPT, "%s: too many services (%u)", path,
+                 store->n_ids);
+    return FALSE;
+  }
+  for (guint id = 0; id < store->n_ids; id++)
+    g_string_append_printf (out, "%u %s\n", id, (char *) g_ptr_array_index (store->service_names, id));
+  return !changed || tr_dwfile_replace (store->io, path, out->str, out->len, error);
+}
+
+static gboolean
+open_files (TrRpcStore *store, const char *const *services, GError **error)
+{
+  gsize cache_blocks = MAX (store->options.rpc_cache_size / 16 / TR_RPCSTORE_BLOCK_SIZE, 64);
+
+  store->lists = g_ptr_array_new_full (store->n_ids, (GDestroyNotify) tr_groupfile_free);
+  store->dead = g_ptr_array_new_full (store->n_ids, (GDestroyNotify) tr_groupfile_free);
+  g_ptr_array_set_size (store->lists, (gint) store->n_ids);
+  g_ptr_array_set_size (store->dead, (gint) store->n_ids);
+  store->list_heads = g_new0 (guint64, store->n_ids);
+  store->pub_list_heads = g_new0 (guint64, store->n_ids);
+  store->low_water = g_new0 (guint64, store->n_ids);
+  store->list_first = g_new0 (guint64, store->n_ids);
+  store->data = tr_rpcstore__open_file (store, "data", error);
+  if (store->data == NULL)
+    return FALSE;
+  store->index = tr_rpcstore__open_file (store, "index", error);
+  if (store->index == NULL)
+    return FALSE;
+  store->dwb = tr_dwbuffer_new (store->io, store->dir, TR_RPCSTORE_BLOCK_SIZE, cache_blocks, 4096);
+  tr_dwbuffer_add_file (store->dwb, TR_RPCSTORE_INDEX_FILE_ID, store->index);
+  for (guint i = 0; services[i]; i++) {
+    guint id = (guint) tr_rpcstore_service_id (store, services[i]);
+    g_autofree char *name = g_strdup_printf ("list-%u", id);
+    TrGroupFile *list = tr_rpcstore__open_file (store, name, error);
+    if (list == NULL)
+      return FALSE;
+    g_ptr_array_index (store->lists, id) = list;
+    tr_dwbuffer_add_file (store->dwb, TR_RPCSTORE_LIST_FILE_ID (id), list);
+  }
+  return tr_dwbuffer_recover (store->dwb, error);
+}
+
+gboolean
+tr_rpcstore__derive_entries (TrRpcStore *store, guint64 rpc_id, guint64 offset, guint32 record_len,
+                             guint32 checksum, const guint32 *service_ids, guint n_services,
+                             GError **error)
+{
+  guint8 entry[TR_RPCSTORE_ENTRY_SIZE];
+  guint64 pos = (rpc_id - 1) * TR_RPCSTORE_ENTRY_SIZE;
+
+  tr_put_le64 (entry, offset);
+  tr_put_le32 (entry + 8, record_len);
+  tr_put_le32 (entry + 12, checksum);
+  if (!tr_dwbuffer_write (store->dwb, TR_RPCSTORE_INDEX_FILE_ID, pos / TR_RPCSTORE_BLOCK_SIZE,
+                          (guint32) (pos % TR_RPCSTORE_BLOCK_SIZE), entry, sizeof entry, error))
+    return FALSE;
+  for (guint i = 0; i < n_services; i++) {
+    guint32 id = service_ids[i];
+    if (id >= store->n_ids || g_ptr_array_index (store->lists, id) == NULL)
+      continue; /* a service removed from the config: its list is closed */
+    pos = store->list_heads[id] * TR_RPCSTORE_ENTRY_SIZE;
+    tr_put_le64 (entry, rpc_id);
+    tr_put_le32 (entry + 8, checksum);
+    tr_put_le32 (entry + 12, (guint32) XXH3_64bits_withSeed (entry, 12, TR_RECORD_SEED));
+    if (!tr_dwbuffer_write (store->dwb, TR_RPCSTORE_LIST_FILE_ID (id), pos / TR_RPCSTORE_BLOCK_SIZE,
+                            (guint32) (pos % TR_RPCSTORE_BLOCK_SIZE), entry, sizeof entry, error))
+      return FALSE;
+    store->list_heads[id]++;
+  }
+  return TRUE;
+}
+
+gboolean
+tr_rpcstore__checkpoint (TrRpcStore *store, GError **error)
+{
+  g_autoptr (GByteArray) state = g_byte_array_new ();
+  guint8 buf[24];
+
+  gboolean ok;
+
+  /* Order matters.  The data records come first (index entries point into
+   * them), then the index and list blocks, and only then the checkpoint that
+   * says they are durable, or recovery would skip re-deriving lost entries. */
+  g_mutex_lock (&store->data_lock);
+  ok = tr_groupfile_sync (store->data, error);
+  g_mutex_unlock (&store->data_lock);
+  if (!ok || !tr_dwbuffer_sync (store->dwb, error))
+    return FALSE;
+  tr_put_le32 (buf, TR_RPCSTORE_CHECKPOINT_VERSION);
+  tr_put_le64 (buf + 4, store->next_rpc_id - 1);
+  tr_put_le64 (buf + 12, store->data_end);
+  tr_put_le32 (buf + 20, store->n_ids);
+  g_byte_array_append (state, buf, 24);
+  for (guint id = 0; id < store->n_ids; id++) {
+    tr_put_le32 (buf, id);
+    tr_put_le64 (buf + 4, store->list_heads[id]);
+    g_byte_array_append (state, buf, 12);
+  }
+  if (!tr_rotatefile_write (store->checkpoint, state->data, state->len, error)
+      || !tr_rotatefile_sync (store->checkpoint, error))
+    return FALSE;
+  store->ckpt_rpc_id = store->next_rpc_id - 1;
+  return TRUE;
+}
+
+static gboolean
+load_checkpoint (TrRpcStore *store, GError **error)
+{
+  g_autofree char *path = g_build_filename (store->dir, "checkpoint", NULL);
+  g_autoptr (GError) local = NULL;
+  g_autoptr (GBytes) state = NULL;
+  const guint8 *p;
+  gsize len = 0;
+  guint32 n;
+
+  store->checkpoint = tr_rotatefile_open (store->io, path, TR_CHECKPOINT_FILE_SIZE, error);
+  if (store->checkpoint == NULL)
+    return FALSE;
+  store->next_rpc_id = 1;
+  store->data_end = tr_groupfile_first_offset (store->data);
+  state = tr_rotatefile_load (store->checkpoint, NULL, &local);
+  if (state == NULL) {
+    if (g_error_matches (local, TR_STORAGE_ERROR, TR_STORAGE_ERROR_NOT_FOUND))
+      return TRUE; /* a new store */
+    g_propagate_error (error, g_steal_pointer (&local));
+    return FALSE;
+  }
+  p = g_bytes_get_data (state, &len);
+  n = len >= 24 ? tr_get_le32 (p + 20) : 0;
+  if (len < 24 || tr_get_le32 (p) != TR_RPCSTORE_CHECKPOINT_VERSION || len != 24 + 12 * (gsize) n) {
+    g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CORRUPT,
+                 "%s: checkpoint has an unknown version or size", path);
+    return FALSE;
+  }
+  store->next_rpc_id = tr_get_le64 (p + 4) + 1;
+  store->data_end = tr_get_le64 (p + 12);
+  for (guint i = 0; i < n; i++) {
+    guint32 id = tr_get_le32 (p + 24 + 12 * i);
+    if (id < store->n_ids)
+      store->list_heads[id] = tr_get_le64 (p + 28 + 12 * i);
+  }
+  store->ckpt_rpc_id = store->next_rpc_id - 1;
+  return TRUE;
+}
+
+/* A torn or corrupt record at @offset ends the scan.  In the last part it
+ * is the tail a crash left behind: cut it off and say how much was lost.
+ * Anywhere else the store is damaged: refuse to open, naming the place. */
+static gboolean
+handle_bad_record (TrRpcStore *store, guint64 offset, const char *why, GError **error)
+{
+  guint64 ps = store->options.group_file_size;
+  guint64 size = tr_groupfile_size (store->data);
+  g_autofree char *path = tr_groupfile_part_path (store->data, offset);
+
+  if (offset / ps != (size - 1) / ps) {
+    g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CORRUPT,
+                 "%s at offset %" G_GUINT64_FORMAT " (part offset %" G_GUINT64_FORMAT
+                 "): %s, and it is not the last part; refusing to start (restore the file or move the data dir away)",
+                 path, offset, offset % ps, why);
+    return FALSE;
+  }
+  g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_MESSAGE, "TR_FILE", path, "MESSAGE",
+                    "recovery: truncating torn tail of %s at offset %" G_GUINT64_FORMAT
+                    ": %s; %" G_GUINT64_FORMAT " bytes of unacknowledged writes dropped",
+                    path, offset % ps, why, size - offset);
+  return tr_groupfile_truncate (store->data, offset, error) && tr_groupfile_sync (store->data, error);
+}
+
+/* Reads the record at @offset into @rec; FALSE + @why when it is not valid. */
+static gboolean
+read_tail_record (TrRpcStore *store, guint64 offset, GByteArray *rec, const char **why, GError **error)
+{
+  guint8 header[TR_RECORD_HEADER_SIZE];
+  guint32 max = store->options.max_message_size + TR_RPCSTORE_RPC_PREFIX + 4 * TR_RPCSTORE_MAX_SERVICES;
+  TrRecordView view;
+  gsize got = 0;
+  guint32 len;
+
+  *why = NULL;
+  if (!tr_groupfile_read (store->data, offset, header, sizeof header, &got, error))
+    return FALSE;
+  if (got < sizeof header || !tr_record_peek_len (header, max, &len)) {
+    *why = got < sizeof header ? "record header cut short" : "invalid record header";
+    return TRUE;
+  }
+  g_byte_array_set_size (rec, (guint) TR_RECORD_SIZE (len));
+  if (!tr_groupfile_read (store->data, offset, rec->data, rec->len, &got, error))
+    return FALSE;
+  if (got < rec->len)
+    *why = "record cut short";
+  else if (tr_record_decode (rec->data, rec->len, max, &view) != TR_RECORD_OK)
+    *why = "record checksum mismatch";
+  else if (view.type != TR_RPCSTORE_REC_RPC || view.len < TR_RPCSTORE_RPC_PREFIX
+           || view.len < TR_RPCSTORE_RPC_PREFIX + 4 * (gsize) tr_get_le16 (view.payload + 16))
+    *why = "record of unexpected type or size";
+  else if (tr_get_le64 (view.payload) != store->next_rpc_id)
+    *why = "rpc id out of sequence";
+  return TRUE;
+}
+
+static gboolean
+scan_tail (TrRpcStore *store, guint *found_out, GError **error)
+{
+  guint64 ps = store->options.group_file_size;
+  guint64 offset = store->data_end;
+  g_autoptr (GByteArray) rec = g_byte_array_new ();
+  g_autofree guint32 *ids = g_new (guint32, TR_RPCSTORE_MAX_SERVICES);
+
+  *found_out = 0;
+  if (tr_groupfile_size (store->data) < offset) {
+    g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CORRUPT,
+                 "data ends at %" G_GUINT64_FORMAT " but the checkpoint says %" G_GUINT64_FORMAT
+                 " (data lost after a checkpoint: was sync_mode none?)",
+                 tr_groupfile_size (store->data), offset);
+    return FALSE;
+  }
+  while (offset < tr_groupfile_size (store->data)) {
+    const char *why = NULL;
+    guint8 probe;
+    gsize got = 0;
+    guint16 n;
+    if (!tr_groupfile_read (store->data, offset, &probe, 1, &got, error))
+      return FALSE;
+    if (got == 0) { /* the unused end of a sealed part: go on at the next part */
+      offset = (offset / ps + 1) * ps;
+      continue;
+    }
+    if (!read_tail_record (store, offset, rec, &why, error))
+      return FALSE;
+    if (why != NULL)
+      return handle_bad_record (store, offset, why, error);
+    n = tr_get_le16 (rec->data + TR_RECORD_HEADER_SIZE + 16);
+    for (guint i = 0; i < n; i++)
+      ids[i] = tr_get_le32 (rec->data + TR_RECORD_HEADER_SIZE + 20 + 4 * i);
+    if (!tr_rpcstore__derive_entries (store, store->next_rpc_id, offset, rec->len,
+                                      tr_get_le32 (rec->data + 8), ids, n, error))
+      return FALSE;
+    store->next_rpc_id++;
+    offset += rec->len;
+    store->data_end = offset;
+    (*found_out)++;
+  }
+  return TRUE;
+}
+
+gboolean
+tr_rpcstore__recover (TrRpcStore *store, const char *const *services, GError **error)
+{
+  guint found = 0;
+  guint64 ckpt_end;
+
+  if (!load_service_map (store, services, error) || !open_files (store, services, error)
+      || !load_checkpoint (store, error))
+    return FALSE;
+  ckpt_end = store->data_end;
+  if (!scan_tail (store, &found, error))
+    return FALSE;
+  if (found > 0 || tr_groupfile_size (store->data) != store->data_end) {
+    g_message ("recovery: re-derived %u rpcs written after the last checkpoint (data offset %" G_GUINT64_FORMAT
+               "..%" G_GUINT64_FORMAT ")",
+               found, ckpt_end, store->data_end);
+    if (!tr_rpcstore__checkpoint (store, error))
+      return FALSE;
+  }
+  store->head_rpc_id = store->next_rpc_id - 1;
+  store->first_rpc_id = tr_groupfile_first_offset (store->index) / TR_RPCSTORE_ENTRY_SIZE + 1;
+  memcpy (store->pub_list_heads, store->list_heads, store->n_ids * sizeof (guint64));
+  for (guint id = 0; id < store->n_ids; id++) {
+    TrGroupFile *list = g_ptr_array_index (store->lists, id);
+    store->list_first[id] = list ? tr_groupfile_first_offset (list) / TR_RPCSTORE_ENTRY_SIZE + 1 : 1;
+  }
+  return TRUE;
+}

@@ -1,0 +1,258 @@
+/* Tests for the RPC store (storage/tr_rpcstore.h): commit, service lists,
+ * reads from cache and disk, reopen, crash recovery, torn tails, retention. */
+#include "tr_rpcstore.h"
+#include "tr_storage_error.h"
+#include "tr_test_util.h"
+
+#include <criterion/criterion.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+typedef struct {
+  GMutex lock;
+  GCond cond;
+  guint done;
+  guint failed;
+  guint64 last_id;
+} Waiter;
+
+static void
+on_commit (gpointer user_data, guint64 rpc_id, const GError *error)
+{
+  Waiter *w = user_data;
+  g_mutex_lock (&w->lock);
+  if (error)
+    w->failed++;
+  else
+    w->last_id = rpc_id;
+  w->done++;
+  g_cond_signal (&w->cond);
+  g_mutex_unlock (&w->lock);
+}
+
+static void
+wait_for (Waiter *w, guint n)
+{
+  gint64 end = g_get_monotonic_time () + 20 * G_TIME_SPAN_SECOND;
+  g_mutex_lock (&w->lock);
+  while (w->done < n)
+    cr_assert (g_cond_wait_until (&w->cond, &w->lock, end), "commits timed out (%u/%u)", w->done, n);
+  g_mutex_unlock (&w->lock);
+}
+
+static TrRpcStoreOptions
+small_options (void)
+{
+  TrRpcStoreOptions o = { 0 };
+  o.group_file_size = 16 * 1024;
+  o.rpc_cache_size = 4 * 1024;
+  o.sync_mode = TR_SYNC_ALWAYS;
+  o.sync_interval_ms = 10;
+  o.checkpoint_interval_ms = 50;
+  o.max_message_size = 4 * 1024;
+  return o;
+}
+
+static const char *const services[] = { "books", "mail", NULL };
+
+static GBytes *
+make_message (guint i)
+{
+  return g_bytes_new_take (g_strdup_printf ("message-%06u-%s", i, i % 3 ? "xxxxxxxxxxxxxxxxxxxxxxx" : "y"),
+                           strlen (i % 3 ? "message-000000-xxxxxxxxxxxxxxxxxxxxxxx" : "message-000000-y"));
+}
+
+/* Submits @n messages: even ones to both services, odd ones to "books". */
+static void
+submit_many (TrRpcStore *store, Waiter *w, guint first, guint n)
+{
+  guint32 both[2] = { (guint32) tr_rpcstore_service_id (store, "books"),
+                      (guint32) tr_rpcstore_service_id (store, "mail") };
+  for (guint i = first; i < first + n; i++) {
+    g_autoptr (GBytes) msg = make_message (i);
+    tr_rpcstore_submit (store, msg, both, i % 2 ? 1 : 2, on_commit, w);
+  }
+}
+
+/* Checks every list entry and message for @n messages submitted from 0. */
+static void
+check_contents (TrRpcStore *store, guint n)
+{
+  guint32 books = (guint32) tr_rpcstore_service_id (store, "books");
+  guint32 mail = (guint32) tr_rpcstore_service_id (store, "mail");
+  guint64 mail_seq = 0;
+
+  cr_assert_eq (tr_rpcstore_head (store), n);
+  cr_assert_eq (tr_rpcstore_service_head (store, books), n);
+  cr_assert_eq (tr_rpcstore_service_head (store, mail), (n + 1) / 2);
+  for (guint i = 0; i < n; i++) {
+    g_autoptr (GError) error = NULL;
+    g_autoptr (GBytes) expect = make_message (i);
+    g_autoptr (GBytes) got = NULL;
+    guint64 rpc = 0;
+    cr_assert (tr_rpcstore_service_lookup (store, books, i + 1, &rpc, &error), "lookup %u: %s", i,
+               error ? error->message : "");
+    cr_assert_eq (rpc, i + 1);
+    got = tr_rpcstore_get (store, rpc, NULL, &error);
+    cr_assert_not_null (got, "get %u: %s", i, error ? error->message : "");
+    cr_assert (g_bytes_equal (got, expect), "message %u differs", i);
+    if (i % 2 == 0) {
+      cr_assert (tr_rpcstore_service_lookup (store, mail, ++mail_seq, &rpc, NULL));
+      cr_assert_eq (rpc, i + 1);
+    }
+  }
+}
+
+Test (tr_rpcstore, commit_lookup_and_reopen)
+{
+  g_autofree char *dir = tr_test_mkdtemp ();
+  TrRpcStoreOptions o = small_options ();
+  Waiter w = { 0 };
+  TrRpcStore *store;
+  g_autoptr (GError) error = NULL;
+
+  store = tr_rpcstore_open (tr_io_posix (), dir, &o, services, &error);
+  cr_assert_not_null (store, "%s", error ? error->message : "");
+  submit_many (store, &w, 0, 500);
+  wait_for (&w, 500);
+  cr_assert_eq (w.failed, 0);
+  check_contents (store, 500);
+  tr_rpcstore_close (store);
+
+  store = tr_rpcstore_open (tr_io_posix (), dir, &o, services, &error);
+  cr_assert_not_null (store, "%s", error ? error->message : "");
+  check_contents (store, 500);
+  tr_rpcstore_close (store);
+  tr_test_rmdir (dir);
+}
+
+Test (tr_rpcstore, crash_without_close_keeps_every_acknowledged_rpc)
+{
+  g_autofree char *dir = tr_test_mkdtemp ();
+  TrRpcStoreOptions o = small_options ();
+  g_autoptr (GError) error = NULL;
+  TrRpcStore *store;
+  int status = 0;
+  pid_t pid;
+
+  o.checkpoint_interval_ms = 100000; /* nothing checkpointed: recovery re-derives all */
+  pid = fork ();
+  if (pid == 0) {
+    Waiter w = { 0 };
+    store = tr_rpcstore_open (tr_io_posix (), dir, &o, services, NULL);
+    submit_many (store, &w, 0, 300);
+    wait_for (&w, 300);
+    _exit (w.failed == 0 ? 0 : 1); /* like kill -9: no close, no checkpoint */
+  }
+  cr_assert_eq (waitpid (pid, &status, 0), pid);
+  cr_assert (WIFEXITED (status) && WEXITSTATUS (status) == 0);
+  store = tr_rpcstore_open (tr_io_posix (), dir, &o, services, &error);
+  cr_assert_not_null (store, "%s", error ? error->message : "");
+  check_contents (store, 300);
+  tr_rpcstore_close (store);
+  tr_test_rmdir (dir);
+}
+
+Test (tr_rpcstore, torn_tail_is_truncated_and_writes_continue)
+{
+  g_autofree char *dir = tr_test_mkdtemp ();
+  TrRpcStoreOptions o = small_options ();
+  g_autoptr (GError) error = NULL;
+  Waiter w = { 0 };
+  TrRpcStore *store = tr_rpcstore_open (tr_io_posix (), dir, &o, services, &error);
+  g_autofree char *last = NULL;
+  guint parts = 0;
+
+  submit_many (store, &w, 0, 100);
+  wait_for (&w, 100);
+  tr_rpcstore_close (store);
+  while (tr_test_file_size ((last = g_strdup_printf ("%s/data.%u", dir, parts))) >= 0) {
+    g_free (last);
+    parts++;
+  }
+  g_free (last);
+  last = g_strdup_printf ("%s/data.%u", dir, parts - 1);
+  {
+    /* A half-written record after the last good one. */
+    gint64 size = tr_test_file_size (last);
+    guint8 junk[30] = { 0x40, 0, 0, 0, 0x44, 1, 0, 0, 9, 9, 9, 9, 1, 2, 3 };
+    tr_test_patch_file (last, (guint64) size, junk, sizeof junk);
+  }
+  store = tr_rpcstore_open (tr_io_posix (), dir, &o, services, &error);
+  cr_assert_not_null (store, "%s", error ? error->message : "");
+  check_contents (store, 100);
+  submit_many (store, &w, 100, 20);
+  wait_for (&w, 120);
+  check_contents (store, 120);
+  tr_rpcstore_close (store);
+  tr_test_rmdir (dir);
+}
+
+Test (tr_rpcstore, corruption_in_a_sealed_part_refuses_to_open)
+{
+  g_autofree char *dir = tr_test_mkdtemp ();
+  TrRpcStoreOptions o = small_options ();
+  g_autoptr (GError) error = NULL;
+  Waiter w = { 0 };
+  TrRpcStore *store;
+  g_autofree char *first = g_strdup_printf ("%s/data.0", dir);
+  guint8 junk[4] = { 0xde, 0xad, 0xbe, 0xef };
+
+  o.checkpoint_interval_ms = 100000;
+  store = tr_rpcstore_open (tr_io_posix (), dir, &o, services, &error);
+  submit_many (store, &w, 0, 400);
+  wait_for (&w, 400);
+  /* Simulate a crash (nothing checkpointed) by corrupting before reopening;
+   * close() would checkpoint, so copy the files first: here we just flip a
+   * byte and reopen after a clean close with an old checkpoint removed. */
+  tr_rpcstore_close (store);
+  {
+    g_autofree char *c0 = g_strdup_printf ("%s/checkpoint.0", dir);
+    g_autofree char *c1 = g_strdup_printf ("%s/checkpoint.1", dir);
+    unlink (c0);
+    unlink (c1);
+  }
+  tr_test_patch_file (first, 100, junk, sizeof junk);
+  store = tr_rpcstore_open (tr_io_posix (), dir, &o, services, &error);
+  cr_assert_null (store);
+  cr_assert (g_error_matches (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CORRUPT), "%s", error->message);
+  cr_assert (strstr (error->message, "data.0") != NULL, "message names the file: %s", error->message);
+  tr_test_rmdir (dir);
+}
+
+Test (tr_rpcstore, retention_drops_parts_only_below_low_water)
+{
+  g_autofree char *dir = tr_test_mkdtemp ();
+  TrRpcStoreOptions o = small_options ();
+  g_autoptr (GError) error = NULL;
+  Waiter w = { 0 };
+  TrRpcStore *store = tr_rpcstore_open (tr_io_posix (), dir, &o, services, &error);
+  guint32 books = (guint32) tr_rpcstore_service_id (store, "books");
+  guint32 mail = (guint32) tr_rpcstore_service_id (store, "mail");
+  g_autofree char *first = g_strdup_printf ("%s/data.0", dir);
+  TrRpcStoreStats stats;
+
+  submit_many (store, &w, 0, 2000);
+  wait_for (&w, 2000);
+  tr_rpcstore_get_stats (store, &stats);
+  cr_assert_gt (stats.data_parts, 3);
+  /* mail has consumed everything, books only up to seqid 1000. */
+  tr_rpcstore_set_low_water (store, mail, 1001);
+  tr_rpcstore_set_low_water (store, books, 1000);
+  submit_many (store, &w, 2000, 2);
+  wait_for (&w, 2002);
+  g_usleep (300 * 1000); /* two checkpoint intervals */
+  cr_assert_eq (tr_test_file_size (first), -1, "data.0 should be deleted");
+  tr_rpcstore_get_stats (store, &stats);
+  cr_assert_leq (stats.first_rpc_id, 1000);
+  {
+    guint64 rpc;
+    g_autoptr (GBytes) msg = NULL;
+    cr_assert (tr_rpcstore_service_lookup (store, books, 1000, &rpc, &error), "%s",
+               error ? error->message : "");
+    msg = tr_rpcstore_get (store, rpc, NULL, &error);
+    cr_assert_not_null (msg, "%s", error ? error->message : "");
+  }
+  tr_rpcstore_close (store);
+  tr_test_rmdir (dir);
+}
