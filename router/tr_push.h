@@ -1,0 +1,57 @@
+/* tr_push.h - delivery of stored RPCs to the endpoints of every service.
+ *
+ * One push thread with its own GMainContext runs every endpoint connection
+ * (non-blocking sockets).  For each endpoint it reads the service list from
+ * the endpoint's position, fetches the message (RPC cache, else disk),
+ * rewrites the header seqid to the service seqid and sends it, pipelining up
+ * to max_inflight.  Replies are matched in order (Thrift servers answer one
+ * connection's requests in order) and their seqid checked.  Acknowledged
+ * seqids are recorded per endpoint in a RotateFile under DATA_DIR/state/
+ * (at most every state_flush_ms, and on shutdown).  Behaviour: DESIGN.md §2.6-2.8,
+ * docs/delivery.md.
+ *
+ * Endpoint states (transitions in tr_push.c):
+ *
+ *   STOPPED <--- stop_send ---- any state
+ *      |  start_send
+ *      v
+ *   CONNECTING --connected--> SENDING --failure--> BACKOFF --timer--> CONNECTING
+ *        ^   \---connect failed/timeout------------^
+ *
+ * Threads: tr_push_new() and tr_push_free() on the main thread; tr_push_wake()
+ * from any thread (it is the store's notify callback).  Everything else runs
+ * on the push thread.
+ */
+#pragma once
+
+#include "tr_config.h"
+#include "tr_rpcstore.h"
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+typedef struct _TrPush TrPush;
+
+/* tr_push_new:
+ * @store: (transfer none): outlives the TrPush
+ * @config: (transfer none): read during the call only
+ *
+ * Loads every endpoint's send state (no state file: a new endpoint starts
+ * at the first seqid still stored for its service, so nothing committed is
+ * skipped silently), sets the store's low-water marks and starts the push
+ * thread.
+ * Returns: (transfer full) (nullable): NULL with @error (TR_STORAGE_ERROR
+ * from the state files). */
+TrPush *tr_push_new (TrRpcStore *store, const TrConfig *config, GError **error);
+
+/* tr_push_wake: new RPCs were committed (up to global @head).  Any thread. */
+void tr_push_wake (TrPush *push, guint64 head);
+
+/* Stops the push thread, closes every connection, and writes every
+ * endpoint's acknowledged seqid durably.  NULL is ignored. */
+void tr_push_free (TrPush *push);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (TrPush, tr_push_free)
+
+G_END_DECLS
