@@ -1,0 +1,986 @@
+/* tr_dwbuffer.c - DoubleWriteBuffer (API and rules in tr_dwbuffer.h).
+ *
+ * Journal DIR/double_write_prepare, version 1 (docs/format/dwbuffer.md).
+ * Every record is framed by tr_record (12-byte header, XXH3 checksum over
+ * header bytes 0..7 + payload); all integers little-endian:
+ *
+ *   header (type 0x41):  0 magic "TRDWJ1" (6) | 6 version u16 = 1 |
+ *                        8 block_size u32 | 12 n_blocks u32 | 16 batch_seq u64
+ *                        (24 bytes)
+ *   block  (type 0x42):  0 file_id u32 | 4 block_id u64 | 12 block bytes
+ *                        (12 + block_size bytes), n_blocks of them
+ *   commit (type 0x43):  0 n_blocks u32 | 4 batch_seq u64 (12 bytes)
+ *
+ * The journal is complete when the header, n_blocks block records and the
+ * commit record are all valid, back to back from offset 0, and the commit
+ * repeats the header's n_blocks and batch_seq.  Anything else is incomplete.
+ *
+ * Why the order of a sync is safe (the commit states):
+ *
+ *   CLEAN --write journal, fsync it, fsync dir--> JOURNALED
+ *     (a crash before this point leaves an incomplete or no journal and
+ *      untouched files: recovery discards it)
+ *   JOURNALED --write in place, sync files--> APPLIED
+ *     (a crash here may tear blocks in place; the complete journal holds
+ *      every one of them, recovery rewrites them all)
+ *   APPLIED --unlink journal, fsync dir--> CLEAN
+ *     (a crash here replays a journal whose blocks are already in place:
+ *      harmless, replay is idempotent)
+ *   flush_once() performs all three transitions; recover() finishes a
+ *   JOURNALED or APPLIED state left by a crash.
+ *
+ * Invariants: a block key (file id, block id) is in at most one slot of the
+ * read cache; the cache always equals what is on disk (every in-place write
+ * refreshes it before the flushing buffer is dropped); the flushing buffer is
+ * never modified while it exists, so readers may copy from it under ->lock
+ * while the flusher writes it out without the lock.
+ */
+#include "tr_dwbuffer.h"
+
+#include "tr_endian.h"
+#include "tr_record.h"
+#include "tr_storage_error.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define JOURNAL_TYPE_HEADER 0x41
+#define JOURNAL_TYPE_BLOCK 0x42
+#define JOURNAL_TYPE_COMMIT 0x43
+#define JOURNAL_VERSION 1
+#define JOURNAL_MAGIC "TRDWJ1"
+#define JOURNAL_MAGIC_LEN 6
+#define HEADER_PAYLOAD 24
+#define BLOCK_PREFIX 12
+#define COMMIT_PAYLOAD 12
+
+typedef struct {
+  guint64 block_id;
+  guint32 file_id;
+} BlockKey;
+
+/* One dirty block; the key comes first so a Block * is also its hash key. */
+typedef struct {
+  BlockKey key;
+  guint8 data[];
+} Block;
+
+typedef struct {
+  BlockKey key;
+  gboolean used;
+  gboolean referenced; /* CLOCK bit: set on every hit */
+  guint8 *data;        /* block_size bytes, allocated on first use */
+} CacheSlot;
+
+struct _TrDwBuffer {
+  TrIo *io;
+  char *dir;
+  char *journal_path;
+  guint32 block_size;
+  gsize cache_blocks;
+  gsize max_dirty_blocks;
+  GHashTable *files; /* guint32 file id -> TrGroupFile * (borrowed); fixed after recover() */
+  gboolean recovered;
+  GThread *thread;
+
+  GMutex file_lock; /* serialises every call on the registered GroupFiles */
+
+  GMutex lock;
+  GCond cond;                /* waiters: backpressure, wait_sync, sync; with ->lock */
+  GCond wake;                /* the sync thread; with ->lock */
+  GHashTable *active;        /* Block * -> itself; protected by ->lock */
+  GHashTable *flushing;      /* same, or NULL; protected by ->lock (contents immutable) */
+  gboolean flush_running;    /* protected by ->lock */
+  guint64 epoch;             /* bumped on every swap and flush end; protected by ->lock */
+  guint64 write_gen;         /* writes so far; protected by ->lock */
+  guint64 durable_gen;       /* writes known durable; protected by ->lock */
+  guint64 batch_seq;         /* last journal batch number; protected by ->lock */
+  gboolean failed;           /* sticky FAILED state; protected by ->lock */
+  gboolean stop;             /* sync thread must exit; protected by ->lock */
+  gboolean sync_requested;   /* protected by ->lock */
+  guint interval_ms;         /* protected by ->lock */
+  CacheSlot *slots;          /* cache_blocks slots; protected by ->lock */
+  gsize hand;                /* CLOCK hand; protected by ->lock */
+  GHashTable *cache_index;   /* BlockKey * (in a slot) -> CacheSlot *; protected by ->lock */
+  TrDwBufferStats stats;     /* protected by ->lock (sizes filled in get_stats) */
+};
+
+static guint
+block_key_hash (gconstpointer key)
+{
+  const BlockKey *k = key;
+
+  return (guint) (k->block_id * G_GUINT64_CONSTANT (0x9E3779B97F4A7C15) >> 32) ^ k->file_id;
+}
+
+static gboolean
+block_key_equal (gconstpointer a, gconstpointer b)
+{
+  const BlockKey *ka = a, *kb = b;
+
+  return ka->block_id == kb->block_id && ka->file_id == kb->file_id;
+}
+
+static GHashTable *
+block_table_new (void)
+{
+  return g_hash_table_new_full (block_key_hash, block_key_equal, NULL, g_free);
+}
+
+static Block *
+block_new (TrDwBuffer *dwb, const BlockKey *key)
+{
+  Block *block = g_malloc (sizeof (Block) + dwb->block_size);
+
+  block->key = *key;
+  return block;
+}
+
+static void
+set_closed_error (GError **error)
+{
+  g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CLOSED,
+               "double-write buffer failed earlier; reopen to recover");
+}
+
+/* ---- read cache (CLOCK), all under ->lock ---- */
+
+static const guint8 *
+cache_lookup (TrDwBuffer *dwb, const BlockKey *key)
+{
+  CacheSlot *slot = dwb->cache_index ? g_hash_table_lookup (dwb->cache_index, key) : NULL;
+
+  if (slot == NULL)
+    return NULL;
+  slot->referenced = TRUE;
+  return slot->data;
+}
+
+static void
+cache_put (TrDwBuffer *dwb, const BlockKey *key, const guint8 *data)
+{
+  CacheSlot *slot;
+
+  if (dwb->cache_blocks == 0)
+    return;
+  slot = g_hash_table_lookup (dwb->cache_index, key);
+  if (slot == NULL) {
+    /* Sweep: clear reference bits until an unused or unreferenced slot. */
+    for (;;) {
+      slot = &dwb->slots[dwb->hand];
+      dwb->hand = (dwb->hand + 1) % dwb->cache_blocks;
+      if (!slot->used || !slot->referenced)
+        break;
+      slot->referenced = FALSE;
+    }
+    if (slot->used)
+      g_hash_table_remove (dwb->cache_index, &slot->key);
+    if (slot->data == NULL)
+      slot->data = g_malloc (dwb->block_size);
+    slot->key = *key;
+    slot->used = TRUE;
+    slot->referenced = FALSE;
+    g_hash_table_insert (dwb->cache_index, &slot->key, slot);
+  }
+  memcpy (slot->data, data, dwb->block_size);
+}
+
+/* ---- GroupFile access, under ->file_lock only ---- */
+
+static TrGroupFile *
+lookup_file (TrDwBuffer *dwb, guint32 file_id, GError **error)
+{
+  TrGroupFile *file = g_hash_table_lookup (dwb->files, GUINT_TO_POINTER (file_id));
+
+  if (file == NULL)
+    g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_NOT_FOUND,
+                 "double-write buffer: no file with id %u", file_id);
+  return file;
+}
+
+/* Reads one block from disk into @out; bytes past the end read as zeros. */
+static gboolean
+load_block (TrDwBuffer *dwb, const BlockKey *key, guint8 *out, GError **error)
+{
+  TrGroupFile *file = lookup_file (dwb, key->file_id, error);
+  gsize got = 0;
+  gboolean ok;
+
+  if (file == NULL)
+    return FALSE;
+  g_mutex_lock (&dwb->file_lock);
+  ok = tr_groupfile_read (file, key->block_id * dwb->block_size, out, dwb->block_size, &got, error);
+  g_mutex_unlock (&dwb->file_lock);
+  if (!ok) {
+    g_prefix_error (error, "double-write buffer: block %" G_GUINT64_FORMAT " of file %u: ",
+                    key->block_id, key->file_id);
+    return FALSE;
+  }
+  memset (out + got, 0, dwb->block_size - got);
+  return TRUE;
+}
+
+static gint
+compare_blocks (gconstpointer a, gconstpointer b)
+{
+  const BlockKey *ka = &(*(Block *const *) a)->key;
+  const BlockKey *kb = &(*(Block *const *) b)->key;
+
+  if (ka->file_id != kb->file_id)
+    return ka->file_id < kb->file_id ? -1 : 1;
+  if (ka->block_id != kb->block_id)
+    return ka->block_id < kb->block_id ? -1 : 1;
+  return 0;
+}
+
+/* Writes @blocks in place (already sorted) and syncs every file touched. */
+static gboolean
+apply_blocks (TrDwBuffer *dwb, Block **blocks, guint n, GError **error)
+{
+  gboolean ok = TRUE;
+
+  g_mutex_lock (&dwb->file_lock);
+  for (guint i = 0; ok && i < n; i++) {
+    TrGroupFile *file = lookup_file (dwb, blocks[i]->key.file_id, error);
+    guint64 offset = blocks[i]->key.block_id * dwb->block_size;
+
+    if (file != NULL && offset < tr_groupfile_first_offset (file)) {
+      /* Its part was dropped by retention (tr_dwbuffer_drop_before()) after
+       * the block was dirtied: nobody needs it any more. */
+      continue;
+    }
+    ok = file != NULL && tr_groupfile_write_at (file, offset, blocks[i]->data, dwb->block_size, error);
+  }
+  /* Sorted by file id, so each file is synced once, after its last block. */
+  for (guint i = 0; ok && i < n; i++) {
+    if (i + 1 < n && blocks[i + 1]->key.file_id == blocks[i]->key.file_id)
+      continue;
+    ok = tr_groupfile_sync (lookup_file (dwb, blocks[i]->key.file_id, NULL), error);
+  }
+  g_mutex_unlock (&dwb->file_lock);
+  return ok;
+}
+
+/* ---- the journal ---- */
+
+static guint8 *
+journal_encode (TrDwBuffer *dwb, Block **blocks, guint n, guint64 seq, gsize *len_out)
+{
+  gsize block_rec = TR_RECORD_SIZE (BLOCK_PREFIX + dwb->block_size);
+  gsize len = TR_RECORD_SIZE (HEADER_PAYLOAD) + n * block_rec + TR_RECORD_SIZE (COMMIT_PAYLOAD);
+  guint8 *buf = g_malloc (len);
+  guint8 *p = buf, *payload;
+
+  payload = p + TR_RECORD_HEADER_SIZE;
+  memcpy (payload, JOURNAL_MAGIC, JOURNAL_MAGIC_LEN);
+  tr_put_le16 (payload + 6, JOURNAL_VERSION);
+  tr_put_le32 (payload + 8, dwb->block_size);
+  tr_put_le32 (payload + 12, n);
+  tr_put_le64 (payload + 16, seq);
+  tr_record_encode_header (p, JOURNAL_TYPE_HEADER, payload, HEADER_PAYLOAD);
+  p += TR_RECORD_SIZE (HEADER_PAYLOAD);
+  for (guint i = 0; i < n; i++, p += block_rec) {
+    payload = p + TR_RECORD_HEADER_SIZE;
+    tr_put_le32 (payload, blocks[i]->key.file_id);
+    tr_put_le64 (payload + 4, blocks[i]->key.block_id);
+    memcpy (payload + BLOCK_PREFIX, blocks[i]->data, dwb->block_size);
+    tr_record_encode_header (p, JOURNAL_TYPE_BLOCK, payload, BLOCK_PREFIX + dwb->block_size);
+  }
+  payload = p + TR_RECORD_HEADER_SIZE;
+  tr_put_le32 (payload, n);
+  tr_put_le64 (payload + 4, seq);
+  tr_record_encode_header (p, JOURNAL_TYPE_COMMIT, payload, COMMIT_PAYLOAD);
+  *len_out = len;
+  return buf;
+}
+
+/* Creates the journal, writes it whole and makes it durable (CLEAN ->
+ * JOURNALED).  A stale file of that name cannot exist after recover(), but
+ * it is truncated anyway so a short new journal never ends in old records. */
+static gboolean
+journal_write (TrDwBuffer *dwb, Block **blocks, guint n, guint64 seq, GError **error)
+{
+  gsize len;
+  g_autofree guint8 *buf = journal_encode (dwb, blocks, n, seq, &len);
+  int fd = -1;
+  gboolean ok;
+
+  if (!tr_io_open (dwb->io, dwb->journal_path, TR_IO_WRITE | TR_IO_CREATE, &fd, error))
+    return FALSE;
+  ok = tr_io_truncate (dwb->io, fd, 0, error) && tr_io_pwrite (dwb->io, fd, buf, len, 0, error)
+       && tr_io_fsync (dwb->io, fd, error);
+  if (ok)
+    ok = tr_io_close (dwb->io, fd, error);
+  else
+    tr_io_close_quietly (dwb->io, fd);
+  /* The journal is a new directory entry: without the dir fsync a power loss
+   * could lose the whole file while blocks written in place are torn. */
+  return ok && tr_io_fsync_dir (dwb->io, dwb->dir, error);
+}
+
+/* APPLIED -> CLEAN.  The dir fsync makes sure a later power loss cannot
+ * resurrect this journal over newer in-place data written without one. */
+static gboolean
+journal_remove (TrDwBuffer *dwb, GError **error)
+{
+  return tr_io_unlink (dwb->io, dwb->journal_path, error)
+         && tr_io_fsync_dir (dwb->io, dwb->dir, error);
+}
+
+typedef struct {
+  guint32 n_blocks;
+  guint64 seq;
+  GPtrArray *blocks; /* Block *, owned */
+} JournalContent;
+
+typedef enum {
+  JOURNAL_COMPLETE,
+  JOURNAL_INCOMPLETE, /* torn by a crash before it was durable: discard */
+  JOURNAL_FOREIGN,    /* valid header for another block size: cannot replay */
+} JournalState;
+
+/* Parses @buf, filling @out; sets @why unless the journal is complete. */
+static JournalState
+journal_parse (TrDwBuffer *dwb, const guint8 *buf, gsize len, JournalContent *out,
+               const char **why)
+{
+  guint32 max_len = BLOCK_PREFIX + dwb->block_size;
+  TrRecordView rec;
+  gsize pos = 0;
+
+  if (tr_record_decode (buf, len, max_len, &rec) != TR_RECORD_OK || rec.type != JOURNAL_TYPE_HEADER
+      || rec.len != HEADER_PAYLOAD || memcmp (rec.payload, JOURNAL_MAGIC, JOURNAL_MAGIC_LEN) != 0
+      || tr_get_le16 (rec.payload + 6) != JOURNAL_VERSION) {
+    *why = "no valid header record";
+    return JOURNAL_INCOMPLETE;
+  }
+  if (tr_get_le32 (rec.payload + 8) != dwb->block_size) {
+    *why = "journal block size differs from the configured one";
+    return JOURNAL_FOREIGN;
+  }
+  out->n_blocks = tr_get_le32 (rec.payload + 12);
+  out->seq = tr_get_le64 (rec.payload + 16);
+  pos = rec.total;
+  for (guint32 i = 0; i < out->n_blocks; i++) {
+    Block *block;
+    BlockKey key;
+
+    if (tr_record_decode (buf + pos, len - pos, max_len, &rec) != TR_RECORD_OK
+        || rec.type != JOURNAL_TYPE_BLOCK || rec.len != max_len) {
+      *why = "torn or missing block record";
+      return JOURNAL_INCOMPLETE;
+    }
+    key.file_id = tr_get_le32 (rec.payload);
+    key.block_id = tr_get_le64 (rec.payload + 4);
+    block = block_new (dwb, &key);
+    memcpy (block->data, rec.payload + BLOCK_PREFIX, dwb->block_size);
+    g_ptr_array_add (out->blocks, block);
+    pos += rec.total;
+  }
+  if (tr_record_decode (buf + pos, len - pos, max_len, &rec) != TR_RECORD_OK
+      || rec.type != JOURNAL_TYPE_COMMIT || rec.len != COMMIT_PAYLOAD
+      || tr_get_le32 (rec.payload) != out->n_blocks || tr_get_le64 (rec.payload + 4) != out->seq) {
+    *why = "no valid commit record";
+    return JOURNAL_INCOMPLETE;
+  }
+  if (pos + rec.total != len)
+    g_warning ("%s: %" G_GSIZE_FORMAT " bytes after the commit record ignored", dwb->journal_path,
+               len - pos - rec.total);
+  return JOURNAL_COMPLETE;
+}
+
+static void
+log_discarded (TrDwBuffer *dwb, const char *why, gsize len)
+{
+  g_autofree char *message
+      = g_strdup_printf ("incomplete double-write journal discarded (%s, %" G_GSIZE_FORMAT " bytes)",
+                         why, len);
+
+  g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_MESSAGE, "MESSAGE", "%s", message, "TR_FILE", "%s",
+                    dwb->journal_path);
+}
+
+static gboolean
+journal_read (TrDwBuffer *dwb, guint8 **buf_out, gsize *len_out, GError **error)
+{
+  guint64 size = 0;
+  int fd = -1;
+  gboolean ok;
+
+  if (!tr_io_open (dwb->io, dwb->journal_path, TR_IO_READ, &fd, error))
+    return FALSE;
+  ok = tr_io_size (dwb->io, fd, &size, error);
+  if (ok) {
+    *buf_out = g_malloc (size > 0 ? size : 1);
+    *len_out = size;
+    ok = tr_io_pread_full (dwb->io, fd, *buf_out, size, 0, dwb->journal_path, error);
+    if (!ok)
+      g_clear_pointer (buf_out, g_free);
+  }
+  tr_io_close_quietly (dwb->io, fd);
+  return ok;
+}
+
+static gboolean
+replay (TrDwBuffer *dwb, JournalContent *content, GError **error)
+{
+  Block **blocks = (Block **) content->blocks->pdata;
+
+  for (guint i = 0; i < content->blocks->len; i++) {
+    if (!g_hash_table_contains (dwb->files, GUINT_TO_POINTER (blocks[i]->key.file_id))) {
+      g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CORRUPT,
+                   "%s: complete journal names unregistered file id %u", dwb->journal_path,
+                   blocks[i]->key.file_id);
+      return FALSE;
+    }
+  }
+  g_ptr_array_sort (content->blocks, compare_blocks);
+  if (!apply_blocks (dwb, blocks, content->blocks->len, error))
+    return FALSE;
+  g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_MESSAGE, "MESSAGE",
+                    "double-write journal batch %" G_GUINT64_FORMAT " replayed: %u blocks",
+                    content->seq, content->n_blocks, "TR_FILE", "%s", dwb->journal_path);
+  return TRUE;
+}
+
+/* Any recovery failure leaves the buffer FAILED: the files may be half
+ * repaired, so nothing may read or write them before a new recovery. */
+static gboolean
+recover_failed (TrDwBuffer *dwb, GError **error)
+{
+  dwb->failed = TRUE;
+  g_prefix_error (error, "double-write recovery: ");
+  return FALSE;
+}
+
+gboolean
+tr_dwbuffer_recover (TrDwBuffer *dwb, GError **error)
+{
+  g_autofree guint8 *buf = NULL;
+  g_autoptr (GPtrArray) blocks = g_ptr_array_new_with_free_func (g_free);
+  JournalContent content = { 0, 0, blocks };
+  JournalState state;
+  const char *why = NULL;
+  gsize len = 0;
+
+  g_return_val_if_fail (dwb != NULL && !dwb->recovered, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  dwb->recovered = TRUE;
+  if (!tr_io_exists (dwb->journal_path))
+    return TRUE;
+  if (!journal_read (dwb, &buf, &len, error))
+    return recover_failed (dwb, error);
+  state = journal_parse (dwb, buf, len, &content, &why);
+  if (state == JOURNAL_FOREIGN) {
+    g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CORRUPT, "%s: %s", dwb->journal_path, why);
+    return recover_failed (dwb, error);
+  }
+  if (state == JOURNAL_COMPLETE) {
+    if (!replay (dwb, &content, error))
+      return recover_failed (dwb, error);
+    dwb->batch_seq = content.seq;
+  } else {
+    /* Incomplete: the sync died before the journal was durable, so no block
+     * of this batch was written in place; the files hold the last sync. */
+    log_discarded (dwb, why, len);
+  }
+  if (!journal_remove (dwb, error))
+    return recover_failed (dwb, error);
+  return TRUE;
+}
+
+/* ---- flushing ---- */
+
+/* Step 1, under ->lock: swaps the buffers.  Returns the sorted blocks of the
+ * new flushing buffer (borrowed from it), or NULL when nothing is dirty. */
+static Block **
+swap_buffers_locked (TrDwBuffer *dwb, guint *n_out, guint64 *gen_out, guint64 *seq_out)
+{
+  Block **blocks;
+
+  if (g_hash_table_size (dwb->active) == 0)
+    return NULL;
+  dwb->flushing = dwb->active;
+  dwb->active = block_table_new ();
+  dwb->flush_running = TRUE;
+  dwb->epoch++;
+  *gen_out = dwb->write_gen;
+  *seq_out = ++dwb->batch_seq;
+  blocks = (Block **) g_hash_table_get_keys_as_array (dwb->flushing, n_out);
+  qsort (blocks, *n_out, sizeof (Block *), compare_blocks);
+  g_cond_broadcast (&dwb->cond); /* writers held back by max_dirty_blocks */
+  return blocks;
+}
+
+/* One whole sync (steps 1-4).  Called without any lock. */
+static gboolean
+flush_once (TrDwBuffer *dwb, GError **error)
+{
+  g_autofree Block **blocks = NULL;
+  guint n = 0;
+  guint64 gen = 0, seq = 0;
+  gboolean ok;
+
+  g_mutex_lock (&dwb->lock);
+  while (dwb->flush_running && !dwb->failed)
+    g_cond_wait (&dwb->cond, &dwb->lock);
+  if (dwb->failed) {
+    g_mutex_unlock (&dwb->lock);
+    set_closed_error (error);
+    return FALSE;
+  }
+  blocks = swap_buffers_locked (dwb, &n, &gen, &seq);
+  if (blocks == NULL) {
+    /* Nothing dirty and no flush running: every write is durable. */
+    dwb->durable_gen = dwb->write_gen;
+    g_mutex_unlock (&dwb->lock);
+    return TRUE;
+  }
+  g_mutex_unlock (&dwb->lock);
+
+  /* No lock held: the flushing buffer is immutable until we drop it. */
+  ok = journal_write (dwb, blocks, n, seq, error) && apply_blocks (dwb, blocks, n, error)
+       && journal_remove (dwb, error);
+
+  g_mutex_lock (&dwb->lock);
+  if (ok) {
+    for (guint i = 0; i < n; i++)
+      cache_put (dwb, &blocks[i]->key, blocks[i]->data);
+    dwb->durable_gen = gen;
+    dwb->stats.syncs++;
+    dwb->stats.blocks_synced += n;
+    g_clear_pointer (&dwb->flushing, g_hash_table_unref);
+  } else {
+    /* Keep ->flushing: nothing may read stale disk data for these blocks. */
+    dwb->failed = TRUE;
+    g_prefix_error (error, "double-write sync (batch %" G_GUINT64_FORMAT "): ", seq);
+  }
+  dwb->flush_running = FALSE;
+  dwb->epoch++;
+  g_cond_broadcast (&dwb->cond);
+  g_mutex_unlock (&dwb->lock);
+  return ok;
+}
+
+static gpointer
+sync_thread_main (gpointer data)
+{
+  TrDwBuffer *dwb = data;
+  gint64 last_sync;
+
+  g_mutex_lock (&dwb->lock);
+  last_sync = g_get_monotonic_time ();
+  while (!dwb->stop && !dwb->failed) {
+    g_autoptr (GError) error = NULL;
+
+    if (!dwb->sync_requested) {
+      /* Deadline recomputed after every wake-up, so a new interval counts
+       * from the last sync at once. */
+      gint64 deadline = last_sync + (gint64) dwb->interval_ms * G_TIME_SPAN_MILLISECOND;
+
+      if (dwb->interval_ms == 0) {
+        g_cond_wait (&dwb->wake, &dwb->lock);
+        continue;
+      }
+      if (g_get_monotonic_time () < deadline) {
+        g_cond_wait_until (&dwb->wake, &dwb->lock, deadline);
+        continue;
+      }
+    }
+    dwb->sync_requested = FALSE;
+    g_mutex_unlock (&dwb->lock);
+    if (!flush_once (dwb, &error))
+      g_warning ("%s", error->message); /* handled here: the buffer is FAILED */
+    g_mutex_lock (&dwb->lock);
+    last_sync = g_get_monotonic_time ();
+  }
+  g_mutex_unlock (&dwb->lock);
+  return NULL;
+}
+
+/* ---- public API ---- */
+
+TrDwBuffer *
+tr_dwbuffer_new (TrIo *io, const char *dir, guint32 block_size, gsize cache_blocks,
+                 gsize max_dirty_blocks)
+{
+  TrDwBuffer *dwb;
+
+  g_return_val_if_fail (io != NULL && dir != NULL && block_size > 0, NULL);
+
+  dwb = g_new0 (TrDwBuffer, 1);
+  dwb->io = io;
+  dwb->dir = g_strdup (dir);
+  dwb->journal_path = g_build_filename (dir, TR_DWBUFFER_JOURNAL_NAME, NULL);
+  dwb->block_size = block_size;
+  dwb->cache_blocks = cache_blocks;
+  dwb->max_dirty_blocks = max_dirty_blocks;
+  dwb->files = g_hash_table_new (g_direct_hash, g_direct_equal);
+  dwb->active = block_table_new ();
+  if (cache_blocks > 0) {
+    dwb->slots = g_new0 (CacheSlot, cache_blocks);
+    dwb->cache_index = g_hash_table_new (block_key_hash, block_key_equal);
+  }
+  g_mutex_init (&dwb->lock);
+  g_mutex_init (&dwb->file_lock);
+  g_cond_init (&dwb->cond);
+  g_cond_init (&dwb->wake);
+  return dwb;
+}
+
+void
+tr_dwbuffer_add_file (TrDwBuffer *dwb, guint32 file_id, TrGroupFile *file)
+{
+  g_return_if_fail (dwb != NULL && file != NULL && !dwb->recovered);
+  g_return_if_fail (tr_groupfile_part_size (file) % dwb->block_size == 0);
+  g_return_if_fail (!g_hash_table_contains (dwb->files, GUINT_TO_POINTER (file_id)));
+
+  g_hash_table_insert (dwb->files, GUINT_TO_POINTER (file_id), file);
+}
+
+void
+tr_dwbuffer_start (TrDwBuffer *dwb, guint interval_ms)
+{
+  g_return_if_fail (dwb != NULL && dwb->recovered && dwb->thread == NULL);
+
+  dwb->interval_ms = interval_ms;
+  dwb->thread = g_thread_new ("tr-dwbuffer-sync", sync_thread_main, dwb);
+}
+
+/* Finds the current content of a block that is not dirty, under ->lock.
+ * Returns NULL if it must come from disk. */
+static const guint8 *
+lookup_clean_locked (TrDwBuffer *dwb, const BlockKey *key)
+{
+  Block *block = dwb->flushing ? g_hash_table_lookup (dwb->flushing, key) : NULL;
+  const guint8 *data;
+
+  if (block != NULL)
+    return block->data;
+  data = cache_lookup (dwb, key);
+  if (data != NULL)
+    dwb->stats.cache_hits++;
+  return data;
+}
+
+/* Waits for room in the active buffer, under ->lock (may drop it). */
+static void
+backpressure_locked (TrDwBuffer *dwb)
+{
+  if (dwb->thread != NULL) {
+    dwb->sync_requested = TRUE;
+    g_cond_signal (&dwb->wake);
+    g_cond_wait (&dwb->cond, &dwb->lock);
+    return;
+  }
+  g_mutex_unlock (&dwb->lock);
+  /* A failure is sticky and the caller's loop reports it as CLOSED. */
+  if (!flush_once (dwb, NULL))
+    g_debug ("double-write buffer: backpressure sync failed");
+  g_mutex_lock (&dwb->lock);
+}
+
+/* Returns the active block for @key, loading it first when needed.  Called
+ * and returns with ->lock held; NULL with @error set on failure. */
+static Block *
+get_dirty_block_locked (TrDwBuffer *dwb, const BlockKey *key, GError **error)
+{
+  for (;;) {
+    Block *block;
+    const guint8 *clean;
+    guint64 epoch;
+    gboolean ok;
+
+    if (dwb->failed) {
+      set_closed_error (error);
+      return NULL;
+    }
+    block = g_hash_table_lookup (dwb->active, key);
+    if (block != NULL)
+      return block;
+    if (dwb->max_dirty_blocks > 0 && g_hash_table_size (dwb->active) >= dwb->max_dirty_blocks) {
+      backpressure_locked (dwb);
+      continue;
+    }
+    block = block_new (dwb, key);
+    clean = lookup_clean_locked (dwb, key);
+    if (clean != NULL) {
+      memcpy (block->data, clean, dwb->block_size);
+      g_hash_table_add (dwb->active, block);
+      return block;
+    }
+    /* Disk read without ->lock; if a swap or flush end happened meanwhile,
+     * what we read may be stale: start over. */
+    epoch = dwb->epoch;
+    dwb->stats.cache_misses++;
+    g_mutex_unlock (&dwb->lock);
+    ok = load_block (dwb, key, block->data, error);
+    g_mutex_lock (&dwb->lock);
+    if (ok && epoch == dwb->epoch && !g_hash_table_contains (dwb->active, key)) {
+      g_hash_table_add (dwb->active, block);
+      return block;
+    }
+    g_free (block);
+    if (!ok)
+      return NULL;
+  }
+}
+
+static gboolean
+check_range (TrDwBuffer *dwb, guint32 file_id, guint32 offset, gsize len, GError **error)
+{
+  if (!g_hash_table_contains (dwb->files, GUINT_TO_POINTER (file_id))) {
+    lookup_file (dwb, file_id, error);
+    return FALSE;
+  }
+  g_return_val_if_fail (offset <= dwb->block_size && len <= dwb->block_size - offset, FALSE);
+  return TRUE;
+}
+
+gboolean
+tr_dwbuffer_write (TrDwBuffer *dwb, guint32 file_id, guint64 block_id, guint32 offset_in_block,
+                   const void *data, gsize len, GError **error)
+{
+  BlockKey key = { block_id, file_id };
+  Block *block;
+
+  g_return_val_if_fail (dwb != NULL && dwb->recovered, FALSE);
+  g_return_val_if_fail (data != NULL || len == 0, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+  if (!check_range (dwb, file_id, offset_in_block, len, error))
+    return FALSE;
+
+  g_mutex_lock (&dwb->lock);
+  block = get_dirty_block_locked (dwb, &key, error);
+  if (block != NULL) {
+    memcpy (block->data + offset_in_block, data, len);
+    dwb->write_gen++;
+  }
+  g_mutex_unlock (&dwb->lock);
+  return block != NULL;
+}
+
+/* Copies from the buffers or the cache, under ->lock.  FALSE on a miss. */
+static gboolean
+read_memory_locked (TrDwBuffer *dwb, const BlockKey *key, guint32 offset, void *buf, gsize len)
+{
+  Block *block = g_hash_table_lookup (dwb->active, key);
+  const guint8 *data = block ? block->data : lookup_clean_locked (dwb, key);
+
+  if (data == NULL)
+    return FALSE;
+  memcpy (buf, data + offset, len);
+  return TRUE;
+}
+
+gboolean
+tr_dwbuffer_read (TrDwBuffer *dwb, guint32 file_id, guint64 block_id, guint32 offset_in_block,
+                  void *buf, gsize len, GError **error)
+{
+  BlockKey key = { block_id, file_id };
+  g_autofree guint8 *tmp = NULL;
+
+  g_return_val_if_fail (dwb != NULL && dwb->recovered, FALSE);
+  g_return_val_if_fail (buf != NULL || len == 0, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+  if (!check_range (dwb, file_id, offset_in_block, len, error))
+    return FALSE;
+
+  g_mutex_lock (&dwb->lock);
+  for (;;) {
+    guint64 epoch;
+    gboolean ok;
+
+    if (dwb->failed) {
+      g_mutex_unlock (&dwb->lock);
+      set_closed_error (error);
+      return FALSE;
+    }
+    if (read_memory_locked (dwb, &key, offset_in_block, buf, len))
+      break;
+    epoch = dwb->epoch;
+    dwb->stats.cache_misses++;
+    g_mutex_unlock (&dwb->lock);
+    if (tmp == NULL)
+      tmp = g_malloc (dwb->block_size);
+    ok = load_block (dwb, &key, tmp, error);
+    g_mutex_lock (&dwb->lock);
+    if (!ok) {
+      g_mutex_unlock (&dwb->lock);
+      return FALSE;
+    }
+    /* Same epoch: no buffer moved and no flush ended, so disk is current
+     * unless a writer dirtied the block meanwhile (then read it from there). */
+    if (epoch == dwb->epoch && !g_hash_table_contains (dwb->active, &key)) {
+      cache_put (dwb, &key, tmp);
+      memcpy (buf, tmp + offset_in_block, len);
+      break;
+    }
+  }
+  g_mutex_unlock (&dwb->lock);
+  return TRUE;
+}
+
+gboolean
+tr_dwbuffer_sync (TrDwBuffer *dwb, GError **error)
+{
+  g_return_val_if_fail (dwb != NULL && dwb->recovered, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  return flush_once (dwb, error);
+}
+
+void
+tr_dwbuffer_notify_sync (TrDwBuffer *dwb)
+{
+  g_return_if_fail (dwb != NULL);
+
+  g_mutex_lock (&dwb->lock);
+  dwb->sync_requested = TRUE;
+  g_cond_signal (&dwb->wake);
+  g_mutex_unlock (&dwb->lock);
+}
+
+void
+tr_dwbuffer_set_sync_interval (TrDwBuffer *dwb, guint interval_ms)
+{
+  g_return_if_fail (dwb != NULL);
+
+  g_mutex_lock (&dwb->lock);
+  dwb->interval_ms = interval_ms;
+  g_cond_signal (&dwb->wake);
+  g_mutex_unlock (&dwb->lock);
+}
+
+gboolean
+tr_dwbuffer_wait_sync (TrDwBuffer *dwb, GError **error)
+{
+  guint64 target;
+
+  g_return_val_if_fail (dwb != NULL && dwb->recovered, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  if (dwb->thread == NULL)
+    return flush_once (dwb, error);
+
+  g_mutex_lock (&dwb->lock);
+  target = dwb->write_gen;
+  while (!dwb->failed && dwb->durable_gen < target) {
+    /* Also covers "nothing dirty but a flush of older writes is running":
+     * the thread finds active empty, waits for that flush, marks durable. */
+    dwb->sync_requested = TRUE;
+    g_cond_signal (&dwb->wake);
+    g_cond_wait (&dwb->cond, &dwb->lock);
+  }
+  if (dwb->failed && dwb->durable_gen < target) {
+    g_mutex_unlock (&dwb->lock);
+    set_closed_error (error);
+    return FALSE;
+  }
+  g_mutex_unlock (&dwb->lock);
+  return TRUE;
+}
+
+/* Removes every block of @file_id below @first_block from @table. */
+static void
+forget_blocks_locked (GHashTable *table, guint32 file_id, guint64 first_block)
+{
+  GHashTableIter iter;
+  Block *block;
+
+  g_hash_table_iter_init (&iter, table);
+  while (g_hash_table_iter_next (&iter, (gpointer *) &block, NULL))
+    if (block->key.file_id == file_id && block->key.block_id < first_block)
+      g_hash_table_iter_remove (&iter);
+}
+
+gboolean
+tr_dwbuffer_drop_before (TrDwBuffer *dwb, guint32 file_id, guint64 offset, GError **error)
+{
+  TrGroupFile *file;
+  guint64 first_block;
+  gboolean ok;
+
+  g_return_val_if_fail (dwb != NULL && dwb->recovered, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  file = lookup_file (dwb, file_id, error);
+  if (file == NULL)
+    return FALSE;
+  g_mutex_lock (&dwb->lock);
+  ok = !dwb->failed;
+  g_mutex_unlock (&dwb->lock);
+  if (!ok) {
+    set_closed_error (error);
+    return FALSE;
+  }
+  g_mutex_lock (&dwb->file_lock);
+  ok = tr_groupfile_drop_before (file, offset, error);
+  first_block = tr_groupfile_first_offset (file) / dwb->block_size;
+  g_mutex_unlock (&dwb->file_lock);
+  if (!ok) {
+    g_mutex_lock (&dwb->lock);
+    dwb->failed = TRUE; /* the GroupFile is FAILED too (sticky) */
+    g_cond_broadcast (&dwb->cond);
+    g_mutex_unlock (&dwb->lock);
+    return FALSE;
+  }
+
+  g_mutex_lock (&dwb->lock);
+  forget_blocks_locked (dwb->active, file_id, first_block);
+  for (gsize i = 0; i < dwb->cache_blocks; i++) {
+    CacheSlot *slot = &dwb->slots[i];
+    if (slot->used && slot->key.file_id == file_id && slot->key.block_id < first_block) {
+      g_hash_table_remove (dwb->cache_index, &slot->key);
+      slot->used = FALSE;
+    }
+  }
+  /* A reader that loaded a block before the drop must not cache it now. */
+  dwb->epoch++;
+  g_mutex_unlock (&dwb->lock);
+  return TRUE;
+}
+
+void
+tr_dwbuffer_get_stats (TrDwBuffer *dwb, TrDwBufferStats *out)
+{
+  g_return_if_fail (dwb != NULL && out != NULL);
+
+  g_mutex_lock (&dwb->lock);
+  *out = dwb->stats;
+  out->cached_blocks = dwb->cache_index ? g_hash_table_size (dwb->cache_index) : 0;
+  out->dirty_blocks = g_hash_table_size (dwb->active);
+  out->flushing_blocks = dwb->flushing ? g_hash_table_size (dwb->flushing) : 0;
+  g_mutex_unlock (&dwb->lock);
+}
+
+void
+tr_dwbuffer_free (TrDwBuffer *dwb)
+{
+  if (dwb == NULL)
+    return;
+  if (dwb->thread != NULL) {
+    g_mutex_lock (&dwb->lock);
+    dwb->stop = TRUE;
+    g_cond_signal (&dwb->wake);
+    g_mutex_unlock (&dwb->lock);
+    g_thread_join (dwb->thread);
+  }
+  if (g_hash_table_size (dwb->active) > 0)
+    g_debug ("double-write buffer freed with %u unsynced blocks", g_hash_table_size (dwb->active));
+  g_hash_table_unref (dwb->active);
+  g_clear_pointer (&dwb->flushing, g_hash_table_unref);
+  g_clear_pointer (&dwb->cache_index, g_hash_table_unref);
+  for (gsize i = 0; i < dwb->cache_blocks; i++)
+    g_free (dwb->slots[i].data);
+  g_free (dwb->slots);
+  g_hash_table_unref (dwb->files);
+  g_mutex_clear (&dwb->lock);
+  g_mutex_clear (&dwb->file_lock);
+  g_cond_clear (&dwb->cond);
+  g_cond_clear (&dwb->wake);
+  g_free (dwb->journal_path);
+  g_free (dwb->dir);
+  g_free (dwb);
+}
