@@ -1,0 +1,761 @@
+/* tr_config.c - loading and validating router.conf and services/NAME.conf.
+ *
+ * Every value is read as a string and parsed here (not with GKeyFile's typed
+ * getters) so each error names file, group, key and value in one format:
+ *   "<file>: [<group>] <key>: '<value>' <problem>"
+ * GKeyFile silently merges a repeated group and lets a repeated key win, so
+ * the raw text is scanned for duplicates before it is parsed.
+ * Key reference and defaults: tr_config.h.  Single-threaded.
+ */
+#include "tr_config.h"
+
+#include "tr_frame.h"
+
+#include <stdarg.h>
+#include <string.h>
+
+#define GROUP_ROUTER "router"
+#define GROUP_SERVICE "service"
+#define ENDPOINT_PREFIX "endpoint "
+#define MAX_ID_LEN 64
+#define MAX_MS 86400000u /* one day */
+
+/* Where values come from and where errors go. */
+typedef struct {
+  const char *path;
+  GKeyFile *keyfile;
+  GError **error;
+} Reader;
+
+static const char *const router_keys[] = {
+  "server_id", "server_type", "listen", "admin_listen", "data_dir", "sync_mode",
+  "sync_interval_ms", "rpc_cache_size", "group_file_size", "max_frame_size",
+  "state_flush_ms", "max_connections", "services", NULL,
+};
+static const char *const service_keys[] = {
+  "service_type", "rpcs", "max_inflight", "on_failure", "max_retries", "retry_backoff_ms",
+  "retry_backoff_max_ms", "connect_timeout_ms", "socket_timeout_ms", "oneway_barrier",
+  "barrier_method", NULL,
+};
+static const char *const endpoint_keys[] = {
+  "host", "port", "max_connection", "stop_send", NULL,
+};
+static const char *const server_type_names[] = { "MASTER", "BACKUP", "REPLY", NULL };
+/* Indexed by TrSyncMode (tr_rpcstore.h). */
+static const char *const sync_mode_names[] = {
+  [TR_SYNC_ALWAYS] = "always", [TR_SYNC_INTERVAL] = "interval", [TR_SYNC_NONE] = "none", NULL,
+};
+static const char *const service_type_names[] = { "COMMON", "BACKUP", "REPLY", NULL };
+static const char *const on_failure_names[] = { "block", "skip", NULL };
+
+/* Sets the error "<path>: [<group>] <key>: <message>" (group/key optional);
+ * always returns FALSE. */
+G_GNUC_PRINTF (5, 6)
+static gboolean
+fail (const Reader *r, TrConfigError code, const char *group, const char *key, const char *fmt, ...)
+{
+  g_autofree char *msg = NULL;
+  g_autofree char *where = NULL;
+  va_list ap;
+
+  va_start (ap, fmt);
+  msg = g_strdup_vprintf (fmt, ap);
+  va_end (ap);
+  if (group != NULL && key != NULL)
+    where = g_strdup_printf ("[%s] %s: ", group, key);
+  else if (group != NULL)
+    where = g_strdup_printf ("[%s]: ", group);
+  g_set_error (r->error, TR_CONFIG_ERROR, code, "%s: %s%s", r->path, where ? where : "", msg);
+  return FALSE;
+}
+
+/* ---- raw text: read, check duplicates, parse ---- */
+
+/* Scans key-file text for a repeated group or a repeated key in a group. */
+static gboolean
+check_duplicates (const Reader *r, const char *text)
+{
+  g_auto (GStrv) lines = g_strsplit (text, "\n", -1);
+  g_autoptr (GHashTable) groups = g_hash_table_new (g_str_hash, g_str_equal);
+  g_autoptr (GHashTable) keys = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  const char *group = NULL;
+
+  for (guint i = 0; lines[i] != NULL; i++) {
+    char *line = g_strstrip (lines[i]);
+    char *end;
+
+    if (*line == '\0' || *line == '#')
+      continue;
+    if (*line == '[' && (end = strchr (line, ']')) != NULL) {
+      *end = '\0';
+      group = line + 1;
+      if (!g_hash_table_add (groups, (gpointer) group))
+        return fail (r, TR_CONFIG_ERROR_INVALID, group, NULL, "group appears twice");
+      g_hash_table_remove_all (keys);
+    } else if ((end = strchr (line, '=')) != NULL && group != NULL) {
+      *end = '\0';
+      if (!g_hash_table_add (keys, g_strdup (g_strchomp (line))))
+        return fail (r, TR_CONFIG_ERROR_INVALID, group, g_strchomp (line), "key appears twice");
+    }
+  }
+  return TRUE;
+}
+
+static GKeyFile *
+read_keyfile (const Reader *r)
+{
+  g_autoptr (GKeyFile) keyfile = g_key_file_new ();
+  g_autoptr (GError) local = NULL;
+  g_autofree char *text = NULL;
+  gsize len;
+
+  if (!g_file_get_contents (r->path, &text, &len, &local)) {
+    if (g_error_matches (local, G_FILE_ERROR, G_FILE_ERROR_NOENT))
+      fail (r, TR_CONFIG_ERROR_IO, NULL, NULL, "no such file");
+    else
+      fail (r, TR_CONFIG_ERROR_IO, NULL, NULL, "cannot read: %s", local->message);
+    return NULL;
+  }
+  if (!g_key_file_load_from_data (keyfile, text, len, G_KEY_FILE_NONE, &local)) {
+    fail (r, TR_CONFIG_ERROR_PARSE, NULL, NULL, "%s", local->message);
+    return NULL;
+  }
+  if (!check_duplicates (r, text))
+    return NULL;
+  return g_steal_pointer (&keyfile);
+}
+
+/* Every key of @group must be in @allowed. */
+static gboolean
+check_keys (const Reader *r, const char *group, const char *const *allowed)
+{
+  g_auto (GStrv) keys = g_key_file_get_keys (r->keyfile, group, NULL, NULL);
+
+  for (guint i = 0; keys != NULL && keys[i] != NULL; i++) {
+    if (!g_strv_contains (allowed, keys[i]))
+      return fail (r, TR_CONFIG_ERROR_INVALID, group, keys[i], "unknown key");
+  }
+  return TRUE;
+}
+
+/* ---- typed values ---- */
+
+/* The stripped value of @key, or NULL if the key is absent. */
+static char *
+get_raw (const Reader *r, const char *group, const char *key)
+{
+  char *value;
+
+  if (!g_key_file_has_key (r->keyfile, group, key, NULL))
+    return NULL;
+  value = g_key_file_get_string (r->keyfile, group, key, NULL);
+  return value != NULL ? g_strstrip (value) : g_strdup ("");
+}
+
+static gboolean
+get_string (const Reader *r, const char *group, const char *key, const char *def, char **out)
+{
+  char *value = get_raw (r, group, key);
+
+  if (value == NULL && def == NULL)
+    return fail (r, TR_CONFIG_ERROR_INVALID, group, key, "missing (required)");
+  if (value != NULL && *value == '\0') {
+    g_free (value);
+    return fail (r, TR_CONFIG_ERROR_INVALID, group, key, "is empty");
+  }
+  *out = value != NULL ? value : g_strdup (def);
+  return TRUE;
+}
+
+static gboolean
+all_digits (const char *s)
+{
+  if (*s == '\0')
+    return FALSE;
+  for (; *s != '\0'; s++) {
+    if (!g_ascii_isdigit (*s))
+      return FALSE;
+  }
+  return TRUE;
+}
+
+static gboolean
+get_uint (const Reader *r, const char *group, const char *key, guint def, guint min, guint max,
+          guint *out)
+{
+  g_autofree char *value = get_raw (r, group, key);
+  guint64 n;
+
+  if (value == NULL) {
+    *out = def;
+    return TRUE;
+  }
+  if (!all_digits (value) || !g_ascii_string_to_unsigned (value, 10, min, max, &n, NULL))
+    return fail (r, TR_CONFIG_ERROR_INVALID, group, key, "'%s' is not an integer in %u..%u",
+                 value, min, max);
+  *out = (guint) n;
+  return TRUE;
+}
+
+/* "123", "64K", "64M", "2G" (1024-based, case-insensitive, optional B or iB). */
+static gboolean
+parse_size (const char *s, guint64 *out)
+{
+  g_autofree char *digits = NULL;
+  const char *p = s;
+  guint64 n, mult = 1;
+
+  while (g_ascii_isdigit (*p))
+    p++;
+  digits = g_strndup (s, (gsize) (p - s));
+  if (!all_digits (digits) || !g_ascii_string_to_unsigned (digits, 10, 0, G_MAXUINT64, &n, NULL))
+    return FALSE;
+  switch (g_ascii_toupper (*p)) {
+  case '\0':
+    break;
+  case 'K':
+    mult = G_GUINT64_CONSTANT (1) << 10;
+    break;
+  case 'M':
+    mult = G_GUINT64_CONSTANT (1) << 20;
+    break;
+  case 'G':
+    mult = G_GUINT64_CONSTANT (1) << 30;
+    break;
+  default:
+    return FALSE;
+  }
+  if (*p != '\0')
+    p++;
+  if (*p != '\0' && g_ascii_strcasecmp (p, "B") != 0 && g_ascii_strcasecmp (p, "iB") != 0)
+    return FALSE;
+  if (n > G_MAXUINT64 / mult)
+    return FALSE;
+  *out = n * mult;
+  return TRUE;
+}
+
+static gboolean
+get_size (const Reader *r, const char *group, const char *key, guint64 def, guint64 min,
+          guint64 max, guint64 *out)
+{
+  g_autofree char *value = get_raw (r, group, key);
+  guint64 n;
+
+  if (value == NULL) {
+    *out = def;
+    return TRUE;
+  }
+  if (!parse_size (value, &n) || n < min || n > max)
+    return fail (r, TR_CONFIG_ERROR_INVALID, group, key,
+                 "'%s' is not a size in %" G_GUINT64_FORMAT "..%" G_GUINT64_FORMAT
+                 " bytes (suffixes K, M, G allowed)",
+                 value, min, max);
+  *out = n;
+  return TRUE;
+}
+
+static gboolean
+get_bool (const Reader *r, const char *group, const char *key, gboolean def, gboolean *out)
+{
+  static const char *const yes[] = { "true", "yes", "on", "1", NULL };
+  static const char *const no[] = { "false", "no", "off", "0", NULL };
+  g_autofree char *value = get_raw (r, group, key);
+
+  if (value == NULL) {
+    *out = def;
+    return TRUE;
+  }
+  for (guint i = 0; yes[i] != NULL; i++) {
+    if (g_ascii_strcasecmp (value, yes[i]) == 0) {
+      *out = TRUE;
+      return TRUE;
+    }
+    if (g_ascii_strcasecmp (value, no[i]) == 0) {
+      *out = FALSE;
+      return TRUE;
+    }
+  }
+  return fail (r, TR_CONFIG_ERROR_INVALID, group, key, "'%s' is not a boolean (true or false)",
+               value);
+}
+
+/* Case-insensitive choice among @names; stores the index. */
+static gboolean
+get_enum (const Reader *r, const char *group, const char *key, const char *const *names, int def,
+          int *out)
+{
+  g_autofree char *value = get_raw (r, group, key);
+  g_autofree char *choices = NULL;
+
+  if (value == NULL) {
+    *out = def;
+    return TRUE;
+  }
+  for (int i = 0; names[i] != NULL; i++) {
+    if (g_ascii_strcasecmp (value, names[i]) == 0) {
+      *out = i;
+      return TRUE;
+    }
+  }
+  choices = g_strjoinv (", ", (char **) names);
+  return fail (r, TR_CONFIG_ERROR_INVALID, group, key, "'%s' is not one of %s", value, choices);
+}
+
+/* Splits at ',' and ';', trims items, drops empty ones.  Rejects an item
+ * @valid refuses, and repeated items. */
+static gboolean
+get_list (const Reader *r, const char *group, const char *key,
+          gboolean (*valid) (const char *, gsize), const char *what, GPtrArray **out)
+{
+  g_autofree char *value = get_raw (r, group, key);
+  g_autoptr (GPtrArray) items = g_ptr_array_new_with_free_func (g_free);
+  g_auto (GStrv) parts = NULL;
+
+  if (value != NULL)
+    parts = g_strsplit_set (value, ",;", -1);
+  for (guint i = 0; parts != NULL && parts[i] != NULL; i++) {
+    char *item = g_strstrip (parts[i]);
+    if (*item == '\0')
+      continue;
+    if (!valid (item, strlen (item)))
+      return fail (r, TR_CONFIG_ERROR_INVALID, group, key, "'%s' is not a valid %s", item, what);
+    if (g_ptr_array_find_with_equal_func (items, item, g_str_equal, NULL))
+      return fail (r, TR_CONFIG_ERROR_INVALID, group, key, "'%s' is listed twice", item);
+    g_ptr_array_add (items, g_strdup (item));
+  }
+  *out = g_steal_pointer (&items);
+  return TRUE;
+}
+
+/* Names used as ids and file names: [A-Za-z0-9_.-]{1,64}, not starting
+ * with '.' (so never "..", never a hidden file). */
+static gboolean
+valid_id (const char *s, gsize len)
+{
+  if (len == 0 || len > MAX_ID_LEN || s[0] == '.')
+    return FALSE;
+  for (gsize i = 0; i < len; i++) {
+    if (!g_ascii_isalnum (s[i]) && s[i] != '_' && s[i] != '.' && s[i] != '-')
+      return FALSE;
+  }
+  return TRUE;
+}
+
+static gboolean
+valid_host (const char *s)
+{
+  gsize len = strlen (s);
+
+  if (len == 0 || len > 255)
+    return FALSE;
+  for (gsize i = 0; i < len; i++) {
+    if (!g_ascii_isgraph (s[i]) || s[i] == '[' || s[i] == ']' || s[i] == '/')
+      return FALSE;
+  }
+  return TRUE;
+}
+
+/* "host:port" or "[v6addr]:port"; port 0..65535 (0 = any free port). */
+static gboolean
+get_hostport (const Reader *r, const char *group, const char *key, const char *def, char **host,
+              guint16 *port)
+{
+  g_autofree char *value = NULL;
+  g_autofree char *h = NULL;
+  const char *colon;
+  guint64 n;
+
+  if (!get_string (r, group, key, def, &value))
+    return FALSE;
+  colon = strrchr (value, ':');
+  if (colon == NULL)
+    return fail (r, TR_CONFIG_ERROR_INVALID, group, key, "'%s' is not host:port", value);
+  if (value[0] == '[' && colon > value && colon[-1] == ']')
+    h = g_strndup (value + 1, (gsize) (colon - value - 2));
+  else
+    h = g_strndup (value, (gsize) (colon - value));
+  if (!valid_host (h) || (value[0] != '[' && strchr (h, ':') != NULL))
+    return fail (r, TR_CONFIG_ERROR_INVALID, group, key,
+                 "'%s' is not host:port (write IPv6 as [addr]:port)", value);
+  if (!all_digits (colon + 1) || !g_ascii_string_to_unsigned (colon + 1, 10, 0, 65535, &n, NULL))
+    return fail (r, TR_CONFIG_ERROR_INVALID, group, key, "'%s': '%s' is not a port (0..65535)",
+                 value, colon + 1);
+  *host = g_steal_pointer (&h);
+  *port = (guint16) n;
+  return TRUE;
+}
+
+/* ---- services ---- */
+
+static void
+endpoint_config_free (gpointer data)
+{
+  TrEndpointConfig *endpoint = data;
+
+  g_free (endpoint->id);
+  g_free (endpoint->host);
+  g_free (endpoint);
+}
+
+void
+tr_service_config_free (TrServiceConfig *service)
+{
+  if (service == NULL)
+    return;
+  g_free (service->name);
+  g_free (service->path);
+  g_clear_pointer (&service->rpcs, g_ptr_array_unref);
+  g_free (service->barrier_method);
+  g_clear_pointer (&service->endpoints, g_ptr_array_unref);
+  g_free (service);
+}
+
+/* A required port 1..65535. */
+static gboolean
+get_port (const Reader *r, const char *group, const char *key, guint16 *out)
+{
+  g_autofree char *value = get_raw (r, group, key);
+  guint64 n;
+
+  if (value == NULL)
+    return fail (r, TR_CONFIG_ERROR_INVALID, group, key, "missing (required)");
+  if (!all_digits (value) || !g_ascii_string_to_unsigned (value, 10, 1, 65535, &n, NULL))
+    return fail (r, TR_CONFIG_ERROR_INVALID, group, key, "'%s' is not a port (1..65535)", value);
+  *out = (guint16) n;
+  return TRUE;
+}
+
+static gboolean
+read_endpoint (const Reader *r, const char *group, const char *id, TrServiceConfig *service)
+{
+  TrEndpointConfig *endpoint = g_new0 (TrEndpointConfig, 1);
+
+  /* Owned by @service from here on, so every failure path frees it. */
+  endpoint->id = g_strdup (id);
+  g_ptr_array_add (service->endpoints, endpoint);
+  if (!valid_id (id, strlen (id)))
+    return fail (r, TR_CONFIG_ERROR_INVALID, group, NULL,
+                 "'%s' is not a valid endpoint id ([A-Za-z0-9_.-], 1..64 chars)", id);
+  if (!check_keys (r, group, endpoint_keys) ||
+      !get_string (r, group, "host", "127.0.0.1", &endpoint->host) ||
+      !get_port (r, group, "port", &endpoint->port) ||
+      !get_uint (r, group, "max_connection", 1, 1, 1024, &endpoint->max_connection) ||
+      !get_bool (r, group, "stop_send", FALSE, &endpoint->stop_send))
+    return FALSE;
+  if (!valid_host (endpoint->host))
+    return fail (r, TR_CONFIG_ERROR_INVALID, group, "host", "'%s' is not a host name or address",
+                 endpoint->host);
+  return TRUE;
+}
+
+static gboolean
+valid_rpc_name (const char *name, gsize len)
+{
+  return tr_frame_valid_rpc_name (name, len);
+}
+
+static gboolean
+read_service_group (const Reader *r, TrServiceConfig *s)
+{
+  const char *g = GROUP_SERVICE;
+  int type = 0, on_failure = 0;
+
+  if (!check_keys (r, g, service_keys) ||
+      !get_enum (r, g, "service_type", service_type_names, TR_SERVICE_COMMON, &type) ||
+      !get_list (r, g, "rpcs", valid_rpc_name, "rpc name ([A-Za-z0-9_.:], 1..255 chars)",
+                 &s->rpcs) ||
+      !get_uint (r, g, "max_inflight", 64, 1, 65536, &s->max_inflight) ||
+      !get_enum (r, g, "on_failure", on_failure_names, TR_ON_FAILURE_BLOCK, &on_failure) ||
+      !get_uint (r, g, "max_retries", 10, 0, G_MAXINT32, &s->max_retries) ||
+      !get_uint (r, g, "retry_backoff_ms", 100, 1, MAX_MS, &s->retry_backoff_ms) ||
+      !get_uint (r, g, "retry_backoff_max_ms", 30000, 1, MAX_MS, &s->retry_backoff_max_ms) ||
+      !get_uint (r, g, "connect_timeout_ms", 3000, 1, MAX_MS, &s->connect_timeout_ms) ||
+      !get_uint (r, g, "socket_timeout_ms", 10000, 1, MAX_MS, &s->socket_timeout_ms) ||
+      !get_bool (r, g, "oneway_barrier", TRUE, &s->oneway_barrier) ||
+      !get_string (r, g, "barrier_method", TR_CONFIG_DEFAULT_BARRIER_METHOD, &s->barrier_method))
+    return FALSE;
+  s->service_type = (TrServiceType) type;
+  s->on_failure = (TrOnFailure) on_failure;
+  if (s->service_type != TR_SERVICE_COMMON)
+    return fail (r, TR_CONFIG_ERROR_INVALID, g, "service_type", "%s is not supported yet (only COMMON)",
+                 service_type_names[type]);
+  if (s->rpcs->len == 0)
+    return fail (r, TR_CONFIG_ERROR_INVALID, g, "rpcs", "missing or empty (a service needs at least one rpc)");
+  if (s->retry_backoff_max_ms < s->retry_backoff_ms)
+    return fail (r, TR_CONFIG_ERROR_INVALID, g, "retry_backoff_max_ms",
+                 "'%u' is less than retry_backoff_ms (%u)", s->retry_backoff_max_ms,
+                 s->retry_backoff_ms);
+  if (!tr_frame_valid_rpc_name (s->barrier_method, strlen (s->barrier_method)))
+    return fail (r, TR_CONFIG_ERROR_INVALID, g, "barrier_method", "'%s' is not a valid rpc name",
+                 s->barrier_method);
+  if (g_ptr_array_find_with_equal_func (s->rpcs, s->barrier_method, g_str_equal, NULL))
+    return fail (r, TR_CONFIG_ERROR_INVALID, g, "barrier_method",
+                 "'%s' is also listed in rpcs; the barrier must be a method no endpoint implements",
+                 s->barrier_method);
+  return TRUE;
+}
+
+TrServiceConfig *
+tr_config_load_service (const char *path, const char *name, GError **error)
+{
+  g_autoptr (TrServiceConfig) service = NULL;
+  g_autoptr (GKeyFile) keyfile = NULL;
+  g_auto (GStrv) groups = NULL;
+  Reader r = { path, NULL, error };
+
+  g_return_val_if_fail (path != NULL && name != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  if ((keyfile = read_keyfile (&r)) == NULL)
+    return NULL;
+  r.keyfile = keyfile;
+  service = g_new0 (TrServiceConfig, 1);
+  service->name = g_strdup (name);
+  service->path = g_strdup (path);
+  service->endpoints = g_ptr_array_new_with_free_func (endpoint_config_free);
+  if (!g_key_file_has_group (keyfile, GROUP_SERVICE)) {
+    fail (&r, TR_CONFIG_ERROR_INVALID, GROUP_SERVICE, NULL, "group missing");
+    return NULL;
+  }
+  if (!read_service_group (&r, service))
+    return NULL;
+  groups = g_key_file_get_groups (keyfile, NULL);
+  for (guint i = 0; groups[i] != NULL; i++) {
+    const char *group = groups[i];
+    if (strcmp (group, GROUP_SERVICE) == 0)
+      continue;
+    if (!g_str_has_prefix (group, ENDPOINT_PREFIX)) {
+      fail (&r, TR_CONFIG_ERROR_INVALID, group, NULL,
+            "unknown group (expected [service] or [endpoint ID])");
+      return NULL;
+    }
+    if (!read_endpoint (&r, group, group + strlen (ENDPOINT_PREFIX), service))
+      return NULL;
+  }
+  return g_steal_pointer (&service);
+}
+
+/* ---- router.conf ---- */
+
+void
+tr_config_free (TrConfig *config)
+{
+  if (config == NULL)
+    return;
+  g_free (config->path);
+  g_free (config->dir);
+  g_free (config->server_id);
+  g_free (config->listen_host);
+  g_free (config->admin_host);
+  g_free (config->data_dir);
+  g_clear_pointer (&config->services, g_ptr_array_unref);
+  g_free (config);
+}
+
+static gboolean
+read_router_values (const Reader *r, TrConfig *c)
+{
+  const char *g = GROUP_ROUTER;
+  int type = 0, sync = 0;
+  guint64 frame = 0;
+
+  if (!check_keys (r, g, router_keys) ||
+      !get_string (r, g, "server_id", "node1", &c->server_id) ||
+      !get_enum (r, g, "server_type", server_type_names, TR_SERVER_MASTER, &type) ||
+      !get_hostport (r, g, "listen", "127.0.0.1:9090", &c->listen_host, &c->listen_port) ||
+      !get_hostport (r, g, "admin_listen", "127.0.0.1:9091", &c->admin_host, &c->admin_port) ||
+      !get_string (r, g, "data_dir", "./data", &c->data_dir) ||
+      !get_enum (r, g, "sync_mode", sync_mode_names, TR_SYNC_ALWAYS, &sync) ||
+      !get_uint (r, g, "sync_interval_ms", 10, 1, 3600000, &c->sync_interval_ms) ||
+      !get_size (r, g, "rpc_cache_size", 64 << 20, 0, G_MAXINT64, &c->rpc_cache_size) ||
+      !get_size (r, g, "group_file_size", G_GUINT64_CONSTANT (2) << 30, 64 << 10, G_MAXINT64,
+                 &c->group_file_size) ||
+      !get_size (r, g, "max_frame_size", TR_FRAME_DEFAULT_MAX_SIZE, 64, G_MAXINT32, &frame) ||
+      !get_uint (r, g, "state_flush_ms", 100, 0, 3600000, &c->state_flush_ms) ||
+      !get_uint (r, g, "max_connections", 1024, 1, 1000000, &c->max_connections))
+    return FALSE;
+  c->server_type = (TrServerType) type;
+  c->sync_mode = (TrSyncMode) sync;
+  c->max_frame_size = (guint32) frame;
+  if (!valid_id (c->server_id, strlen (c->server_id)))
+    return fail (r, TR_CONFIG_ERROR_INVALID, g, "server_id",
+                 "'%s' is not a valid id ([A-Za-z0-9_.-], 1..64 chars)", c->server_id);
+  if (c->server_type != TR_SERVER_MASTER)
+    return fail (r, TR_CONFIG_ERROR_INVALID, g, "server_type",
+                 "server_type %s is not supported yet (only MASTER)", server_type_names[type]);
+  if (frame > c->group_file_size / 2)
+    return fail (r, TR_CONFIG_ERROR_INVALID, g, "max_frame_size",
+                 "%" G_GUINT64_FORMAT " is more than half of group_file_size (%" G_GUINT64_FORMAT ")",
+                 frame, c->group_file_size);
+  return TRUE;
+}
+
+/* Loads every service listed in [router] services from services/NAME.conf
+ * next to router.conf. */
+static gboolean
+read_services (const Reader *r, TrConfig *c)
+{
+  g_autoptr (GPtrArray) names = NULL;
+  g_autofree char *conf_dir = g_path_get_dirname (r->path);
+
+  if (!get_list (r, GROUP_ROUTER, "services", valid_id,
+                 "service name ([A-Za-z0-9_.-], 1..64 chars)", &names))
+    return FALSE;
+  for (guint i = 0; i < names->len; i++) {
+    const char *name = g_ptr_array_index (names, i);
+    g_autofree char *file = g_strconcat (name, ".conf", NULL);
+    g_autofree char *path = g_build_filename (conf_dir, "services", file, NULL);
+    TrServiceConfig *service = tr_config_load_service (path, name, r->error);
+    if (service == NULL) {
+      if (r->error != NULL && g_error_matches (*r->error, TR_CONFIG_ERROR, TR_CONFIG_ERROR_IO))
+        g_prefix_error (r->error, "%s: [%s] services: service '%s': ", r->path, GROUP_ROUTER, name);
+      return FALSE;
+    }
+    g_ptr_array_add (c->services, service);
+  }
+  return TRUE;
+}
+
+TrConfig *
+tr_config_load (const char *router_conf_path, GError **error)
+{
+  g_autoptr (TrConfig) config = NULL;
+  g_autoptr (GKeyFile) keyfile = NULL;
+  g_auto (GStrv) groups = NULL;
+  g_autofree char *dir = NULL;
+  Reader r = { router_conf_path, NULL, error };
+
+  g_return_val_if_fail (router_conf_path != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  if ((keyfile = read_keyfile (&r)) == NULL)
+    return NULL;
+  r.keyfile = keyfile;
+  groups = g_key_file_get_groups (keyfile, NULL);
+  for (guint i = 0; groups[i] != NULL; i++) {
+    if (strcmp (groups[i], GROUP_ROUTER) != 0) {
+      fail (&r, TR_CONFIG_ERROR_INVALID, groups[i], NULL, "unknown group (expected [router])");
+      return NULL;
+    }
+  }
+  if (!g_key_file_has_group (keyfile, GROUP_ROUTER)) {
+    fail (&r, TR_CONFIG_ERROR_INVALID, GROUP_ROUTER, NULL, "group missing");
+    return NULL;
+  }
+  config = g_new0 (TrConfig, 1);
+  config->path = g_strdup (router_conf_path);
+  dir = g_path_get_dirname (router_conf_path);
+  config->dir = g_canonicalize_filename (dir, NULL);
+  config->services = g_ptr_array_new_with_free_func ((GDestroyNotify) tr_service_config_free);
+  if (!read_router_values (&r, config))
+    return NULL;
+  /* data_dir is relative to the directory of router.conf, not the cwd. */
+  {
+    char *abs = g_canonicalize_filename (config->data_dir, config->dir);
+    g_free (config->data_dir);
+    config->data_dir = abs;
+  }
+  if (!read_services (&r, config))
+    return NULL;
+  return g_steal_pointer (&config);
+}
+
+TrServiceConfig *
+tr_config_lookup_service (const TrConfig *config, const char *name)
+{
+  g_return_val_if_fail (config != NULL && name != NULL, NULL);
+
+  for (guint i = 0; i < config->services->len; i++) {
+    TrServiceConfig *service = g_ptr_array_index (config->services, i);
+    if (strcmp (service->name, name) == 0)
+      return service;
+  }
+  return NULL;
+}
+
+/* ---- effective settings ---- */
+
+/* A size with the largest exact K/M/G suffix. */
+static char *
+format_size (guint64 n)
+{
+  static const char suffixes[] = "GMK";
+
+  for (guint i = 0; n != 0 && i < 3; i++) {
+    guint shift = (guint) (30 - 10 * i);
+    if (n % (G_GUINT64_CONSTANT (1) << shift) == 0)
+      return g_strdup_printf ("%" G_GUINT64_FORMAT "%c", n >> shift, suffixes[i]);
+  }
+  return g_strdup_printf ("%" G_GUINT64_FORMAT, n);
+}
+
+static char *
+format_hostport (const char *host, guint16 port)
+{
+  if (strchr (host, ':') != NULL)
+    return g_strdup_printf ("[%s]:%u", host, port);
+  return g_strdup_printf ("%s:%u", host, port);
+}
+
+static void
+append_router (GString *out, const TrConfig *c)
+{
+  g_autofree char *listen = format_hostport (c->listen_host, c->listen_port);
+  g_autofree char *admin = format_hostport (c->admin_host, c->admin_port);
+  g_autofree char *cache = format_size (c->rpc_cache_size);
+  g_autofree char *part = format_size (c->group_file_size);
+
+  g_string_append_printf (out, "# %s\n[router]\n", c->path);
+  g_string_append_printf (out, "server_id = %s\nserver_type = %s\n", c->server_id,
+                          server_type_names[c->server_type]);
+  g_string_append_printf (out, "listen = %s\nadmin_listen = %s\n", listen, admin);
+  g_string_append_printf (out, "data_dir = %s\nsync_mode = %s\nsync_interval_ms = %u\n",
+                          c->data_dir, sync_mode_names[c->sync_mode], c->sync_interval_ms);
+  g_string_append_printf (out, "rpc_cache_size = %s\ngroup_file_size = %s\n", cache, part);
+  g_string_append_printf (out, "max_frame_size = %u\nstate_flush_ms = %u\nmax_connections = %u\n",
+                          c->max_frame_size, c->state_flush_ms, c->max_connections);
+  g_string_append (out, "services = ");
+  for (guint i = 0; i < c->services->len; i++) {
+    const TrServiceConfig *s = g_ptr_array_index (c->services, i);
+    g_string_append_printf (out, "%s%s", i > 0 ? ", " : "", s->name);
+  }
+  g_string_append (out, "\n");
+}
+
+static void
+append_service (GString *out, const TrServiceConfig *s)
+{
+  g_string_append_printf (out, "\n# %s\n[service]\nservice_type = %s\nrpcs = ", s->path,
+                          service_type_names[s->service_type]);
+  for (guint i = 0; i < s->rpcs->len; i++)
+    g_string_append_printf (out, "%s%s", i > 0 ? ", " : "", (char *) g_ptr_array_index (s->rpcs, i));
+  g_string_append_printf (out, "\nmax_inflight = %u\non_failure = %s\nmax_retries = %u\n",
+                          s->max_inflight, on_failure_names[s->on_failure], s->max_retries);
+  g_string_append_printf (out, "retry_backoff_ms = %u\nretry_backoff_max_ms = %u\n",
+                          s->retry_backoff_ms, s->retry_backoff_max_ms);
+  g_string_append_printf (out, "connect_timeout_ms = %u\nsocket_timeout_ms = %u\n",
+                          s->connect_timeout_ms, s->socket_timeout_ms);
+  g_string_append_printf (out, "oneway_barrier = %s\nbarrier_method = %s\n",
+                          s->oneway_barrier ? "true" : "false", s->barrier_method);
+  for (guint i = 0; i < s->endpoints->len; i++) {
+    const TrEndpointConfig *e = g_ptr_array_index (s->endpoints, i);
+    g_string_append_printf (out, "\n[endpoint %s]\nhost = %s\nport = %u\n", e->id, e->host,
+                            e->port);
+    g_string_append_printf (out, "max_connection = %u\nstop_send = %s\n", e->max_connection,
+                            e->stop_send ? "true" : "false");
+  }
+}
+
+char *
+tr_config_to_string (const TrConfig *config)
+{
+  GString *out = g_string_new (NULL);
+
+  g_return_val_if_fail (config != NULL, NULL);
+
+  append_router (out, config);
+  for (guint i = 0; i < config->services->len; i++)
+    append_service (out, g_ptr_array_index (config->services, i));
+  return g_string_free (out, FALSE);
+}

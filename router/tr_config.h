@@ -1,0 +1,154 @@
+/* tr_config.h - the one configuration loader of thriftrouter (GLib key files).
+ *
+ * Files (reference with every key and default: conf/router.conf and
+ * conf/services/demo.conf, which are commented):
+ *
+ *   router.conf, group [router]
+ *     server_id        node name [A-Za-z0-9_.-]{1,64}           default "node1"
+ *     server_type      MASTER | BACKUP | REPLY (only MASTER now)  default MASTER
+ *     listen           host:port for producers ([v6]:port ok)    default 127.0.0.1:9090
+ *     admin_listen     host:port of the admin service            default 127.0.0.1:9091
+ *                      (port 0 in either = any free port)
+ *     data_dir         relative to router.conf's directory       default ./data
+ *     sync_mode        always | interval | none                  default always
+ *     sync_interval_ms 1..3600000                                default 10
+ *     rpc_cache_size   size (K/M/G suffix, 1024-based), may be 0 default 64M
+ *     group_file_size  size, >= 64K                              default 2G
+ *     max_frame_size   size, 64 .. min(2G-1, group_file_size/2)  default 16384000
+ *     state_flush_ms   0..3600000 (0 = after every ack)          default 100
+ *     max_connections  producer connection cap, 1..1000000       default 1024
+ *     services         list of service names (, or ;)            default empty
+ *
+ *   services/NAME.conf next to router.conf, group [service]
+ *     service_type     COMMON | BACKUP | REPLY (only COMMON now)  default COMMON
+ *     rpcs             list of rpc names (required, non-empty)
+ *     max_inflight     1..65536                                   default 64
+ *     on_failure       block | skip (skip = dead-letter list)     default block
+ *     max_retries      0..G_MAXINT32                              default 10
+ *     retry_backoff_ms 1..86400000                                default 100
+ *     retry_backoff_max_ms >= retry_backoff_ms                    default 30000
+ *     connect_timeout_ms   1..86400000                            default 3000
+ *     socket_timeout_ms    1..86400000                            default 10000
+ *     oneway_barrier   bool: confirm oneways with a barrier call  default true
+ *     barrier_method   rpc name of that call, not in rpcs         default __thriftrouter_barrier__
+ *   and per endpoint, group [endpoint ID] (ID [A-Za-z0-9_.-]{1,64}, unique)
+ *     host             host name or address                       default 127.0.0.1
+ *     port             1..65535, required
+ *     max_connection   1..1024                                    default 1
+ *     stop_send        bool                                       default false
+ *
+ * Unknown groups or keys, duplicate groups or keys, bad values and missing
+ * files are errors (TR_CONFIG_ERROR) naming file, group, key and problem.
+ *
+ * The structs are plain values, read directly by the router; every string
+ * and array is owned by its struct and freed with it.  Not thread-safe:
+ * load on one thread, then treat as read-only.
+ */
+#pragma once
+
+#include <glib.h>
+
+#include "tr_config_error.h"
+#include "tr_rpcstore.h" /* TrSyncMode: one definition, owned by the store */
+#include "tr_rpcstore.h"
+
+G_BEGIN_DECLS
+
+#define TR_CONFIG_DEFAULT_BARRIER_METHOD "__thriftrouter_barrier__"
+
+typedef enum {
+  TR_SERVER_MASTER,
+  TR_SERVER_BACKUP,
+  TR_SERVER_REPLY,
+} TrServerType;
+
+/* TrSyncMode comes from the store it configures (storage/tr_rpcstore.h). */
+
+typedef enum {
+  TR_SERVICE_COMMON,
+  TR_SERVICE_BACKUP,
+  TR_SERVICE_REPLY,
+} TrServiceType;
+
+typedef enum {
+  TR_ON_FAILURE_BLOCK,
+  TR_ON_FAILURE_SKIP,
+} TrOnFailure;
+
+typedef struct {
+  char *id;   /* (transfer full) from the group name "[endpoint ID]" */
+  char *host; /* (transfer full) */
+  guint16 port;
+  guint max_connection;
+  gboolean stop_send;
+} TrEndpointConfig;
+
+typedef struct {
+  char *name; /* (transfer full) */
+  char *path; /* (transfer full) the file it was loaded from, as opened */
+  TrServiceType service_type;
+  GPtrArray *rpcs; /* (transfer full) (element-type utf8) unique, validated */
+  guint max_inflight;
+  TrOnFailure on_failure;
+  guint max_retries;
+  guint retry_backoff_ms;
+  guint retry_backoff_max_ms;
+  guint connect_timeout_ms;
+  guint socket_timeout_ms;
+  gboolean oneway_barrier;
+  char *barrier_method;  /* (transfer full) */
+  GPtrArray *endpoints;  /* (transfer full) (element-type TrEndpointConfig) file order */
+} TrServiceConfig;
+
+typedef struct {
+  char *path; /* (transfer full) router.conf as given */
+  char *dir;  /* (transfer full) absolute directory of router.conf */
+  char *server_id;
+  TrServerType server_type;
+  char *listen_host; /* (transfer full) without [] for IPv6 */
+  guint16 listen_port;
+  char *admin_host;  /* (transfer full) */
+  guint16 admin_port;
+  char *data_dir;    /* (transfer full) absolute, canonical */
+  TrSyncMode sync_mode;
+  guint sync_interval_ms;
+  guint64 rpc_cache_size;
+  guint64 group_file_size;
+  guint32 max_frame_size;
+  guint state_flush_ms;
+  guint max_connections;
+  GPtrArray *services; /* (transfer full) (element-type TrServiceConfig) in list order */
+} TrConfig;
+
+/* tr_config_load:
+ * Loads @router_conf_path and every service file it lists, validating all.
+ * Returns: (transfer full) (nullable): the configuration, or NULL with
+ * @error set (TR_CONFIG_ERROR_PARSE / _INVALID / _IO). */
+TrConfig *tr_config_load (const char *router_conf_path, GError **error);
+
+/* tr_config_free: frees @config and everything in it; NULL is ignored. */
+void tr_config_free (TrConfig *config);
+
+/* tr_config_load_service:
+ * Loads one service file @path for service @name (e.g. on reload).
+ * Returns: (transfer full) (nullable): the service, or NULL with @error set. */
+TrServiceConfig *tr_config_load_service (const char *path, const char *name, GError **error);
+
+/* tr_service_config_free: frees @service; NULL is ignored. */
+void tr_service_config_free (TrServiceConfig *service);
+
+/* tr_config_lookup_service:
+ * Returns: (transfer none) (nullable): the service named @name, valid as
+ * long as @config is. */
+TrServiceConfig *tr_config_lookup_service (const TrConfig *config, const char *name);
+
+/* tr_config_to_string:
+ * The effective settings, defaults included, in key-file syntax (service
+ * files follow router.conf, each introduced by a comment naming it).
+ * Returns: (transfer full): the text. */
+char *tr_config_to_string (const TrConfig *config);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (TrConfig, tr_config_free)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (TrServiceConfig, tr_service_config_free)
+
+G_END_DECLS

@@ -1,0 +1,490 @@
+/* test_tr_config.c - the configuration loader (router/tr_config.h). */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "tr_config.h"
+#include "tr_test_util.h"
+
+#define MIN_SERVICE "[service]\nrpcs = log_event\n[endpoint a]\nport = 9190\n"
+
+/* A temp dir with conf/router.conf and conf/services/. */
+typedef struct {
+  char *root;
+  char *router_path;
+} Fixture;
+
+static Fixture fx;
+
+static void
+setup (void)
+{
+  g_autofree char *services = NULL;
+
+  fx.root = tr_test_mkdtemp ();
+  services = g_build_filename (fx.root, "conf", "services", NULL);
+  cr_assert_eq (g_mkdir_with_parents (services, 0700), 0);
+  fx.router_path = g_build_filename (fx.root, "conf", "router.conf", NULL);
+}
+
+static void
+teardown (void)
+{
+  tr_test_rmdir (fx.root);
+  g_free (fx.root);
+  g_free (fx.router_path);
+}
+
+static void
+write_router (const char *text)
+{
+  tr_test_write_file (fx.router_path, text, strlen (text));
+}
+
+static char *
+service_path (const char *name)
+{
+  g_autofree char *file = g_strconcat (name, ".conf", NULL);
+  return g_build_filename (fx.root, "conf", "services", file, NULL);
+}
+
+static void
+write_service (const char *name, const char *text)
+{
+  g_autofree char *path = service_path (name);
+  tr_test_write_file (path, text, strlen (text));
+}
+
+/* Loads fx.router_path expecting failure with @code and every one of the
+ * NULL-terminated substrings in the message. */
+static void
+expect_error (TrConfigError code, ...)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (TrConfig) config = tr_config_load (fx.router_path, &error);
+  const char *needle;
+  va_list ap;
+
+  cr_assert_null (config, "loaded, expected an error");
+  cr_assert_not_null (error);
+  cr_assert (g_error_matches (error, TR_CONFIG_ERROR, (gint) code), "code %d, message: %s",
+             error->code, error->message);
+  va_start (ap, code);
+  while ((needle = va_arg (ap, const char *)) != NULL)
+    cr_assert (strstr (error->message, needle) != NULL, "'%s' not in: %s", needle, error->message);
+  va_end (ap);
+}
+
+static TrConfig *
+load_ok (void)
+{
+  g_autoptr (GError) error = NULL;
+  TrConfig *config = tr_config_load (fx.router_path, &error);
+
+  cr_assert_not_null (config, "load failed: %s", error ? error->message : "?");
+  return config;
+}
+
+/* router.conf with one service "s" whose file is @service_text. */
+static void
+with_service (const char *service_text)
+{
+  write_router ("[router]\nservices = s\n");
+  write_service ("s", service_text);
+}
+
+Test (tr_config, shipped_example_loads)
+{
+  g_autofree char *here = g_path_get_dirname (__FILE__);
+  g_autofree char *path = g_build_filename (here, "..", "..", "conf", "router.conf", NULL);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (TrConfig) config = tr_config_load (path, &error);
+  g_autofree char *text = NULL;
+  g_autofree char *conf_dir = NULL;
+  g_autofree char *data_dir = NULL;
+  TrServiceConfig *demo;
+  TrEndpointConfig *endpoint;
+
+  cr_assert_not_null (config, "%s", error ? error->message : "?");
+  cr_assert_eq (config->server_type, TR_SERVER_MASTER);
+  cr_assert_str_eq (config->listen_host, "127.0.0.1");
+  cr_assert_eq (config->listen_port, 9090);
+  cr_assert_eq (config->admin_port, 9091);
+  conf_dir = g_canonicalize_filename (here, NULL);
+  data_dir = g_build_filename (conf_dir, "..", "..", "conf", "data", NULL);
+  {
+    g_autofree char *canonical = g_canonicalize_filename (data_dir, NULL);
+    cr_assert_str_eq (config->data_dir, canonical);
+  }
+  cr_assert_eq (config->services->len, 1);
+  demo = tr_config_lookup_service (config, "demo");
+  cr_assert_not_null (demo);
+  cr_assert_eq (demo->rpcs->len, 2);
+  cr_assert_str_eq (g_ptr_array_index (demo->rpcs, 0), "log_event");
+  cr_assert_str_eq (g_ptr_array_index (demo->rpcs, 1), "fire");
+  cr_assert_eq (demo->endpoints->len, 1);
+  endpoint = g_ptr_array_index (demo->endpoints, 0);
+  cr_assert_str_eq (endpoint->host, "127.0.0.1");
+  cr_assert_eq (endpoint->port, 9190);
+  cr_assert_null (tr_config_lookup_service (config, "nope"));
+  text = tr_config_to_string (config);
+  cr_assert (strstr (text, "server_type = MASTER\n") != NULL, "%s", text);
+  cr_assert (strstr (text, "rpcs = log_event, fire\n") != NULL, "%s", text);
+  cr_assert (strstr (text, "[endpoint local]\n") != NULL, "%s", text);
+}
+
+Test (tr_config, defaults, .init = setup, .fini = teardown)
+{
+  g_autoptr (TrConfig) config = NULL;
+  g_autofree char *text = NULL;
+  TrServiceConfig *s;
+  TrEndpointConfig *e;
+
+  with_service (MIN_SERVICE);
+  config = load_ok ();
+  cr_assert_str_eq (config->server_id, "node1");
+  cr_assert_eq (config->server_type, TR_SERVER_MASTER);
+  cr_assert_str_eq (config->listen_host, "127.0.0.1");
+  cr_assert_eq (config->listen_port, 9090);
+  cr_assert_str_eq (config->admin_host, "127.0.0.1");
+  cr_assert_eq (config->admin_port, 9091);
+  cr_assert_eq (config->sync_mode, TR_SYNC_ALWAYS);
+  cr_assert_eq (config->sync_interval_ms, 10);
+  cr_assert_eq (config->rpc_cache_size, 64u << 20);
+  cr_assert_eq (config->group_file_size, G_GUINT64_CONSTANT (2) << 30);
+  cr_assert_eq (config->max_frame_size, 16384000u);
+  cr_assert_eq (config->state_flush_ms, 100);
+  cr_assert_eq (config->max_connections, 1024);
+  s = g_ptr_array_index (config->services, 0);
+  cr_assert_str_eq (s->name, "s");
+  cr_assert_eq (s->service_type, TR_SERVICE_COMMON);
+  cr_assert_eq (s->max_inflight, 64);
+  cr_assert_eq (s->on_failure, TR_ON_FAILURE_BLOCK);
+  cr_assert_eq (s->max_retries, 10);
+  cr_assert_eq (s->retry_backoff_ms, 100);
+  cr_assert_eq (s->retry_backoff_max_ms, 30000);
+  cr_assert_eq (s->connect_timeout_ms, 3000);
+  cr_assert_eq (s->socket_timeout_ms, 10000);
+  cr_assert (s->oneway_barrier);
+  cr_assert_str_eq (s->barrier_method, "__thriftrouter_barrier__");
+  e = g_ptr_array_index (s->endpoints, 0);
+  cr_assert_str_eq (e->id, "a");
+  cr_assert_str_eq (e->host, "127.0.0.1");
+  cr_assert_eq (e->max_connection, 1);
+  cr_assert_not (e->stop_send);
+  text = tr_config_to_string (config);
+  cr_assert (strstr (text, "rpc_cache_size = 64M\n") != NULL, "%s", text);
+  cr_assert (strstr (text, "group_file_size = 2G\n") != NULL, "%s", text);
+  cr_assert (strstr (text, "on_failure = block\n") != NULL, "%s", text);
+}
+
+Test (tr_config, explicit_values, .init = setup, .fini = teardown)
+{
+  g_autoptr (TrConfig) config = NULL;
+  TrServiceConfig *s;
+  TrEndpointConfig *e;
+
+  write_router ("[router]\nserver_id = n-2\nserver_type = master\nlisten = [::1]:0\n"
+                "admin_listen = localhost:7000\nsync_mode = interval\nsync_interval_ms = 5\n"
+                "state_flush_ms = 0\nmax_connections = 7\nservices = s\n");
+  write_service ("s", "[service]\nrpcs = a\non_failure = skip\nmax_retries = 0\n"
+                      "oneway_barrier = false\nbarrier_method = ping\n"
+                      "[endpoint x]\nhost = example.org\nport = 1\nmax_connection = 3\n"
+                      "stop_send = TRUE\n[endpoint y]\nport = 65535\nstop_send = 0\n");
+  config = load_ok ();
+  cr_assert_str_eq (config->server_id, "n-2");
+  cr_assert_str_eq (config->listen_host, "::1");
+  cr_assert_eq (config->listen_port, 0);
+  cr_assert_str_eq (config->admin_host, "localhost");
+  cr_assert_eq (config->admin_port, 7000);
+  cr_assert_eq (config->sync_mode, TR_SYNC_INTERVAL);
+  cr_assert_eq (config->sync_interval_ms, 5);
+  cr_assert_eq (config->state_flush_ms, 0);
+  cr_assert_eq (config->max_connections, 7);
+  s = g_ptr_array_index (config->services, 0);
+  cr_assert_eq (s->on_failure, TR_ON_FAILURE_SKIP);
+  cr_assert_eq (s->max_retries, 0);
+  cr_assert_not (s->oneway_barrier);
+  cr_assert_str_eq (s->barrier_method, "ping");
+  cr_assert_eq (s->endpoints->len, 2);
+  e = g_ptr_array_index (s->endpoints, 0);
+  cr_assert_str_eq (e->id, "x");
+  cr_assert_str_eq (e->host, "example.org");
+  cr_assert_eq (e->port, 1);
+  cr_assert_eq (e->max_connection, 3);
+  cr_assert (e->stop_send);
+  e = g_ptr_array_index (s->endpoints, 1);
+  cr_assert_eq (e->port, 65535);
+  cr_assert_not (e->stop_send);
+  {
+    g_autofree char *text = tr_config_to_string (config);
+    cr_assert (strstr (text, "listen = [::1]:0\n") != NULL, "%s", text);
+  }
+}
+
+Test (tr_config, size_suffixes, .init = setup, .fini = teardown)
+{
+  static const struct {
+    const char *text;
+    guint64 value;
+  } ok[] = {
+    { "0", 0 },
+    { "123", 123 },
+    { "64K", 64u << 10 },
+    { "64k", 64u << 10 },
+    { "10M", 10u << 20 },
+    { "3MB", 3u << 20 },
+    { "3MiB", 3u << 20 },
+    { "5G", G_GUINT64_CONSTANT (5) << 30 },
+  };
+  static const char *const bad[] = { "1T", "12X", "-1", "1.5M", "M", "1 M", "99999999999999999999",
+                                     "16777216T", "4MBs" };
+
+  write_service ("s", MIN_SERVICE);
+  for (guint i = 0; i < G_N_ELEMENTS (ok); i++) {
+    g_autofree char *text = g_strdup_printf ("[router]\nrpc_cache_size = %s\n", ok[i].text);
+    g_autoptr (TrConfig) config = NULL;
+    write_router (text);
+    config = load_ok ();
+    cr_assert_eq (config->rpc_cache_size, ok[i].value, "%s", ok[i].text);
+  }
+  for (guint i = 0; i < G_N_ELEMENTS (bad); i++) {
+    g_autofree char *text = g_strdup_printf ("[router]\nrpc_cache_size = %s\n", bad[i]);
+    g_autofree char *quoted = g_strdup_printf ("'%s' is not a size", bad[i]);
+    write_router (text);
+    expect_error (TR_CONFIG_ERROR_INVALID, "router.conf: [router] rpc_cache_size: ", quoted, NULL);
+  }
+}
+
+Test (tr_config, list_separators, .init = setup, .fini = teardown)
+{
+  g_autoptr (TrConfig) config = NULL;
+  static const char *const names[] = { "a", "b", "c" };
+
+  write_router ("[router]\nservices =  a; b ,c ;\n");
+  write_service ("a", "[service]\nrpcs = x;y , z,\n[endpoint e]\nport = 1\n");
+  write_service ("b", MIN_SERVICE);
+  write_service ("c", "[service]\nrpcs=log_event\n");
+  config = load_ok ();
+  cr_assert_eq (config->services->len, 3);
+  for (guint i = 0; i < 3; i++) {
+    TrServiceConfig *s = g_ptr_array_index (config->services, i);
+    cr_assert_str_eq (s->name, names[i]);
+  }
+  {
+    TrServiceConfig *a = g_ptr_array_index (config->services, 0);
+    TrServiceConfig *c = g_ptr_array_index (config->services, 2);
+    cr_assert_eq (a->rpcs->len, 3);
+    cr_assert_str_eq (g_ptr_array_index (a->rpcs, 0), "x");
+    cr_assert_str_eq (g_ptr_array_index (a->rpcs, 1), "y");
+    cr_assert_str_eq (g_ptr_array_index (a->rpcs, 2), "z");
+    cr_assert_eq (c->endpoints->len, 0); /* allowed: RPCs are stored for later */
+  }
+}
+
+Test (tr_config, relative_data_dir, .init = setup, .fini = teardown)
+{
+  g_autoptr (TrConfig) config = NULL;
+  g_autofree char *expect = NULL;
+  g_autofree char *cwd = g_get_current_dir ();
+
+  /* Relative to router.conf's directory, wherever the process runs. */
+  cr_assert_eq (chdir ("/"), 0);
+  write_router ("[router]\ndata_dir = ../store/./x\n");
+  config = load_ok ();
+  expect = g_build_filename (fx.root, "store", "x", NULL);
+  {
+    g_autofree char *canonical = g_canonicalize_filename (expect, NULL);
+    cr_assert_str_eq (config->data_dir, canonical);
+  }
+  g_clear_pointer (&config, tr_config_free);
+  write_router ("[router]\n");
+  config = load_ok ();
+  g_free (expect);
+  expect = g_build_filename (fx.root, "conf", "data", NULL);
+  cr_assert_str_eq (config->data_dir, expect);
+  cr_assert_eq (config->services->len, 0);
+  g_clear_pointer (&config, tr_config_free);
+  write_router ("[router]\ndata_dir = /var/lib/tr\n");
+  config = load_ok ();
+  cr_assert_str_eq (config->data_dir, "/var/lib/tr");
+  cr_assert_eq (chdir (cwd), 0);
+}
+
+Test (tr_config, relative_conf_path, .init = setup, .fini = teardown)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (TrConfig) config = NULL;
+  g_autofree char *expect = g_build_filename (fx.root, "conf", "data", NULL);
+  g_autofree char *cwd = g_get_current_dir ();
+
+  write_router ("[router]\nservices = s\n");
+  write_service ("s", MIN_SERVICE);
+  cr_assert_eq (chdir (fx.root), 0);
+  config = tr_config_load ("conf/router.conf", &error);
+  cr_assert_not_null (config, "%s", error ? error->message : "?");
+  cr_assert_str_eq (config->data_dir, expect);
+  cr_assert_str_eq (((TrServiceConfig *) g_ptr_array_index (config->services, 0))->path,
+                    "conf/services/s.conf");
+  /* Errors name the file as given. */
+  write_service ("s", "[service]\nrpcs = a\n[endpoint a]\nport = 70000\n");
+  g_clear_pointer (&config, tr_config_free);
+  g_clear_error (&error);
+  config = tr_config_load ("conf/router.conf", &error);
+  cr_assert_null (config);
+  cr_assert_str_eq (error->message,
+                    "conf/services/s.conf: [endpoint a] port: '70000' is not a port (1..65535)");
+  cr_assert_eq (chdir (cwd), 0);
+}
+
+/* ---- every error class names file, group and key ---- */
+
+Test (tr_config, missing_files, .init = setup, .fini = teardown)
+{
+  expect_error (TR_CONFIG_ERROR_IO, "router.conf: no such file", NULL);
+  write_router ("[router]\nservices = demo, gone\n");
+  write_service ("demo", MIN_SERVICE);
+  expect_error (TR_CONFIG_ERROR_IO, "router.conf: [router] services: service 'gone': ",
+                "services/gone.conf: no such file", NULL);
+}
+
+Test (tr_config, syntax_error, .init = setup, .fini = teardown)
+{
+  write_router ("[router\nlisten = x\n");
+  expect_error (TR_CONFIG_ERROR_PARSE, "router.conf: ", NULL);
+  write_router ("just some text\n");
+  expect_error (TR_CONFIG_ERROR_PARSE, "router.conf: ", NULL);
+}
+
+Test (tr_config, unknown_group_and_key, .init = setup, .fini = teardown)
+{
+  write_router ("[router]\nlisten_port = 1\n");
+  expect_error (TR_CONFIG_ERROR_INVALID, "router.conf: [router] listen_port: unknown key", NULL);
+  write_router ("[router]\n[routers]\n");
+  expect_error (TR_CONFIG_ERROR_INVALID, "router.conf: [routers]: unknown group", NULL);
+  write_router ("[other]\n");
+  expect_error (TR_CONFIG_ERROR_INVALID, "router.conf: [other]: unknown group", NULL);
+  write_router ("# empty\n");
+  expect_error (TR_CONFIG_ERROR_INVALID, "router.conf: [router]: group missing", NULL);
+  with_service ("[service]\nrpcs = a\nrpc = b\n");
+  expect_error (TR_CONFIG_ERROR_INVALID, "s.conf: [service] rpc: unknown key", NULL);
+  with_service ("[service]\nrpcs = a\n[endpoints a]\nport = 1\n");
+  expect_error (TR_CONFIG_ERROR_INVALID, "s.conf: [endpoints a]: unknown group", NULL);
+  with_service ("[service]\nrpcs = a\n[endpoint a]\nport = 1\nstopsend = true\n");
+  expect_error (TR_CONFIG_ERROR_INVALID, "s.conf: [endpoint a] stopsend: unknown key", NULL);
+  with_service ("[endpoint a]\nport = 1\n");
+  expect_error (TR_CONFIG_ERROR_INVALID, "s.conf: [service]: group missing", NULL);
+}
+
+Test (tr_config, duplicates, .init = setup, .fini = teardown)
+{
+  with_service ("[service]\nrpcs = a\n[endpoint a]\nport = 1\n[endpoint a]\nport = 2\n");
+  expect_error (TR_CONFIG_ERROR_INVALID, "s.conf: [endpoint a]: group appears twice", NULL);
+  with_service ("[service]\nrpcs = a\n[endpoint a]\nport = 1\nport = 2\n");
+  expect_error (TR_CONFIG_ERROR_INVALID, "s.conf: [endpoint a] port: key appears twice", NULL);
+  write_router ("[router]\nservices = s, s\n");
+  expect_error (TR_CONFIG_ERROR_INVALID, "router.conf: [router] services: 's' is listed twice",
+                NULL);
+  with_service ("[service]\nrpcs = a, b; a\n");
+  expect_error (TR_CONFIG_ERROR_INVALID, "s.conf: [service] rpcs: 'a' is listed twice", NULL);
+}
+
+Test (tr_config, bad_values, .init = setup, .fini = teardown)
+{
+  static const struct {
+    const char *router; /* [router] body */
+    const char *needle;
+  } cases[] = {
+    { "server_type = BACKUP", "[router] server_type: server_type BACKUP is not supported yet" },
+    { "server_type = REPLY", "[router] server_type: server_type REPLY is not supported yet" },
+    { "server_type = SLAVE", "[router] server_type: 'SLAVE' is not one of MASTER, BACKUP, REPLY" },
+    { "sync_mode = sometimes", "[router] sync_mode: 'sometimes' is not one of always, interval, none" },
+    { "sync_interval_ms = 0", "[router] sync_interval_ms: '0' is not an integer in 1..3600000" },
+    { "sync_interval_ms = -5", "[router] sync_interval_ms: '-5' is not an integer" },
+    { "sync_interval_ms = 10ms", "[router] sync_interval_ms: '10ms' is not an integer" },
+    { "max_connections = 0", "[router] max_connections: '0' is not an integer in 1..1000000" },
+    { "listen = 9090", "[router] listen: '9090' is not host:port" },
+    { "listen = :9090", "[router] listen: ':9090' is not host:port" },
+    { "listen = ::1:9090", "[router] listen: '::1:9090' is not host:port" },
+    { "listen = 127.0.0.1:65536", "[router] listen: '127.0.0.1:65536': '65536' is not a port" },
+    { "admin_listen = host:x", "[router] admin_listen: 'host:x': 'x' is not a port" },
+    { "server_id = a/b", "[router] server_id: 'a/b' is not a valid id" },
+    { "server_id =", "[router] server_id: is empty" },
+    { "data_dir = ", "[router] data_dir: is empty" },
+    { "max_frame_size = 2M\ngroup_file_size = 3M",
+      "[router] max_frame_size: 2097152 is more than half of group_file_size (3145728)" },
+    { "max_frame_size = 2G", "[router] max_frame_size: '2G' is not a size in 64..2147483647" },
+    { "max_frame_size = 10", "[router] max_frame_size: '10' is not a size" },
+    { "group_file_size = 1K", "[router] group_file_size: '1K' is not a size in 65536.." },
+    { "services = ../etc", "[router] services: '../etc' is not a valid service name" },
+    { "services = a b", "[router] services: 'a b' is not a valid service name" },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++) {
+    g_autofree char *text = g_strdup_printf ("[router]\n%s\n", cases[i].router);
+    write_router (text);
+    expect_error (TR_CONFIG_ERROR_INVALID, "router.conf: ", cases[i].needle, NULL);
+  }
+}
+
+Test (tr_config, bad_service_values, .init = setup, .fini = teardown)
+{
+  static const struct {
+    const char *service; /* whole service file */
+    const char *needle;
+  } cases[] = {
+    { "[service]\n", "s.conf: [service] rpcs: missing or empty" },
+    { "[service]\nrpcs = ,;\n", "s.conf: [service] rpcs: missing or empty" },
+    { "[service]\nrpcs = log-event\n", "s.conf: [service] rpcs: 'log-event' is not a valid rpc name" },
+    { "[service]\nrpcs = a\nservice_type = REPLY\n",
+      "s.conf: [service] service_type: REPLY is not supported yet" },
+    { "[service]\nrpcs = a\nservice_type = BACKUP\n",
+      "s.conf: [service] service_type: BACKUP is not supported yet" },
+    { "[service]\nrpcs = a\non_failure = drop\n",
+      "s.conf: [service] on_failure: 'drop' is not one of block, skip" },
+    { "[service]\nrpcs = a\nmax_inflight = 0\n", "s.conf: [service] max_inflight: '0' is not an integer in 1..65536" },
+    { "[service]\nrpcs = a\nretry_backoff_ms = 500\nretry_backoff_max_ms = 100\n",
+      "s.conf: [service] retry_backoff_max_ms: '100' is less than retry_backoff_ms (500)" },
+    { "[service]\nrpcs = a\nconnect_timeout_ms = 0\n", "s.conf: [service] connect_timeout_ms: '0'" },
+    { "[service]\nrpcs = a\noneway_barrier = maybe\n",
+      "s.conf: [service] oneway_barrier: 'maybe' is not a boolean" },
+    { "[service]\nrpcs = a, b\nbarrier_method = b\n",
+      "s.conf: [service] barrier_method: 'b' is also listed in rpcs" },
+    { "[service]\nrpcs = a\nbarrier_method = no way\n",
+      "s.conf: [service] barrier_method: 'no way' is not a valid rpc name" },
+    { "[service]\nrpcs = a\n[endpoint a]\nport = 70000\n",
+      "s.conf: [endpoint a] port: '70000' is not a port (1..65535)" },
+    { "[service]\nrpcs = a\n[endpoint a]\nport = 0\n", "s.conf: [endpoint a] port: '0' is not a port" },
+    { "[service]\nrpcs = a\n[endpoint a]\nhost = h\n", "s.conf: [endpoint a] port: missing (required)" },
+    { "[service]\nrpcs = a\n[endpoint a]\nport = 1\nhost =\n", "s.conf: [endpoint a] host: is empty" },
+    { "[service]\nrpcs = a\n[endpoint a]\nport = 1\nmax_connection = 0\n",
+      "s.conf: [endpoint a] max_connection: '0' is not an integer in 1..1024" },
+    { "[service]\nrpcs = a\n[endpoint a]\nport = 1\nstop_send = yes please\n",
+      "s.conf: [endpoint a] stop_send: 'yes please' is not a boolean" },
+    { "[service]\nrpcs = a\n[endpoint a/b]\nport = 1\n",
+      "s.conf: [endpoint a/b]: 'a/b' is not a valid endpoint id" },
+    { "[service]\nrpcs = a\n[endpoint ]\nport = 1\n", "is not a valid endpoint id" },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++) {
+    with_service (cases[i].service);
+    expect_error (TR_CONFIG_ERROR_INVALID, cases[i].needle, NULL);
+  }
+}
+
+Test (tr_config, load_service_alone, .init = setup, .fini = teardown)
+{
+  g_autofree char *path = service_path ("solo");
+  g_autoptr (GError) error = NULL;
+  g_autoptr (TrServiceConfig) service = NULL;
+
+  write_service ("solo", MIN_SERVICE);
+  service = tr_config_load_service (path, "solo", &error);
+  cr_assert_not_null (service, "%s", error ? error->message : "?");
+  cr_assert_str_eq (service->name, "solo");
+  cr_assert_str_eq (service->path, path);
+  g_clear_pointer (&service, tr_service_config_free);
+  write_service ("solo", "[service]\n");
+  service = tr_config_load_service (path, "solo", &error);
+  cr_assert_null (service);
+  cr_assert (g_error_matches (error, TR_CONFIG_ERROR, TR_CONFIG_ERROR_INVALID));
+}
