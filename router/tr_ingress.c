@@ -1,0 +1,647 @@
+/* tr_ingress.c - producer connections of a MASTER (see tr_ingress.h).
+ *
+ * Connection life:
+ *
+ *   accept_cb --> OPEN --EOF / error / bad frame length--> CLOSING --last answer--> freed
+ *                  |  (reading paused while too many answers are pending)
+ *
+ * A connection is freed only when its socket is closed AND no commit
+ * callback still refers to it (->refs counts pending answers + the socket),
+ * and never inside its own GSource dispatch (conn_unref defers via idle).
+ *
+ * Bad input (DESIGN.md §2.1): a frame whose length is negative, too small or
+ * over max_frame_size cannot be skipped safely, so the connection is closed.
+ * Inside a well-framed message, a header that cannot be parsed gets a
+ * TApplicationException PROTOCOL_ERROR if the seqid could be read (else the
+ * connection is closed); a REPLY/EXCEPTION from a producer gets
+ * INVALID_MESSAGE_TYPE; an rpc nobody subscribes to gets UNKNOWN_METHOD.
+ * Each is counted and logged, at most once per second per kind.
+ */
+#include "tr_ingress.h"
+
+#include "tr_frame.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <gio/gio.h>
+#include <glib-unix.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define TR_READ_CHUNK (64 * 1024)
+#define TR_MAX_PENDING_PER_CONN 4096
+#define TR_MAX_OUT_PER_CONN (4 * 1024 * 1024)
+
+typedef struct _Conn Conn;
+
+typedef struct {
+  Conn *conn;          /* holds a ref */
+  gboolean ready;      /* answer known (or none needed) */
+  gboolean oneway;
+  char *name;
+  gint32 seqid;
+  guint64 rpc_id;      /* set by the writer thread */
+  GError *error;       /* set by the writer thread */
+  GByteArray *answer;  /* NULL: nothing to send */
+} Pending;
+
+struct _Conn {
+  TrIngress *ingress;
+  int fd;           /* -1 once closed */
+  GSource *source;
+  gpointer tag;
+  GIOCondition cond;
+  GByteArray *in;
+  GByteArray *out;
+  gsize out_sent;
+  GQueue pending;  /* Pending*, request order */
+  guint refs;
+  char *peer;
+};
+
+typedef struct {
+  gint64 last_us;
+  guint suppressed;
+} RateLimit;
+
+struct _TrIngress {
+  TrRpcStore *store;
+  guint32 max_frame_size;
+  guint max_connections;
+  GHashTable *routes; /* rpc name -> GArray of guint32 service ids */
+  int listen_fd;
+  guint16 port;
+  guint listen_source;
+  GHashTable *conns; /* Conn* set */
+  GAsyncQueue *completions; /* Pending* from the writer thread */
+  gint wake_pending;        /* atomic: a wake-up is already scheduled */
+  guint n_pending;          /* submitted, not yet completed */
+  TrIngressStats stats;
+  RateLimit limits[4];
+};
+
+enum { LIMIT_BAD_FRAME, LIMIT_UNKNOWN, LIMIT_CONN, LIMIT_COMMIT };
+
+static void conn_close (Conn *conn, const char *why);
+static void conn_update_condition (Conn *conn);
+
+/* ---- helpers ---------------------------------------------------------- */
+
+/* TRUE if a message of this kind may be logged now; folds the rest into a
+ * count reported with the next one. */
+static gboolean
+rate_ok (TrIngress *ingress, int kind, guint *suppressed_out)
+{
+  RateLimit *limit = &ingress->limits[kind];
+  gint64 now = g_get_monotonic_time ();
+
+  if (now - limit->last_us < G_TIME_SPAN_SECOND) {
+    limit->suppressed++;
+    return FALSE;
+  }
+  limit->last_us = now;
+  *suppressed_out = limit->suppressed;
+  limit->suppressed = 0;
+  return TRUE;
+}
+
+static void
+log_bad_input (Conn *conn, int kind, const char *what)
+{
+  guint suppressed = 0;
+
+  if (rate_ok (conn->ingress, kind, &suppressed))
+    g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_WARNING, "TR_PEER", conn->peer, "MESSAGE",
+                      "producer %s: %s (%u similar messages suppressed in the last second)", conn->peer,
+                      what, suppressed);
+}
+
+static void
+conn_free (Conn *conn)
+{
+  g_assert (conn->fd < 0 && g_queue_is_empty (&conn->pending));
+  g_byte_array_unref (conn->in);
+  g_byte_array_unref (conn->out);
+  g_free (conn->peer);
+  g_free (conn);
+}
+
+static gboolean
+conn_free_idle (gpointer data)
+{
+  conn_free (data);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+conn_unref (Conn *conn)
+{
+  g_assert (conn->refs > 0);
+  if (--conn->refs == 0)
+    g_idle_add (conn_free_idle, conn); /* never free inside our own dispatch */
+}
+
+static void
+pending_free (Pending *pending)
+{
+  g_free (pending->name);
+  g_clear_error (&pending->error);
+  if (pending->answer)
+    g_byte_array_unref (pending->answer);
+  g_free (pending);
+}
+
+/* ---- output ----------------------------------------------------------- */
+
+static void
+conn_flush (Conn *conn)
+{
+  while (conn->fd >= 0 && conn->out_sent < conn->out->len) {
+    ssize_t n = send (conn->fd, conn->out->data + conn->out_sent, conn->out->len - conn->out_sent,
+                      MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      break;
+    if (n <= 0) {
+      conn_close (conn, g_strerror (errno));
+      return;
+    }
+    conn->out_sent += (gsize) n;
+  }
+  if (conn->out_sent == conn->out->len) {
+    g_byte_array_set_size (conn->out, 0);
+    conn->out_sent = 0;
+  }
+  conn_update_condition (conn);
+}
+
+/* Moves every answer at the head of the FIFO that is ready into ->out. */
+static void
+conn_emit_ready (Conn *conn)
+{
+  Pending *head;
+
+  while ((head = g_queue_peek_head (&conn->pending)) != NULL && head->ready) {
+    g_queue_pop_head (&conn->pending);
+    if (head->answer != NULL && conn->fd >= 0)
+      g_byte_array_append (conn->out, head->answer->data, head->answer->len);
+    pending_free (head);
+    conn_unref (conn);
+  }
+  if (conn->fd >= 0)
+    conn_flush (conn);
+}
+
+/* Queues an answer known at once (errors), behind earlier pending answers. */
+static void
+conn_answer_now (Conn *conn, GByteArray *answer)
+{
+  Pending *pending = g_new0 (Pending, 1);
+
+  pending->conn = conn;
+  pending->ready = TRUE;
+  pending->answer = answer;
+  conn->refs++;
+  g_queue_push_tail (&conn->pending, pending);
+  conn_emit_ready (conn);
+}
+
+static void
+answer_exception (Conn *conn, const TrMsgHeader *header, TrAppExceptionType type, const char *message)
+{
+  GByteArray *out = g_byte_array_new ();
+
+  tr_frame_build_exception (out, (const char *) header->name, header->name_len, header->seqid, type,
+                            message);
+  conn_answer_now (conn, out);
+}
+
+/* ---- commit completions ----------------------------------------------- */
+
+static void
+complete_pending (TrIngress *ingress, Pending *pending)
+{
+  Conn *conn = pending->conn;
+
+  ingress->n_pending--;
+  if (pending->error != NULL) {
+    g_autofree char *message = g_strdup_printf ("thriftrouter could not store the rpc: %s",
+                                                pending->error->message);
+    guint suppressed = 0;
+    ingress->stats.commit_errors++;
+    if (rate_ok (ingress, LIMIT_COMMIT, &suppressed))
+      g_warning ("answering INTERNAL_ERROR to %s: %s (%u more suppressed)", conn->peer,
+                 pending->error->message, suppressed);
+    if (!pending->oneway) {
+      pending->answer = g_byte_array_new ();
+      tr_frame_build_exception (pending->answer, pending->name, strlen (pending->name), pending->seqid,
+                                TR_APP_EXC_INTERNAL_ERROR, message);
+    }
+  } else {
+    ingress->stats.rpcs_committed++;
+    if (!pending->oneway) {
+      pending->answer = g_byte_array_sized_new (32);
+      tr_frame_build_void_reply (pending->answer, pending->name, strlen (pending->name), pending->seqid);
+    }
+  }
+  pending->ready = TRUE;
+  conn_emit_ready (conn);
+}
+
+static gboolean
+drain_completions (gpointer data)
+{
+  TrIngress *ingress = data;
+  Pending *pending;
+
+  g_atomic_int_set (&ingress->wake_pending, 0);
+  while ((pending = g_async_queue_try_pop (ingress->completions)) != NULL)
+    complete_pending (ingress, pending);
+  return G_SOURCE_REMOVE;
+}
+
+/* Writer thread: hand the result to the loop; one wake-up per burst. */
+static void
+on_commit (gpointer user_data, guint64 rpc_id, const GError *error)
+{
+  Pending *pending = user_data;
+  TrIngress *ingress = pending->conn->ingress;
+
+  pending->rpc_id = rpc_id;
+  pending->error = error ? g_error_copy (error) : NULL;
+  g_async_queue_push (ingress->completions, pending);
+  if (g_atomic_int_compare_and_exchange (&ingress->wake_pending, 0, 1))
+    g_main_context_invoke (NULL, drain_completions, ingress);
+}
+
+/* ---- input ------------------------------------------------------------ */
+
+static void
+handle_message (Conn *conn, const guint8 *msg, gsize len)
+{
+  TrIngress *ingress = conn->ingress;
+  TrMsgHeader header;
+  TrFrameStatus status = tr_frame_parse_header (msg, len, &header);
+  char name[TR_FRAME_MAX_NAME_LEN + 1];
+  GArray *services;
+  Pending *pending;
+
+  if (status != TR_FRAME_OK) {
+    g_autofree char *what = g_strdup_printf ("malformed message: %s", tr_frame_status_to_string (status));
+    ingress->stats.bad_frames++;
+    log_bad_input (conn, LIMIT_BAD_FRAME, what);
+    if (!header.seqid_valid) {
+      conn_close (conn, what);
+      return;
+    }
+    answer_exception (conn, &header, TR_APP_EXC_PROTOCOL_ERROR, what);
+    return;
+  }
+  if (header.type != TR_MSG_CALL && header.type != TR_MSG_ONEWAY) {
+    ingress->stats.bad_frames++;
+    log_bad_input (conn, LIMIT_BAD_FRAME, "sent a REPLY/EXCEPTION message; producers send CALL or ONEWAY");
+    answer_exception (conn, &header, TR_APP_EXC_INVALID_MESSAGE_TYPE,
+                      "thriftrouter accepts only CALL and ONEWAY messages");
+    return;
+  }
+  memcpy (name, header.name, header.name_len);
+  name[header.name_len] = '\0';
+  services = g_hash_table_lookup (ingress->routes, name);
+  if (services == NULL) {
+    g_autofree char *what = g_strdup_printf ("no service subscribes to rpc '%s'", name);
+    ingress->stats.unknown_rpcs++;
+    log_bad_input (conn, LIMIT_UNKNOWN, what);
+    if (header.type == TR_MSG_CALL)
+      answer_exception (conn, &header, TR_APP_EXC_UNKNOWN_METHOD, what);
+    return;
+  }
+  pending = g_new0 (Pending, 1);
+  pending->conn = conn;
+  pending->oneway = header.type == TR_MSG_ONEWAY;
+  pending->name = g_strdup (name);
+  pending->seqid = header.seqid;
+  conn->refs++;
+  g_queue_push_tail (&conn->pending, pending);
+  ingress->n_pending++;
+  ingress->stats.rpcs_in++;
+  {
+    g_autoptr (GBytes) message = g_bytes_new (msg, len);
+    tr_rpcstore_submit (ingress->store, message, (const guint32 *) services->data, services->len, on_commit,
+                        pending);
+  }
+}
+
+/* Parses every complete frame in ->in; FALSE if the connection was closed. */
+static gboolean
+conn_parse_frames (Conn *conn)
+{
+  gsize offset = 0;
+
+  while (conn->fd >= 0) {
+    guint32 frame_len = 0;
+    TrFrameStatus status = tr_frame_next (conn->in->data + offset, conn->in->len - offset,
+                                          conn->ingress->max_frame_size, &frame_len);
+    if (status == TR_FRAME_NEED_MORE)
+      break;
+    if (status != TR_FRAME_OK) {
+      g_autofree char *what = g_strdup_printf ("%s (limit %u bytes); closing the connection",
+                                               tr_frame_status_to_string (status),
+                                               conn->ingress->max_frame_size);
+      conn->ingress->stats.bad_frames++;
+      log_bad_input (conn, LIMIT_BAD_FRAME, what);
+      conn_close (conn, what);
+      return FALSE;
+    }
+    handle_message (conn, conn->in->data + offset + TR_FRAME_LEN_SIZE, frame_len);
+    offset += TR_FRAME_LEN_SIZE + frame_len;
+  }
+  if (offset > 0 && conn->fd >= 0)
+    g_byte_array_remove_range (conn->in, 0, (guint) offset);
+  return conn->fd >= 0;
+}
+
+static void
+conn_read (Conn *conn)
+{
+  for (int round = 0; round < 16 && conn->fd >= 0; round++) {
+    gsize old = conn->in->len;
+    ssize_t n;
+    g_byte_array_set_size (conn->in, (guint) (old + TR_READ_CHUNK));
+    n = recv (conn->fd, conn->in->data + old, TR_READ_CHUNK, MSG_DONTWAIT);
+    g_byte_array_set_size (conn->in, (guint) (old + (n > 0 ? (gsize) n : 0)));
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      break;
+    if (n <= 0) {
+      if (conn->in->len > 0)
+        log_bad_input (conn, LIMIT_CONN, "disconnected in the middle of a frame");
+      conn_close (conn, n == 0 ? "closed by the producer" : g_strerror (errno));
+      return;
+    }
+    if (!conn_parse_frames (conn))
+      return;
+    if (g_queue_get_length (&conn->pending) > TR_MAX_PENDING_PER_CONN)
+      break;
+  }
+  conn_update_condition (conn);
+}
+
+/* Reading pauses while the producer has too many unanswered requests or
+ * does not read its answers: memory stays bounded per connection. */
+static void
+conn_update_condition (Conn *conn)
+{
+  GIOCondition cond = 0;
+
+  if (conn->fd < 0)
+    return;
+  if (g_queue_get_length (&conn->pending) <= TR_MAX_PENDING_PER_CONN && conn->out->len < TR_MAX_OUT_PER_CONN)
+    cond |= G_IO_IN;
+  if (conn->out_sent < conn->out->len)
+    cond |= G_IO_OUT;
+  if (cond != conn->cond) {
+    g_source_modify_unix_fd (conn->source, conn->tag, cond);
+    conn->cond = cond;
+  }
+}
+
+static gboolean
+conn_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
+{
+  Conn *conn = user_data;
+  GIOCondition ready;
+
+  (void) callback;
+  ready = g_source_query_unix_fd (source, conn->tag);
+  conn->refs++; /* keep it alive through this dispatch */
+  if (ready & (G_IO_ERR | G_IO_HUP | G_IO_IN))
+    conn_read (conn);
+  if (conn->fd >= 0 && (ready & G_IO_OUT))
+    conn_flush (conn);
+  conn_unref (conn);
+  return G_SOURCE_CONTINUE;
+}
+
+static GSourceFuncs conn_source_funcs = { NULL, NULL, conn_dispatch, NULL, NULL, NULL };
+
+static void
+conn_close (Conn *conn, const char *why)
+{
+  TrIngress *ingress = conn->ingress;
+
+  if (conn->fd < 0)
+    return;
+  g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_INFO, "TR_PEER", conn->peer, "MESSAGE",
+                    "producer %s disconnected: %s", conn->peer, why);
+  g_source_destroy (conn->source);
+  g_source_unref (conn->source);
+  conn->source = NULL;
+  close (conn->fd);
+  conn->fd = -1;
+  g_hash_table_remove (ingress->conns, conn);
+  ingress->stats.connections--;
+  conn_unref (conn); /* the socket's reference; pending answers hold theirs */
+}
+
+static char *
+peer_name (int fd)
+{
+  struct sockaddr_storage addr;
+  socklen_t len = sizeof addr;
+  char host[NI_MAXHOST], port[NI_MAXSERV];
+
+  if (getpeername (fd, (struct sockaddr *) &addr, &len) < 0
+      || getnameinfo ((struct sockaddr *) &addr, len, host, sizeof host, port, sizeof port,
+                      NI_NUMERICHOST | NI_NUMERICSERV) != 0)
+    return g_strdup_printf ("fd %d", fd);
+  return g_strdup_printf ("%s:%s", host, port);
+}
+
+static gboolean
+accept_cb (gint fd, GIOCondition condition, gpointer data)
+{
+  TrIngress *ingress = data;
+
+  (void) condition;
+  for (int i = 0; i < 64; i++) {
+    int one = 1;
+    int client = accept4 (fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    Conn *conn;
+    if (client < 0) {
+      guint suppressed = 0;
+      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && rate_ok (ingress, LIMIT_CONN, &suppressed))
+        g_warning ("accept on port %u failed: %s", ingress->port, g_strerror (errno));
+      break;
+    }
+    if (ingress->stats.connections >= ingress->max_connections) {
+      guint suppressed = 0;
+      ingress->stats.refused++;
+      if (rate_ok (ingress, LIMIT_CONN, &suppressed))
+        g_warning ("refusing a producer connection: max_connections (%u) reached (%u more suppressed)",
+                   ingress->max_connections, suppressed);
+      close (client);
+      continue;
+    }
+    setsockopt (client, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    conn = g_new0 (Conn, 1);
+    conn->ingress = ingress;
+    conn->fd = client;
+    conn->refs = 1;
+    conn->in = g_byte_array_new ();
+    conn->out = g_byte_array_new ();
+    conn->peer = peer_name (client);
+    g_queue_init (&conn->pending);
+    conn->source = g_source_new (&conn_source_funcs, sizeof (GSource));
+    g_source_set_callback (conn->source, NULL, conn, NULL);
+    conn->cond = G_IO_IN;
+    conn->tag = g_source_add_unix_fd (conn->source, client, G_IO_IN);
+    g_source_attach (conn->source, NULL);
+    g_hash_table_add (ingress->conns, conn);
+    ingress->stats.connections++;
+    ingress->stats.accepted++;
+    g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_INFO, "TR_PEER", conn->peer, "MESSAGE",
+                      "producer %s connected", conn->peer);
+  }
+  return G_SOURCE_CONTINUE;
+}
+
+/* ---- setup ------------------------------------------------------------ */
+
+static void
+build_routes (TrIngress *ingress, const TrConfig *config)
+{
+  ingress->routes = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) g_array_unref);
+  for (guint i = 0; i < config->services->len; i++) {
+    const TrServiceConfig *service = g_ptr_array_index (config->services, i);
+    guint32 id = (guint32) tr_rpcstore_service_id (ingress->store, service->name);
+    for (guint r = 0; r < service->rpcs->len; r++) {
+      const char *rpc = g_ptr_array_index (service->rpcs, r);
+      GArray *ids = g_hash_table_lookup (ingress->routes, rpc);
+      if (ids == NULL) {
+        ids = g_array_new (FALSE, FALSE, sizeof (guint32));
+        g_hash_table_insert (ingress->routes, g_strdup (rpc), ids);
+      }
+      g_array_append_val (ids, id);
+    }
+  }
+}
+
+static int
+listen_on (const char *host, guint16 port, guint16 *bound_port, GError **error)
+{
+  struct addrinfo hints = { 0 }, *res = NULL;
+  char service[8];
+  int fd = -1, one = 1, rc;
+
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  g_snprintf (service, sizeof service, "%u", port);
+  rc = getaddrinfo (host, service, &hints, &res);
+  if (rc != 0) {
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT, "cannot resolve listen address %s:%u: %s", host,
+                 port, gai_strerror (rc));
+    return -1;
+  }
+  fd = socket (res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd >= 0)
+    setsockopt (fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (fd < 0 || bind (fd, res->ai_addr, res->ai_addrlen) < 0 || listen (fd, 1024) < 0) {
+    int saved = errno;
+    g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved), "cannot listen on %s:%u: %s", host, port,
+                 g_strerror (saved));
+    if (fd >= 0)
+      close (fd);
+    freeaddrinfo (res);
+    return -1;
+  }
+  freeaddrinfo (res);
+  {
+    struct sockaddr_storage addr;
+    socklen_t len = sizeof addr;
+    getsockname (fd, (struct sockaddr *) &addr, &len);
+    *bound_port = ntohs (addr.ss_family == AF_INET6 ? ((struct sockaddr_in6 *) &addr)->sin6_port
+                                                    : ((struct sockaddr_in *) &addr)->sin_port);
+  }
+  return fd;
+}
+
+TrIngress *
+tr_ingress_new (TrRpcStore *store, const TrConfig *config, GError **error)
+{
+  TrIngress *ingress;
+
+  g_return_val_if_fail (store != NULL && config != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+  ingress = g_new0 (TrIngress, 1);
+  ingress->store = store;
+  ingress->max_frame_size = config->max_frame_size;
+  ingress->max_connections = config->max_connections;
+  ingress->conns = g_hash_table_new (g_direct_hash, g_direct_equal);
+  ingress->completions = g_async_queue_new ();
+  build_routes (ingress, config);
+  ingress->listen_fd = listen_on (config->listen_host, config->listen_port, &ingress->port, error);
+  if (ingress->listen_fd < 0) {
+    tr_ingress_free (ingress);
+    return NULL;
+  }
+  ingress->listen_source = g_unix_fd_add (ingress->listen_fd, G_IO_IN, accept_cb, ingress);
+  return ingress;
+}
+
+void
+tr_ingress_stop_accepting (TrIngress *ingress)
+{
+  if (ingress->listen_source != 0)
+    g_source_remove (ingress->listen_source);
+  ingress->listen_source = 0;
+  if (ingress->listen_fd >= 0)
+    close (ingress->listen_fd);
+  ingress->listen_fd = -1;
+}
+
+guint
+tr_ingress_pending (TrIngress *ingress)
+{
+  return ingress->n_pending;
+}
+
+guint16
+tr_ingress_get_port (TrIngress *ingress)
+{
+  return ingress->port;
+}
+
+void
+tr_ingress_get_stats (TrIngress *ingress, TrIngressStats *stats_out)
+{
+  *stats_out = ingress->stats;
+}
+
+void
+tr_ingress_free (TrIngress *ingress)
+{
+  GList *conns;
+
+  if (ingress == NULL)
+    return;
+  tr_ingress_stop_accepting (ingress);
+  drain_completions (ingress);
+  conns = g_hash_table_get_keys (ingress->conns);
+  for (GList *l = conns; l != NULL; l = l->next)
+    conn_close (l->data, "router shutting down");
+  g_list_free (conns);
+  /* Deferred frees run from idle sources; let them go now. */
+  while (g_main_context_iteration (NULL, FALSE))
+    ;
+  g_hash_table_destroy (ingress->conns);
+  g_hash_table_destroy (ingress->routes);
+  g_async_queue_unref (ingress->completions);
+  g_free (ingress);
+}

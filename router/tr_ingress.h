@@ -1,0 +1,62 @@
+/* tr_ingress.h - producer side of a MASTER: accept, frame, route, commit, answer.
+ *
+ * Runs on the thread that owns the default GMainContext (the event loop
+ * thread); not thread-safe.  Each producer connection is a non-blocking
+ * socket read into a buffer; complete frames are parsed with tr_frame (the
+ * one Thrift codec), routed by rpc name to the subscribing services and
+ * submitted to the TrRpcStore.  Answers go back in request order on each
+ * connection (a FIFO of pending answers): a CALL gets a void T_REPLY once its
+ * RPC is committed, a ONEWAY nothing; bad input and unknown rpcs get a
+ * TApplicationException (DESIGN.md §2.1-2.5, docs/delivery.md).
+ *
+ * Commit completions arrive on the store's writer thread; they are handed to
+ * the loop through a GAsyncQueue and one wake-up per burst.
+ */
+#pragma once
+
+#include "tr_config.h"
+#include "tr_rpcstore.h"
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+typedef struct _TrIngress TrIngress;
+
+typedef struct {
+  guint connections;        /* open producer connections */
+  guint64 accepted;         /* connections accepted since start */
+  guint64 refused;          /* connections refused (max_connections) */
+  guint64 rpcs_in;          /* RPCs submitted to the store */
+  guint64 rpcs_committed;   /* RPCs committed (acknowledged) */
+  guint64 commit_errors;    /* RPCs answered INTERNAL_ERROR */
+  guint64 unknown_rpcs;     /* answered UNKNOWN_METHOD */
+  guint64 bad_frames;       /* malformed input of any kind */
+} TrIngressStats;
+
+/* tr_ingress_new:
+ * Binds config->listen_host:listen_port and starts accepting on the default
+ * main context.  @store is borrowed and must outlive the ingress; @config is
+ * read during the call only.
+ * Returns: (transfer full) (nullable): NULL with a G_IO_ERROR naming the
+ * address when it cannot listen. */
+TrIngress *tr_ingress_new (TrRpcStore *store, const TrConfig *config, GError **error);
+
+/* Stops accepting and closes the listening socket (shutdown step 1). */
+void tr_ingress_stop_accepting (TrIngress *ingress);
+
+/* Number of RPCs submitted whose commit has not been answered yet. */
+guint tr_ingress_pending (TrIngress *ingress);
+
+void tr_ingress_get_stats (TrIngress *ingress, TrIngressStats *stats_out);
+
+/* The port actually bound (useful with listen port 0). */
+guint16 tr_ingress_get_port (TrIngress *ingress);
+
+/* Closes every connection and frees.  Call when tr_ingress_pending() is 0
+ * (or after the store is closed).  NULL is ignored. */
+void tr_ingress_free (TrIngress *ingress);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (TrIngress, tr_ingress_free)
+
+G_END_DECLS

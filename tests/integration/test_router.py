@@ -1,0 +1,305 @@
+"""Integration tests: the real thriftrouter daemon with python3-thrift
+producers and TThreadedServer endpoints on loopback (DESIGN.md §2, §7)."""
+import os
+import struct
+import threading
+import time
+
+from trtest import (Endpoint, Producer, Router, TApplicationException, check, raw_call, run_tests,
+                    wait_until)
+
+
+def started(services, **keys):
+    return Router(services, **keys).start()
+
+
+def test_fan_out_two_services_two_endpoints():
+    eps = [Endpoint().start() for _ in range(4)]
+    router = started({
+        "books": {"rpcs": ["log_event"], "endpoints": {"a": eps[0].port, "b": eps[1].port}},
+        "mail": {"rpcs": ["log_event", "fire"], "endpoints": {"c": eps[2].port, "d": eps[3].port}},
+    })
+    try:
+        p = Producer(router.port)
+        sent = [("payload-%d-" % i).encode() + bytes(range(256)) * (i % 3) for i in range(200)]
+        for data in sent:
+            check(p.log_event(data) is None, "void reply expected")
+        p.fire(b"oneway-1")
+        p.log_event(b"after-oneway")
+        p.close()
+        for ep in eps:
+            n = 201 if ep in eps[:2] else 202
+            wait_until(lambda: len(ep.payloads()) >= n, what="delivery to endpoint on %d" % ep.port)
+        for ep in eps[:2]:
+            ep.check_sequence(sent + [b"after-oneway"])
+            check(all(name == "log_event" for name, _, _ in ep.received()), "books got a foreign rpc")
+        for ep in eps[2:]:
+            ep.check_sequence(sent + [b"oneway-1", b"after-oneway"])
+            check(ep.received("fire")[0][2] == b"oneway-1", "oneway payload differs")
+    finally:
+        router.stop()
+        router.cleanup()
+        for ep in eps:
+            ep.stop()
+
+
+def test_unknown_rpc_gets_unknown_method_and_nothing_is_stored():
+    ep = Endpoint().start()
+    router = started({"books": {"rpcs": ["log_event"], "endpoints": {"a": ep.port}}})
+    try:
+        p = Producer(router.port)
+        try:
+            p.other(7)
+            raise AssertionError("other() should have failed")
+        except TApplicationException as e:
+            check(e.type == TApplicationException.UNKNOWN_METHOD, "type %d" % e.type)
+            check("other" in e.message, "message names the rpc: %s" % e.message)
+        # The connection is still usable.
+        p.log_event(b"x")
+        p.close()
+        wait_until(lambda: len(ep.payloads()) == 1, what="delivery")
+        ep.check_sequence([b"x"])
+    finally:
+        router.stop()
+        router.cleanup()
+        ep.stop()
+
+
+def _frame(payload):
+    return struct.pack(">i", len(payload)) + payload
+
+
+def _strict_call(name, seqid, body=b"\x00", mtype=1):
+    return struct.pack(">I", 0x80010000 | mtype) + struct.pack(">i", len(name)) + name + struct.pack(">i", seqid) + body
+
+
+def _parse_exception(reply):
+    check(len(reply) >= 8, "no reply: %r" % reply)
+    mtype = struct.unpack(">I", reply[4:8])[0] & 0xff
+    return mtype
+
+
+def test_bad_input_gets_defined_outcomes_and_router_keeps_serving():
+    ep = Endpoint().start()
+    router = started({"books": {"rpcs": ["log_event"], "endpoints": {"a": ep.port}}}, max_frame_size="64K")
+    try:
+        # Oversize frame: connection closed, nothing answered.
+        check(raw_call(router.port, struct.pack(">i", 10 * 1024 * 1024) + b"x" * 100) == b"", "oversize answered")
+        # Negative length: closed.
+        check(raw_call(router.port, struct.pack(">i", -5)) == b"", "negative length answered")
+        # Garbage inside a well-formed frame with no readable seqid: closed.
+        check(raw_call(router.port, _frame(b"\xff\xff\xff\xff\x00\x00\x00\x00\x01")) == b"", "garbage answered")
+        # Bad version with a readable seqid -> exception (type 3).
+        reply = raw_call(router.port, _frame(struct.pack(">I", 0x80020001) + b"\x00\x00\x00\x03abc\x00\x00\x00\x05\x00"))
+        check(reply == b"" or _parse_exception(reply) == 3, "bad version: %r" % reply)
+        # REPLY sent by a producer -> TApplicationException.
+        reply = raw_call(router.port, _frame(_strict_call(b"log_event", 9, mtype=2)))
+        check(_parse_exception(reply) == 3, "REPLY from producer: %r" % reply)
+        # Truncated header in a frame -> closed or exception, never a crash.
+        raw_call(router.port, _frame(struct.pack(">I", 0x80010001) + b"\x00\x00\x00\x20ab"))
+        # A producer that disconnects mid-frame.
+        raw_call(router.port, struct.pack(">i", 1000) + b"partial", read_reply=False)
+        # Non-strict (old) header is accepted and routed; pushes go out strict.
+        body = b"\x0b\x00\x01" + struct.pack(">i", 3) + b"old\x00"
+        old = struct.pack(">i", 9) + b"log_event" + b"\x01" + struct.pack(">i", 77) + body
+        reply = raw_call(router.port, _frame(old))
+        check(_parse_exception(reply) == 2, "non-strict call should get a REPLY: %r" % reply)
+        check(struct.unpack(">i", reply[-5:-1])[0] == 77, "producer seqid echoed")
+        # Everyone else is still served.
+        p = Producer(router.port)
+        p.log_event(b"still-alive")
+        p.close()
+        wait_until(lambda: len(ep.payloads()) == 2, what="delivery")
+        ep.check_sequence([b"old", b"still-alive"])
+        check(router.proc.poll() is None, "router died")
+        check("oversize" in router.log() or "too large" in router.log() or "limit" in router.log(),
+              "bad frame logged:\n" + router.log())
+    finally:
+        router.stop()
+        router.cleanup()
+        ep.stop()
+
+
+def test_endpoint_down_then_back_catches_up_in_order():
+    ep = Endpoint()
+    router = started({"books": {"rpcs": ["log_event"], "endpoints": {"a": ep.port}}})
+    try:
+        p = Producer(router.port)
+        sent = [b"while-down-%d" % i for i in range(100)]
+        for d in sent:
+            p.log_event(d)
+        time.sleep(0.5)
+        ep.start()
+        more = [b"after-up-%d" % i for i in range(50)]
+        for d in more:
+            p.log_event(d)
+        p.close()
+        wait_until(lambda: len(ep.payloads()) >= 150, what="catch-up")
+        ep.check_sequence(sent + more)
+    finally:
+        router.stop()
+        router.cleanup()
+        ep.stop()
+
+
+def test_endpoint_exception_is_retried_in_order():
+    ep = Endpoint().start()
+    ep.fail_next = 3
+    router = started({"books": {"rpcs": ["log_event"], "endpoints": {"a": ep.port}}})
+    try:
+        p = Producer(router.port)
+        sent = [b"r-%d" % i for i in range(20)]
+        for d in sent:
+            p.log_event(d)
+        p.close()
+        wait_until(lambda: len(ep.payloads()) >= 20, what="delivery after retries")
+        ep.check_sequence(sent)
+    finally:
+        router.stop()
+        router.cleanup()
+        ep.stop()
+
+
+def test_stop_send_holds_position_and_clean_restart_resumes():
+    ep = Endpoint().start()
+    services = {"books": {"rpcs": ["log_event"], "endpoints": {"a": (ep.port, "true")}}}
+    router = started(services)
+    try:
+        p = Producer(router.port)
+        first = [b"held-%d" % i for i in range(30)]
+        for d in first:
+            p.log_event(d)
+        p.close()
+        time.sleep(0.5)
+        check(ep.received() == [], "stop_send endpoint got rpcs")
+        check(router.stop() == 0, "clean stop exit code")
+        router.services["books"]["endpoints"]["a"] = ep.port
+        router.write_config()
+        router.start()
+        wait_until(lambda: len(ep.payloads()) >= 30, what="delivery after start-send")
+        ep.check_sequence(first)
+        check(router.stop() == 0, "clean stop")
+        # Restart again: nothing is re-sent beyond what was unrecorded.
+        before = len(ep.received())
+        router.start()
+        time.sleep(0.5)
+        check(len(ep.received()) == before, "acknowledged rpcs re-sent after clean restart")
+    finally:
+        router.stop()
+        router.cleanup()
+        ep.stop()
+
+
+def _load(port, prefix, count, acked, errors):
+    try:
+        p = Producer(port, timeout_ms=5000)
+        for i in range(count):
+            data = b"%s-%d" % (prefix, i)
+            p.log_event(data)
+            acked.append(data)
+        p.close()
+    except Exception as e:  # the router was killed under us
+        errors.append(e)
+
+
+def test_kill9_under_load_loses_nothing_acknowledged():
+    ep = Endpoint().start()
+    router = started({"books": {"rpcs": ["log_event"], "endpoints": {"a": ep.port}}})
+    all_acked = []
+    try:
+        for round_no in range(3):
+            acked, errors = [], []
+            threads = [threading.Thread(target=_load, args=(router.port, b"k%d-%d" % (round_no, t), 100000, acked, errors))
+                       for t in range(2)]
+            for t in threads:
+                t.start()
+            time.sleep(0.7)
+            router.kill9()
+            for t in threads:
+                t.join(timeout=20)
+            all_acked.extend(acked)
+            router.start()
+        wait_until(lambda: set(d for _, d in ep.payloads()) >= set(all_acked), timeout=60,
+                   what="every acknowledged rpc delivered")
+        got = ep.payloads()
+        check([s for s, _ in got] == list(range(1, len(got) + 1)), "gap or reorder in seqids")
+        received = [d for _, d in got]
+        # Per producer stream, order is preserved.
+        for round_no in range(3):
+            for t in range(2):
+                prefix = b"k%d-%d-" % (round_no, t)
+                mine = [int(d[len(prefix):]) for d in received if d.startswith(prefix)]
+                check(mine == sorted(mine), "producer order broken for %r" % prefix)
+        dups = len(ep.received()) - len(got)
+        print("  kill -9 x3: %d acknowledged, %d delivered, %d duplicates" % (len(all_acked), len(got), dups))
+        check(len(all_acked) > 0, "no load was acknowledged")
+    finally:
+        router.stop()
+        router.cleanup()
+        ep.stop()
+
+
+def test_retention_deletes_parts_only_when_all_endpoints_passed():
+    fast = Endpoint().start()
+    slow = Endpoint()
+    router = started({"books": {"rpcs": ["log_event"], "endpoints": {"fast": fast.port, "slow": slow.port}}},
+                     group_file_size="64K")
+    try:
+        p = Producer(router.port)
+        sent = [b"z" * 1000 + b"%d" % i for i in range(300)]
+        for d in sent:
+            p.log_event(d)
+        wait_until(lambda: len(fast.payloads()) >= 300, what="fast endpoint")
+        time.sleep(2.5)
+        check(os.path.exists(os.path.join(router.data_dir, "data.0")), "data.0 deleted while 'slow' needs it")
+        slow.start()
+        wait_until(lambda: len(slow.payloads()) >= 300, what="slow endpoint")
+        p.log_event(b"tick")
+        wait_until(lambda: not os.path.exists(os.path.join(router.data_dir, "data.0")), timeout=10,
+                   what="data.0 deleted once every endpoint passed it")
+        p.close()
+        slow.check_sequence(sent + [b"tick"][:len(slow.payloads()) - 300])
+    finally:
+        router.stop()
+        router.cleanup()
+        fast.stop()
+        slow.stop()
+
+
+def test_rss_bounded_while_stopped_endpoint_backlog_grows():
+    ep = Endpoint()
+    router = started({"books": {"rpcs": ["log_event"], "endpoints": {"a": (ep.port, "true")}}},
+                     rpc_cache_size="4M", sync_mode="none", group_file_size="64M")
+    try:
+        total = int(os.environ.get("TR_BACKLOG_RPCS", "200000"))
+        per = total // 4
+        acked, errors = [], []
+        rss = []
+        threads = [threading.Thread(target=_load, args=(router.port, b"b%d" % t, per, acked, errors))
+                   for t in range(4)]
+        for t in threads:
+            t.start()
+        while any(t.is_alive() for t in threads):
+            rss.append(router.rss_kib())
+            time.sleep(0.5)
+        check(not errors, "producer errors: %s" % errors[:3])
+        peak = max(rss + [router.rss_kib()])
+        print("  backlog %d rpcs: router RSS samples (KiB) first %d, peak %d" % (len(acked), rss[0] if rss else 0, peak))
+        check(peak < 64 * 1024, "router RSS %d KiB grows with the backlog" % peak)
+    finally:
+        router.stop()
+        router.cleanup()
+
+
+if __name__ == "__main__":
+    run_tests([
+        test_fan_out_two_services_two_endpoints,
+        test_unknown_rpc_gets_unknown_method_and_nothing_is_stored,
+        test_bad_input_gets_defined_outcomes_and_router_keeps_serving,
+        test_endpoint_down_then_back_catches_up_in_order,
+        test_endpoint_exception_is_retried_in_order,
+        test_stop_send_holds_position_and_clean_restart_resumes,
+        test_kill9_under_load_loses_nothing_acknowledged,
+        test_retention_deletes_parts_only_when_all_endpoints_passed,
+        test_rss_bounded_while_stopped_endpoint_backlog_grows,
+    ])

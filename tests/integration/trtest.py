@@ -1,0 +1,329 @@
+"""Shared harness for thriftrouter integration tests.
+
+Starts the real daemon on loopback in a temporary directory and drives it
+with independent Thrift peers: python3-thrift generated clients as
+producers and TThreadedServer endpoints that record every call they get
+(with the seqid the router put in the header).  Run with Debian's
+/usr/bin/python3 (python3-thrift).  Every wait is bounded; only processes
+started here are stopped, by PID.
+"""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+BUILD = os.environ.get("TR_BUILD_DIR") or os.path.join(os.path.dirname(__file__), "../../build")
+SOURCE = os.environ.get("TR_SOURCE_DIR") or os.path.join(os.path.dirname(__file__), "../..")
+DAEMON = os.path.join(BUILD, "router", "thriftrouter")
+
+_GEN = os.path.join(BUILD, "gen-py")
+if not os.path.isdir(os.path.join(_GEN, "tr_demo")):
+    os.makedirs(_GEN, exist_ok=True)
+    subprocess.check_call(["thrift", "--gen", "py", "-out", _GEN, os.path.join(SOURCE, "thrift", "demo.thrift")])
+sys.path.insert(0, _GEN)
+
+from thrift.protocol import TBinaryProtocol  # noqa: E402
+from thrift.server import TServer  # noqa: E402
+from thrift.transport import TSocket, TTransport  # noqa: E402
+from thrift.Thrift import TApplicationException  # noqa: E402
+from tr_demo import EventLog  # noqa: E402
+
+__all__ = ["Router", "Endpoint", "Producer", "free_port", "wait_until", "TApplicationException", "EventLog",
+           "raw_call", "check"]
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_until(predicate, timeout=20.0, what="condition"):
+    end = time.time() + timeout
+    while time.time() < end:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError("timed out after %.0fs waiting for %s" % (timeout, what))
+
+
+def check(cond, message):
+    if not cond:
+        raise AssertionError(message)
+
+
+class _Recorder:
+    """Handler of EventLog that records (name, seqid, data) per call."""
+
+    def __init__(self, endpoint):
+        self.endpoint = endpoint
+
+    def _record(self, name, data):
+        seqid = self.endpoint._local.seqid
+        with self.endpoint.lock:
+            self.endpoint.calls.append((name, seqid, data))
+            fail = self.endpoint.fail_next
+            if fail > 0:
+                self.endpoint.fail_next -= 1
+        if fail > 0:
+            with self.endpoint.lock:
+                self.endpoint.calls.pop()
+            raise TApplicationException(TApplicationException.INTERNAL_ERROR, "endpoint says no")
+
+    def log_event(self, data):
+        self._record("log_event", data)
+
+    def fire(self, data):
+        self._record("fire", data)
+
+    def other(self, x):
+        self._record("other", x)
+
+
+class _SeqidProcessor(EventLog.Processor):
+    def __init__(self, handler, endpoint):
+        EventLog.Processor.__init__(self, handler)
+        self.endpoint = endpoint
+
+    def process(self, iprot, oprot):
+        original = iprot.readMessageBegin
+
+        def read_message_begin():
+            name, mtype, seqid = original()
+            self.endpoint._local.seqid = seqid
+            return name, mtype, seqid
+
+        iprot.readMessageBegin = read_message_begin
+        return EventLog.Processor.process(self, iprot, oprot)
+
+
+class Endpoint:
+    """A stock Python TThreadedServer subscriber on 127.0.0.1 that records calls."""
+
+    def __init__(self, port=None):
+        self.port = port or free_port()
+        self.calls = []
+        self.lock = threading.Lock()
+        self.fail_next = 0
+        self._local = threading.local()
+        self.server = None
+        self.thread = None
+
+    def start(self):
+        processor = _SeqidProcessor(_Recorder(self), self)
+        transport = TSocket.TServerSocket(host="127.0.0.1", port=self.port)
+        transport.listen()
+        transport.listen = lambda: None  # serve() would listen again
+        self.server = TServer.TThreadedServer(processor, transport, TTransport.TFramedTransportFactory(),
+                                              TBinaryProtocol.TBinaryProtocolFactory(), daemon=True)
+        self.transport = transport
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+        return self
+
+    def _serve(self):
+        try:
+            self.server.serve()
+        except Exception:
+            pass  # closed by stop()
+
+    def stop(self):
+        """Closes the listening socket; open connections are shut down too."""
+        try:
+            self.transport.handle.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.transport.close()
+        self.thread.join(timeout=5)
+
+    def received(self, name=None):
+        with self.lock:
+            return [c for c in self.calls if name is None or c[0] == name]
+
+    def payloads(self, dedupe=True):
+        """Payloads in seqid order, duplicates (re-deliveries) dropped."""
+        seen = {}
+        order = []
+        for _, seqid, data in self.received():
+            if dedupe and seqid in seen:
+                check(seen[seqid] == data, "seqid %d delivered twice with different data" % seqid)
+                continue
+            seen[seqid] = data
+            order.append((seqid, data))
+        return order
+
+    def check_sequence(self, expected_payloads):
+        """Seqids must be 1..n in order (duplicates only as re-sends), payloads equal."""
+        got = self.payloads()
+        seqids = [s for s, _ in got]
+        check(seqids == list(range(1, len(got) + 1)),
+              "seqids not 1..n in order: %s" % seqids[:50])
+        check([d for _, d in got] == list(expected_payloads),
+              "payloads differ: got %d, expected %d" % (len(got), len(expected_payloads)))
+
+
+class Producer:
+    """A stock python3-thrift client (framed, binary) talking to the router."""
+
+    def __init__(self, port, timeout_ms=20000):
+        self.socket = TSocket.TSocket("127.0.0.1", port)
+        self.socket.setTimeout(timeout_ms)
+        self.transport = TTransport.TFramedTransport(self.socket)
+        self.client = EventLog.Client(TBinaryProtocol.TBinaryProtocol(self.transport))
+        self.transport.open()
+
+    def __getattr__(self, name):
+        return getattr(self.client, name)
+
+    def close(self):
+        self.transport.close()
+
+
+def raw_call(port, data, read_reply=True, timeout=10):
+    """Sends raw bytes to the router; returns what comes back until a full
+    frame or EOF (bytes), for bad-input tests."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s.sendall(data)
+    out = b""
+    if read_reply:
+        try:
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                out += chunk
+                if len(out) >= 4 and len(out) >= 4 + int.from_bytes(out[:4], "big"):
+                    break
+        except socket.timeout:
+            pass
+    s.close()
+    return out
+
+
+class Router:
+    """The real thriftrouter daemon in a temp dir.
+
+    services: {name: {"rpcs": [...], "endpoints": {id: port}, **service keys}}
+    """
+
+    def __init__(self, services, tmpdir=None, **router_keys):
+        self.tmp = tmpdir or tempfile.mkdtemp(prefix="tr-it-")
+        self.port = free_port()
+        self.services = services
+        self.router_keys = router_keys
+        self.proc = None
+        self.log_path = os.path.join(self.tmp, "router.log")
+        self.write_config()
+
+    def write_config(self):
+        os.makedirs(os.path.join(self.tmp, "services"), exist_ok=True)
+        keys = {
+            "server_id": "it-1", "server_type": "MASTER", "listen": "127.0.0.1:%d" % self.port,
+            "admin_listen": "127.0.0.1:%d" % free_port(), "data_dir": "data",
+            "group_file_size": "1M", "state_flush_ms": "20",
+        }
+        keys.update(self.router_keys)
+        keys["services"] = ", ".join(self.services)
+        with open(os.path.join(self.tmp, "router.conf"), "w") as f:
+            f.write("[router]\n")
+            for k, v in keys.items():
+                f.write("%s = %s\n" % (k, v))
+        for name, svc in self.services.items():
+            with open(os.path.join(self.tmp, "services", name + ".conf"), "w") as f:
+                f.write("[service]\nservice_type = COMMON\nrpcs = %s\n" % ", ".join(svc["rpcs"]))
+                f.write("retry_backoff_ms = 20\nretry_backoff_max_ms = 200\nconnect_timeout_ms = 500\n")
+                for k, v in svc.items():
+                    if k not in ("rpcs", "endpoints"):
+                        f.write("%s = %s\n" % (k, v))
+                for eid, port in svc["endpoints"].items():
+                    stop = "false"
+                    if isinstance(port, tuple):
+                        port, stop = port
+                    f.write("\n[endpoint %s]\nhost = 127.0.0.1\nport = %d\nstop_send = %s\n" % (eid, port, stop))
+
+    @property
+    def data_dir(self):
+        return os.path.join(self.tmp, "data")
+
+    def start(self, timeout=20):
+        log = open(self.log_path, "ab")
+        env = dict(os.environ, G_MESSAGES_DEBUG="")
+        self.proc = subprocess.Popen([DAEMON, "-c", os.path.join(self.tmp, "router.conf")], stdout=log,
+                                     stderr=log, env=env)
+        log.close()
+
+        def up():
+            if self.proc.poll() is not None:
+                raise AssertionError("thriftrouter exited with %s:\n%s" % (self.proc.returncode, self.log()))
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return True
+            except OSError:
+                return False
+
+        wait_until(up, timeout, "router to listen")
+        return self
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        if self.proc is None:
+            return None
+        self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+            raise AssertionError("router did not stop within %ds\n%s" % (timeout, self.log()))
+        self.proc = None
+        return rc
+
+    def kill9(self):
+        return self.stop(signal.SIGKILL)
+
+    def log(self):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()[-6000:]
+        except OSError:
+            return ""
+
+    def rss_kib(self):
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    def cleanup(self):
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def run_tests(tests):
+    """Runs test functions in order; prints 'N passed, N failed'; exits 1 on failure."""
+    only = sys.argv[1:]
+    passed = failed = 0
+    for test in tests:
+        if only and test.__name__ not in only:
+            continue
+        start = time.time()
+        try:
+            test()
+            passed += 1
+            print("PASS %s (%.1fs)" % (test.__name__, time.time() - start), flush=True)
+        except Exception as e:  # report and go on with the next test
+            failed += 1
+            import traceback
+            traceback.print_exc()
+            print("FAIL %s: %s" % (test.__name__, e), flush=True)
+    print("%d passed, %d failed" % (passed, failed))
+    sys.exit(1 if failed else 0)
