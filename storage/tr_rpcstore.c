@@ -259,12 +259,14 @@ commit_batch (TrRpcStore *store, GPtrArray *batch)
 {
   g_autoptr (GError) error = NULL;
   gint64 now_us = g_get_real_time ();
+  guint64 end_before;
   gboolean ok;
 
   if (store->failure != NULL && !try_reopen (store)) {
     fail_batch (store, batch, store->failure);
     return;
   }
+  end_before = store->data_end;
   ok = write_batch (store, batch, now_us, &error);
   if (ok && store->options.sync_mode == TR_SYNC_ALWAYS)
     ok = sync_data (store, &error);
@@ -272,8 +274,7 @@ commit_batch (TrRpcStore *store, GPtrArray *batch)
     g_prefix_error (&error, "commit of %u rpcs failed: ", batch->len);
     g_warning ("%s", error->message);
     /* The records of this batch may be partly on disk: reopen cuts them. */
-    for (guint i = 0; i < batch->len; i++)
-      store->data_end = MIN (store->data_end, ((Submission *) g_ptr_array_index (batch, i))->offset);
+    store->data_end = end_before;
     store->failure = g_error_copy (error);
     fail_batch (store, batch, error);
     return;
@@ -338,7 +339,7 @@ min_needed_rpc (TrRpcStore *store)
 
 /* Deletes whole parts nobody needs (DESIGN §2.9).  Runs right after a
  * checkpoint, so every entry below the low water marks is durable. */
-static void
+static gboolean
 run_retention (TrRpcStore *store)
 {
   g_autoptr (GError) error = NULL;
@@ -350,8 +351,10 @@ run_retention (TrRpcStore *store)
   g_mutex_lock (&store->head_lock);
   first_rpc = store->first_rpc_id;
   g_mutex_unlock (&store->head_lock);
-  if (min_rpc <= first_rpc || min_rpc > store->ckpt_rpc_id)
-    return;
+  if (min_rpc <= first_rpc)
+    return TRUE;
+  if (min_rpc > store->ckpt_rpc_id)
+    return FALSE; /* not durable yet: try again after the next checkpoint */
   if (!read_entry (store, TR_RPCSTORE_INDEX_FILE_ID, min_rpc - 1, entry, &error))
     goto out;
   g_mutex_lock (&store->data_lock);
@@ -382,6 +385,7 @@ run_retention (TrRpcStore *store)
 out:
   if (error != NULL)
     g_warning ("retention skipped: %s", error->message);
+  return TRUE;
 }
 
 /* ---- writer thread ---------------------------------------------------- */
@@ -403,6 +407,7 @@ periodic_work (TrRpcStore *store)
 {
   g_autoptr (GError) error = NULL;
   gint64 now = g_get_monotonic_time ();
+  gboolean moved;
 
   if (store->failure != NULL)
     return;
@@ -416,14 +421,19 @@ periodic_work (TrRpcStore *store)
   if (now < store->last_checkpoint_us + (gint64) store->options.checkpoint_interval_ms * G_TIME_SPAN_MILLISECOND)
     return;
   store->last_checkpoint_us = now;
-  if (store->ckpt_rpc_id + 1 == store->next_rpc_id && store->batches_since_retention == 0)
-    return;
-  if (!tr_rpcstore__checkpoint (store, &error)) {
+  if (store->ckpt_rpc_id + 1 != store->next_rpc_id && !tr_rpcstore__checkpoint (store, &error)) {
     g_warning ("checkpoint failed: %s", error->message);
     return;
   }
-  store->batches_since_retention = 0;
-  run_retention (store);
+  g_mutex_lock (&store->head_lock);
+  moved = store->low_water_moved;
+  store->low_water_moved = FALSE;
+  g_mutex_unlock (&store->head_lock);
+  if (moved && !run_retention (store)) {
+    g_mutex_lock (&store->head_lock);
+    store->low_water_moved = TRUE;
+    g_mutex_unlock (&store->head_lock);
+  }
 }
 
 static gpointer
@@ -447,7 +457,6 @@ writer_main (gpointer data)
     }
     if (batch->len > 0) {
       commit_batch (store, batch);
-      store->batches_since_retention++;
       g_ptr_array_set_size (batch, 0);
     }
     periodic_work (store);
@@ -737,6 +746,8 @@ tr_rpcstore_set_low_water (TrRpcStore *store, guint32 service_id, guint64 seqid)
 {
   g_return_if_fail (service_id < store->n_ids);
   g_mutex_lock (&store->head_lock);
+  if (store->low_water[service_id] != seqid)
+    store->low_water_moved = TRUE;
   store->low_water[service_id] = seqid;
   g_mutex_unlock (&store->head_lock);
 }

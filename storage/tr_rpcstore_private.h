@@ -83,13 +83,13 @@ struct _TrRpcStore {
   gboolean unsynced;       /* interval/none mode: data written since last sync */
   GError *failure;         /* sticky data-file failure; cleared by reopen */
   gint64 last_reopen_us;
-  guint64 batches_since_retention;
 
   /* Published state, read by any thread. */
   GMutex head_lock;
   guint64 head_rpc_id;        /* protected by ->head_lock */
   guint64 *pub_list_heads;    /* protected by ->head_lock */
   guint64 *low_water;         /* protected by ->head_lock; 0 = not set */
+  gboolean low_water_moved;   /* protected by ->head_lock */
   guint64 *list_first;        /* protected by ->head_lock */
   guint64 first_rpc_id;       /* protected by ->head_lock */
   guint64 batches;            /* protected by ->head_lock */
