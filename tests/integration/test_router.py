@@ -65,6 +65,33 @@ def test_unknown_rpc_gets_unknown_method_and_nothing_is_stored():
         ep.stop()
 
 
+def test_cglib_producer_and_endpoint():
+    """c_glib generated client -> router -> c_glib ThriftSimpleServer endpoint."""
+    import subprocess
+    from trtest import BUILD, free_port
+    peer = os.path.join(BUILD, "tests", "cglib_peer")
+    port = free_port()
+    server = subprocess.Popen([peer, "serve", str(port)], stdout=subprocess.PIPE, text=True)
+    lines = []
+    reader = threading.Thread(target=lambda: [lines.append(l.strip()) for l in server.stdout], daemon=True)
+    reader.start()
+    router = started({"demo": {"rpcs": ["log_event", "fire"], "endpoints": {"c": port}}})
+    try:
+        out = subprocess.run([peer, "produce", str(router.port), "50", "cg"], capture_output=True, text=True,
+                             timeout=60)
+        check(out.returncode == 0, "c_glib producer failed: %s" % out.stderr)
+        check("unknown-method ok" in out.stdout, "c_glib client did not see UNKNOWN_METHOD: %s" % out.stdout)
+        expected = ["log_event cg-%d" % i for i in range(50)] + ["fire cg-oneway"]
+        wait_until(lambda: len([l for l in lines if not l.startswith("listening")]) >= 51, what="c_glib endpoint")
+        got = [l for l in lines if not l.startswith("listening")]
+        check(got[:51] == expected, "c_glib endpoint got %s" % got[:5])
+    finally:
+        router.stop()
+        router.cleanup()
+        server.kill()
+        server.wait()
+
+
 def _frame(payload):
     return struct.pack(">i", len(payload)) + payload
 
@@ -295,6 +322,7 @@ if __name__ == "__main__":
     run_tests([
         test_fan_out_two_services_two_endpoints,
         test_unknown_rpc_gets_unknown_method_and_nothing_is_stored,
+        test_cglib_producer_and_endpoint,
         test_bad_input_gets_defined_outcomes_and_router_keeps_serving,
         test_endpoint_down_then_back_catches_up_in_order,
         test_endpoint_exception_is_retried_in_order,
