@@ -52,6 +52,37 @@ void tr_push_wake (TrPush *push, guint64 head);
  * endpoint's acknowledged seqid durably.  NULL is ignored. */
 void tr_push_free (TrPush *push);
 
+/* ---- statistics (admin, tests) ---- */
+
+typedef enum {
+  TR_PUSH_STOPPED,
+  TR_PUSH_CONNECTING,
+  TR_PUSH_SENDING,
+  TR_PUSH_BACKOFF,
+} TrPushEndpointState;
+
+/* Returns: (transfer none): "STOPPED", "CONNECTING", "SENDING" or "BACKOFF". */
+const char *tr_push_endpoint_state_to_string (TrPushEndpointState state);
+
+/* A copy of one endpoint's send state, taken on the push thread. */
+typedef struct {
+  char *service;     /* (transfer full) */
+  char *endpoint;    /* (transfer full) endpoint id */
+  TrPushEndpointState state;
+  guint64 acked;     /* last acknowledged service seqid */
+  guint64 head;      /* service head when the snapshot was taken */
+  guint retries;     /* consecutive failures so far */
+  char *last_error;  /* (transfer full) (nullable) reason of the last failure */
+} TrPushEndpointStats;
+
+/* tr_push_get_stats:
+ * Snapshot of every endpoint, in config order (services, then endpoints).
+ * Blocks until the push thread has answered (any thread but the push
+ * thread itself may call it).
+ * Returns: (transfer full) (element-type TrPushEndpointStats): free with
+ * g_array_unref() (the strings are freed with it). */
+GArray *tr_push_get_stats (TrPush *push);
+
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (TrPush, tr_push_free)
 
 G_END_DECLS

@@ -1,0 +1,539 @@
+/* tr_push.c - push module life cycle: send state files, retention low-water
+ * marks, the push thread, wake-ups and statistics.  The per-endpoint
+ * connection state machine is in tr_push_endpoint.c.
+ *
+ * Send state file (one RotateFile per endpoint, DATA_DIR/state/<service>.<endpoint id>.0/.1),
+ * state payload version 1, little-endian:
+ *
+ *   offset size field
+ *   0      4    version = 1
+ *   4      8    last acknowledged service seqid
+ *
+ * Written (without fsync) at most every state_flush_ms after acknowledgements
+ * (0 = after every batch of replies), and written + synced in tr_push_free().
+ * Not syncing while running is safe: a process crash keeps the page cache,
+ * and after a power loss an older state only means duplicates (an endpoint
+ * never sees a gap: the position only moves past acknowledged seqids).
+ *
+ * Missing state file: the endpoint starts after the first seqid still
+ * stored for its service minus one, so nothing stored is skipped.
+ *
+ * Retention: for every service the store's low-water mark is the minimum
+ * over its endpoints (stopped ones included) of acked + 1.  It is set at
+ * start and whenever that minimum grows.
+ *
+ * Threads: tr_push_new() / tr_push_free() / tr_push_get_stats() on any
+ * non-push thread, tr_push_wake() from any thread; everything else on the
+ * push thread (its own GMainContext).
+ */
+#undef G_LOG_DOMAIN
+#define G_LOG_DOMAIN "tr-push"
+
+#include "tr_push_private.h"
+
+#include "tr_endian.h"
+#include "tr_storage_error.h"
+
+#include <glib/gstdio.h>
+#include <unistd.h>
+
+#define TR_PUSH_STATE_VERSION 1
+#define TR_PUSH_STATE_SIZE 12
+#define TR_PUSH_STATE_FILE_SIZE (64 * 1024)
+#define TR_PUSH_POLL_MS 1000
+
+const char *
+tr_push_endpoint_state_to_string (TrPushEndpointState state)
+{
+  switch (state) {
+  case TR_PUSH_STOPPED:
+    return "STOPPED";
+  case TR_PUSH_CONNECTING:
+    return "CONNECTING";
+  case TR_PUSH_SENDING:
+    return "SENDING";
+  case TR_PUSH_BACKOFF:
+    return "BACKOFF";
+  }
+  return "?";
+}
+
+void
+tr_push__log (TrPushEndpoint *endpoint, GLogLevelFlags level, guint64 seqid, const char *format, ...)
+{
+  g_autofree char *message = NULL;
+  char seqid_text[24];
+  va_list args;
+
+  va_start (args, format);
+  message = g_strdup_vprintf (format, args);
+  va_end (args);
+  g_snprintf (seqid_text, sizeof seqid_text, "%" G_GUINT64_FORMAT, seqid);
+  g_log_structured (G_LOG_DOMAIN, level, "TR_SERVICE", endpoint->service->name, "TR_ENDPOINT", endpoint->id,
+                    "TR_SEQID", seqid_text, "MESSAGE", "%s/%s: %s", endpoint->service->name, endpoint->id,
+                    message);
+}
+
+/* ---- send state ---- */
+
+static gboolean
+state_write (TrPushEndpoint *endpoint, GError **error)
+{
+  guint8 buf[TR_PUSH_STATE_SIZE];
+
+  tr_put_le32 (buf, TR_PUSH_STATE_VERSION);
+  tr_put_le64 (buf + 4, endpoint->acked);
+  if (!tr_rotatefile_write (endpoint->state_file, buf, sizeof buf, error)) {
+    g_prefix_error (error, "%s: ", endpoint->state_path);
+    return FALSE;
+  }
+  endpoint->state_dirty = FALSE;
+  return TRUE;
+}
+
+/* Opens the endpoint's state file and sets ->acked from it (or from the
+ * first stored seqid when there is none). */
+static gboolean
+state_load (TrPush *push, TrPushEndpoint *endpoint, GError **error)
+{
+  g_autoptr (GError) local_error = NULL;
+  g_autoptr (GBytes) state = NULL;
+  g_autofree char *base = g_strdup_printf ("%s.%s", endpoint->service->name, endpoint->id);
+  guint32 service_id = endpoint->service->service_id;
+  const guint8 *data;
+  gsize len;
+
+  endpoint->state_path = g_build_filename (push->state_dir, base, NULL);
+  endpoint->state_file = tr_rotatefile_open (tr_io_posix (), endpoint->state_path, TR_PUSH_STATE_FILE_SIZE, error);
+  if (endpoint->state_file == NULL) {
+    g_prefix_error (error, "%s: ", endpoint->state_path);
+    return FALSE;
+  }
+  state = tr_rotatefile_load (endpoint->state_file, NULL, &local_error);
+  if (state == NULL && g_error_matches (local_error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_NOT_FOUND)) {
+    guint64 first = tr_rpcstore_service_first (push->store, service_id);
+    endpoint->acked = first > 0 ? first - 1 : 0;
+    return TRUE;
+  }
+  if (state == NULL) {
+    g_propagate_prefixed_error (error, g_steal_pointer (&local_error), "%s: ", endpoint->state_path);
+    return FALSE;
+  }
+  data = g_bytes_get_data (state, &len);
+  if (len != TR_PUSH_STATE_SIZE || tr_get_le32 (data) != TR_PUSH_STATE_VERSION) {
+    g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CORRUPT,
+                 "%s: send state of %zu bytes, version %u: expected %d bytes, version %d", endpoint->state_path,
+                 len, len >= 4 ? tr_get_le32 (data) : 0, TR_PUSH_STATE_SIZE, TR_PUSH_STATE_VERSION);
+    return FALSE;
+  }
+  endpoint->acked = tr_get_le64 (data + 4);
+  return TRUE;
+}
+
+/* Clamps a position the store cannot serve (retention ran ahead, or the
+ * store lost its tail) and says so. */
+static void
+check_position (TrPush *push, TrPushEndpoint *endpoint)
+{
+  guint32 service_id = endpoint->service->service_id;
+  guint64 first = tr_rpcstore_service_first (push->store, service_id);
+  guint64 head = tr_rpcstore_service_head (push->store, service_id);
+
+  if (first > 0 && endpoint->acked + 1 < first) {
+    tr_push__log (endpoint, G_LOG_LEVEL_WARNING, endpoint->acked,
+                  "acknowledged seqid %" G_GUINT64_FORMAT " is before the first stored seqid %" G_GUINT64_FORMAT
+                  "; resuming there",
+                  endpoint->acked, first);
+    endpoint->acked = first - 1;
+    endpoint->state_dirty = TRUE;
+  }
+  if (endpoint->acked > head)
+    tr_push__log (endpoint, G_LOG_LEVEL_WARNING, endpoint->acked,
+                  "acknowledged seqid %" G_GUINT64_FORMAT " is beyond the service head %" G_GUINT64_FORMAT
+                  "; waiting for the head to pass it",
+                  endpoint->acked, head);
+}
+
+/* ---- retention ---- */
+
+static void
+update_low_water (TrPush *push, TrPushService *service, gboolean force)
+{
+  guint64 low = G_MAXUINT64;
+
+  for (guint i = 0; i < service->endpoints->len; i++) {
+    TrPushEndpoint *endpoint = g_ptr_array_index (service->endpoints, i);
+    low = MIN (low, endpoint->acked + 1);
+  }
+  if (service->endpoints->len == 0)
+    low = tr_rpcstore_service_head (push->store, service->service_id) + 1;
+  if (force || low > service->low_water) {
+    service->low_water = low;
+    tr_rpcstore_set_low_water (push->store, service->service_id, low);
+  }
+}
+
+/* ---- state flush ---- */
+
+static void
+flush_states (TrPush *push)
+{
+  for (guint s = 0; s < push->services->len; s++) {
+    TrPushService *service = g_ptr_array_index (push->services, s);
+    for (guint i = 0; i < service->endpoints->len; i++) {
+      TrPushEndpoint *endpoint = g_ptr_array_index (service->endpoints, i);
+      g_autoptr (GError) error = NULL;
+      if (endpoint->state_dirty && !state_write (endpoint, &error))
+        tr_push__log (endpoint, G_LOG_LEVEL_WARNING, endpoint->acked, "cannot record send state: %s",
+                      error->message);
+    }
+  }
+}
+
+static gboolean
+on_flush (gpointer user_data)
+{
+  TrPush *push = user_data;
+
+  g_clear_pointer (&push->flush_source, g_source_unref);
+  flush_states (push);
+  return G_SOURCE_REMOVE;
+}
+
+void
+tr_push__acked (TrPushEndpoint *endpoint)
+{
+  TrPush *push = endpoint->push;
+
+  endpoint->state_dirty = TRUE;
+  update_low_water (push, endpoint->service, FALSE);
+  if (push->flush_source != NULL)
+    return;
+  /* state_flush_ms 0 still defers to an idle so one batch of replies costs
+   * one write, not one per reply. */
+  push->flush_source = push->state_flush_ms > 0 ? g_timeout_source_new (push->state_flush_ms) : g_idle_source_new ();
+  g_source_set_callback (push->flush_source, on_flush, push, NULL);
+  g_source_attach (push->flush_source, push->context);
+}
+
+/* ---- wake-ups ---- */
+
+static void
+fill_all (TrPush *push)
+{
+  for (guint s = 0; s < push->services->len; s++) {
+    TrPushService *service = g_ptr_array_index (push->services, s);
+    for (guint i = 0; i < service->endpoints->len; i++)
+      tr_push__endpoint_fill (g_ptr_array_index (service->endpoints, i));
+  }
+}
+
+static gboolean
+on_wake (gpointer user_data)
+{
+  TrPush *push = user_data;
+
+  /* Clear first: a commit after this point queues a new wake. */
+  g_atomic_int_set (&push->wake_pending, 0);
+  fill_all (push);
+  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+on_poll (gpointer user_data)
+{
+  fill_all (user_data);
+  return G_SOURCE_CONTINUE;
+}
+
+void
+tr_push_wake (TrPush *push, guint64 head)
+{
+  g_return_if_fail (push != NULL);
+
+  (void) head; /* each endpoint reads its own service head */
+  if (g_atomic_int_compare_and_exchange (&push->wake_pending, 0, 1))
+    g_main_context_invoke (push->context, on_wake, push);
+}
+
+/* ---- thread ---- */
+
+static gpointer
+push_thread (gpointer user_data)
+{
+  TrPush *push = user_data;
+
+  g_main_context_push_thread_default (push->context);
+  for (guint s = 0; s < push->services->len; s++) {
+    TrPushService *service = g_ptr_array_index (push->services, s);
+    for (guint i = 0; i < service->endpoints->len; i++)
+      tr_push__endpoint_start (g_ptr_array_index (service->endpoints, i));
+  }
+  g_main_loop_run (push->loop);
+  g_main_context_pop_thread_default (push->context);
+  return NULL;
+}
+
+/* ---- construction ---- */
+
+static TrPushEndpoint *
+endpoint_new (TrPush *push, TrPushService *service, const TrEndpointConfig *config)
+{
+  TrPushEndpoint *endpoint = g_new0 (TrPushEndpoint, 1);
+
+  endpoint->push = push;
+  endpoint->service = service;
+  endpoint->id = g_strdup (config->id);
+  endpoint->host = g_strdup (config->host);
+  endpoint->port = config->port;
+  endpoint->state = config->stop_send ? TR_PUSH_STOPPED : TR_PUSH_BACKOFF;
+  endpoint->fd = -1;
+  endpoint->out = g_byte_array_new ();
+  endpoint->in = g_byte_array_new ();
+  g_queue_init (&endpoint->inflight);
+  if (config->max_connection > 1)
+    g_message ("%s/%s: max_connection = %u accepted, but one connection is used so that the endpoint "
+               "receives its RPCs in order",
+               service->name, endpoint->id, config->max_connection);
+  return endpoint;
+}
+
+static void
+endpoint_free (gpointer data)
+{
+  TrPushEndpoint *endpoint = data;
+
+  tr_push__endpoint_close (endpoint);
+  if (endpoint->source != NULL) {
+    g_source_destroy (endpoint->source);
+    g_source_unref (endpoint->source);
+  }
+  tr_rotatefile_free (endpoint->state_file);
+  g_free (endpoint->state_path);
+  g_free (endpoint->id);
+  g_free (endpoint->host);
+  g_byte_array_unref (endpoint->out);
+  g_byte_array_unref (endpoint->in);
+  g_free (endpoint->last_error);
+  g_free (endpoint);
+}
+
+static void
+service_free (gpointer data)
+{
+  TrPushService *service = data;
+
+  g_ptr_array_unref (service->endpoints);
+  g_free (service->name);
+  g_free (service->barrier_method);
+  g_free (service);
+}
+
+static TrPushService *
+service_new (TrPush *push, const TrServiceConfig *config, GError **error)
+{
+  TrPushService *service;
+  gint service_id = tr_rpcstore_service_id (push->store, config->name);
+
+  if (service_id < 0) {
+    g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_NOT_FOUND, "service '%s' is not known to the store",
+                 config->name);
+    return NULL;
+  }
+  service = g_new0 (TrPushService, 1);
+  service->name = g_strdup (config->name);
+  service->service_id = (guint32) service_id;
+  service->max_inflight = MAX (config->max_inflight, 1);
+  service->on_failure = config->on_failure;
+  service->max_retries = config->max_retries;
+  service->retry_backoff_ms = MAX (config->retry_backoff_ms, 1);
+  service->retry_backoff_max_ms = MAX (config->retry_backoff_max_ms, service->retry_backoff_ms);
+  service->connect_timeout_ms = config->connect_timeout_ms;
+  service->socket_timeout_ms = config->socket_timeout_ms;
+  service->oneway_barrier = config->oneway_barrier;
+  service->barrier_method = g_strdup (config->barrier_method);
+  service->endpoints = g_ptr_array_new_with_free_func (endpoint_free);
+  for (guint i = 0; i < config->endpoints->len; i++) {
+    TrPushEndpoint *endpoint = endpoint_new (push, service, g_ptr_array_index (config->endpoints, i));
+    g_ptr_array_add (service->endpoints, endpoint);
+    if (!state_load (push, endpoint, error)) {
+      service_free (service);
+      return NULL;
+    }
+    check_position (push, endpoint);
+    endpoint->next_seqid = endpoint->acked + 1;
+  }
+  return service;
+}
+
+static void
+push_free_unstarted (TrPush *push)
+{
+  g_ptr_array_unref (push->services);
+  g_main_loop_unref (push->loop);
+  g_main_context_unref (push->context);
+  g_free (push->state_dir);
+  g_free (push);
+}
+
+TrPush *
+tr_push_new (TrRpcStore *store, const TrConfig *config, GError **error)
+{
+  TrPush *push;
+
+  g_return_val_if_fail (store != NULL, NULL);
+  g_return_val_if_fail (config != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  push = g_new0 (TrPush, 1);
+  push->store = store;
+  push->state_dir = g_build_filename (config->data_dir, "state", NULL);
+  push->state_flush_ms = config->state_flush_ms;
+  push->services = g_ptr_array_new_with_free_func (service_free);
+  push->context = g_main_context_new ();
+  push->loop = g_main_loop_new (push->context, FALSE);
+  if (g_mkdir_with_parents (push->state_dir, 0755) != 0) {
+    int saved_errno = errno;
+    g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_IO, "%s: cannot create: %s", push->state_dir,
+                 g_strerror (saved_errno));
+    push_free_unstarted (push);
+    return NULL;
+  }
+  for (guint s = 0; s < config->services->len; s++) {
+    TrPushService *service = service_new (push, g_ptr_array_index (config->services, s), error);
+    if (service == NULL) {
+      push_free_unstarted (push);
+      return NULL;
+    }
+    g_ptr_array_add (push->services, service);
+    update_low_water (push, service, TRUE);
+    for (guint i = 0; i < service->endpoints->len; i++) {
+      TrPushEndpoint *endpoint = g_ptr_array_index (service->endpoints, i);
+      endpoint->source = tr_push__endpoint_source_new (endpoint);
+      g_source_attach (endpoint->source, push->context);
+    }
+  }
+  push->poll_source = g_timeout_source_new (TR_PUSH_POLL_MS);
+  g_source_set_callback (push->poll_source, on_poll, push, NULL);
+  g_source_attach (push->poll_source, push->context);
+  push->thread = g_thread_new ("tr-push", push_thread, push);
+  return push;
+}
+
+static gboolean
+on_quit (gpointer user_data)
+{
+  TrPush *push = user_data;
+
+  g_main_loop_quit (push->loop);
+  return G_SOURCE_REMOVE;
+}
+
+void
+tr_push_free (TrPush *push)
+{
+  GSource *quit_source;
+
+  if (push == NULL)
+    return;
+  /* Quit from inside the loop: a g_main_loop_quit() issued before the
+   * thread reached g_main_loop_run() would be lost. */
+  quit_source = g_idle_source_new ();
+  g_source_set_priority (quit_source, G_PRIORITY_HIGH);
+  g_source_set_callback (quit_source, on_quit, push, NULL);
+  g_source_attach (quit_source, push->context);
+  g_source_unref (quit_source);
+  g_thread_join (push->thread);
+
+  /* The push thread is gone: its state is ours now. */
+  if (push->flush_source != NULL) {
+    g_source_destroy (push->flush_source);
+    g_clear_pointer (&push->flush_source, g_source_unref);
+  }
+  g_source_destroy (push->poll_source);
+  g_source_unref (push->poll_source);
+  for (guint s = 0; s < push->services->len; s++) {
+    TrPushService *service = g_ptr_array_index (push->services, s);
+    for (guint i = 0; i < service->endpoints->len; i++) {
+      TrPushEndpoint *endpoint = g_ptr_array_index (service->endpoints, i);
+      g_autoptr (GError) error = NULL;
+      tr_push__endpoint_close (endpoint);
+      if (!state_write (endpoint, &error) || !tr_rotatefile_sync (endpoint->state_file, &error))
+        tr_push__log (endpoint, G_LOG_LEVEL_WARNING, endpoint->acked,
+                      "cannot record send state at shutdown (it will resend from an older position): %s",
+                      error->message);
+    }
+  }
+  push_free_unstarted (push);
+}
+
+/* ---- statistics ---- */
+
+typedef struct {
+  TrPush *push;
+  GArray *stats;
+  GMutex lock;
+  GCond cond;
+  gboolean done;
+} StatsRequest;
+
+static void
+stats_clear (gpointer data)
+{
+  TrPushEndpointStats *stats = data;
+
+  g_free (stats->service);
+  g_free (stats->endpoint);
+  g_free (stats->last_error);
+}
+
+static gboolean
+on_stats (gpointer user_data)
+{
+  StatsRequest *request = user_data;
+  TrPush *push = request->push;
+
+  for (guint s = 0; s < push->services->len; s++) {
+    TrPushService *service = g_ptr_array_index (push->services, s);
+    guint64 head = tr_rpcstore_service_head (push->store, service->service_id);
+    for (guint i = 0; i < service->endpoints->len; i++) {
+      TrPushEndpoint *endpoint = g_ptr_array_index (service->endpoints, i);
+      TrPushEndpointStats stats = { 0 };
+      stats.service = g_strdup (service->name);
+      stats.endpoint = g_strdup (endpoint->id);
+      stats.state = endpoint->state;
+      stats.acked = endpoint->acked;
+      stats.head = head;
+      stats.retries = endpoint->retries;
+      stats.last_error = g_strdup (endpoint->last_error);
+      g_array_append_val (request->stats, stats);
+    }
+  }
+  g_mutex_lock (&request->lock);
+  request->done = TRUE;
+  g_cond_signal (&request->cond);
+  g_mutex_unlock (&request->lock);
+  return G_SOURCE_REMOVE;
+}
+
+GArray *
+tr_push_get_stats (TrPush *push)
+{
+  StatsRequest request = { 0 };
+
+  g_return_val_if_fail (push != NULL, NULL);
+
+  request.push = push;
+  request.stats = g_array_new (FALSE, TRUE, sizeof (TrPushEndpointStats));
+  g_array_set_clear_func (request.stats, stats_clear);
+  g_mutex_init (&request.lock);
+  g_cond_init (&request.cond);
+  g_main_context_invoke (push->context, on_stats, &request);
+  g_mutex_lock (&request.lock);
+  while (!request.done)
+    g_cond_wait (&request.cond, &request.lock);
+  g_mutex_unlock (&request.lock);
+  g_mutex_clear (&request.lock);
+  g_cond_clear (&request.cond);
+  return request.stats;
+}

@@ -1,0 +1,710 @@
+/* tr_push_endpoint.c - one endpoint's connection: connect, send, match
+ * replies, fail and back off.  Runs on the push thread only.
+ *
+ * State machine (each endpoint owns one GSource for its whole life: the
+ * socket is added to it with g_source_add_unix_fd() and its ready time is
+ * the one timer: connect deadline, end of backoff, or socket timeout):
+ *
+ *   STOPPED (stop_send; never connects, keeps its position)
+ *
+ *   BACKOFF --timer: connect_endpoint()--> CONNECTING
+ *   CONNECTING --writable, SO_ERROR 0: on_connected()--> SENDING
+ *   CONNECTING --refused / connect_timeout_ms: endpoint_fail()--> BACKOFF
+ *   SENDING --reset, bad reply, wrong seqid, exception, socket_timeout_ms
+ *             with messages in flight: endpoint_fail()--> BACKOFF
+ *
+ * Invariants:
+ *  - acked < every seqid in ->inflight < next_seqid; inflight seqids are
+ *    acked+1, acked+2, ... in order (a barrier repeats the seqid of the
+ *    oneway before it);
+ *  - after any failure the connection is closed, inflight dropped and
+ *    next_seqid = acked + 1: delivery restarts at the first unacknowledged
+ *    seqid, so an endpoint may see duplicates but never a gap;
+ *  - the endpoint is sent one connection's worth of messages only: with
+ *    max_connection > 1 one connection is still used (per-endpoint order).
+ *
+ * Matching: Thrift servers answer one connection's requests in order, and
+ * oneways get no answer.  The expected answer is for the first non-ONEWAY
+ * entry in flight; any answer to it acknowledges the oneways before it.
+ * With oneway_barrier on, every run of oneways is followed by a CALL of
+ * barrier_method carrying the last oneway's seqid; its answer (normally
+ * UNKNOWN_METHOD) acknowledges the run.  With it off, a oneway counts as
+ * delivered once fully written to the socket.  The barrier may take the
+ * in-flight count one past max_inflight.
+ *
+ * Limits: seqids go on the wire as Thrift i32, so a service's seqid wraps
+ * (and the echo check fails) past 2^31 - 1 RPCs.  The host name is resolved
+ * with a blocking getaddrinfo() at every connect attempt; fine for
+ * addresses and /etc/hosts names, a slow DNS server stalls the push thread.
+ * A message the store cannot read or parse is treated as an RPC-level
+ * failure of its seqid (so on_failure = skip dead-letters it).
+ */
+#undef G_LOG_DOMAIN
+#define G_LOG_DOMAIN "tr-push"
+
+#include "tr_push_private.h"
+
+#include "tr_frame.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define TR_PUSH_MAX_REPLY_FRAME (16u * 1024 * 1024)
+#define TR_PUSH_READ_CHUNK (64 * 1024)
+#define TR_PUSH_FAIL_LOG_INTERVAL_US (10 * G_TIME_SPAN_SECOND)
+#define TR_PUSH_BLOCKED_WARN_EVERY 10
+
+typedef enum {
+  FAIL_CONNECTION, /* always retried */
+  FAIL_RPC,        /* the endpoint rejected seqid S: max_retries / on_failure apply */
+} FailKind;
+
+typedef struct {
+  GSource base;
+  TrPushEndpoint *endpoint;
+} EndpointSource;
+
+static void connect_endpoint (TrPushEndpoint *endpoint);
+
+static void
+set_timer_ms (TrPushEndpoint *endpoint, guint64 ms)
+{
+  g_source_set_ready_time (endpoint->source, g_get_monotonic_time () + (gint64) ms * 1000);
+}
+
+static void
+set_state (TrPushEndpoint *endpoint, TrPushEndpointState state)
+{
+  endpoint->state = state;
+}
+
+void
+tr_push__endpoint_close (TrPushEndpoint *endpoint)
+{
+  if (endpoint->fd_tag != NULL) {
+    g_source_remove_unix_fd (endpoint->source, endpoint->fd_tag);
+    endpoint->fd_tag = NULL;
+  }
+  if (endpoint->fd >= 0) {
+    close (endpoint->fd);
+    endpoint->fd = -1;
+  }
+  g_byte_array_set_size (endpoint->out, 0);
+  g_byte_array_set_size (endpoint->in, 0);
+  endpoint->out_pos = 0;
+  endpoint->out_total = 0;
+  endpoint->written_total = 0;
+  g_queue_clear_full (&endpoint->inflight, g_free);
+  endpoint->stop_fill_at = 0;
+}
+
+/* ---- acknowledgement ---- */
+
+static void
+progress (TrPushEndpoint *endpoint)
+{
+  endpoint->retries = 0;
+  if (endpoint->acked >= endpoint->rpc_fail_seqid) {
+    endpoint->rpc_fail_seqid = 0;
+    endpoint->rpc_fail_count = 0;
+  }
+  tr_push__acked (endpoint);
+}
+
+/* Acknowledges every entry in flight up to and including @last. */
+static void
+ack_through (TrPushEndpoint *endpoint, TrPushInflight *last)
+{
+  TrPushInflight *entry;
+
+  do {
+    entry = g_queue_pop_head (&endpoint->inflight);
+    endpoint->acked = MAX (endpoint->acked, entry->seqid);
+    if (entry != last)
+      g_free (entry);
+  } while (entry != last);
+  g_free (last);
+  progress (endpoint);
+}
+
+/* Acknowledges the entries in flight before @entry (all oneways). */
+static void
+ack_before (TrPushEndpoint *endpoint, TrPushInflight *entry)
+{
+  gboolean any = FALSE;
+
+  while (g_queue_peek_head (&endpoint->inflight) != entry) {
+    TrPushInflight *oneway = g_queue_pop_head (&endpoint->inflight);
+    endpoint->acked = oneway->seqid;
+    g_free (oneway);
+    any = TRUE;
+  }
+  if (any)
+    progress (endpoint);
+}
+
+/* oneway_barrier off: a oneway is delivered once written. */
+static void
+ack_written_oneways (TrPushEndpoint *endpoint)
+{
+  TrPushInflight *entry;
+  gboolean any = FALSE;
+
+  while ((entry = g_queue_peek_head (&endpoint->inflight)) != NULL && entry->kind == TR_PUSH_KIND_ONEWAY &&
+         entry->end <= endpoint->written_total) {
+    endpoint->acked = entry->seqid;
+    g_free (g_queue_pop_head (&endpoint->inflight));
+    any = TRUE;
+  }
+  if (any)
+    progress (endpoint);
+}
+
+/* ---- failure ---- */
+
+static guint64
+backoff_ms (const TrPushService *service, guint retries)
+{
+  guint64 delay = service->retry_backoff_ms;
+
+  for (guint i = 0; i < retries && delay < service->retry_backoff_max_ms; i++)
+    delay *= 2;
+  return MIN (delay, (guint64) service->retry_backoff_max_ms);
+}
+
+/* RPC-level failure of @seqid: counts it, and applies on_failure once it
+ * failed more than max_retries times in a row. */
+static void
+rpc_failed (TrPushEndpoint *endpoint, guint64 seqid, guint64 rpc_id, const char *reason)
+{
+  TrPushService *service = endpoint->service;
+  g_autoptr (GError) error = NULL;
+
+  if (endpoint->rpc_fail_seqid != seqid) {
+    endpoint->rpc_fail_seqid = seqid;
+    endpoint->rpc_fail_count = 0;
+  }
+  endpoint->rpc_fail_count++;
+  if (endpoint->rpc_fail_count <= service->max_retries)
+    return;
+  if (service->on_failure == TR_ON_FAILURE_BLOCK) {
+    if ((endpoint->rpc_fail_count - service->max_retries - 1) % TR_PUSH_BLOCKED_WARN_EVERY == 0)
+      tr_push__log (endpoint, G_LOG_LEVEL_WARNING, seqid,
+                    "blocked on seqid %" G_GUINT64_FORMAT " after %u attempts (on_failure = block): %s", seqid,
+                    endpoint->rpc_fail_count, reason);
+    return;
+  }
+  if (endpoint->acked + 1 != seqid) {
+    /* Cannot happen: the failed seqid is always the first unacknowledged. */
+    tr_push__log (endpoint, G_LOG_LEVEL_WARNING, seqid, "not skipping seqid %" G_GUINT64_FORMAT ": acked is %"
+                  G_GUINT64_FORMAT, seqid, endpoint->acked);
+    return;
+  }
+  if (!tr_rpcstore_add_dead_letter (endpoint->push->store, service->service_id, seqid, rpc_id, reason, &error)) {
+    tr_push__log (endpoint, G_LOG_LEVEL_WARNING, seqid,
+                  "cannot record seqid %" G_GUINT64_FORMAT " as a dead letter, retrying it: %s", seqid,
+                  error->message);
+    return;
+  }
+  tr_push__log (endpoint, G_LOG_LEVEL_WARNING, seqid,
+                "skipped seqid %" G_GUINT64_FORMAT " (rpc %" G_GUINT64_FORMAT ") after %u attempts, now a dead "
+                "letter: %s",
+                seqid, rpc_id, endpoint->rpc_fail_count, reason);
+  endpoint->acked = seqid;
+  progress (endpoint);
+}
+
+static void
+log_failure (TrPushEndpoint *endpoint, guint64 delay_ms)
+{
+  gint64 now = g_get_monotonic_time ();
+
+  if (endpoint->last_fail_log != 0 && now - endpoint->last_fail_log < TR_PUSH_FAIL_LOG_INTERVAL_US) {
+    endpoint->fail_log_suppressed++;
+    return;
+  }
+  if (endpoint->fail_log_suppressed > 0)
+    tr_push__log (endpoint, G_LOG_LEVEL_WARNING, endpoint->acked + 1,
+                  "backoff %" G_GUINT64_FORMAT " ms at seqid %" G_GUINT64_FORMAT ": %s (%u more failures since "
+                  "the last such message)",
+                  delay_ms, endpoint->acked + 1, endpoint->last_error, endpoint->fail_log_suppressed);
+  else
+    tr_push__log (endpoint, G_LOG_LEVEL_WARNING, endpoint->acked + 1,
+                  "backoff %" G_GUINT64_FORMAT " ms at seqid %" G_GUINT64_FORMAT ": %s", delay_ms,
+                  endpoint->acked + 1, endpoint->last_error);
+  endpoint->last_fail_log = now;
+  endpoint->fail_log_suppressed = 0;
+}
+
+/* Closes the connection, drops what is in flight and backs off.  Safe
+ * inside the endpoint's own dispatch: the GSource itself stays. */
+static void
+endpoint_fail (TrPushEndpoint *endpoint, FailKind kind, guint64 seqid, guint64 rpc_id, const char *format, ...)
+    G_GNUC_PRINTF (5, 6);
+
+static void
+endpoint_fail (TrPushEndpoint *endpoint, FailKind kind, guint64 seqid, guint64 rpc_id, const char *format, ...)
+{
+  va_list args;
+  guint64 delay;
+
+  g_free (endpoint->last_error);
+  va_start (args, format);
+  endpoint->last_error = g_strdup_vprintf (format, args);
+  va_end (args);
+
+  tr_push__endpoint_close (endpoint);
+  if (kind == FAIL_RPC)
+    rpc_failed (endpoint, seqid, rpc_id, endpoint->last_error);
+  endpoint->next_seqid = endpoint->acked + 1;
+  delay = backoff_ms (endpoint->service, endpoint->retries);
+  endpoint->retries++;
+  set_state (endpoint, TR_PUSH_BACKOFF);
+  set_timer_ms (endpoint, delay);
+  log_failure (endpoint, delay);
+}
+
+/* ---- sending ---- */
+
+/* Writes what the socket takes.  Returns FALSE if the endpoint failed. */
+static gboolean
+flush_out (TrPushEndpoint *endpoint)
+{
+  GIOCondition events = G_IO_IN;
+
+  while (endpoint->out_pos < endpoint->out->len) {
+    ssize_t n = send (endpoint->fd, endpoint->out->data + endpoint->out_pos, endpoint->out->len - endpoint->out_pos,
+                      MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      break;
+    if (n < 0) {
+      int saved_errno = errno;
+      endpoint_fail (endpoint, FAIL_CONNECTION, 0, 0, "send: %s", g_strerror (saved_errno));
+      return FALSE;
+    }
+    endpoint->out_pos += (gsize) n;
+    endpoint->written_total += (guint64) n;
+  }
+  if (endpoint->out_pos == endpoint->out->len) {
+    g_byte_array_set_size (endpoint->out, 0);
+    endpoint->out_pos = 0;
+  } else {
+    events |= G_IO_OUT;
+    if (endpoint->out_pos >= TR_PUSH_READ_CHUNK) {
+      g_byte_array_remove_range (endpoint->out, 0, (guint) endpoint->out_pos);
+      endpoint->out_pos = 0;
+    }
+  }
+  if (!endpoint->service->oneway_barrier)
+    ack_written_oneways (endpoint);
+  g_source_modify_unix_fd (endpoint->source, endpoint->fd_tag, events);
+  return TRUE;
+}
+
+static void
+push_inflight (TrPushEndpoint *endpoint, guint64 seqid, guint64 rpc_id, TrPushKind kind)
+{
+  TrPushInflight *entry = g_new0 (TrPushInflight, 1);
+
+  if (g_queue_is_empty (&endpoint->inflight)) {
+    /* The socket timeout counts from when something is awaited. */
+    endpoint->last_progress = g_get_monotonic_time ();
+    if (g_source_get_ready_time (endpoint->source) < 0)
+      set_timer_ms (endpoint, endpoint->service->socket_timeout_ms);
+  }
+  entry->seqid = seqid;
+  entry->rpc_id = rpc_id;
+  entry->kind = kind;
+  entry->end = endpoint->out_total;
+  g_queue_push_tail (&endpoint->inflight, entry);
+}
+
+typedef enum {
+  QUEUE_OK,
+  QUEUE_WAIT,   /* unreadable message: first let what is in flight drain */
+  QUEUE_FAILED, /* the endpoint failed (now in BACKOFF) */
+} QueueResult;
+
+/* A message that cannot be read or parsed: once it is the first
+ * unacknowledged seqid, fail it as an RPC-level failure. */
+static QueueResult
+unreadable (TrPushEndpoint *endpoint, guint64 seqid, guint64 rpc_id, const char *why)
+{
+  if (!g_queue_is_empty (&endpoint->inflight)) {
+    endpoint->stop_fill_at = seqid;
+    return QUEUE_WAIT;
+  }
+  tr_push__log (endpoint, G_LOG_LEVEL_WARNING, seqid, "stored rpc %" G_GUINT64_FORMAT " of seqid %" G_GUINT64_FORMAT
+                " is unreadable: %s", rpc_id, seqid, why);
+  endpoint_fail (endpoint, FAIL_RPC, seqid, rpc_id, "stored rpc unreadable: %s", why);
+  return QUEUE_FAILED;
+}
+
+static QueueResult
+queue_message (TrPushEndpoint *endpoint, guint64 seqid)
+{
+  TrRpcStore *store = endpoint->push->store;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GBytes) message = NULL;
+  guint8 prefix[TR_FRAME_PUSH_PREFIX_MAX];
+  guint64 rpc_id = 0;
+  TrMsgHeader header;
+  TrFrameStatus status;
+  const guint8 *data;
+  gsize len, prefix_len;
+
+  if (!tr_rpcstore_service_lookup (store, endpoint->service->service_id, seqid, &rpc_id, &error))
+    return unreadable (endpoint, seqid, rpc_id, error->message);
+  message = tr_rpcstore_get (store, rpc_id, NULL, &error);
+  if (message == NULL)
+    return unreadable (endpoint, seqid, rpc_id, error->message);
+  data = g_bytes_get_data (message, &len);
+  status = tr_frame_parse_header (data, len, &header);
+  if (status == TR_FRAME_OK && header.type != TR_MSG_CALL && header.type != TR_MSG_ONEWAY)
+    status = TR_FRAME_BAD_TYPE;
+  if (status != TR_FRAME_OK)
+    return unreadable (endpoint, seqid, rpc_id, tr_frame_status_to_string (status));
+
+  prefix_len = tr_frame_push_prefix (data, len, &header, (gint32) seqid, prefix);
+  g_byte_array_append (endpoint->out, prefix, (guint) prefix_len);
+  g_byte_array_append (endpoint->out, data + header.body_offset, (guint) (len - header.body_offset));
+  endpoint->out_total += prefix_len + len - header.body_offset;
+  push_inflight (endpoint, seqid, rpc_id, header.type == TR_MSG_ONEWAY ? TR_PUSH_KIND_ONEWAY : TR_PUSH_KIND_CALL);
+  endpoint->next_seqid = seqid + 1;
+  return QUEUE_OK;
+}
+
+static void
+queue_barrier (TrPushEndpoint *endpoint, guint64 seqid)
+{
+  const char *method = endpoint->service->barrier_method;
+  guint before = endpoint->out->len;
+
+  tr_frame_build_call (endpoint->out, TR_MSG_CALL, method, strlen (method), (gint32) seqid, NULL, 0);
+  endpoint->out_total += endpoint->out->len - before;
+  push_inflight (endpoint, seqid, 0, TR_PUSH_KIND_BARRIER);
+}
+
+void
+tr_push__endpoint_fill (TrPushEndpoint *endpoint)
+{
+  TrPushService *service = endpoint->service;
+  TrPushInflight *tail;
+  guint64 head;
+
+  if (endpoint->state != TR_PUSH_SENDING)
+    return;
+  head = tr_rpcstore_service_head (endpoint->push->store, service->service_id);
+  while (g_queue_get_length (&endpoint->inflight) < service->max_inflight && endpoint->next_seqid <= head) {
+    QueueResult result;
+    if (endpoint->stop_fill_at != 0 && !g_queue_is_empty (&endpoint->inflight))
+      break;
+    result = queue_message (endpoint, endpoint->next_seqid);
+    if (result == QUEUE_FAILED)
+      return;
+    if (result == QUEUE_WAIT)
+      break;
+  }
+  tail = g_queue_peek_tail (&endpoint->inflight);
+  if (service->oneway_barrier && tail != NULL && tail->kind == TR_PUSH_KIND_ONEWAY)
+    queue_barrier (endpoint, tail->seqid);
+  flush_out (endpoint);
+}
+
+/* ---- replies ---- */
+
+/* The exception text is the endpoint's: keep it short and printable. */
+static char *
+printable (const guint8 *text, gsize len)
+{
+  char *copy = g_strndup ((const char *) text, MIN (len, 200));
+
+  for (char *p = copy; *p != '\0'; p++)
+    if ((guchar) *p < 0x20 || (guchar) *p >= 0x7f)
+      *p = '?';
+  return copy;
+}
+
+static TrPushInflight *
+expected_entry (TrPushEndpoint *endpoint)
+{
+  for (GList *l = endpoint->inflight.head; l != NULL; l = l->next) {
+    TrPushInflight *entry = l->data;
+    if (entry->kind != TR_PUSH_KIND_ONEWAY)
+      return entry;
+  }
+  return NULL;
+}
+
+/* Returns FALSE if the endpoint failed. */
+static gboolean
+handle_reply (TrPushEndpoint *endpoint, const guint8 *msg, gsize len)
+{
+  TrReply reply;
+  TrFrameStatus status = tr_frame_parse_reply (msg, len, &reply);
+  TrPushInflight *expected;
+  g_autofree char *text = NULL;
+
+  if (status != TR_FRAME_OK) {
+    endpoint_fail (endpoint, FAIL_CONNECTION, 0, 0, "unparsable reply: %s", tr_frame_status_to_string (status));
+    return FALSE;
+  }
+  expected = expected_entry (endpoint);
+  if (expected == NULL) {
+    endpoint_fail (endpoint, FAIL_CONNECTION, 0, 0, "endpoint answered seqid %d, but no call awaits an answer",
+                   reply.header.seqid);
+    return FALSE;
+  }
+  if (reply.header.seqid != (gint32) expected->seqid) {
+    endpoint_fail (endpoint, FAIL_CONNECTION, 0, 0, "endpoint answered seqid %d, expected %d", reply.header.seqid,
+                   (gint32) expected->seqid);
+    return FALSE;
+  }
+  endpoint->last_progress = g_get_monotonic_time ();
+  if (reply.header.type == TR_MSG_EXCEPTION)
+    text = printable (reply.exception_message, reply.exception_message_len);
+  if (expected->kind == TR_PUSH_KIND_BARRIER) {
+    if (reply.header.type == TR_MSG_REPLY || reply.exception_type == TR_APP_EXC_UNKNOWN_METHOD) {
+      ack_through (endpoint, expected);
+      return TRUE;
+    }
+    endpoint_fail (endpoint, FAIL_CONNECTION, 0, 0, "barrier call answered with exception type %d: %s",
+                   reply.exception_type, text);
+    return FALSE;
+  }
+  if (reply.header.type == TR_MSG_REPLY && reply.result_field_id == -1) {
+    ack_through (endpoint, expected);
+    return TRUE;
+  }
+  ack_before (endpoint, expected);
+  if (reply.header.type == TR_MSG_REPLY)
+    endpoint_fail (endpoint, FAIL_RPC, expected->seqid, expected->rpc_id,
+                   "endpoint answered a declared exception (result field %d)", reply.result_field_id);
+  else
+    endpoint_fail (endpoint, FAIL_RPC, expected->seqid, expected->rpc_id,
+                   "endpoint answered TApplicationException type %d: %s", reply.exception_type, text);
+  return FALSE;
+}
+
+/* Reads what is available and handles every complete reply.  Returns
+ * FALSE if the endpoint failed. */
+static gboolean
+read_input (TrPushEndpoint *endpoint)
+{
+  GByteArray *in = endpoint->in;
+  gsize pos = 0;
+  guint old = in->len;
+  ssize_t n;
+
+  g_byte_array_set_size (in, old + TR_PUSH_READ_CHUNK);
+  do
+    n = recv (endpoint->fd, in->data + old, TR_PUSH_READ_CHUNK, 0);
+  while (n < 0 && errno == EINTR);
+  g_byte_array_set_size (in, old + (guint) MAX (n, 0));
+  if (n == 0) {
+    endpoint_fail (endpoint, FAIL_CONNECTION, 0, 0, "connection closed by the endpoint");
+    return FALSE;
+  }
+  if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+    int saved_errno = errno;
+    endpoint_fail (endpoint, FAIL_CONNECTION, 0, 0, "recv: %s", g_strerror (saved_errno));
+    return FALSE;
+  }
+  for (;;) {
+    guint32 frame_len = 0;
+    TrFrameStatus status = tr_frame_next (in->data + pos, in->len - pos, TR_PUSH_MAX_REPLY_FRAME, &frame_len);
+    if (status == TR_FRAME_NEED_MORE)
+      break;
+    if (status != TR_FRAME_OK) {
+      endpoint_fail (endpoint, FAIL_CONNECTION, 0, 0, "bad reply frame: %s", tr_frame_status_to_string (status));
+      return FALSE;
+    }
+    if (!handle_reply (endpoint, in->data + pos + TR_FRAME_LEN_SIZE, frame_len))
+      return FALSE;
+    pos += TR_FRAME_LEN_SIZE + frame_len;
+  }
+  g_byte_array_remove_range (in, 0, (guint) pos);
+  return TRUE;
+}
+
+/* ---- connecting ---- */
+
+static void
+on_connected (TrPushEndpoint *endpoint)
+{
+  int error = 0;
+  socklen_t error_len = sizeof error;
+
+  if (getsockopt (endpoint->fd, SOL_SOCKET, SO_ERROR, &error, &error_len) < 0)
+    error = errno;
+  if (error != 0) {
+    endpoint_fail (endpoint, FAIL_CONNECTION, 0, 0, "connect to %s:%u: %s", endpoint->host, endpoint->port,
+                   g_strerror (error));
+    return;
+  }
+  set_state (endpoint, TR_PUSH_SENDING);
+  g_source_set_ready_time (endpoint->source, -1);
+  tr_push__log (endpoint, endpoint->retries == 0 ? G_LOG_LEVEL_MESSAGE : G_LOG_LEVEL_INFO, endpoint->acked + 1,
+                "connected to %s:%u, sending from seqid %" G_GUINT64_FORMAT, endpoint->host, endpoint->port,
+                endpoint->acked + 1);
+  g_source_modify_unix_fd (endpoint->source, endpoint->fd_tag, G_IO_IN);
+  tr_push__endpoint_fill (endpoint);
+}
+
+/* Returns a non-blocking socket connecting to the endpoint, or -1 with
+ * the reason in @why (transfer full). */
+static int
+start_connect (TrPushEndpoint *endpoint, char **why)
+{
+  struct addrinfo hints = { 0 };
+  struct addrinfo *addresses = NULL;
+  char port[8];
+  int one = 1;
+  int fd, rc;
+
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV;
+  g_snprintf (port, sizeof port, "%u", endpoint->port);
+  rc = getaddrinfo (endpoint->host, port, &hints, &addresses);
+  if (rc != 0) {
+    *why = g_strdup_printf ("cannot resolve %s: %s", endpoint->host, gai_strerror (rc));
+    return -1;
+  }
+  fd = socket (addresses->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    *why = g_strdup_printf ("socket: %s", g_strerror (errno));
+    freeaddrinfo (addresses);
+    return -1;
+  }
+  if (setsockopt (fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0)
+    g_debug ("%s/%s: TCP_NODELAY: %s", endpoint->service->name, endpoint->id, g_strerror (errno));
+  rc = connect (fd, addresses->ai_addr, addresses->ai_addrlen);
+  freeaddrinfo (addresses);
+  if (rc < 0 && errno != EINPROGRESS) {
+    *why = g_strdup_printf ("connect to %s:%u: %s", endpoint->host, endpoint->port, g_strerror (errno));
+    close (fd);
+    return -1;
+  }
+  return fd;
+}
+
+static void
+connect_endpoint (TrPushEndpoint *endpoint)
+{
+  g_autofree char *why = NULL;
+  int fd = start_connect (endpoint, &why);
+
+  if (fd < 0) {
+    endpoint_fail (endpoint, FAIL_CONNECTION, 0, 0, "%s", why);
+    return;
+  }
+  endpoint->fd = fd;
+  endpoint->fd_tag = g_source_add_unix_fd (endpoint->source, fd, G_IO_OUT);
+  set_state (endpoint, TR_PUSH_CONNECTING);
+  set_timer_ms (endpoint, endpoint->service->connect_timeout_ms);
+}
+
+void
+tr_push__endpoint_start (TrPushEndpoint *endpoint)
+{
+  if (endpoint->state == TR_PUSH_STOPPED) {
+    tr_push__log (endpoint, G_LOG_LEVEL_MESSAGE, endpoint->acked + 1,
+                  "stop_send: sending nothing, position kept at seqid %" G_GUINT64_FORMAT, endpoint->acked + 1);
+    return;
+  }
+  connect_endpoint (endpoint);
+}
+
+/* ---- the endpoint's GSource ---- */
+
+static void
+on_timer (TrPushEndpoint *endpoint)
+{
+  TrPushService *service = endpoint->service;
+  gint64 deadline;
+
+  switch (endpoint->state) {
+  case TR_PUSH_STOPPED:
+    break;
+  case TR_PUSH_BACKOFF:
+    connect_endpoint (endpoint);
+    break;
+  case TR_PUSH_CONNECTING:
+    endpoint_fail (endpoint, FAIL_CONNECTION, 0, 0, "connect to %s:%u timed out after %u ms", endpoint->host,
+                   endpoint->port, service->connect_timeout_ms);
+    break;
+  case TR_PUSH_SENDING:
+    if (g_queue_is_empty (&endpoint->inflight))
+      break;
+    deadline = endpoint->last_progress + (gint64) service->socket_timeout_ms * 1000;
+    if (g_get_monotonic_time () < deadline) {
+      g_source_set_ready_time (endpoint->source, deadline);
+      break;
+    }
+    endpoint_fail (endpoint, FAIL_CONNECTION, 0, 0, "no answer for %u ms with %u messages in flight",
+                   service->socket_timeout_ms, g_queue_get_length (&endpoint->inflight));
+    break;
+  }
+}
+
+static void
+on_io (TrPushEndpoint *endpoint, GIOCondition condition)
+{
+  if (endpoint->state == TR_PUSH_CONNECTING) {
+    on_connected (endpoint);
+    return;
+  }
+  if (endpoint->state != TR_PUSH_SENDING)
+    return;
+  if ((condition & G_IO_OUT) && !flush_out (endpoint))
+    return;
+  if ((condition & (G_IO_IN | G_IO_HUP | G_IO_ERR)) && !read_input (endpoint))
+    return;
+  tr_push__endpoint_fill (endpoint);
+}
+
+static gboolean
+endpoint_source_dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
+{
+  TrPushEndpoint *endpoint = ((EndpointSource *) source)->endpoint;
+  gint64 ready_time = g_source_get_ready_time (source);
+  GIOCondition condition = 0;
+
+  (void) callback;
+  (void) user_data;
+  if (ready_time >= 0 && g_source_get_time (source) >= ready_time) {
+    /* One event per dispatch: a socket still ready is dispatched again. */
+    g_source_set_ready_time (source, -1);
+    on_timer (endpoint);
+    return G_SOURCE_CONTINUE;
+  }
+  if (endpoint->fd_tag != NULL)
+    condition = g_source_query_unix_fd (source, endpoint->fd_tag);
+  if (condition != 0)
+    on_io (endpoint, condition);
+  return G_SOURCE_CONTINUE;
+}
+
+static GSourceFuncs endpoint_source_funcs = {
+  .prepare = NULL,
+  .check = NULL,
+  .dispatch = endpoint_source_dispatch,
+  .finalize = NULL,
+};
+
+GSource *
+tr_push__endpoint_source_new (TrPushEndpoint *endpoint)
+{
+  GSource *source = g_source_new (&endpoint_source_funcs, sizeof (EndpointSource));
+
+  ((EndpointSource *) source)->endpoint = endpoint;
+  g_source_set_name (source, "tr-push endpoint");
+  return source;
+}

@@ -1,0 +1,115 @@
+/* tr_push_private.h - shared internals of the push module (tr_push.c: life
+ * cycle, send state files, retention, stats; tr_push_endpoint.c: one
+ * endpoint's connection, sending, reply matching and failure handling).
+ * Nothing outside router/tr_push*.c may include this header.
+ *
+ * Threads: after tr_push_new() returns, every field below is owned by the
+ * push thread, except TrPush.wake_pending (atomic).  tr_push_free() touches
+ * them again only after joining that thread.
+ */
+#pragma once
+
+#include "tr_push.h"
+#include "tr_rotatefile.h"
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+/* One sent but unacknowledged message on an endpoint's connection. */
+typedef enum {
+  TR_PUSH_KIND_CALL,
+  TR_PUSH_KIND_ONEWAY,
+  TR_PUSH_KIND_BARRIER, /* CALL of barrier_method; its seqid is the oneway's before it */
+} TrPushKind;
+
+typedef struct {
+  guint64 seqid;
+  guint64 rpc_id;  /* 0 for a barrier */
+  guint64 end;     /* output stream position just after this message */
+  TrPushKind kind;
+} TrPushInflight;
+
+typedef struct _TrPushService TrPushService;
+typedef struct _TrPushEndpoint TrPushEndpoint;
+
+struct _TrPushEndpoint {
+  TrPush *push;            /* (transfer none) */
+  TrPushService *service;  /* (transfer none) */
+  char *id;
+  char *host;
+  guint16 port;
+
+  TrRotateFile *state_file;
+  char *state_path;
+  gboolean state_dirty;    /* acked changed since the last state write */
+
+  TrPushEndpointState state;
+  guint64 acked;           /* last acknowledged service seqid */
+  guint64 next_seqid;      /* next seqid to queue on the connection */
+
+  GSource *source;         /* fd watch + timer (ready time); lives as long as the endpoint */
+  gpointer fd_tag;         /* (nullable) g_source_add_unix_fd() tag */
+  int fd;                  /* -1 when not connected */
+  gint64 last_progress;    /* monotonic µs of the last reply / start of waiting */
+
+  GByteArray *out;         /* bytes queued for the socket */
+  gsize out_pos;           /* bytes of ->out already written */
+  guint64 out_total;       /* stream position after everything queued */
+  guint64 written_total;   /* stream position written to the socket */
+  GByteArray *in;          /* bytes read, not yet parsed */
+  GQueue inflight;         /* (element-type TrPushInflight) oldest first */
+  guint64 stop_fill_at;    /* seqid whose message is unreadable (0 = none) */
+
+  guint retries;           /* consecutive failures, for backoff */
+  guint64 rpc_fail_seqid;  /* seqid of the current run of RPC-level failures */
+  guint rpc_fail_count;
+  char *last_error;        /* (nullable) */
+  gint64 last_fail_log;    /* monotonic µs */
+  guint fail_log_suppressed;
+};
+
+struct _TrPushService {
+  char *name;
+  guint32 service_id;
+  guint max_inflight;
+  TrOnFailure on_failure;
+  guint max_retries;
+  guint retry_backoff_ms;
+  guint retry_backoff_max_ms;
+  guint connect_timeout_ms;
+  guint socket_timeout_ms;
+  gboolean oneway_barrier;
+  char *barrier_method;
+  GPtrArray *endpoints;    /* (element-type TrPushEndpoint) */
+  guint64 low_water;       /* last value given to the store */
+};
+
+struct _TrPush {
+  TrRpcStore *store;
+  char *state_dir;
+  guint state_flush_ms;
+  GPtrArray *services;     /* (element-type TrPushService) */
+  GMainContext *context;
+  GMainLoop *loop;
+  GThread *thread;
+  GSource *flush_source;   /* (nullable) pending state flush */
+  GSource *poll_source;    /* periodic head check, in case a wake was missed */
+  gint wake_pending;       /* atomic: a wake is queued on ->context */
+};
+
+/* tr_push_endpoint.c */
+void tr_push__endpoint_start (TrPushEndpoint *endpoint);
+void tr_push__endpoint_fill (TrPushEndpoint *endpoint);
+void tr_push__endpoint_close (TrPushEndpoint *endpoint);
+GSource *tr_push__endpoint_source_new (TrPushEndpoint *endpoint);
+
+/* tr_push.c */
+/* Called after ->acked advanced: marks the state dirty, schedules a flush
+ * and updates the service's low-water mark. */
+void tr_push__acked (TrPushEndpoint *endpoint);
+/* Structured log line about @endpoint with TR_SERVICE, TR_ENDPOINT, TR_SEQID. */
+void tr_push__log (TrPushEndpoint *endpoint, GLogLevelFlags level, guint64 seqid, const char *format, ...)
+    G_GNUC_PRINTF (4, 5);
+
+G_END_DECLS
