@@ -80,6 +80,7 @@ struct _TrIngress {
   GAsyncQueue *completions; /* Pending* from the writer thread */
   gint wake_pending;        /* atomic: a wake-up is already scheduled */
   guint n_pending;          /* submitted, not yet completed */
+  gboolean stopping;        /* shutting down: no more reads */
   TrIngressStats stats;
   RateLimit limits[4];
 };
@@ -295,7 +296,8 @@ handle_message (Conn *conn, const guint8 *msg, gsize len)
     g_autofree char *what = g_strdup_printf ("malformed message: %s", tr_frame_status_to_string (status));
     ingress->stats.bad_frames++;
     log_bad_input (conn, LIMIT_BAD_FRAME, what);
-    if (!header.seqid_valid) {
+    /* No answer can echo a name we refuse to handle (too long): close. */
+    if (!header.seqid_valid || header.name_len > TR_FRAME_MAX_NAME_LEN) {
       conn_close (conn, what);
       return;
     }
@@ -401,7 +403,8 @@ conn_update_condition (Conn *conn)
 
   if (conn->fd < 0)
     return;
-  if (g_queue_get_length (&conn->pending) <= TR_MAX_PENDING_PER_CONN && conn->out->len < TR_MAX_OUT_PER_CONN)
+  if (!conn->ingress->stopping && g_queue_get_length (&conn->pending) <= TR_MAX_PENDING_PER_CONN
+      && conn->out->len < TR_MAX_OUT_PER_CONN)
     cond |= G_IO_IN;
   if (conn->out_sent < conn->out->len)
     cond |= G_IO_OUT;
@@ -598,6 +601,15 @@ tr_ingress_new (TrRpcStore *store, const TrConfig *config, GError **error)
 void
 tr_ingress_stop_accepting (TrIngress *ingress)
 {
+  GHashTableIter iter;
+  gpointer key;
+
+  /* Stop reading too: what a producer sends now gets no answer (it was not
+   * acknowledged, so it may be retried), and the drain can end. */
+  ingress->stopping = TRUE;
+  g_hash_table_iter_init (&iter, ingress->conns);
+  while (g_hash_table_iter_next (&iter, &key, NULL))
+    conn_update_condition (key);
   if (ingress->listen_source != 0)
     g_source_remove (ingress->listen_source);
   ingress->listen_source = 0;

@@ -101,6 +101,8 @@ cache_lookup (TrRpcStore *store, guint64 rpc_id, gint64 *time_out)
 
 /* ---- commit ----------------------------------------------------------- */
 
+static gboolean sync_data (TrRpcStore *store, GError **error);
+
 static void
 fail_batch (TrRpcStore *store, GPtrArray *batch, const GError *error)
 {
@@ -182,6 +184,11 @@ write_batch (TrRpcStore *store, GPtrArray *batch, gint64 now_us, GError **error)
       g_byte_array_set_size (buf, (guint) before);
       if (!append_chunk (store, buf, batch, first, i, error))
         return FALSE;
+      /* Seal the old part before the new one gets data: after a power loss
+       * a torn tail may then only ever be in the last part, which recovery
+       * cuts; a torn sealed part would be refused as corruption. */
+      if (store->options.sync_mode != TR_SYNC_NONE && !sync_data (store, error))
+        return FALSE;
       first = i;
       room = part;
       before = 0;
@@ -228,29 +235,18 @@ static gboolean
 try_reopen (TrRpcStore *store)
 {
   g_autoptr (GError) error = NULL;
-  TrGroupFile *file;
   gint64 now = g_get_monotonic_time ();
 
   if (now - store->last_reopen_us < TR_REOPEN_RETRY_US)
     return FALSE;
   store->last_reopen_us = now;
-  file = tr_rpcstore__open_file (store, "data", &error);
-  if (file != NULL && tr_groupfile_size (file) > store->data_end
-      && !tr_groupfile_truncate (file, store->data_end, &error))
-    g_clear_pointer (&file, tr_groupfile_free);
-  if (file != NULL && !tr_groupfile_sync (file, &error))
-    g_clear_pointer (&file, tr_groupfile_free);
-  if (file == NULL) {
-    g_warning ("data store still failing: %s", error->message);
+  if (!tr_rpcstore__reopen (store, store->data_end, &error)) {
+    g_warning ("store still failing: %s", error->message);
     return FALSE;
   }
-  g_mutex_lock (&store->data_lock);
-  g_clear_pointer (&store->data, tr_groupfile_free);
-  store->data = file;
-  g_mutex_unlock (&store->data_lock);
-  g_message ("data store reopened after failure (%s); accepting writes again",
-             store->failure->message);
+  g_message ("store reopened after failure (%s); accepting writes again", store->failure->message);
   g_clear_error (&store->failure);
+  publish (store, store->next_rpc_id - 1);
   return TRUE;
 }
 
@@ -282,10 +278,14 @@ commit_batch (TrRpcStore *store, GPtrArray *batch)
   store->unsynced = store->options.sync_mode != TR_SYNC_ALWAYS;
   for (guint i = 0; i < batch->len; i++) {
     Submission *sub = g_ptr_array_index (batch, i);
-    if (!tr_rpcstore__derive_entries (store, sub->rpc_id, sub->offset, sub->record_len, sub->checksum,
-                                      sub->service_ids, sub->n_services, &error)) {
-      g_warning ("index update failed, rpc %" G_GUINT64_FORMAT ": %s", sub->rpc_id, error->message);
-      g_clear_error (&error);
+    if (store->failure == NULL
+        && !tr_rpcstore__derive_entries (store, sub->rpc_id, sub->offset, sub->record_len, sub->checksum,
+                                         sub->service_ids, sub->n_services, &error)) {
+      /* The record is durable, so it is acknowledged; its entries are
+       * re-derived from the data when the next batch reopens the store. */
+      g_warning ("index update failed at rpc %" G_GUINT64_FORMAT ", reopening the store: %s", sub->rpc_id,
+                 error->message);
+      store->failure = g_steal_pointer (&error);
     }
     cache_insert (store, sub->rpc_id, sub->message, now_us);
   }
@@ -305,10 +305,17 @@ read_entry (TrRpcStore *store, guint32 file_id, guint64 entry_no, guint8 entry[T
             GError **error)
 {
   guint64 pos = entry_no * TR_RPCSTORE_ENTRY_SIZE;
+  gboolean ok;
 
-  return tr_dwbuffer_read (store->dwb, file_id, pos / TR_RPCSTORE_BLOCK_SIZE,
-                           (guint32) (pos % TR_RPCSTORE_BLOCK_SIZE), entry, TR_RPCSTORE_ENTRY_SIZE,
-                           error);
+  /* Caller holds ->files_lock (reader side) or is the writer thread. */
+  if (store->dwb == NULL) {
+    g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CLOSED, "the store failed and is being reopened");
+    ok = FALSE;
+  } else {
+    ok = tr_dwbuffer_read (store->dwb, file_id, pos / TR_RPCSTORE_BLOCK_SIZE,
+                           (guint32) (pos % TR_RPCSTORE_BLOCK_SIZE), entry, TR_RPCSTORE_ENTRY_SIZE, error);
+  }
+  return ok;
 }
 
 /* Oldest rpc id any configured service still needs; head + 1 if none. */
@@ -345,7 +352,7 @@ run_retention (TrRpcStore *store)
   g_autoptr (GError) error = NULL;
   guint8 entry[TR_RPCSTORE_ENTRY_SIZE];
   guint64 min_rpc = min_needed_rpc (store);
-  guint64 first_rpc;
+  guint64 first_rpc, drop_offset;
   gboolean ok = TRUE;
 
   g_mutex_lock (&store->head_lock);
@@ -353,12 +360,19 @@ run_retention (TrRpcStore *store)
   g_mutex_unlock (&store->head_lock);
   if (min_rpc <= first_rpc)
     return TRUE;
-  if (min_rpc > store->ckpt_rpc_id)
-    return FALSE; /* not durable yet: try again after the next checkpoint */
-  if (!read_entry (store, TR_RPCSTORE_INDEX_FILE_ID, min_rpc - 1, entry, &error))
+  /* Recovery scans from the checkpoint and re-derives entries after it, so
+   * nothing it may need can go before the checkpoint covers the head. */
+  if (store->ckpt_rpc_id + 1 != store->next_rpc_id)
+    return FALSE;
+  if (min_rpc == store->next_rpc_id) {
+    drop_offset = store->data_end; /* everything stored is consumed */
+  } else if (read_entry (store, TR_RPCSTORE_INDEX_FILE_ID, min_rpc - 1, entry, &error)) {
+    drop_offset = tr_get_le64 (entry);
+  } else {
     goto out;
+  }
   g_mutex_lock (&store->data_lock);
-  ok = tr_groupfile_drop_before (store->data, tr_get_le64 (entry), &error);
+  ok = tr_groupfile_drop_before (store->data, drop_offset, &error);
   g_mutex_unlock (&store->data_lock);
   if (ok)
     ok = tr_dwbuffer_drop_before (store->dwb, TR_RPCSTORE_INDEX_FILE_ID,
@@ -409,8 +423,10 @@ periodic_work (TrRpcStore *store)
   gint64 now = g_get_monotonic_time ();
   gboolean moved;
 
-  if (store->failure != NULL)
+  if (store->failure != NULL) {
+    try_reopen (store); /* so delivery resumes even when no producer writes */
     return;
+  }
   if (store->unsynced && store->options.sync_mode == TR_SYNC_INTERVAL
       && now >= store->last_sync_us + (gint64) store->options.sync_interval_ms * G_TIME_SPAN_MILLISECOND
       && !sync_data (store, &error)) {
@@ -422,7 +438,8 @@ periodic_work (TrRpcStore *store)
     return;
   store->last_checkpoint_us = now;
   if (store->ckpt_rpc_id + 1 != store->next_rpc_id && !tr_rpcstore__checkpoint (store, &error)) {
-    g_warning ("checkpoint failed: %s", error->message);
+    g_warning ("checkpoint failed, reopening the store: %s", error->message);
+    store->failure = g_steal_pointer (&error);
     return;
   }
   g_mutex_lock (&store->head_lock);
@@ -496,6 +513,8 @@ store_free (TrRpcStore *store)
   g_mutex_clear (&store->head_lock);
   g_mutex_clear (&store->cache_lock);
   g_mutex_clear (&store->dead_lock);
+  g_rw_lock_clear (&store->files_lock);
+  g_strfreev (store->configured);
   g_free (store->dir);
   g_free (store);
 }
@@ -524,6 +543,7 @@ tr_rpcstore_open (TrIo *io, const char *dir, const TrRpcStoreOptions *options,
   g_mutex_init (&store->head_lock);
   g_mutex_init (&store->cache_lock);
   g_mutex_init (&store->dead_lock);
+  g_rw_lock_init (&store->files_lock);
   store->cache_lo = 1;
   store->cache_hi = 0;
   store->ring_cap = (guint) MIN (options->rpc_cache_size / 64, 1u << 20);
@@ -641,6 +661,7 @@ tr_rpcstore_service_lookup (TrRpcStore *store, guint32 service_id, guint64 seqid
 {
   guint8 entry[TR_RPCSTORE_ENTRY_SIZE];
   guint64 head, first;
+  gboolean ok;
 
   g_return_val_if_fail (service_id < store->n_ids, FALSE);
   g_mutex_lock (&store->head_lock);
@@ -654,7 +675,10 @@ tr_rpcstore_service_lookup (TrRpcStore *store, guint32 service_id, guint64 seqid
                  seqid, (const char *) g_ptr_array_index (store->service_names, service_id), first, head);
     return FALSE;
   }
-  if (!read_entry (store, TR_RPCSTORE_LIST_FILE_ID (service_id), seqid - 1, entry, error))
+  g_rw_lock_reader_lock (&store->files_lock);
+  ok = read_entry (store, TR_RPCSTORE_LIST_FILE_ID (service_id), seqid - 1, entry, error);
+  g_rw_lock_reader_unlock (&store->files_lock);
+  if (!ok)
     return FALSE;
   if (tr_get_le64 (entry) == 0
       || tr_get_le32 (entry + 12) != (guint32) XXH3_64bits_withSeed (entry, 12, TR_RECORD_SEED)) {
@@ -667,9 +691,10 @@ tr_rpcstore_service_lookup (TrRpcStore *store, guint32 service_id, guint64 seqid
   return TRUE;
 }
 
-/* Reads and verifies the data record of @rpc_id from disk. */
+/* Reads and verifies the data record of @rpc_id from disk.  Caller holds
+ * ->files_lock (reader side). */
 static GBytes *
-read_record (TrRpcStore *store, guint64 rpc_id, gint64 *time_out, GError **error)
+read_record_locked (TrRpcStore *store, guint64 rpc_id, gint64 *time_out, GError **error)
 {
   guint8 entry[TR_RPCSTORE_ENTRY_SIZE];
   g_autofree guint8 *buf = NULL;
@@ -691,6 +716,7 @@ read_record (TrRpcStore *store, guint64 rpc_id, gint64 *time_out, GError **error
   g_mutex_lock (&store->data_lock);
   ok = tr_groupfile_read (store->data, tr_get_le64 (entry), buf, len, &got, error);
   g_mutex_unlock (&store->data_lock);
+  /* ->data cannot be NULL here: it is only replaced under the writer side. */
   if (!ok)
     return NULL;
   if (got != len || tr_record_decode (buf, len, len, &view) != TR_RECORD_OK
@@ -738,7 +764,12 @@ tr_rpcstore_get (TrRpcStore *store, guint64 rpc_id, gint64 *timestamp_us_out, GE
                  rpc_id, first, head);
     return NULL;
   }
-  return read_record (store, rpc_id, timestamp_us_out, error);
+  g_rw_lock_reader_lock (&store->files_lock);
+  message = store->data != NULL ? read_record_locked (store, rpc_id, timestamp_us_out, error) : NULL;
+  if (store->data == NULL)
+    g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CLOSED, "the store failed and is being reopened");
+  g_rw_lock_reader_unlock (&store->files_lock);
+  return message;
 }
 
 void
@@ -793,7 +824,7 @@ tr_rpcstore_get_stats (TrRpcStore *store, TrRpcStoreStats *stats_out)
   stats_out->commit_errors = store->commit_errors;
   g_mutex_unlock (&store->head_lock);
   g_mutex_lock (&store->data_lock);
-  stats_out->data_bytes = tr_groupfile_disk_bytes (store->data);
-  stats_out->data_parts = tr_groupfile_n_parts (store->data);
+  stats_out->data_bytes = store->data ? tr_groupfile_disk_bytes (store->data) : 0;
+  stats_out->data_parts = store->data ? tr_groupfile_n_parts (store->data) : 0;
   g_mutex_unlock (&store->data_lock);
 }

@@ -61,6 +61,10 @@ struct _TrRpcStore {
   GMutex data_lock;
   TrGroupFile *data; /* protected by ->data_lock */
 
+  /* ->index, ->lists and ->dwb are replaced by tr_rpcstore__reopen() under
+   * the writer side; readers on other threads hold the reader side. */
+  GRWLock files_lock;
+  char **configured;   /* service names of the configuration */
   TrGroupFile *index;  /* written only through ->dwb */
   GPtrArray *lists;    /* TrGroupFile* by service id, NULL for unconfigured ids */
   TrDwBuffer *dwb;
@@ -113,6 +117,10 @@ struct _TrRpcStore {
 /* Recovery (tr_rpcstore_recover.c): loads the service map, opens the
  * files, replays the journal, re-derives entries after the checkpoint. */
 gboolean tr_rpcstore__recover (TrRpcStore *store, const char *const *services, GError **error);
+
+/* After a failure: closes and reopens every file, cuts the data file back
+ * to @committed_end and recovers as at start-up.  Writer thread only. */
+gboolean tr_rpcstore__reopen (TrRpcStore *store, guint64 committed_end, GError **error);
 
 /* Writes the index entry and the list entries of one committed record
  * into the DoubleWriteBuffer and advances ->list_heads. */

@@ -83,11 +83,9 @@ load_service_map (TrRpcStore *store, const char *const *services, GError **error
   return !changed || tr_dwfile_replace (store->io, path, out->str, out->len, error);
 }
 
-static gboolean
-open_files (TrRpcStore *store, const char *const *services, GError **error)
+static void
+alloc_state (TrRpcStore *store)
 {
-  gsize cache_blocks = MAX (store->options.rpc_cache_size / 16 / TR_RPCSTORE_BLOCK_SIZE, 64);
-
   store->lists = g_ptr_array_new_full (store->n_ids, (GDestroyNotify) tr_groupfile_free);
   store->dead = g_ptr_array_new_full (store->n_ids, (GDestroyNotify) tr_groupfile_free);
   g_ptr_array_set_size (store->lists, (gint) store->n_ids);
@@ -96,6 +94,15 @@ open_files (TrRpcStore *store, const char *const *services, GError **error)
   store->pub_list_heads = g_new0 (guint64, store->n_ids);
   store->low_water = g_new0 (guint64, store->n_ids);
   store->list_first = g_new0 (guint64, store->n_ids);
+}
+
+/* Opens data, index and the configured services' lists, and replays the
+ * DoubleWriteBuffer journal into them. */
+static gboolean
+open_files (TrRpcStore *store, GError **error)
+{
+  gsize cache_blocks = MAX (store->options.rpc_cache_size / 16 / TR_RPCSTORE_BLOCK_SIZE, 64);
+
   store->data = tr_rpcstore__open_file (store, "data", error);
   if (store->data == NULL)
     return FALSE;
@@ -104,8 +111,8 @@ open_files (TrRpcStore *store, const char *const *services, GError **error)
     return FALSE;
   store->dwb = tr_dwbuffer_new (store->io, store->dir, TR_RPCSTORE_BLOCK_SIZE, cache_blocks, 4096);
   tr_dwbuffer_add_file (store->dwb, TR_RPCSTORE_INDEX_FILE_ID, store->index);
-  for (guint i = 0; services[i]; i++) {
-    guint id = (guint) tr_rpcstore_service_id (store, services[i]);
+  for (guint i = 0; store->configured[i]; i++) {
+    guint id = (guint) tr_rpcstore_service_id (store, store->configured[i]);
     g_autofree char *name = g_strdup_printf ("list-%u", id);
     TrGroupFile *list = tr_rpcstore__open_file (store, name, error);
     if (list == NULL)
@@ -114,6 +121,19 @@ open_files (TrRpcStore *store, const char *const *services, GError **error)
     tr_dwbuffer_add_file (store->dwb, TR_RPCSTORE_LIST_FILE_ID (id), list);
   }
   return tr_dwbuffer_recover (store->dwb, error);
+}
+
+static void
+close_files (TrRpcStore *store)
+{
+  g_clear_pointer (&store->dwb, tr_dwbuffer_free);
+  g_clear_pointer (&store->index, tr_groupfile_free);
+  for (guint id = 0; id < store->n_ids; id++)
+    g_clear_pointer (&g_ptr_array_index (store->lists, id), tr_groupfile_free);
+  g_clear_pointer (&store->checkpoint, tr_rotatefile_free);
+  g_mutex_lock (&store->data_lock);
+  g_clear_pointer (&store->data, tr_groupfile_free);
+  g_mutex_unlock (&store->data_lock);
 }
 
 gboolean
@@ -194,6 +214,7 @@ load_checkpoint (TrRpcStore *store, GError **error)
     return FALSE;
   store->next_rpc_id = 1;
   store->data_end = tr_groupfile_first_offset (store->data);
+  memset (store->list_heads, 0, store->n_ids * sizeof (guint64)); /* also on a reopen */
   state = tr_rotatefile_load (store->checkpoint, NULL, &local);
   if (state == NULL) {
     if (g_error_matches (local, TR_STORAGE_ERROR, TR_STORAGE_ERROR_NOT_FOUND))
@@ -320,14 +341,14 @@ scan_tail (TrRpcStore *store, guint *found_out, GError **error)
   return TRUE;
 }
 
-gboolean
-tr_rpcstore__recover (TrRpcStore *store, const char *const *services, GError **error)
+/* Checkpoint state, then everything after it re-derived from the data. */
+static gboolean
+recover_files (TrRpcStore *store, GError **error)
 {
   guint found = 0;
   guint64 ckpt_end;
 
-  if (!load_service_map (store, services, error) || !open_files (store, services, error)
-      || !load_checkpoint (store, error))
+  if (!load_checkpoint (store, error))
     return FALSE;
   ckpt_end = store->data_end;
   if (!scan_tail (store, &found, error))
@@ -339,6 +360,7 @@ tr_rpcstore__recover (TrRpcStore *store, const char *const *services, GError **e
     if (!tr_rpcstore__checkpoint (store, error))
       return FALSE;
   }
+  g_mutex_lock (&store->head_lock);
   store->head_rpc_id = store->next_rpc_id - 1;
   store->first_rpc_id = tr_groupfile_first_offset (store->index) / TR_RPCSTORE_ENTRY_SIZE + 1;
   memcpy (store->pub_list_heads, store->list_heads, store->n_ids * sizeof (guint64));
@@ -346,5 +368,37 @@ tr_rpcstore__recover (TrRpcStore *store, const char *const *services, GError **e
     TrGroupFile *list = g_ptr_array_index (store->lists, id);
     store->list_first[id] = list ? tr_groupfile_first_offset (list) / TR_RPCSTORE_ENTRY_SIZE + 1 : 1;
   }
+  g_mutex_unlock (&store->head_lock);
   return TRUE;
+}
+
+gboolean
+tr_rpcstore__recover (TrRpcStore *store, const char *const *services, GError **error)
+{
+  store->configured = g_strdupv ((char **) services);
+  if (!load_service_map (store, services, error))
+    return FALSE;
+  alloc_state (store);
+  return open_files (store, error) && recover_files (store, error);
+}
+
+gboolean
+tr_rpcstore__reopen (TrRpcStore *store, guint64 committed_end, GError **error)
+{
+  gboolean ok;
+
+  /* Readers (push) use the index and lists through ->dwb: keep them out
+   * while the objects are replaced. */
+  g_rw_lock_writer_lock (&store->files_lock);
+  close_files (store);
+  ok = open_files (store, error);
+  if (ok && tr_groupfile_size (store->data) > committed_end) {
+    /* Records of a batch that failed were never acknowledged: cut them. */
+    ok = tr_groupfile_truncate (store->data, committed_end, error) && tr_groupfile_sync (store->data, error);
+  }
+  ok = ok && recover_files (store, error);
+  if (!ok)
+    close_files (store);
+  g_rw_lock_writer_unlock (&store->files_lock);
+  return ok;
 }

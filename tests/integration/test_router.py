@@ -108,7 +108,7 @@ def _parse_exception(reply):
 
 def test_bad_input_gets_defined_outcomes_and_router_keeps_serving():
     ep = Endpoint().start()
-    router = started({"books": {"rpcs": ["log_event"], "endpoints": {"a": ep.port}}}, max_frame_size="64K")
+    router = started({"books": {"rpcs": ["log_event"], "endpoints": {"a": ep.port}}}, max_frame_size="64K", group_file_size="1M")
     try:
         # Oversize frame: connection closed, nothing answered.
         check(raw_call(router.port, struct.pack(">i", 10 * 1024 * 1024) + b"x" * 100) == b"", "oversize answered")
@@ -270,7 +270,7 @@ def test_retention_deletes_parts_only_when_all_endpoints_passed():
     fast = Endpoint().start()
     slow = Endpoint()
     router = started({"books": {"rpcs": ["log_event"], "endpoints": {"fast": fast.port, "slow": slow.port}}},
-                     group_file_size="64K")
+                     group_file_size="64K", max_frame_size="16K")
     try:
         p = Producer(router.port)
         sent = [b"z" * 1000 + b"%d" % i for i in range(300)]

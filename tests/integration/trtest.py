@@ -93,14 +93,17 @@ class _SeqidProcessor(EventLog.Processor):
         self.endpoint = endpoint
 
     def process(self, iprot, oprot):
-        original = iprot.readMessageBegin
+        # The same protocol object serves every call of a connection: wrap once.
+        if not getattr(iprot, "_tr_wrapped", False):
+            original = iprot.readMessageBegin
 
-        def read_message_begin():
-            name, mtype, seqid = original()
-            self.endpoint._local.seqid = seqid
-            return name, mtype, seqid
+            def read_message_begin():
+                name, mtype, seqid = original()
+                self.endpoint._local.seqid = seqid
+                return name, mtype, seqid
 
-        iprot.readMessageBegin = read_message_begin
+            iprot.readMessageBegin = read_message_begin
+            iprot._tr_wrapped = True
         return EventLog.Processor.process(self, iprot, oprot)
 
 
@@ -121,6 +124,21 @@ class Endpoint:
         transport = TSocket.TServerSocket(host="127.0.0.1", port=self.port)
         transport.listen()
         transport.listen = lambda: None  # serve() would listen again
+        self.stopped = False
+        self.clients = []
+        accept = transport.accept
+
+        def guarded_accept():
+            if self.stopped:
+                raise SystemExit  # not caught by TThreadedServer's "except Exception": ends serve()
+            client = accept()
+            if self.stopped:
+                client.close()
+                raise SystemExit
+            self.clients.append(client)
+            return client
+
+        transport.accept = guarded_accept
         self.server = TServer.TThreadedServer(processor, transport, TTransport.TFramedTransportFactory(),
                                               TBinaryProtocol.TBinaryProtocolFactory(), daemon=True)
         self.transport = transport
@@ -131,17 +149,26 @@ class Endpoint:
     def _serve(self):
         try:
             self.server.serve()
-        except Exception:
-            pass  # closed by stop()
+        except BaseException:
+            pass  # stopped
 
     def stop(self):
-        """Closes the listening socket; open connections are shut down too."""
+        """Stops accepting and cuts every open connection (the endpoint is down)."""
+        if self.thread is None:
+            return
+        self.stopped = True
         try:
-            self.transport.handle.shutdown(socket.SHUT_RDWR)
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()  # wake accept()
         except OSError:
             pass
-        self.transport.close()
         self.thread.join(timeout=5)
+        self.transport.close()
+        for client in self.clients:
+            try:
+                client.handle.shutdown(socket.SHUT_RDWR)
+            except (OSError, AttributeError):
+                pass
+        self.thread = None
 
     def received(self, name=None):
         with self.lock:
@@ -227,7 +254,7 @@ class Router:
         keys = {
             "server_id": "it-1", "server_type": "MASTER", "listen": "127.0.0.1:%d" % self.port,
             "admin_listen": "127.0.0.1:%d" % free_port(), "data_dir": "data",
-            "group_file_size": "1M", "state_flush_ms": "20",
+            "group_file_size": "1M", "max_frame_size": "256K", "state_flush_ms": "20",
         }
         keys.update(self.router_keys)
         keys["services"] = ", ".join(self.services)
