@@ -1,0 +1,69 @@
+/* admin.thrift - the thriftrouter admin service (DESIGN.md §6, docs/operations.md).
+ *
+ * The router serves it on admin_listen (TFramedTransport + TBinaryProtocol)
+ * with a hand-written codec (router/tr_admin.c); tools/tr-admin uses the
+ * c_glib code generated from this file.  Every call takes the admin token
+ * first ("" when the router has no admin_token_file).  ("service" is a Thrift
+ * keyword, hence service_name.)  Field ids are part
+ * of the protocol: never renumber, only add.
+ */
+namespace c_glib tr_admin
+namespace py tr_admin
+
+/* AdminError.code values. */
+const i32 UNKNOWN_SERVICE = 1
+const i32 UNKNOWN_ENDPOINT = 2
+const i32 OUT_OF_RANGE = 3
+const i32 NOT_AUTHORISED = 4
+const i32 FAILED = 5
+
+struct NodeStatus {
+  1: string server_id
+  2: string server_type
+  3: i64 epoch
+  4: i64 head_rpc_id
+  5: i64 store_bytes
+  6: i32 store_parts
+  7: i32 producer_connections
+  8: i64 rpcs_in
+  9: i64 rpcs_committed
+  10: i64 commit_errors
+}
+
+struct ServiceInfo {
+  1: string name
+  2: list<string> rpcs
+  3: i64 head_seqid
+  4: i64 first_seqid
+  5: i32 endpoints
+}
+
+struct EndpointInfo {
+  1: string service_name
+  2: string endpoint
+  3: string state
+  4: i64 acked_seqid
+  5: i64 head_seqid
+  6: i64 lag
+  7: i32 retries
+  8: string last_error
+  9: bool stop_send
+}
+
+exception AdminError {
+  1: i32 code
+  2: string message
+}
+
+service Admin {
+  NodeStatus status(1: string token) throws (1: AdminError e)
+  list<ServiceInfo> services(1: string token) throws (1: AdminError e)
+  list<EndpointInfo> endpoints(1: string token, 2: string service_name) throws (1: AdminError e)
+  void set_stop_send(1: string token, 2: string service_name, 3: string endpoint, 4: bool stop)
+      throws (1: AdminError e)
+  void skip(1: string token, 2: string service_name, 3: string endpoint, 4: i64 to_seqid)
+      throws (1: AdminError e)
+  void rewind(1: string token, 2: string service_name, 3: string endpoint, 4: i64 to_seqid)
+      throws (1: AdminError e)
+  binary dump(1: string token, 2: i64 rpc_id) throws (1: AdminError e)
+}
