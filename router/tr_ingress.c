@@ -388,6 +388,8 @@ conn_read (Conn *conn)
     }
     if (!conn_parse_frames (conn))
       return;
+    if (n < TR_READ_CHUNK)
+      break; /* drained: skip the recv that would only say EAGAIN */
     if (g_queue_get_length (&conn->pending) > TR_MAX_PENDING_PER_CONN)
       break;
   }
@@ -449,6 +451,7 @@ conn_close (Conn *conn, const char *why)
   conn->fd = -1;
   g_hash_table_remove (ingress->conns, conn);
   ingress->stats.connections--;
+  tr_rpcstore_set_commit_hint (ingress->store, MAX (ingress->stats.connections, 1));
   conn_unref (conn); /* the socket's reference; pending answers hold theirs */
 }
 
@@ -502,12 +505,15 @@ accept_cb (gint fd, GIOCondition condition, gpointer data)
     g_queue_init (&conn->pending);
     conn->source = g_source_new (&conn_source_funcs, sizeof (GSource));
     g_source_set_callback (conn->source, NULL, conn, NULL);
+    /* Never dispatched recursively; saves GLib's block/unblock wake-ups. */
+    g_source_set_can_recurse (conn->source, TRUE);
     conn->cond = G_IO_IN;
     conn->tag = g_source_add_unix_fd (conn->source, client, G_IO_IN);
     g_source_attach (conn->source, NULL);
     g_hash_table_add (ingress->conns, conn);
     ingress->stats.connections++;
     ingress->stats.accepted++;
+    tr_rpcstore_set_commit_hint (ingress->store, ingress->stats.connections);
     g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_INFO, "TR_PEER", conn->peer, "MESSAGE",
                       "producer %s connected", conn->peer);
   }

@@ -304,7 +304,7 @@ flush_out (TrPushEndpoint *endpoint)
   }
   if (!endpoint->service->oneway_barrier)
     ack_written_oneways (endpoint);
-  g_source_modify_unix_fd (endpoint->source, endpoint->fd_tag, events);
+  tr_push__endpoint_watch (endpoint, events);
   return TRUE;
 }
 
@@ -554,7 +554,7 @@ on_connected (TrPushEndpoint *endpoint)
   tr_push__log (endpoint, endpoint->retries == 0 ? G_LOG_LEVEL_MESSAGE : G_LOG_LEVEL_INFO, endpoint->acked + 1,
                 "connected to %s:%u, sending from seqid %" G_GUINT64_FORMAT, endpoint->host, endpoint->port,
                 endpoint->acked + 1);
-  g_source_modify_unix_fd (endpoint->source, endpoint->fd_tag, G_IO_IN);
+  tr_push__endpoint_watch (endpoint, G_IO_IN);
   tr_push__endpoint_fill (endpoint);
 }
 
@@ -607,6 +607,7 @@ connect_endpoint (TrPushEndpoint *endpoint)
   }
   endpoint->fd = fd;
   endpoint->fd_tag = g_source_add_unix_fd (endpoint->source, fd, G_IO_OUT);
+  endpoint->fd_events = G_IO_OUT;
   set_state (endpoint, TR_PUSH_CONNECTING);
   set_timer_ms (endpoint, endpoint->service->connect_timeout_ms);
 }
@@ -699,6 +700,17 @@ static GSourceFuncs endpoint_source_funcs = {
   .finalize = NULL,
 };
 
+/* Changes what the socket waits for, only when it changes: every
+ * g_source_modify_unix_fd() costs an epoll_ctl and a loop wake-up. */
+void
+tr_push__endpoint_watch (TrPushEndpoint *endpoint, GIOCondition events)
+{
+  if (endpoint->fd_tag != NULL && endpoint->fd_events != events) {
+    g_source_modify_unix_fd (endpoint->source, endpoint->fd_tag, events);
+    endpoint->fd_events = events;
+  }
+}
+
 GSource *
 tr_push__endpoint_source_new (TrPushEndpoint *endpoint)
 {
@@ -706,5 +718,8 @@ tr_push__endpoint_source_new (TrPushEndpoint *endpoint)
 
   ((EndpointSource *) source)->endpoint = endpoint;
   g_source_set_name (source, "tr-push endpoint");
+  /* A non-recursive source is blocked and unblocked around each dispatch,
+   * which costs GLib two wake-up writes per dispatch; ours never recurse. */
+  g_source_set_can_recurse (source, TRUE);
   return source;
 }

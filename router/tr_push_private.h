@@ -1,6 +1,7 @@
 /* tr_push_private.h - shared internals of the push module (tr_push.c: life
  * cycle, send state files, retention, stats; tr_push_endpoint.c: one
- * endpoint's connection, sending, reply matching and failure handling).
+ * endpoint's connection, sending, reply matching and failure handling;
+ * tr_push_control.c: operator control, stop_send / skip / rewind).
  * Nothing outside router/tr_push*.c may include this header.
  *
  * Threads: after tr_push_new() returns, every field below is owned by the
@@ -50,6 +51,7 @@ struct _TrPushEndpoint {
 
   GSource *source;         /* fd watch + timer (ready time); lives as long as the endpoint */
   gpointer fd_tag;         /* (nullable) g_source_add_unix_fd() tag */
+  GIOCondition fd_events;  /* what fd_tag currently waits for */
   int fd;                  /* -1 when not connected */
   gint64 last_progress;    /* monotonic µs of the last reply / start of waiting */
 
@@ -102,12 +104,16 @@ struct _TrPush {
 void tr_push__endpoint_start (TrPushEndpoint *endpoint);
 void tr_push__endpoint_fill (TrPushEndpoint *endpoint);
 void tr_push__endpoint_close (TrPushEndpoint *endpoint);
+void tr_push__endpoint_watch (TrPushEndpoint *endpoint, GIOCondition events);
 GSource *tr_push__endpoint_source_new (TrPushEndpoint *endpoint);
 
 /* tr_push.c */
 /* Called after ->acked advanced: marks the state dirty, schedules a flush
  * and updates the service's low-water mark. */
 void tr_push__acked (TrPushEndpoint *endpoint);
+/* After an operator moved a position (either way): recomputes the
+ * service's low-water mark and gives it to the store even if it went down. */
+void tr_push__positions_moved (TrPush *push, TrPushService *service);
 /* Structured log line about @endpoint with TR_SERVICE, TR_ENDPOINT, TR_SEQID. */
 void tr_push__log (TrPushEndpoint *endpoint, GLogLevelFlags level, guint64 seqid, const char *format, ...)
     G_GNUC_PRINTF (4, 5);

@@ -26,6 +26,7 @@
 
 #define TR_BATCH_MAX 4096
 #define TR_REOPEN_RETRY_US (500 * G_TIME_SPAN_MILLISECOND)
+#define TR_COMMIT_DELAY_MAX_US 200
 
 typedef struct {
   GBytes *message; /* NULL: stop marker */
@@ -204,11 +205,14 @@ write_batch (TrRpcStore *store, GPtrArray *batch, gint64 now_us, GError **error)
 static gboolean
 sync_data (TrRpcStore *store, GError **error)
 {
+  gint64 start = g_get_monotonic_time ();
   gboolean ok;
 
   g_mutex_lock (&store->data_lock);
   ok = tr_groupfile_sync (store->data, error);
   g_mutex_unlock (&store->data_lock);
+  /* Moving average of the fsync time, for the group commit delay. */
+  store->fsync_ewma_us = (7 * store->fsync_ewma_us + (g_get_monotonic_time () - start)) / 8;
   if (ok) {
     store->unsynced = FALSE;
     store->last_sync_us = g_get_monotonic_time ();
@@ -453,25 +457,62 @@ periodic_work (TrRpcStore *store)
   }
 }
 
+/* Adds every queued submission to @batch; TRUE if the stop marker came. */
+static gboolean
+drain_queue (TrRpcStore *store, GPtrArray *batch, Submission *sub)
+{
+  while (sub != NULL) {
+    if (sub->message == NULL) {
+      submission_free (sub);
+      return TRUE;
+    }
+    g_ptr_array_add (batch, sub);
+    sub = batch->len < TR_BATCH_MAX ? g_async_queue_try_pop (store->queue) : NULL;
+  }
+  return FALSE;
+}
+
+/* Group commit (sync_mode always).  Synchronous producers acknowledged by
+ * one fsync come back about a round trip later; committing whatever is
+ * queued at once would make them miss the next fsync, and the producers
+ * settle into groups that alternate, each fsync carrying only part of them.
+ * So while fewer RPCs are queued than there are producers (the hint from
+ * tr_rpcstore_set_commit_hint) or than the previous batch held, wait a
+ * little (at most half an fsync, at most TR_COMMIT_DELAY_MAX_US) for them.
+ * A single producer never waits: its target is 1. */
+static gboolean
+gather_batch (TrRpcStore *store, GPtrArray *batch, guint previous)
+{
+  guint target = MIN ((guint) g_atomic_int_get (&store->commit_hint), previous + batch->len);
+  gint64 delay = MIN (store->fsync_ewma_us / 2, TR_COMMIT_DELAY_MAX_US);
+  gint64 deadline = g_get_monotonic_time () + delay;
+
+  while (batch->len < target && batch->len < TR_BATCH_MAX) {
+    gint64 left = deadline - g_get_monotonic_time ();
+    Submission *sub = left > 0 ? g_async_queue_timeout_pop (store->queue, (guint64) left) : NULL;
+    if (sub == NULL)
+      break;
+    if (drain_queue (store, batch, sub))
+      return TRUE;
+  }
+  return FALSE;
+}
+
 static gpointer
 writer_main (gpointer data)
 {
   TrRpcStore *store = data;
   g_autoptr (GPtrArray) batch = g_ptr_array_new_with_free_func ((GDestroyNotify) submission_free);
   gboolean stopping = FALSE;
+  guint previous = 0;
 
   while (!stopping) {
     gint64 wait = next_deadline (store) - g_get_monotonic_time ();
     Submission *sub = g_async_queue_timeout_pop (store->queue, MAX (wait, 1));
-    while (sub != NULL) {
-      if (sub->message == NULL) {
-        stopping = TRUE;
-        submission_free (sub);
-        break;
-      }
-      g_ptr_array_add (batch, sub);
-      sub = batch->len < TR_BATCH_MAX ? g_async_queue_try_pop (store->queue) : NULL;
-    }
+    stopping = drain_queue (store, batch, sub);
+    if (!stopping && batch->len > 0 && store->options.sync_mode == TR_SYNC_ALWAYS)
+      stopping = gather_batch (store, batch, previous);
+    previous = batch->len;
     if (batch->len > 0) {
       commit_batch (store, batch);
       g_ptr_array_set_size (batch, 0);
@@ -546,6 +587,7 @@ tr_rpcstore_open (TrIo *io, const char *dir, const TrRpcStoreOptions *options,
   g_rw_lock_init (&store->files_lock);
   store->cache_lo = 1;
   store->cache_hi = 0;
+  store->commit_hint = 1;
   store->ring_cap = (guint) MIN (options->rpc_cache_size / 64, 1u << 20);
   store->ring = g_new0 (GBytes *, MAX (store->ring_cap, 1));
   store->ring_time = g_new0 (gint64, MAX (store->ring_cap, 1));
@@ -594,6 +636,12 @@ tr_rpcstore_service_id (TrRpcStore *store, const char *name)
   gpointer value = g_hash_table_lookup (store->service_ids, name);
 
   return value ? (gint) GPOINTER_TO_UINT (value) - 1 : -1;
+}
+
+void
+tr_rpcstore_set_commit_hint (TrRpcStore *store, guint submitters)
+{
+  g_atomic_int_set (&store->commit_hint, (gint) MIN (submitters, TR_BATCH_MAX));
 }
 
 void

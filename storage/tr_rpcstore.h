@@ -81,6 +81,14 @@ gint tr_rpcstore_service_id (TrRpcStore *store, const char *name);
 
 void tr_rpcstore_set_notify (TrRpcStore *store, TrRpcNotifyFunc notify, gpointer user_data);
 
+/* tr_rpcstore_set_commit_hint:
+ * How many submitters (producer connections) may be waiting on commits at
+ * once.  With sync_mode always, a batch smaller than that waits up to half
+ * an fsync (at most 200 µs) for the others, so synchronous producers share
+ * fsyncs instead of alternating between them.  Default 1 (never wait).
+ * Any thread. */
+void tr_rpcstore_set_commit_hint (TrRpcStore *store, guint submitters);
+
 /* tr_rpcstore_submit:
  * Queues @message (a whole Thrift message, without the frame length) for
  * @n_services services.  @message is referenced, not copied.  @done is

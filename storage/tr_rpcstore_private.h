@@ -87,6 +87,8 @@ struct _TrRpcStore {
   gboolean unsynced;       /* interval/none mode: data written since last sync */
   GError *failure;         /* sticky data-file failure; cleared by reopen */
   gint64 last_reopen_us;
+  gint64 fsync_ewma_us;    /* moving average of a data fsync */
+  gint commit_hint;        /* atomic: producers that may submit concurrently */
 
   /* Published state, read by any thread. */
   GMutex head_lock;
