@@ -173,6 +173,12 @@ update_low_water (TrPush *push, TrPushService *service, gboolean force)
   }
 }
 
+void
+tr_push__positions_moved (TrPush *push, TrPushService *service)
+{
+  update_low_water (push, service, TRUE);
+}
+
 /* ---- state flush ---- */
 
 static void

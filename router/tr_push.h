@@ -83,6 +83,39 @@ typedef struct {
  * g_array_unref() (the strings are freed with it). */
 GArray *tr_push_get_stats (TrPush *push);
 
+/* ---- operator control (admin; tr_push_control.c) ----
+ *
+ * Each call runs on the push thread and blocks the caller until it is done
+ * (any thread but the push thread may call them).  They change the running
+ * node only: persisting stop_send in the service file is the caller's job.
+ * Errors (TR_ROUTER_ERROR): _NOT_FOUND for an unknown service or endpoint,
+ * _INVALID for a seqid out of range; the message names service, endpoint
+ * and the allowed range. */
+
+/* tr_push_set_stop_send:
+ * @stop TRUE: closes the endpoint's connection (what was in flight and not
+ * acknowledged is sent again later) and sends nothing; its position stays.
+ * FALSE: connects and resumes from the first unacknowledged seqid.  Doing
+ * what is already the case is not an error. */
+gboolean tr_push_set_stop_send (TrPush *push, const char *service, const char *endpoint, gboolean stop,
+                                GError **error);
+
+/* tr_push_skip:
+ * Moves the endpoint's position forward: the next RPC it gets is service
+ * seqid @to_seqid, everything before counts as delivered (no dead letter
+ * is written).  acked + 1 <= @to_seqid <= head + 1 (head + 1 = skip all).
+ * A connected endpoint is reconnected. */
+gboolean tr_push_skip (TrPush *push, const char *service, const char *endpoint, guint64 to_seqid,
+                       GError **error);
+
+/* tr_push_rewind:
+ * Moves the endpoint's position back: RPCs from service seqid @to_seqid on
+ * are delivered again.  first stored seqid <= @to_seqid <= acked + 1; a
+ * seqid already deleted by retention is refused.  Retention is held back
+ * to @to_seqid at once.  A connected endpoint is reconnected. */
+gboolean tr_push_rewind (TrPush *push, const char *service, const char *endpoint, guint64 to_seqid,
+                         GError **error);
+
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (TrPush, tr_push_free)
 
 G_END_DECLS
