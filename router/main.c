@@ -1,13 +1,14 @@
 /* main.c - the thriftrouter daemon: command line, start-up, signals, shutdown.
  *
  * Start-up order: load and validate the configuration, open the store (runs
- * recovery), start push (loads every endpoint's send state), then listen
- * for producers.  Shutdown (SIGTERM/SIGINT) is the reverse: stop accepting,
- * let the commits in flight finish and be answered, stop push (which
- * records every endpoint's acknowledged seqid), close the store (final sync
+ * recovery), start push (loads every endpoint's send state), listen for
+ * producers, then serve the admin port.  Shutdown (SIGTERM/SIGINT) is the
+ * reverse: stop accepting, stop the admin service, let the commits in
+ * flight finish and be answered, stop push (which records every endpoint's acknowledged seqid), close the store (final sync
  * and checkpoint).  A second signal during shutdown exits at once; that is
  * as safe as kill -9, i.e. nothing acknowledged is lost.
  */
+#include "tr_admin.h"
 #include "tr_config.h"
 #include "tr_ingress.h"
 #include "tr_push.h"
@@ -85,6 +86,7 @@ run (const TrConfig *config)
   TrRpcStoreOptions options = store_options (config);
   TrRpcStore *store;
   TrPush *push;
+  TrAdmin *admin;
   Daemon daemon = { 0 };
 
   for (guint i = 0; i < config->services->len; i++)
@@ -109,6 +111,14 @@ run (const TrConfig *config)
     tr_rpcstore_close (store);
     return 1;
   }
+  admin = tr_admin_new (config, store, push, daemon.ingress, g_main_context_default (), &error);
+  if (admin == NULL) {
+    g_printerr ("thriftrouter: %s\n", error->message);
+    tr_ingress_free (daemon.ingress);
+    tr_push_free (push);
+    tr_rpcstore_close (store);
+    return 1;
+  }
   daemon.loop = g_main_loop_new (NULL, FALSE);
   g_unix_signal_add (SIGTERM, on_signal, &daemon);
   g_unix_signal_add (SIGINT, on_signal, &daemon);
@@ -118,6 +128,7 @@ run (const TrConfig *config)
              config->data_dir, config->services->len, tr_rpcstore_head (store));
   g_main_loop_run (daemon.loop);
 
+  tr_admin_free (admin);
   drain_in_flight (daemon.ingress);
   tr_rpcstore_set_notify (store, NULL, NULL);
   tr_push_free (push);

@@ -30,7 +30,7 @@ typedef struct {
 static const char *const router_keys[] = {
   "server_id", "server_type", "listen", "admin_listen", "data_dir", "sync_mode",
   "sync_interval_ms", "rpc_cache_size", "group_file_size", "max_frame_size",
-  "state_flush_ms", "max_connections", "services", NULL,
+  "state_flush_ms", "max_connections", "services", "admin_token_file", "admin_allow_insecure", NULL,
 };
 static const char *const service_keys[] = {
   "service_type", "rpcs", "max_inflight", "on_failure", "max_retries", "retry_backoff_ms",
@@ -548,9 +548,32 @@ tr_config_free (TrConfig *config)
   g_free (config->server_id);
   g_free (config->listen_host);
   g_free (config->admin_host);
+  g_free (config->admin_token_file);
   g_free (config->data_dir);
   g_clear_pointer (&config->services, g_ptr_array_unref);
   g_free (config);
+}
+
+/* 127.0.0.0/8, ::1 and "localhost": where an admin port needs no token. */
+static gboolean
+is_loopback (const char *host)
+{
+  return g_str_has_prefix (host, "127.") || strcmp (host, "::1") == 0 || strcmp (host, "localhost") == 0;
+}
+
+/* The token file must exist and hold a non-empty token (read again by the
+ * admin server at start; its content never goes into TrConfig). */
+static gboolean
+check_token_file (const Reader *r, const char *path)
+{
+  g_autoptr (GError) local_error = NULL;
+  g_autofree char *text = NULL;
+
+  if (!g_file_get_contents (path, &text, NULL, &local_error))
+    return fail (r, TR_CONFIG_ERROR_IO, GROUP_ROUTER, "admin_token_file", "%s", local_error->message);
+  if (g_strstrip (text)[0] == '\0')
+    return fail (r, TR_CONFIG_ERROR_INVALID, GROUP_ROUTER, "admin_token_file", "'%s' holds no token", path);
+  return TRUE;
 }
 
 static gboolean
@@ -573,7 +596,9 @@ read_router_values (const Reader *r, TrConfig *c)
                  &c->group_file_size) ||
       !get_size (r, g, "max_frame_size", TR_FRAME_DEFAULT_MAX_SIZE, 64, G_MAXINT32, &frame) ||
       !get_uint (r, g, "state_flush_ms", 100, 0, 3600000, &c->state_flush_ms) ||
-      !get_uint (r, g, "max_connections", 1024, 1, 1000000, &c->max_connections))
+      !get_uint (r, g, "max_connections", 1024, 1, 1000000, &c->max_connections) ||
+      !get_string (r, g, "admin_token_file", "", &c->admin_token_file) ||
+      !get_bool (r, g, "admin_allow_insecure", FALSE, &c->admin_allow_insecure))
     return FALSE;
   c->server_type = (TrServerType) type;
   c->sync_mode = (TrSyncMode) sync;
@@ -584,6 +609,13 @@ read_router_values (const Reader *r, TrConfig *c)
   if (c->server_type != TR_SERVER_MASTER)
     return fail (r, TR_CONFIG_ERROR_INVALID, g, "server_type",
                  "server_type %s is not supported yet (only MASTER)", server_type_names[type]);
+  if (c->admin_token_file[0] == '\0')
+    g_clear_pointer (&c->admin_token_file, g_free);
+  if (c->admin_token_file == NULL && !c->admin_allow_insecure && !is_loopback (c->admin_host))
+    return fail (r, TR_CONFIG_ERROR_INVALID, g, "admin_listen",
+                 "'%s' is not a loopback address and no admin_token_file is set: anyone who can reach it "
+                 "could stop delivery; set admin_token_file, or admin_allow_insecure = true",
+                 c->admin_host);
   if (frame > c->group_file_size / 2)
     return fail (r, TR_CONFIG_ERROR_INVALID, g, "max_frame_size",
                  "%" G_GUINT64_FORMAT " is more than half of group_file_size (%" G_GUINT64_FORMAT ")",
@@ -656,6 +688,13 @@ tr_config_load (const char *router_conf_path, GError **error)
     g_free (config->data_dir);
     config->data_dir = abs;
   }
+  if (config->admin_token_file != NULL) {
+    char *abs = g_canonicalize_filename (config->admin_token_file, config->dir);
+    g_free (config->admin_token_file);
+    config->admin_token_file = abs;
+    if (!check_token_file (&r, config->admin_token_file))
+      return NULL;
+  }
   if (!read_services (&r, config))
     return NULL;
   return g_steal_pointer (&config);
@@ -710,6 +749,9 @@ append_router (GString *out, const TrConfig *c)
   g_string_append_printf (out, "server_id = %s\nserver_type = %s\n", c->server_id,
                           server_type_names[c->server_type]);
   g_string_append_printf (out, "listen = %s\nadmin_listen = %s\n", listen, admin);
+  g_string_append_printf (out, "admin_token_file = %s\nadmin_allow_insecure = %s\n",
+                          c->admin_token_file != NULL ? c->admin_token_file : "",
+                          c->admin_allow_insecure ? "true" : "false");
   g_string_append_printf (out, "data_dir = %s\nsync_mode = %s\nsync_interval_ms = %u\n",
                           c->data_dir, sync_mode_names[c->sync_mode], c->sync_interval_ms);
   g_string_append_printf (out, "rpc_cache_size = %s\ngroup_file_size = %s\n", cache, part);

@@ -9,6 +9,11 @@
  *     listen           host:port for producers ([v6]:port ok)    default 127.0.0.1:9090
  *     admin_listen     host:port of the admin service            default 127.0.0.1:9091
  *                      (port 0 in either = any free port)
+ *     admin_token_file file holding the admin token (relative to    default none
+ *                      router.conf's directory); when set, every
+ *                      admin call must carry that token
+ *     admin_allow_insecure bool: allow a non-loopback admin_listen    default false
+ *                      without admin_token_file (otherwise an error)
  *     data_dir         relative to router.conf's directory       default ./data
  *     sync_mode        always | interval | none                  default always
  *     sync_interval_ms 1..3600000                                default 10
@@ -109,6 +114,8 @@ typedef struct {
   guint16 listen_port;
   char *admin_host;  /* (transfer full) */
   guint16 admin_port;
+  char *admin_token_file; /* (transfer full) (nullable) absolute; NULL = no token */
+  gboolean admin_allow_insecure;
   char *data_dir;    /* (transfer full) absolute, canonical */
   TrSyncMode sync_mode;
   guint sync_interval_ms;

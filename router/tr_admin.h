@@ -1,0 +1,65 @@
+/* tr_admin.h - the admin service of a node (thrift/admin.thrift, DESIGN.md §6).
+ *
+ * One admin thread with its own GMainContext serves admin_listen with
+ * non-blocking sockets: many admin clients at once, an idle or slow one
+ * never blocks another, and nothing here runs on the ingress loop or the
+ * push thread.  Calls are framed binary-protocol CALLs parsed with tr_frame
+ * and decoded / answered with tr_thrift_value by hand: no c_glib object is
+ * created per call (c_glib leaks ~100 B per object, ../shared/THRIFT.md §2).
+ *
+ * Where answers come from: store reads (thread-safe), push stats and
+ * control (tr_push_get_stats / tr_push_set_stop_send / _skip / _rewind,
+ * which wait for the push thread), ingress counters (asked on the ingress
+ * loop's context with a 2 s bound, 0 when it does not answer).
+ * set_stop_send also rewrites conf/services/NAME.conf through
+ * tr_dwfile_replace (a short blocking write on the admin thread).
+ *
+ * Token: with admin_token_file set, every call whose token differs is
+ * refused with AdminError NOT_AUTHORISED (constant-time compare).
+ *
+ * Threads: tr_admin_new() and tr_admin_free() on the main thread.
+ */
+#pragma once
+
+#include "tr_config.h"
+#include "tr_ingress.h"
+#include "tr_push.h"
+#include "tr_rpcstore.h"
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+typedef struct _TrAdmin TrAdmin;
+
+/* AdminError.code values of thrift/admin.thrift. */
+typedef enum {
+  TR_ADMIN_CODE_UNKNOWN_SERVICE = 1,
+  TR_ADMIN_CODE_UNKNOWN_ENDPOINT = 2,
+  TR_ADMIN_CODE_OUT_OF_RANGE = 3,
+  TR_ADMIN_CODE_NOT_AUTHORISED = 4,
+  TR_ADMIN_CODE_FAILED = 5,
+} TrAdminCode;
+
+/* tr_admin_new:
+ * @config, @store, @push, @ingress: (transfer none): outlive the TrAdmin
+ * (free it first).  @ingress may be NULL (counters then read 0).
+ * @ingress_context: (transfer none) (nullable): the context @ingress runs on.
+ *
+ * Reads the token file, binds config->admin_host:admin_port and starts the
+ * admin thread.
+ * Returns: (transfer full) (nullable): NULL with @error (G_IO_ERROR from
+ * the socket, G_FILE_ERROR / TR_CONFIG_ERROR from the token file). */
+TrAdmin *tr_admin_new (const TrConfig *config, TrRpcStore *store, TrPush *push, TrIngress *ingress,
+                       GMainContext *ingress_context, GError **error);
+
+/* The port actually bound (useful with admin port 0). */
+guint16 tr_admin_get_port (TrAdmin *admin);
+
+/* Stops the admin thread and closes every admin connection (waits at most
+ * for the call being served).  NULL is ignored. */
+void tr_admin_free (TrAdmin *admin);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (TrAdmin, tr_admin_free)
+
+G_END_DECLS

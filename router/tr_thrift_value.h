@@ -1,0 +1,68 @@
+/* tr_thrift_value.h - a small hand-written Thrift binary-protocol codec for
+ * struct bodies: a writer appending fields and values to a GByteArray, and
+ * a reader walking the fields of an encoded struct.
+ *
+ * For the admin service (tr_admin.c), which must not create c_glib objects
+ * per call (they leak, ../shared/THRIFT.md §2).  Message headers and frames
+ * are tr_frame's; unknown fields are skipped with tr_frame_skip(), so this
+ * module adds values on top of the one codec, it does not duplicate it.
+ * Covers what the admin IDL needs: bool, i32, i64, string/binary, struct,
+ * list.  Stateless and allocation-free on the read path: thread-safe.
+ */
+#pragma once
+
+#include "tr_frame.h"
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+/* ---- writer: each call appends to @out ---- */
+
+void tr_thrift_write_field_begin (GByteArray *out, TrThriftType type, gint16 id);
+void tr_thrift_write_field_stop (GByteArray *out);
+void tr_thrift_write_bool (GByteArray *out, gboolean value);
+void tr_thrift_write_i32 (GByteArray *out, gint32 value);
+void tr_thrift_write_i64 (GByteArray *out, gint64 value);
+/* @data (nullable when @len is 0). */
+void tr_thrift_write_binary (GByteArray *out, const void *data, gsize len);
+/* @value: NUL-terminated UTF-8; NULL writes "". */
+void tr_thrift_write_string (GByteArray *out, const char *value);
+void tr_thrift_write_list_begin (GByteArray *out, TrThriftType element_type, guint32 count);
+
+/* Field header + value in one call. */
+void tr_thrift_write_field_bool (GByteArray *out, gint16 id, gboolean value);
+void tr_thrift_write_field_i32 (GByteArray *out, gint16 id, gint32 value);
+void tr_thrift_write_field_i64 (GByteArray *out, gint16 id, gint64 value);
+void tr_thrift_write_field_string (GByteArray *out, gint16 id, const char *value);
+
+/* ---- reader over one encoded struct ---- */
+
+typedef struct {
+  const guint8 *buf; /* (transfer none) */
+  gsize len;
+  gsize pos;
+} TrThriftReader;
+
+void tr_thrift_reader_init (TrThriftReader *reader, const guint8 *buf, gsize len);
+
+/* tr_thrift_read_field_begin:
+ * Reads the next field header.  At the end of the struct stores
+ * TR_TTYPE_STOP in @type_out (and 0 in @id_out).
+ * Returns: TR_FRAME_OK or TR_FRAME_TRUNCATED. */
+TrFrameStatus tr_thrift_read_field_begin (TrThriftReader *reader, guint8 *type_out, gint16 *id_out);
+
+/* Each returns TR_FRAME_OK or TR_FRAME_TRUNCATED (and for binary a negative
+ * length: TR_FRAME_BAD_DATA). */
+TrFrameStatus tr_thrift_read_bool (TrThriftReader *reader, gboolean *out);
+TrFrameStatus tr_thrift_read_i32 (TrThriftReader *reader, gint32 *out);
+TrFrameStatus tr_thrift_read_i64 (TrThriftReader *reader, gint64 *out);
+/* @data_out points into the reader's buffer (not NUL-terminated), valid as
+ * long as that buffer is. */
+TrFrameStatus tr_thrift_read_binary (TrThriftReader *reader, const guint8 **data_out, gsize *len_out);
+
+/* Skips one value of @type (depth limit TR_FRAME_MAX_DEPTH) with
+ * tr_frame_skip(). */
+TrFrameStatus tr_thrift_read_skip (TrThriftReader *reader, guint8 type);
+
+G_END_DECLS
