@@ -1,0 +1,412 @@
+"""Integration tests of the admin service and tr-admin (DESIGN.md §2.8, §6;
+issue 4): the real daemon driven through build/tools/tr-admin (tables and
+--json) and, for the RSS check, a python3-thrift client generated from
+thrift/admin.thrift."""
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+
+from trtest import BUILD, SOURCE, Endpoint, Producer, Router, check, free_port, run_tests, wait_until
+
+TR_ADMIN = os.path.join(BUILD, "tools", "tr-admin")
+
+_GEN = os.path.join(BUILD, "gen-py")
+if not os.path.isdir(os.path.join(_GEN, "tr_admin")):
+    subprocess.check_call(["thrift", "--gen", "py", "-out", _GEN, os.path.join(SOURCE, "thrift", "admin.thrift")])
+sys.path.insert(0, _GEN)
+
+from thrift.protocol import TBinaryProtocol  # noqa: E402
+from thrift.transport import TSocket, TTransport  # noqa: E402
+from tr_admin import Admin  # noqa: E402
+from tr_admin.ttypes import AdminError  # noqa: E402
+
+
+def conf(router):
+    return os.path.join(router.tmp, "router.conf")
+
+
+def admin_port(router):
+    with open(conf(router)) as f:
+        return int(re.search(r"admin_listen = [^:]+:(\d+)", f.read()).group(1))
+
+
+def tr_admin(router, *args, conf_path=None, timeout=30):
+    """Runs tr-admin -c router.conf ARGS; returns (exit code, stdout, stderr)."""
+    cmd = [TR_ADMIN]
+    if router is not None:
+        cmd += ["-c", conf_path or conf(router)]
+    res = subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=timeout)
+    return res.returncode, res.stdout, res.stderr
+
+
+def ok(router, *args):
+    rc, out, err = tr_admin(router, *args)
+    check(rc == 0, "tr-admin %s: exit %d: %s%s" % (" ".join(args), rc, out, err))
+    return out
+
+
+def endpoint_info(router, service, endpoint):
+    for e in json.loads(ok(router, "--json", "endpoints", service)):
+        if e["endpoint"] == endpoint:
+            return e
+    raise AssertionError("no endpoint %s/%s" % (service, endpoint))
+
+
+def admin_client(port):
+    transport = TTransport.TFramedTransport(TSocket.TSocket("127.0.0.1", port))
+    transport.open()
+    return Admin.Client(TBinaryProtocol.TBinaryProtocol(transport)), transport
+
+
+def test_status_services_endpoints_table_and_json():
+    eps = [Endpoint().start() for _ in range(2)]
+    router = Router({
+        "books": {"rpcs": ["log_event"], "endpoints": {"a": eps[0].port, "b": (eps[1].port, "true")}},
+        "mail": {"rpcs": ["log_event", "fire"], "endpoints": {}},
+    }).start()
+    try:
+        p = Producer(router.port)
+        for i in range(10):
+            p.log_event(b"s%d" % i)
+        wait_until(lambda: len(eps[0].payloads()) == 10, what="delivery")
+        status = json.loads(ok(router, "--json", "status"))
+        check(status["server_id"] == "it-1" and status["server_type"] == "MASTER", str(status))
+        check(status["head_rpc_id"] == 10 and status["rpcs_committed"] == 10, str(status))
+        check(status["producer_connections"] == 1 and status["store_parts"] >= 1, str(status))
+        p.close()
+        table = ok(router, "status")
+        check(re.search(r"^head_rpc_id\s+10$", table, re.M) is not None, table)
+
+        services = json.loads(ok(router, "--json", "services"))
+        check([s["name"] for s in services] == ["books", "mail"], str(services))
+        check(services[0] == {"name": "books", "rpcs": ["log_event"], "first_seqid": 1, "head_seqid": 10,
+                              "endpoints": 2}, str(services[0]))
+        check(services[1]["rpcs"] == ["log_event", "fire"] and services[1]["head_seqid"] == 10, str(services[1]))
+        lines = ok(router, "services").splitlines()
+        check(lines[0].split() == ["SERVICE", "FIRST", "HEAD", "ENDPOINTS", "RPCS"], lines[0])
+        check(lines[1].split() == ["books", "1", "10", "2", "log_event"], lines[1])
+        check(lines[2].split() == ["mail", "1", "10", "0", "log_event,fire"], lines[2])
+        check(lines[0].index("HEAD") == lines[1].index("10"), "columns not aligned:\n" + "\n".join(lines))
+
+        wait_until(lambda: endpoint_info(router, "books", "a")["acked_seqid"] == 10, what="ack of 10")
+        a = endpoint_info(router, "books", "a")
+        check(a["state"] == "SENDING" and a["lag"] == 0 and a["stop_send"] is False, str(a))
+        b = endpoint_info(router, "books", "b")
+        check(b["state"] == "STOPPED" and b["lag"] == 10 and b["acked_seqid"] == 0 and b["stop_send"], str(b))
+        all_eps = json.loads(ok(router, "--json", "endpoints"))
+        check([(e["service"], e["endpoint"]) for e in all_eps] == [("books", "a"), ("books", "b")], str(all_eps))
+        lines = ok(router, "endpoints", "books").splitlines()
+        check(lines[0].split()[:6] == ["SERVICE", "ENDPOINT", "STATE", "ACKED", "HEAD", "LAG"], lines[0])
+        check(lines[2].split()[:8] == ["books", "b", "STOPPED", "0", "10", "10", "0", "yes"], lines[2])
+        check(json.loads(ok(router, "--json", "endpoints", "mail")) == [], "mail has no endpoints")
+
+        dump = json.loads(ok(router, "--json", "dump", "3"))
+        check(dump["name"] == "log_event" and dump["type"] == "CALL", str(dump))
+        check(bytes.fromhex(dump["hex"]).endswith(b"s2\x00"), dump["hex"])
+        text = ok(router, "dump", "3")
+        check("log_event" in text and "00000000" in text, text)
+    finally:
+        router.stop()
+        router.cleanup()
+        for ep in eps:
+            ep.stop()
+
+
+def test_stop_send_with_rpcs_flowing_then_start_send_delivers_all_in_order():
+    ep = Endpoint().start()
+    router = Router({"books": {"rpcs": ["log_event"], "endpoints": {"a": ep.port}}}).start()
+    sent, errors = [], []
+    stop_flag = threading.Event()
+
+    def produce():
+        p = Producer(router.port)
+        i = 0
+        try:
+            while not stop_flag.is_set():
+                data = b"flow-%d" % i
+                p.log_event(data)
+                sent.append(data)
+                i += 1
+                time.sleep(0.002)
+        except Exception as e:  # reported by the test
+            errors.append(e)
+        finally:
+            p.close()
+
+    thread = threading.Thread(target=produce)
+    thread.start()
+    try:
+        wait_until(lambda: len(ep.payloads()) >= 50, what="delivery before stop")
+        out = ok(router, "stop-send", "books", "a")
+        check("stop_send = true" in out, out)
+        check(endpoint_info(router, "books", "a")["state"] == "STOPPED", "not STOPPED")
+        time.sleep(0.3)  # what was already on the wire when stop came may still arrive
+        held = len(ep.received())
+        n_before = len(sent)
+        wait_until(lambda: len(sent) >= n_before + 100, what="more rpcs while stopped")
+        time.sleep(0.5)
+        check(len(ep.received()) == held, "delivered while stopped: %d -> %d" % (held, len(ep.received())))
+        info = endpoint_info(router, "books", "a")
+        check(info["lag"] >= 100, "lag should grow while stopped: %s" % info)
+        out = ok(router, "start-send", "books", "a")
+        check("stop_send = false" in out, out)
+        stop_flag.set()
+        thread.join(30)
+        check(not errors, "producer errors: %s" % errors[:3])
+        wait_until(lambda: len(ep.payloads()) >= len(sent), what="delivery after start-send")
+        ep.check_sequence(sent)
+        wait_until(lambda: endpoint_info(router, "books", "a")["lag"] == 0, what="lag 0")
+    finally:
+        stop_flag.set()
+        thread.join(30)
+        router.stop()
+        router.cleanup()
+        ep.stop()
+
+
+def test_stop_send_persisted_across_restart_keeping_comments():
+    ep = Endpoint().start()
+    router = Router({"books": {"rpcs": ["log_event"], "endpoints": {"a": ep.port, "b": ep.port}}})
+    path = os.path.join(router.tmp, "services", "books.conf")
+    with open(path) as f:
+        original = f.read()
+    with open(path, "w") as f:
+        f.write("# books: the ledger service\n" + original.replace("[endpoint a]", "# primary ledger\n[endpoint a]"))
+    router.start()
+    try:
+        ok(router, "stop-send", "books", "a")
+        with open(path) as f:
+            text = f.read()
+        check("# books: the ledger service" in text and "# primary ledger" in text, "comments lost:\n" + text)
+        check(re.search(r"\[endpoint a\][^\[]*stop_send\s*=\s*true", text) is not None, text)
+        check(re.search(r"\[endpoint b\][^\[]*stop_send\s*=\s*false", text) is not None, text)
+        check(not os.path.exists(path + ".dw"), "side copy left behind")
+        proc = subprocess.run([os.path.join(BUILD, "router", "thriftrouter"), "-c", conf(router), "--check"],
+                              capture_output=True, text=True, timeout=20)
+        check(proc.returncode == 0, "rewritten config does not load: %s" % proc.stderr)
+        check(router.stop() == 0, "unclean stop")
+
+        router.start()
+        a = endpoint_info(router, "books", "a")
+        check(a["state"] == "STOPPED" and a["stop_send"], "stop_send lost across restart: %s" % a)
+        check(endpoint_info(router, "books", "b")["state"] != "STOPPED", "b stopped too")
+        p = Producer(router.port)
+        p.log_event(b"after-restart")
+        p.close()
+        wait_until(lambda: endpoint_info(router, "books", "b")["acked_seqid"] == 1, what="b delivery")
+        check(endpoint_info(router, "books", "a")["acked_seqid"] == 0, "a got an rpc while stopped")
+        ok(router, "start-send", "books", "a")
+        wait_until(lambda: endpoint_info(router, "books", "a")["acked_seqid"] == 1, what="a delivery")
+        with open(path) as f:
+            text = f.read()
+        check(re.search(r"\[endpoint a\][^\[]*stop_send\s*=\s*false", text) is not None, text)
+        check("# primary ledger" in text, "comment lost after start-send")
+        router.stop()
+        router.start()
+        check(endpoint_info(router, "books", "a")["state"] != "STOPPED", "start-send not persisted")
+    finally:
+        router.stop()
+        router.cleanup()
+        ep.stop()
+
+
+def test_skip_and_rewind():
+    ep = Endpoint().start()
+    router = Router({"books": {"rpcs": ["log_event"], "endpoints": {"a": (ep.port, "true")}}}).start()
+    try:
+        p = Producer(router.port)
+        for i in range(1, 11):
+            p.log_event(b"r%d" % i)
+        p.close()
+        out = ok(router, "skip", "books", "a", "4")
+        check("next seqid to send is 4" in out, out)
+        check(endpoint_info(router, "books", "a")["acked_seqid"] == 3, "skip did not move acked to 3")
+        rc, _, err = tr_admin(router, "skip", "books", "a", "12")
+        check(rc == 1 and "allowed 4..11" in err, "skip beyond head+1: %d %s" % (rc, err))
+        rc, _, err = tr_admin(router, "rewind", "books", "a", "5")
+        check(rc == 1 and "skip" in err, "rewind forward must be refused: %d %s" % (rc, err))
+        ok(router, "start-send", "books", "a")
+        wait_until(lambda: len(ep.received()) >= 7, what="delivery from 4")
+        check([s for _, s, _ in ep.received()] == list(range(4, 11)), "got %s" % ep.received())
+        ok(router, "rewind", "books", "a", "2")
+        wait_until(lambda: len(ep.received()) >= 16, what="redelivery from 2")
+        seqids = [s for _, s, _ in ep.received()]
+        check(seqids[7:] == list(range(2, 11)), "after rewind: %s" % seqids)
+        check(ep.received()[7][2] == b"r2", "rewound payload differs")
+        rc, _, err = tr_admin(router, "--json", "skip", "books", "a", "0")
+        check(rc == 2, "seqid 0 is a usage error: %d %s" % (rc, err))
+    finally:
+        router.stop()
+        router.cleanup()
+        ep.stop()
+
+
+def test_refusals_and_exit_codes():
+    ep = Endpoint()
+    router = Router({"books": {"rpcs": ["log_event"], "endpoints": {"a": (ep.port, "true")}}}).start()
+    try:
+        for args, code, text in [
+            (("endpoints", "nope"), 1, "no service 'nope'"),
+            (("stop-send", "nope", "a"), 1, "no service 'nope'"),
+            (("stop-send", "books", "zz"), 1, "no endpoint 'zz'"),
+            (("start-send", "books", "zz"), 1, "no endpoint 'zz'"),
+            (("rewind", "books", "zz", "1"), 1, "no endpoint 'zz'"),
+            (("dump", "1"), 1, "does not exist"),
+            ((), 2, "missing COMMAND"),
+            (("frobnicate",), 2, "unknown command"),
+            (("stop-send", "books"), 2, "usage"),
+            (("skip", "books", "a", "x"), 2, "not a seqid"),
+            (("--bogus", "status"), 2, "unknown option"),
+        ]:
+            rc, out, err = tr_admin(router, *args)
+            check(rc == code and text in err, "tr-admin %s: exit %d (want %d), stderr %r" % (args, rc, code, err))
+            check(out == "", "nothing on stdout when refused: %r" % out)
+        rc, out, err = tr_admin(None, "-a", "127.0.0.1:%d" % free_port(), "status")
+        check(rc == 3 and "cannot reach" in err, "unreachable: %d %s" % (rc, err))
+        for cmd in ["status", "services", "endpoints", "stop-send", "start-send", "skip", "rewind", "dump"]:
+            rc, out, _ = tr_admin(None, cmd, "--help")
+            check(rc == 0 and ("Usage: tr-admin [OPTIONS] " + cmd) in out, "%s --help: %d %s" % (cmd, rc, out))
+        rc, out, _ = tr_admin(None, "--help")
+        check(rc == 0 and "Exit status" in out, "--help")
+        # -a works as well as -c
+        rc, out, _ = tr_admin(None, "-a", "127.0.0.1:%d" % admin_port(router), "--json", "status")
+        check(rc == 0 and json.loads(out)["server_id"] == "it-1", "-a: %d %s" % (rc, out))
+    finally:
+        router.stop()
+        router.cleanup()
+
+
+def test_token_on_and_off_and_insecure_listen():
+    ep = Endpoint()
+    router = Router({"books": {"rpcs": ["log_event"], "endpoints": {"a": (ep.port, "true")}}},
+                    admin_token_file="admin.token")
+    with open(os.path.join(router.tmp, "admin.token"), "w") as f:
+        f.write("s3cret-token\n")
+    router.start()
+    try:
+        ok(router, "status")  # -c reads admin_token_file from the config
+        port = admin_port(router)
+        rc, _, err = tr_admin(None, "-a", "127.0.0.1:%d" % port, "status")
+        check(rc == 1 and "not authorised" in err, "no token: %d %s" % (rc, err))
+        wrong = os.path.join(router.tmp, "wrong.token")
+        with open(wrong, "w") as f:
+            f.write("s3cret-tokeX\n")
+        rc, _, err = tr_admin(None, "-a", "127.0.0.1:%d" % port, "--token-file", wrong, "stop-send", "books", "a")
+        check(rc == 1 and "code 4" in err, "wrong token: %d %s" % (rc, err))
+        rc, out, err = tr_admin(None, "-a", "127.0.0.1:%d" % port, "--token-file",
+                                os.path.join(router.tmp, "admin.token"), "--json", "services")
+        check(rc == 0 and json.loads(out)[0]["name"] == "books", "right token: %d %s" % (rc, err))
+        client, transport = admin_client(port)
+        try:
+            client.status("")
+            raise AssertionError("empty token accepted")
+        except AdminError as e:
+            check(e.code == 4, "code %d" % e.code)
+        check(client.status("s3cret-token").server_id == "it-1", "token via python client")
+        transport.close()
+    finally:
+        router.stop()
+        router.cleanup()
+
+    # Non-loopback admin address without a token: start-up error; allowed with admin_allow_insecure.
+    insecure = Router({"books": {"rpcs": ["log_event"], "endpoints": {"a": (ep.port, "true")}}},
+                      admin_listen="0.0.0.0:%d" % free_port())
+    try:
+        proc = subprocess.run([os.path.join(BUILD, "router", "thriftrouter"), "-c", conf(insecure)],
+                              capture_output=True, text=True, timeout=20)
+        check(proc.returncode == 1 and "admin_token_file" in proc.stderr and "admin_allow_insecure" in proc.stderr,
+              "non-loopback without token: %d %s" % (proc.returncode, proc.stderr))
+        insecure.router_keys["admin_allow_insecure"] = "true"
+        insecure.write_config()
+        insecure.start()
+        check(json.loads(ok(insecure, "--json", "status"))["server_id"] == "it-1", "insecure admin")
+    finally:
+        insecure.stop()
+        insecure.cleanup()
+
+
+def test_rss_flat_over_many_admin_calls():
+    ep = Endpoint().start()
+    router = Router({"books": {"rpcs": ["log_event"], "endpoints": {"a": ep.port, "b": (ep.port, "true")}}}).start()
+    try:
+        p = Producer(router.port)
+        for i in range(20):
+            p.log_event(b"rss%d" % i)
+        p.close()
+        client, transport = admin_client(admin_port(router))
+        total = int(os.environ.get("TR_ADMIN_RSS_CALLS", "100000"))
+        budget = float(os.environ.get("TR_ADMIN_RSS_SECONDS", "150"))
+
+        def one(i):
+            k = i % 4
+            if k == 0:
+                client.status("")
+            elif k == 1:
+                client.services("")
+            elif k == 2:
+                client.endpoints("", "books")
+            else:
+                try:
+                    client.endpoints("", "nope")
+                except AdminError:
+                    pass
+
+        for i in range(5000):  # warm-up: allocator pools, buffers
+            one(i)
+        before = router.rss_kib()
+        start = time.time()
+        done = 0
+        while done < total and time.time() - start < budget:
+            one(done)
+            done += 1
+        after = router.rss_kib()
+        transport.close()
+        print("  %d admin calls in %.1fs: router RSS %d -> %d KiB (+%d)" % (done, time.time() - start, before,
+                                                                          after, after - before))
+        if done < total:
+            print("  NOTE: stopped after %d of %d calls (time budget %.0fs)" % (done, total, budget))
+        check(after - before < 1024, "RSS grew %d KiB over %d admin calls" % (after - before, done))
+    finally:
+        router.stop()
+        router.cleanup()
+        ep.stop()
+
+
+def test_slow_admin_client_blocks_nobody():
+    ep = Endpoint().start()
+    router = Router({"books": {"rpcs": ["log_event"], "endpoints": {"a": ep.port}}}).start()
+    try:
+        import socket
+        idle = socket.create_connection(("127.0.0.1", admin_port(router)))
+        half = socket.create_connection(("127.0.0.1", admin_port(router)))
+        half.sendall(b"\x00\x00\x01\x00\x80\x01")  # half a frame, never finished
+        start = time.time()
+        ok(router, "status")
+        p = Producer(router.port)
+        p.log_event(b"still flowing")
+        p.close()
+        wait_until(lambda: len(ep.payloads()) == 1, what="delivery")
+        check(time.time() - start < 5, "admin/data path stalled by idle admin clients")
+        idle.close()
+        half.close()
+    finally:
+        router.stop()
+        router.cleanup()
+        ep.stop()
+
+
+if __name__ == "__main__":
+    run_tests([
+        test_status_services_endpoints_table_and_json,
+        test_stop_send_with_rpcs_flowing_then_start_send_delivers_all_in_order,
+        test_stop_send_persisted_across_restart_keeping_comments,
+        test_skip_and_rewind,
+        test_refusals_and_exit_codes,
+        test_token_on_and_off_and_insecure_listen,
+        test_slow_admin_client_blocks_nobody,
+        test_rss_flat_over_many_admin_calls,
+    ])
