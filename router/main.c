@@ -11,6 +11,7 @@
 #include "tr_admin.h"
 #include "tr_config.h"
 #include "tr_ingress.h"
+#include "tr_node.h"
 #include "tr_push.h"
 #include "tr_rpcstore.h"
 
@@ -88,10 +89,15 @@ run (const TrConfig *config)
   TrPush *push;
   TrAdmin *admin;
   Daemon daemon = { 0 };
+  guint64 epoch = 0;
 
   for (guint i = 0; i < config->services->len; i++)
     g_ptr_array_add (names, ((TrServiceConfig *) g_ptr_array_index (config->services, i))->name);
   g_ptr_array_add (names, NULL);
+  if (!tr_node_check_identity (tr_io_posix (), config, &epoch, &error)) {
+    g_printerr ("thriftrouter: %s\n", error->message);
+    return 1;
+  }
   store = tr_rpcstore_open (tr_io_posix (), config->data_dir, &options, (const char *const *) names->pdata, &error);
   if (store == NULL) {
     g_printerr ("thriftrouter: %s\n", error->message);
@@ -119,6 +125,8 @@ run (const TrConfig *config)
     tr_rpcstore_close (store);
     return 1;
   }
+  tr_admin_set_epoch (admin, epoch);
+
   daemon.loop = g_main_loop_new (NULL, FALSE);
   g_unix_signal_add (SIGTERM, on_signal, &daemon);
   g_unix_signal_add (SIGINT, on_signal, &daemon);

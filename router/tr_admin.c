@@ -45,6 +45,7 @@
 
 struct _TrAdmin {
   const TrConfig *config;
+  guint64 epoch; /* from the node metadata; set before the first call */
   TrRpcStore *store;
   TrPush *push;
   TrIngress *ingress;
@@ -252,7 +253,7 @@ call_status (TrAdmin *admin, const Args *args, GByteArray *result, Refusal *refu
   tr_thrift_write_field_begin (result, TR_TTYPE_STRUCT, 0);
   tr_thrift_write_field_string (result, 1, admin->config->server_id);
   tr_thrift_write_field_string (result, 2, types[admin->config->server_type]);
-  tr_thrift_write_field_i64 (result, 3, 0); /* epoch: node metadata not implemented yet */
+  tr_thrift_write_field_i64 (result, 3, (gint64) admin->epoch);
   tr_thrift_write_field_i64 (result, 4, (gint64) store.head_rpc_id);
   tr_thrift_write_field_i64 (result, 5, (gint64) store.data_bytes);
   tr_thrift_write_field_i32 (result, 6, (gint32) store.data_parts);
@@ -904,4 +905,10 @@ tr_admin_free (TrAdmin *admin)
     ;
   g_hash_table_remove_all (admin->conns);
   admin_free_unstarted (admin);
+}
+
+void
+tr_admin_set_epoch (TrAdmin *admin, guint64 epoch)
+{
+  admin->epoch = epoch;
 }

@@ -60,6 +60,10 @@ guint16 tr_admin_get_port (TrAdmin *admin);
  * for the call being served).  NULL is ignored. */
 void tr_admin_free (TrAdmin *admin);
 
+/* The node's epoch (node metadata, tr_node.h), reported by status.  Call
+ * right after tr_admin_new(), before clients can connect meaningfully. */
+void tr_admin_set_epoch (TrAdmin *admin, guint64 epoch);
+
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (TrAdmin, tr_admin_free)
 
 G_END_DECLS

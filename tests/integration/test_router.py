@@ -92,6 +92,27 @@ def test_cglib_producer_and_endpoint():
         server.wait()
 
 
+def test_data_dir_of_another_node_is_refused():
+    ep = Endpoint().start()
+    router = started({"books": {"rpcs": ["log_event"], "endpoints": {"a": ep.port}}})
+    try:
+        check(router.stop() == 0, "clean stop")
+        meta = open(os.path.join(router.data_dir, "node.meta")).read()
+        check("server_id = it-1" in meta and "epoch = 1" in meta, "node.meta: %s" % meta)
+        router.router_keys["server_id"] = "someone-else"
+        router.write_config()
+        try:
+            router.start(timeout=10)
+            raise AssertionError("router started on another node's data dir")
+        except AssertionError as e:
+            check("belongs to node 'it-1'" in str(e) and "someone-else" in str(e), "message: %s" % e)
+        router.proc = None
+    finally:
+        router.stop()
+        router.cleanup()
+        ep.stop()
+
+
 def _frame(payload):
     return struct.pack(">i", len(payload)) + payload
 
@@ -337,6 +358,7 @@ if __name__ == "__main__":
         test_fan_out_two_services_two_endpoints,
         test_unknown_rpc_gets_unknown_method_and_nothing_is_stored,
         test_cglib_producer_and_endpoint,
+        test_data_dir_of_another_node_is_refused,
         test_bad_input_gets_defined_outcomes_and_router_keeps_serving,
         test_endpoint_down_then_back_catches_up_in_order,
         test_endpoint_exception_is_retried_in_order,
