@@ -17,6 +17,7 @@
 
 #include <glib-unix.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -79,6 +80,26 @@ push_wake (gpointer user_data, guint64 head)
   tr_push_wake (user_data, head);
 }
 
+/* Every producer and endpoint connection is a descriptor: raise the soft
+ * limit to the hard one, and say so when max_connections cannot fit. */
+static void
+raise_fd_limit (const TrConfig *config)
+{
+  struct rlimit limit;
+
+  if (getrlimit (RLIMIT_NOFILE, &limit) < 0)
+    return;
+  if (limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    if (setrlimit (RLIMIT_NOFILE, &limit) < 0)
+      getrlimit (RLIMIT_NOFILE, &limit);
+  }
+  if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < (rlim_t) config->max_connections + 64)
+    g_warning ("open file limit %lu is too low for max_connections = %u: producers beyond about %lu "
+               "connections will be refused (raise it with ulimit -n / LimitNOFILE)",
+               (unsigned long) limit.rlim_cur, config->max_connections, (unsigned long) limit.rlim_cur - 64);
+}
+
 static int
 run (const TrConfig *config)
 {
@@ -94,6 +115,7 @@ run (const TrConfig *config)
   for (guint i = 0; i < config->services->len; i++)
     g_ptr_array_add (names, ((TrServiceConfig *) g_ptr_array_index (config->services, i))->name);
   g_ptr_array_add (names, NULL);
+  raise_fd_limit (config);
   if (!tr_node_check_identity (tr_io_posix (), config, &epoch, &error)) {
     g_printerr ("thriftrouter: %s\n", error->message);
     return 1;
