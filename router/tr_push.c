@@ -2,7 +2,7 @@
  * marks, the push thread, wake-ups and statistics.  The per-endpoint
  * connection state machine is in tr_push_endpoint.c.
  *
- * Send state file (one RotateFile per endpoint, DATA_DIR/state/<service>.<endpoint id>.0/.1),
+ * Send state file (one RotateFile per endpoint, DATA_DIR/state/<service>@<endpoint id>.0/.1),
  * state payload version 1, little-endian:
  *
  *   offset size field
@@ -98,7 +98,9 @@ state_load (TrPush *push, TrPushEndpoint *endpoint, GError **error)
 {
   g_autoptr (GError) local_error = NULL;
   g_autoptr (GBytes) state = NULL;
-  g_autofree char *base = g_strdup_printf ("%s.%s", endpoint->service->name, endpoint->id);
+  /* "@" is allowed in no service name or endpoint id: no two endpoints can
+   * share a file ("a.b"+"c" and "a"+"b.c" could with a dot). */
+  g_autofree char *base = g_strdup_printf ("%s@%s", endpoint->service->name, endpoint->id);
   guint32 service_id = endpoint->service->service_id;
   const guint8 *data;
   gsize len;
