@@ -29,9 +29,9 @@ write_identity (TrIo *io, const char *path, const TrConfig *config, GError **err
 {
   g_autofree char *text = g_strdup_printf ("# thriftrouter node identity: written on the first start, never edited\n"
                                            "[node]\nformat_version = %d\nserver_id = %s\nserver_type = %s\n"
-                                           "epoch = 1\n",
+                                           "epoch = 1\ngroup_file_size = %" G_GUINT64_FORMAT "\n",
                                            TR_NODE_FORMAT_VERSION, config->server_id,
-                                           server_type_name (config->server_type));
+                                           server_type_name (config->server_type), config->group_file_size);
 
   if (!tr_dwfile_replace (io, path, text, strlen (text), error))
     return FALSE;
@@ -63,6 +63,17 @@ check_identity (const char *path, GBytes *content, const TrConfig *config, guint
                  "%s: this data directory belongs to node '%s' (%s), but %s says server_id = %s, "
                  "server_type = %s; point data_dir at that node's own directory, or fix server_id/server_type",
                  path, id, type, config->path, config->server_id, server_type_name (config->server_type));
+    return FALSE;
+  }
+  /* The store's logical offsets are computed with the part size: a changed
+   * group_file_size would make every stored offset point elsewhere. */
+  if (g_key_file_has_key (meta, "node", "group_file_size", NULL)
+      && g_key_file_get_uint64 (meta, "node", "group_file_size", NULL) != config->group_file_size) {
+    g_set_error (error, TR_CONFIG_ERROR, TR_CONFIG_ERROR_INVALID,
+                 "%s: the store in this data directory was created with group_file_size = %" G_GUINT64_FORMAT
+                 ", but %s says %" G_GUINT64_FORMAT "; it cannot change on an existing store: set it back",
+                 path, g_key_file_get_uint64 (meta, "node", "group_file_size", NULL), config->path,
+                 config->group_file_size);
     return FALSE;
   }
   return TRUE;

@@ -269,7 +269,9 @@ static gboolean
 read_tail_record (TrRpcStore *store, guint64 offset, GByteArray *rec, const char **why, GError **error)
 {
   guint8 header[TR_RECORD_HEADER_SIZE];
-  guint32 max = store->options.max_message_size + TR_RPCSTORE_RPC_PREFIX + 4 * TR_RPCSTORE_MAX_SERVICES;
+  /* Bound by the part size, not by today's max_frame_size: a record written
+   * under a larger limit must not be mistaken for a torn tail. */
+  guint32 max = (guint32) MIN (store->options.group_file_size, G_MAXUINT32);
   TrRecordView view;
   gsize got = 0;
   guint32 len;

@@ -107,6 +107,15 @@ def test_data_dir_of_another_node_is_refused():
         except AssertionError as e:
             check("belongs to node 'it-1'" in str(e) and "someone-else" in str(e), "message: %s" % e)
         router.proc = None
+        router.router_keys["server_id"] = "it-1"
+        router.router_keys["group_file_size"] = "2M"
+        router.write_config()
+        try:
+            router.start(timeout=10)
+            raise AssertionError("router started with another group_file_size")
+        except AssertionError as e:
+            check("group_file_size = 1048576" in str(e), "message: %s" % e)
+        router.proc = None
     finally:
         router.stop()
         router.cleanup()
