@@ -68,7 +68,8 @@ tr_record_decode (const guint8 *buf, gsize avail, guint32 max_len, TrRecordView 
   if (avail < TR_RECORD_HEADER_SIZE) {
     /* A partial header is "need more" only while what is there is plausible. */
     for (gsize i = 0; i < avail; i++)
-      if ((i == 5 && buf[i] != TR_RECORD_VERSION) || (i >= 6 && i < 8 && buf[i] != 0))
+      if ((i == 4 && buf[i] == 0) || (i == 5 && buf[i] != TR_RECORD_VERSION)
+          || (i >= 6 && i < 8 && buf[i] != 0))
         return TR_RECORD_CORRUPT;
     return TR_RECORD_NEED_MORE;
   }

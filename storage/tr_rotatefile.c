@@ -75,7 +75,9 @@ decode_state_record (const guint8 *buf, gsize avail, TrRecordView *view, guint64
   if (view->type != TR_ROTATEFILE_RECORD_TYPE || view->len < 8)
     return FALSE;
   *seq_out = tr_get_le64 (view->payload);
-  return TRUE;
+  /* Writers start at 1, add 1 and stop at TR_ROTATEFILE_MAX_SEQ: anything
+   * else is a damaged record (found by fuzz_recovery). */
+  return *seq_out >= 1 && *seq_out <= TR_ROTATEFILE_MAX_SEQ;
 }
 
 /* Reads the whole file and walks its valid prefix (the files are small and
@@ -304,6 +306,15 @@ tr_rotatefile_write (TrRotateFile *rotatefile, const void *data, gsize len, GErr
 
   if (!check_open (rotatefile, error))
     return FALSE;
+  if (rotatefile->seq >= TR_ROTATEFILE_MAX_SEQ) {
+    /* Only a damaged (yet checksum-valid) record gets here: 2^63 writes do
+     * not happen.  A record past the limit would be ignored by load, so
+     * writing it would lose the state silently: refuse. */
+    g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CORRUPT,
+                 "rotate file %s: sequence number %" G_GUINT64_FORMAT " is at the limit (damaged record?)",
+                 rotatefile->path, rotatefile->seq);
+    return FALSE;
+  }
   seq = rotatefile->seq + 1;
   end = rotatefile->ends[rotatefile->current];
   if (end + TR_RECORD_SIZE (8 + len) <= rotatefile->max_file_size) {

@@ -18,8 +18,9 @@
  *     8      N     the caller's state bytes (N = payload length - 8)
  *
  *   A file is scanned from offset 0 record by record; the first record that
- *   is torn, fails its checksum, has another type or a payload shorter than
- *   8 bytes ends the file (nothing after it is read).  The state is the
+ *   is torn, fails its checksum, has another type, a payload shorter than
+ *   8 bytes or a sequence number outside 1..TR_ROTATEFILE_MAX_SEQ ends the
+ *   file (nothing after it is read).  The state is the
  *   payload of the valid record with the highest sequence number in either
  *   file; if neither file has a valid record there is no state (NOT_FOUND).
  *
@@ -57,6 +58,10 @@ G_BEGIN_DECLS
 
 /* Record type of RotateFile state records in the record frame v1. */
 #define TR_ROTATEFILE_RECORD_TYPE 0x52 /* 'R' */
+/* Highest valid sequence number (2^63).  Larger ones and 0 only come from
+ * damaged records; a write after a record at the limit fails with
+ * TR_STORAGE_ERROR_CORRUPT instead of writing a record load would ignore. */
+#define TR_ROTATEFILE_MAX_SEQ (G_GUINT64_CONSTANT (1) << 63)
 /* Bytes of frame + sequence number around the caller's state. */
 #define TR_ROTATEFILE_OVERHEAD (TR_RECORD_HEADER_SIZE + 8)
 /* Smallest max_file_size accepted: one record with empty state. */
@@ -94,7 +99,8 @@ GBytes *tr_rotatefile_load (TrRotateFile *rotatefile, guint64 *seq_out, GError *
  * rotates is synced before it returns.
  *
  * Returns: TRUE, or FALSE with TR_STORAGE_ERROR_IO / _FULL (the object is
- *   then failed) or _CLOSED (it failed earlier). */
+ *   then failed), _CLOSED (it failed earlier) or _CORRUPT (the newest record
+ *   is at TR_ROTATEFILE_MAX_SEQ: damaged; the object stays usable for load). */
 gboolean tr_rotatefile_write (TrRotateFile *rotatefile, const void *data, gsize len, GError **error);
 
 /* tr_rotatefile_sync:

@@ -4,7 +4,8 @@
 set -euo pipefail
 
 TR_PACKAGES=(cmake pkg-config gcc libglib2.0-dev libthrift-c-glib-dev thrift-compiler
-             libxxhash-dev libcriterion-dev python3-thrift)
+             libxxhash-dev libcriterion-dev python3-thrift
+             clang libclang-rt-14-dev)  # tools/fuzz.sh: clang + libFuzzer/ASan runtimes
 
 tr_install_deps() {
   local missing=()

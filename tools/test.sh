@@ -30,4 +30,8 @@ if [ "${TR_SKIP_ASAN:-0}" != 1 ]; then
      UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
      ctest --output-on-failure -j1 -L 'unit|crash' --timeout 900)
 fi
+# Bounded libFuzzer pass (20 s per harness); TR_SKIP_FUZZ=1 skips it.
+if [ "${TR_SKIP_FUZZ:-0}" != 1 ]; then
+  bash tools/fuzz.sh 20
+fi
 echo "test.sh: all suites passed"

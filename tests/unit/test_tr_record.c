@@ -73,6 +73,20 @@ Test (tr_record, zero_fill_is_corrupt)
   cr_assert_eq (tr_record_decode (zeros, sizeof zeros, 1024, &view), TR_RECORD_CORRUPT);
 }
 
+/* Found by fuzz_record (tests/fuzz/corpus/record/regress_short_zero_fill):
+ * a zero-filled tail shorter than a header was NEED_MORE although type 0 is
+ * never valid; it must be CORRUPT, like a longer zero fill. */
+Test (tr_record, short_zero_fill_is_corrupt)
+{
+  guint8 zeros[TR_RECORD_HEADER_SIZE] = { 0 };
+  TrRecordView view;
+
+  for (gsize n = 5; n < TR_RECORD_HEADER_SIZE; n++)
+    cr_assert_eq (tr_record_decode (zeros, n, 1024, &view), TR_RECORD_CORRUPT, "%zu zero bytes", n);
+  for (gsize n = 0; n <= 4; n++)
+    cr_assert_eq (tr_record_decode (zeros, n, 1024, &view), TR_RECORD_NEED_MORE, "%zu zero bytes", n);
+}
+
 Test (tr_record, length_over_limit_is_corrupt)
 {
   guint8 payload[100] = { 0 };

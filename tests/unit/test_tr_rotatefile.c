@@ -355,6 +355,58 @@ Test (tr_rotatefile, other_record_type_ends_the_scan)
   assert_not_found (rotatefile);
 }
 
+/* Found by fuzz_recovery (tests/fuzz/corpus/recovery/regress_rotatefile_seq0):
+ * a valid frame whose sequence number is 0 (writers start at 1) was loaded
+ * as the state; one with 2^64-1 would wrap the next write to 0.  Numbers
+ * outside 1..TR_ROTATEFILE_MAX_SEQ end the scan like any damaged record,
+ * and writes continue after the valid prefix with increasing numbers. */
+Test (tr_rotatefile, impossible_sequence_numbers_end_the_scan)
+{
+  static const guint64 bad[] = { 0, TR_ROTATEFILE_MAX_SEQ + 1, G_MAXUINT64 };
+
+  for (guint k = 0; k < G_N_ELEMENTS (bad); k++) {
+    g_autoptr (TrRotateFile) rotatefile = NULL;
+    g_autofree char *p0 = file_path (0);
+    g_autofree char *p1 = file_path (1);
+    guint8 payload[8 + 4];
+    g_autoptr (GBytes) rec = NULL;
+
+    tr_put_le64 (payload, bad[k]);
+    memcpy (payload + 8, "evil", 4);
+    rec = tr_record_encode (TR_ROTATEFILE_RECORD_TYPE, payload, sizeof payload);
+    tr_test_write_file (p0, g_bytes_get_data (rec, NULL), g_bytes_get_size (rec));
+    tr_test_write_file (p1, "", 0);
+    rotatefile = open_ok (MAX_FILE);
+    assert_not_found (rotatefile);
+    cr_assert_eq (tr_rotatefile_get_seq (rotatefile), 0);
+    write_ok (rotatefile, "good");
+    assert_state (rotatefile, "good", 1);
+  }
+}
+
+/* Found by fuzz_recovery (regress_rotatefile_seq_limit): after a record
+ * with the highest valid number the next write must not produce a record
+ * load ignores (the state would silently go back): it fails with CORRUPT
+ * and the last state still loads. */
+Test (tr_rotatefile, write_at_sequence_limit_fails)
+{
+  g_autoptr (TrRotateFile) rotatefile = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *p0 = file_path (0);
+  guint8 payload[8 + 4];
+  g_autoptr (GBytes) rec = NULL;
+
+  tr_put_le64 (payload, TR_ROTATEFILE_MAX_SEQ);
+  memcpy (payload + 8, "last", 4);
+  rec = tr_record_encode (TR_ROTATEFILE_RECORD_TYPE, payload, sizeof payload);
+  tr_test_write_file (p0, g_bytes_get_data (rec, NULL), g_bytes_get_size (rec));
+  rotatefile = open_ok (MAX_FILE);
+  assert_state (rotatefile, "last", TR_ROTATEFILE_MAX_SEQ);
+  cr_assert_not (tr_rotatefile_write (rotatefile, "next", 4, &error));
+  cr_assert (g_error_matches (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CORRUPT));
+  assert_state (rotatefile, "last", TR_ROTATEFILE_MAX_SEQ);
+}
+
 Test (tr_rotatefile, newest_sequence_wins_not_the_file_order)
 {
   g_autoptr (TrRotateFile) rotatefile = open_ok (64);
