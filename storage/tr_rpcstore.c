@@ -38,6 +38,7 @@ typedef struct {
   guint64 offset;     /* logical offset of its data record, once written */
   guint32 record_len; /* header + payload */
   guint32 checksum;   /* the record's checksum, copied into index/list entries */
+  gint64 submitted_us; /* monotonic time of tr_rpcstore_submit(), for the latency histogram */
 } Submission;
 
 static void
@@ -254,6 +255,23 @@ try_reopen (TrRpcStore *store)
   return TRUE;
 }
 
+/* Commit latency (submission to callback) of every RPC of a committed
+ * batch into the log2 histogram of TrRpcStoreStats. */
+static void
+record_latency (TrRpcStore *store, GPtrArray *batch)
+{
+  gint64 now = g_get_monotonic_time ();
+
+  g_mutex_lock (&store->head_lock);
+  for (guint i = 0; i < batch->len; i++) {
+    Submission *sub = g_ptr_array_index (batch, i);
+    guint64 us = (guint64) MAX (now - sub->submitted_us, 1);
+    guint bucket = (guint) g_bit_storage (us) - 1;
+    store->commit_latency[MIN (bucket, TR_RPCSTORE_LATENCY_BUCKETS - 1)]++;
+  }
+  g_mutex_unlock (&store->head_lock);
+}
+
 static void
 commit_batch (TrRpcStore *store, GPtrArray *batch)
 {
@@ -295,6 +313,7 @@ commit_batch (TrRpcStore *store, GPtrArray *batch)
   }
   store->next_rpc_id += batch->len;
   publish (store, store->next_rpc_id - 1);
+  record_latency (store, batch);
   for (guint i = 0; i < batch->len; i++) {
     Submission *sub = g_ptr_array_index (batch, i);
     sub->done (sub->user_data, sub->rpc_id, NULL);
@@ -665,6 +684,7 @@ tr_rpcstore_submit (TrRpcStore *store, GBytes *message, const guint32 *service_i
   sub->n_services = n_services;
   sub->done = done;
   sub->user_data = user_data;
+  sub->submitted_us = g_get_monotonic_time ();
   g_async_queue_push (store->queue, sub);
 }
 
@@ -831,6 +851,21 @@ tr_rpcstore_set_low_water (TrRpcStore *store, guint32 service_id, guint64 seqid)
   g_mutex_unlock (&store->head_lock);
 }
 
+/* The dead-letter GroupFile of @service_id, opened on first use.  Caller
+ * holds ->dead_lock. */
+static TrGroupFile *
+dead_file_locked (TrRpcStore *store, guint32 service_id, GError **error)
+{
+  TrGroupFile *file = g_ptr_array_index (store->dead, service_id);
+
+  if (file == NULL) {
+    g_autofree char *name = g_strdup_printf ("dead-%u", service_id);
+    file = tr_rpcstore__open_file (store, name, error);
+    g_ptr_array_index (store->dead, service_id) = file;
+  }
+  return file;
+}
+
 gboolean
 tr_rpcstore_add_dead_letter (TrRpcStore *store, guint32 service_id, guint64 seqid, guint64 rpc_id,
                              const char *reason, GError **error)
@@ -849,17 +884,98 @@ tr_rpcstore_add_dead_letter (TrRpcStore *store, guint32 service_id, guint64 seqi
   g_byte_array_append (payload, (const guint8 *) reason, (guint) strlen (reason));
   record = tr_record_encode (TR_RPCSTORE_REC_DEAD, payload->data, payload->len);
   g_mutex_lock (&store->dead_lock);
-  file = g_ptr_array_index (store->dead, service_id);
-  if (file == NULL) {
-    g_autofree char *name = g_strdup_printf ("dead-%u", service_id);
-    file = tr_rpcstore__open_file (store, name, error);
-    g_ptr_array_index (store->dead, service_id) = file;
-  }
+  file = dead_file_locked (store, service_id, error);
   ok = file != NULL
        && tr_groupfile_append (file, g_bytes_get_data (record, NULL), g_bytes_get_size (record), &offset, error)
        && tr_groupfile_sync (file, error);
   g_mutex_unlock (&store->dead_lock);
   return ok;
+}
+
+static void
+dead_letter_clear (gpointer data)
+{
+  g_free (((TrDeadLetter *) data)->reason);
+}
+
+/* Reads the dead-letter record at @offset into @rec; FALSE (and @error only
+ * on an I/O error) when there is no valid one. */
+static gboolean
+read_dead_record (TrGroupFile *file, guint64 offset, GByteArray *rec, TrRecordView *view, gboolean *io_failed,
+                  GError **error)
+{
+  guint32 limit = (guint32) MIN (tr_groupfile_part_size (file) - TR_RECORD_HEADER_SIZE, G_MAXUINT32);
+  guint8 header[TR_RECORD_HEADER_SIZE];
+  gsize got = 0;
+  guint32 len;
+
+  if (!tr_groupfile_read (file, offset, header, sizeof header, &got, error)) {
+    *io_failed = TRUE;
+    return FALSE;
+  }
+  if (got < sizeof header || !tr_record_peek_len (header, limit, &len))
+    return FALSE;
+  g_byte_array_set_size (rec, (guint) TR_RECORD_SIZE (len));
+  if (!tr_groupfile_read (file, offset, rec->data, rec->len, &got, error)) {
+    *io_failed = TRUE;
+    return FALSE;
+  }
+  return got == rec->len && tr_record_decode (rec->data, rec->len, limit, view) == TR_RECORD_OK
+         && view->type == TR_RPCSTORE_REC_DEAD && view->len >= 16;
+}
+
+GArray *
+tr_rpcstore_list_dead_letters (TrRpcStore *store, guint32 service_id, guint64 from_index, guint max,
+                               guint64 *unreadable_bytes_out, GError **error)
+{
+  g_autoptr (GByteArray) rec = g_byte_array_new ();
+  g_autoptr (GArray) letters = g_array_new (FALSE, TRUE, sizeof (TrDeadLetter));
+  gboolean io_failed = FALSE;
+  guint64 index = 0, unreadable = 0;
+  TrGroupFile *file;
+
+  g_return_val_if_fail (store != NULL && service_id < store->n_ids, NULL);
+  g_array_set_clear_func (letters, dead_letter_clear);
+  g_mutex_lock (&store->dead_lock);
+  file = dead_file_locked (store, service_id, error);
+  if (file != NULL) {
+    guint64 ps = tr_groupfile_part_size (file);
+    guint64 end = tr_groupfile_size (file);
+    guint64 offset = tr_groupfile_first_offset (file);
+    while (offset < end && letters->len < max) {
+      TrRecordView view;
+      guint8 probe;
+      gsize got = 0;
+      if (!tr_groupfile_read (file, offset, &probe, 1, &got, error)) {
+        io_failed = TRUE;
+        break;
+      }
+      if (got == 0) { /* the unused end of a sealed part: go on at the next part */
+        offset = (offset / ps + 1) * ps;
+        continue;
+      }
+      if (!read_dead_record (file, offset, rec, &view, &io_failed, error)) {
+        unreadable = io_failed ? 0 : end - offset; /* torn or corrupt: the listing ends here */
+        break;
+      }
+      if (index++ >= from_index) {
+        TrDeadLetter letter = { index - 1, tr_get_le64 (view.payload), tr_get_le64 (view.payload + 8),
+                                g_strndup ((const char *) view.payload + 16, view.len - 16) };
+        g_array_append_val (letters, letter);
+      }
+      offset += view.total;
+    }
+  }
+  g_mutex_unlock (&store->dead_lock);
+  if (file == NULL || io_failed)
+    return NULL;
+  if (unreadable > 0)
+    g_warning ("dead letters of service %s: a torn or corrupt record ends the listing after %" G_GUINT64_FORMAT
+               " records; %" G_GUINT64_FORMAT " bytes unreadable",
+               (const char *) g_ptr_array_index (store->service_names, service_id), index, unreadable);
+  if (unreadable_bytes_out != NULL)
+    *unreadable_bytes_out = unreadable;
+  return g_steal_pointer (&letters);
 }
 
 void
@@ -870,6 +986,7 @@ tr_rpcstore_get_stats (TrRpcStore *store, TrRpcStoreStats *stats_out)
   stats_out->first_rpc_id = store->first_rpc_id;
   stats_out->batches = store->batches;
   stats_out->commit_errors = store->commit_errors;
+  memcpy (stats_out->commit_latency, store->commit_latency, sizeof stats_out->commit_latency);
   g_mutex_unlock (&store->head_lock);
   g_mutex_lock (&store->data_lock);
   stats_out->data_bytes = store->data ? tr_groupfile_disk_bytes (store->data) : 0;

@@ -126,6 +126,33 @@ void tr_rpcstore_set_low_water (TrRpcStore *store, guint32 service_id, guint64 s
 gboolean tr_rpcstore_add_dead_letter (TrRpcStore *store, guint32 service_id, guint64 seqid,
                                       guint64 rpc_id, const char *reason, GError **error);
 
+/* One dead letter as listed by tr_rpcstore_list_dead_letters(). */
+typedef struct {
+  guint64 index;  /* 0-based position in the service's dead-letter file */
+  guint64 seqid;  /* service seqid that was not delivered */
+  guint64 rpc_id; /* its global rpc id */
+  char *reason;   /* (transfer full) */
+} TrDeadLetter;
+
+/* tr_rpcstore_list_dead_letters:
+ * Reads @service_id's dead letters in the order they were written, from
+ * index @from_index (0 = the first), at most @max of them.  The file is read
+ * under the dead-letter lock, so a listing waits for (and delays) appends.
+ * A torn or corrupt record ends the listing: *@unreadable_bytes_out
+ * (optional) is then the number of bytes from it to the end of the file,
+ * else 0.
+ * Returns: (transfer full) (element-type TrDeadLetter) (nullable): free with
+ * g_array_unref() (reasons are freed with it); NULL with @error when the
+ * file cannot be opened or read. */
+GArray *tr_rpcstore_list_dead_letters (TrRpcStore *store, guint32 service_id, guint64 from_index, guint max,
+                                       guint64 *unreadable_bytes_out, GError **error);
+
+/* Commit latency histogram: bucket i counts RPCs committed (callback
+ * called) between 2^i and 2^(i+1) - 1 microseconds after
+ * tr_rpcstore_submit(); bucket 0 also takes 0 us, the last bucket
+ * everything longer. */
+#define TR_RPCSTORE_LATENCY_BUCKETS 32
+
 /* Statistics for status displays. */
 typedef struct {
   guint64 head_rpc_id;
@@ -134,6 +161,7 @@ typedef struct {
   guint64 first_rpc_id; /* oldest rpc id still on disk */
   guint64 batches;      /* group commits done */
   guint64 commit_errors;
+  guint64 commit_latency[TR_RPCSTORE_LATENCY_BUCKETS]; /* cumulative since open */
 } TrRpcStoreStats;
 
 void tr_rpcstore_get_stats (TrRpcStore *store, TrRpcStoreStats *stats_out);

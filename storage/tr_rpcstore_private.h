@@ -100,6 +100,7 @@ struct _TrRpcStore {
   guint64 first_rpc_id;       /* protected by ->head_lock */
   guint64 batches;            /* protected by ->head_lock */
   guint64 commit_errors;      /* protected by ->head_lock */
+  guint64 commit_latency[TR_RPCSTORE_LATENCY_BUCKETS]; /* protected by ->head_lock */
 
   TrRpcNotifyFunc notify;
   gpointer notify_data;

@@ -256,3 +256,75 @@ Test (tr_rpcstore, retention_drops_parts_only_below_low_water)
   tr_rpcstore_close (store);
   tr_test_rmdir (dir);
 }
+
+Test (tr_rpcstore, dead_letters_listed_across_parts_torn_tail_ends_listing)
+{
+  g_autofree char *dir = tr_test_mkdtemp ();
+  TrRpcStoreOptions o = small_options ();
+  g_autoptr (GError) error = NULL;
+  g_autofree char *reason = g_strnfill (900, 'r');
+  TrRpcStore *store = tr_rpcstore_open (tr_io_posix (), dir, &o, services, &error);
+  guint32 books = (guint32) tr_rpcstore_service_id (store, "books");
+  guint32 mail = (guint32) tr_rpcstore_service_id (store, "mail");
+  TrRpcStoreStats stats;
+  guint64 unreadable = 99;
+  GArray *list;
+  Waiter w = { 0 };
+
+  /* 50 letters of ~930 bytes: 17 per 16 KiB part, so parts end in holes. */
+  for (guint i = 0; i < 50; i++) {
+    reason[0] = (char) ('a' + i % 26);
+    cr_assert (tr_rpcstore_add_dead_letter (store, books, 100 + i, 1000 + i, reason, &error), "%s",
+               error ? error->message : "");
+  }
+  list = tr_rpcstore_list_dead_letters (store, books, 0, 1000, &unreadable, &error);
+  cr_assert_not_null (list, "%s", error ? error->message : "");
+  cr_assert_eq (list->len, 50);
+  cr_assert_eq (unreadable, 0);
+  for (guint i = 0; i < 50; i++) {
+    TrDeadLetter *l = &g_array_index (list, TrDeadLetter, i);
+    cr_assert (l->index == i && l->seqid == 100 + i && l->rpc_id == 1000 + i);
+    cr_assert (strlen (l->reason) == 900 && l->reason[0] == (char) ('a' + i % 26));
+  }
+  g_array_unref (list);
+  list = tr_rpcstore_list_dead_letters (store, books, 20, 5, NULL, &error);
+  cr_assert (list != NULL && list->len == 5);
+  cr_assert (g_array_index (list, TrDeadLetter, 0).seqid == 120 && g_array_index (list, TrDeadLetter, 4).index == 24);
+  g_array_unref (list);
+  list = tr_rpcstore_list_dead_letters (store, mail, 0, 10, NULL, &error); /* no file yet */
+  cr_assert (list != NULL && list->len == 0);
+  g_array_unref (list);
+  {
+    g_autofree char *mail_dead = g_strdup_printf ("%s/dead-%u.0", dir, mail);
+    cr_assert_eq (tr_test_file_size (mail_dead), -1, "listing created a file");
+  }
+
+  /* Commit latency histogram counts every committed RPC. */
+  submit_many (store, &w, 0, 10);
+  wait_for (&w, 10);
+  tr_rpcstore_get_stats (store, &stats);
+  {
+    guint64 sum = 0;
+    for (guint b = 0; b < TR_RPCSTORE_LATENCY_BUCKETS; b++)
+      sum += stats.commit_latency[b];
+    cr_assert_eq (sum, 10);
+  }
+  tr_rpcstore_close (store);
+
+  /* A torn record at the end of the last part ends the listing after reopen. */
+  {
+    g_autofree char *last = g_strdup_printf ("%s/dead-%u.2", dir, books);
+    gint64 size = tr_test_file_size (last);
+    guint8 torn[20] = { 0x80, 0x03, 0, 0, 0x4c, 1, 0, 0, 1, 2, 3, 4, 'x' };
+    cr_assert_gt (size, 0, "three parts expected");
+    tr_test_patch_file (last, (guint64) size, torn, sizeof torn);
+  }
+  store = tr_rpcstore_open (tr_io_posix (), dir, &o, services, &error);
+  cr_assert_not_null (store, "%s", error ? error->message : "");
+  list = tr_rpcstore_list_dead_letters (store, books, 45, 100, &unreadable, &error);
+  cr_assert (list != NULL && list->len == 5, "%s", error ? error->message : "");
+  cr_assert_eq (unreadable, 20);
+  g_array_unref (list);
+  tr_rpcstore_close (store);
+  tr_test_rmdir (dir);
+}
