@@ -231,10 +231,28 @@ load_checkpoint (TrRpcStore *store, GError **error)
   }
   store->next_rpc_id = tr_get_le64 (p + 4) + 1;
   store->data_end = tr_get_le64 (p + 12);
+  /* Every rpc takes at least a minimal record of logical data space, and a
+   * list never holds more entries than there are rpcs: anything else is a
+   * damaged checkpoint (which would otherwise make recovery create index
+   * parts up to an absurd offset). */
+  if (tr_get_le64 (p + 4) > store->data_end / TR_RECORD_SIZE (TR_RPCSTORE_RPC_PREFIX)) {
+    g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CORRUPT,
+                 "%s: checkpoint claims rpc %" G_GUINT64_FORMAT " within %" G_GUINT64_FORMAT " bytes of data",
+                 path, tr_get_le64 (p + 4), store->data_end);
+    return FALSE;
+  }
   for (guint i = 0; i < n; i++) {
     guint32 id = tr_get_le32 (p + 24 + 12 * i);
+    guint64 head = tr_get_le64 (p + 28 + 12 * i);
+    if (head >= store->next_rpc_id) {
+      g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CORRUPT,
+                   "%s: checkpoint gives service id %u %" G_GUINT64_FORMAT " entries but only %" G_GUINT64_FORMAT
+                   " rpcs exist",
+                   path, id, head, store->next_rpc_id - 1);
+      return FALSE;
+    }
     if (id < store->n_ids)
-      store->list_heads[id] = tr_get_le64 (p + 28 + 12 * i);
+      store->list_heads[id] = head;
   }
   store->ckpt_rpc_id = store->next_rpc_id - 1;
   return TRUE;
