@@ -13,8 +13,14 @@
  * args PROTOCOL_ERROR; a frame that is not a message closes the connection.
  *
  * Every admin argument shares one field layout (admin.thrift): 1 token,
- * 2 service_name (dump: 2 rpc_id), 3 endpoint, 4 stop / to_seqid; so the
- * args struct is decoded once into an Args by field id.
+ * 2 service_name (dump: 2 rpc_id), 3 endpoint (dead_letters: 3 from_index),
+ * 4 stop / to_seqid / max, 5 by; so the args struct is decoded once into an
+ * Args by field id.
+ *
+ * Rates: once a second the admin thread samples the store's stats (head
+ * rpc id and the cumulative commit latency histogram) into a ring of
+ * ADMIN_RATE_SAMPLES; status compares the live stats with the oldest sample
+ * of the last ADMIN_RATE_WINDOW_S seconds.
  */
 #undef G_LOG_DOMAIN
 #define G_LOG_DOMAIN "tr-admin"
@@ -41,7 +47,17 @@
 #define ADMIN_READ_CHUNK (16 * 1024)
 #define ADMIN_MAX_CONNECTIONS 64
 #define ADMIN_INGRESS_WAIT_US (2 * G_TIME_SPAN_SECOND)
-#define ADMIN_MAX_ARG 5
+#define ADMIN_MAX_ARG 6
+#define ADMIN_RATE_WINDOW_S 10
+#define ADMIN_RATE_SAMPLES (ADMIN_RATE_WINDOW_S + 1)
+#define ADMIN_MAX_DEAD_LETTERS 10000
+
+/* One per-second sample of the store's counters. */
+typedef struct {
+  gint64 time_us; /* monotonic; 0 = empty slot */
+  guint64 head_rpc_id;
+  guint64 latency[TR_RPCSTORE_LATENCY_BUCKETS];
+} RateSample;
 
 struct _TrAdmin {
   const TrConfig *config;
@@ -59,6 +75,9 @@ struct _TrAdmin {
   GThread *thread;
   GSource *listen_source;
   GHashTable *conns; /* (element-type AdminConn) owned; admin thread only */
+  GSource *rate_source;
+  RateSample samples[ADMIN_RATE_SAMPLES]; /* ring; admin thread only */
+  guint next_sample;
 };
 
 typedef struct {
@@ -236,6 +255,76 @@ refuse_error (Refusal *refusal, const GError *error)
   return refuse (refusal, code, "%s", error->message);
 }
 
+/* ---- rates ---- */
+
+static void
+take_sample (TrAdmin *admin, RateSample *sample)
+{
+  TrRpcStoreStats stats;
+
+  tr_rpcstore_get_stats (admin->store, &stats);
+  sample->time_us = g_get_monotonic_time ();
+  sample->head_rpc_id = stats.head_rpc_id;
+  memcpy (sample->latency, stats.commit_latency, sizeof sample->latency);
+}
+
+static gboolean
+on_rate_tick (gpointer user_data)
+{
+  TrAdmin *admin = user_data;
+
+  take_sample (admin, &admin->samples[admin->next_sample]);
+  admin->next_sample = (admin->next_sample + 1) % ADMIN_RATE_SAMPLES;
+  return G_SOURCE_CONTINUE;
+}
+
+/* Upper bound (us) of the log2 bucket holding quantile @q of @counts. */
+static gint64
+latency_quantile (const guint64 *counts, guint64 total, double q)
+{
+  guint64 rank = (guint64) (q * (double) total + 0.999999), seen = 0;
+
+  for (guint b = 0; b < TR_RPCSTORE_LATENCY_BUCKETS; b++) {
+    seen += counts[b];
+    if (seen >= MAX (rank, 1))
+      return (gint64) 1 << (b + 1);
+  }
+  return 0;
+}
+
+/* RPCs/s and commit latency p50/p99 over the last ADMIN_RATE_WINDOW_S
+ * seconds (less right after start-up). */
+static void
+current_rates (TrAdmin *admin, double *rate_out, gint64 *p50_out, gint64 *p99_out)
+{
+  RateSample now;
+  const RateSample *oldest = NULL;
+  guint64 diff[TR_RPCSTORE_LATENCY_BUCKETS], total = 0;
+
+  take_sample (admin, &now);
+  for (guint i = 0; i < ADMIN_RATE_SAMPLES; i++) {
+    const RateSample *s = &admin->samples[i];
+    if (s->time_us == 0 || now.time_us - s->time_us > ADMIN_RATE_WINDOW_S * G_TIME_SPAN_SECOND + G_TIME_SPAN_SECOND / 2)
+      continue;
+    if (oldest == NULL || s->time_us < oldest->time_us)
+      oldest = s;
+  }
+  *rate_out = 0;
+  *p50_out = *p99_out = 0;
+  if (oldest == NULL || now.time_us <= oldest->time_us)
+    return;
+  *rate_out = (double) (now.head_rpc_id - oldest->head_rpc_id) * G_TIME_SPAN_SECOND
+              / (double) (now.time_us - oldest->time_us);
+  for (guint b = 0; b < TR_RPCSTORE_LATENCY_BUCKETS; b++) {
+    diff[b] = now.latency[b] - oldest->latency[b];
+    total += diff[b];
+  }
+  if (total > 0) {
+    *p50_out = latency_quantile (diff, total, 0.50);
+    *p99_out = latency_quantile (diff, total, 0.99);
+  }
+}
+
 /* ---- calls: each appends its return value as result field 0 (nothing
  * for void) to @result, or fills @refusal and returns FALSE ---- */
 
@@ -245,11 +334,14 @@ call_status (TrAdmin *admin, const Args *args, GByteArray *result, Refusal *refu
   static const char *const types[] = { "MASTER", "BACKUP", "REPLY" };
   TrRpcStoreStats store;
   TrIngressStats ingress;
+  double rate;
+  gint64 p50, p99;
 
   (void) args;
   (void) refusal;
   tr_rpcstore_get_stats (admin->store, &store);
   get_ingress_stats (admin, &ingress);
+  current_rates (admin, &rate, &p50, &p99);
   tr_thrift_write_field_begin (result, TR_TTYPE_STRUCT, 0);
   tr_thrift_write_field_string (result, 1, admin->config->server_id);
   tr_thrift_write_field_string (result, 2, types[admin->config->server_type]);
@@ -261,6 +353,9 @@ call_status (TrAdmin *admin, const Args *args, GByteArray *result, Refusal *refu
   tr_thrift_write_field_i64 (result, 8, (gint64) ingress.rpcs_in);
   tr_thrift_write_field_i64 (result, 9, (gint64) ingress.rpcs_committed);
   tr_thrift_write_field_i64 (result, 10, (gint64) (ingress.commit_errors + store.commit_errors));
+  tr_thrift_write_field_double (result, 11, rate);
+  tr_thrift_write_field_i64 (result, 12, p50);
+  tr_thrift_write_field_i64 (result, 13, p99);
   tr_thrift_write_field_stop (result);
   return TRUE;
 }
@@ -375,42 +470,59 @@ call_set_stop_send (TrAdmin *admin, const Args *args, GByteArray *result, Refusa
   return TRUE;
 }
 
+/* skip (@forward) or rewind; skip with by >= 1 (field 5) skips that many
+ * rpcs instead of going to to_seqid, in one step on the push thread. */
 static gboolean
-call_move (TrAdmin *admin, const Args *args, Refusal *refusal, gboolean forward)
+call_move (TrAdmin *admin, const Args *args, Refusal *refusal, gboolean forward, guint64 *to_out)
 {
   g_autofree char *service = arg_dup (args, 2);
   g_autofree char *endpoint = arg_dup (args, 3);
   gint64 to_seqid = args->num[4];
+  gint64 by = forward ? args->num[5] : 0;
+  guint64 to = (guint64) to_seqid;
   g_autoptr (GError) error = NULL;
   gboolean ok;
 
   if (find_endpoint (admin, service, endpoint, refusal) == NULL)
     return FALSE;
-  if (to_seqid <= 0)
+  if (by < 0 || (by > 0 && to_seqid != 0))
+    return refuse (refusal, TR_ADMIN_CODE_OUT_OF_RANGE, "skip by %" G_GINT64_FORMAT " (with to_seqid %"
+                   G_GINT64_FORMAT "): give either a seqid or a count >= 1", by, to_seqid);
+  if (by == 0 && to_seqid <= 0)
     return refuse (refusal, TR_ADMIN_CODE_OUT_OF_RANGE, "seqid %" G_GINT64_FORMAT " is not a seqid (>= 1)",
                    to_seqid);
-  ok = forward ? tr_push_skip (admin->push, service, endpoint, (guint64) to_seqid, &error)
-               : tr_push_rewind (admin->push, service, endpoint, (guint64) to_seqid, &error);
+  if (by > 0)
+    ok = tr_push_skip_by (admin->push, service, endpoint, (guint64) by, &to, &error);
+  else if (forward)
+    ok = tr_push_skip (admin->push, service, endpoint, to, &error);
+  else
+    ok = tr_push_rewind (admin->push, service, endpoint, to, &error);
   if (!ok)
     return refuse_error (refusal, error);
   g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_MESSAGE, "TR_SERVICE", service, "TR_ENDPOINT", endpoint, "MESSAGE",
-                    "admin: %s %s/%s to seqid %" G_GINT64_FORMAT, forward ? "skip" : "rewind", service, endpoint,
-                    to_seqid);
+                    "admin: %s %s/%s to seqid %" G_GUINT64_FORMAT, forward ? "skip" : "rewind", service, endpoint,
+                    to);
+  if (to_out != NULL)
+    *to_out = to;
   return TRUE;
 }
 
 static gboolean
 call_skip (TrAdmin *admin, const Args *args, GByteArray *result, Refusal *refusal)
 {
-  (void) result;
-  return call_move (admin, args, refusal, TRUE);
+  guint64 to = 0;
+
+  if (!call_move (admin, args, refusal, TRUE, &to))
+    return FALSE;
+  tr_thrift_write_field_i64 (result, 0, (gint64) to);
+  return TRUE;
 }
 
 static gboolean
 call_rewind (TrAdmin *admin, const Args *args, GByteArray *result, Refusal *refusal)
 {
   (void) result;
-  return call_move (admin, args, refusal, FALSE);
+  return call_move (admin, args, refusal, FALSE, NULL);
 }
 
 static gboolean
@@ -440,6 +552,44 @@ call_dump (TrAdmin *admin, const Args *args, GByteArray *result, Refusal *refusa
   return TRUE;
 }
 
+static gboolean
+call_dead_letters (TrAdmin *admin, const Args *args, GByteArray *result, Refusal *refusal)
+{
+  g_autofree char *service = arg_dup (args, 2);
+  gint64 from = args->num[3];
+  gint64 max = args->num[4];
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GArray) letters = NULL;
+  guint64 unreadable = 0;
+  gint id;
+
+  if (find_service (admin, service, refusal) == NULL)
+    return FALSE;
+  if (from < 0 || max < 1 || max > ADMIN_MAX_DEAD_LETTERS)
+    return refuse (refusal, TR_ADMIN_CODE_OUT_OF_RANGE, "dead letters from %" G_GINT64_FORMAT " max %"
+                   G_GINT64_FORMAT ": from must be >= 0 and max 1..%d", from, max, ADMIN_MAX_DEAD_LETTERS);
+  id = tr_rpcstore_service_id (admin->store, service);
+  if (id < 0)
+    return refuse (refusal, TR_ADMIN_CODE_FAILED, "service '%s' has no store id", service);
+  letters = tr_rpcstore_list_dead_letters (admin->store, (guint32) id, (guint64) from, (guint) max, &unreadable,
+                                           &error);
+  if (letters == NULL)
+    return refuse (refusal, TR_ADMIN_CODE_FAILED, "dead letters of '%s': %s", service, error->message);
+  /* A torn tail is logged by the store (with the bytes lost); the listing
+   * simply ends there. */
+  tr_thrift_write_field_begin (result, TR_TTYPE_LIST, 0);
+  tr_thrift_write_list_begin (result, TR_TTYPE_STRUCT, letters->len);
+  for (guint i = 0; i < letters->len; i++) {
+    const TrDeadLetter *l = &g_array_index (letters, TrDeadLetter, i);
+    tr_thrift_write_field_i64 (result, 1, (gint64) l->index);
+    tr_thrift_write_field_i64 (result, 2, (gint64) l->seqid);
+    tr_thrift_write_field_i64 (result, 3, (gint64) l->rpc_id);
+    tr_thrift_write_field_string (result, 4, l->reason);
+    tr_thrift_write_field_stop (result);
+  }
+  return TRUE;
+}
+
 typedef gboolean (*CallFunc) (TrAdmin *admin, const Args *args, GByteArray *result, Refusal *refusal);
 
 static const struct {
@@ -448,7 +598,7 @@ static const struct {
 } calls[] = {
   { "status", call_status },     { "services", call_services }, { "endpoints", call_endpoints },
   { "set_stop_send", call_set_stop_send }, { "skip", call_skip }, { "rewind", call_rewind },
-  { "dump", call_dump },
+  { "dump", call_dump },         { "dead_letters", call_dead_letters },
 };
 
 /* ---- messages ---- */
@@ -828,6 +978,10 @@ admin_free_unstarted (TrAdmin *admin)
     g_source_destroy (admin->listen_source);
     g_source_unref (admin->listen_source);
   }
+  if (admin->rate_source != NULL) {
+    g_source_destroy (admin->rate_source);
+    g_source_unref (admin->rate_source);
+  }
   g_hash_table_unref (admin->conns);
   if (admin->listen_fd >= 0)
     close (admin->listen_fd);
@@ -866,6 +1020,10 @@ tr_admin_new (const TrConfig *config, TrRpcStore *store, TrPush *push, TrIngress
   admin->listen_source = g_unix_fd_source_new (admin->listen_fd, G_IO_IN);
   g_source_set_callback (admin->listen_source, G_SOURCE_FUNC (on_accept), admin, NULL);
   g_source_attach (admin->listen_source, admin->context);
+  on_rate_tick (admin);
+  admin->rate_source = g_timeout_source_new_seconds (1);
+  g_source_set_callback (admin->rate_source, on_rate_tick, admin, NULL);
+  g_source_attach (admin->rate_source, admin->context);
   admin->thread = g_thread_new ("tr-admin", admin_thread, admin);
   g_message ("admin service on %s:%u (%s)", config->admin_host, admin->port,
              admin->token != NULL ? "token required" : "no token");

@@ -108,6 +108,15 @@ gboolean tr_push_set_stop_send (TrPush *push, const char *service, const char *e
 gboolean tr_push_skip (TrPush *push, const char *service, const char *endpoint, guint64 to_seqid,
                        GError **error);
 
+/* tr_push_skip_by:
+ * Skips the next @count RPCs of the endpoint in one step on the push thread
+ * (so the position read and the move cannot race with acknowledgements):
+ * the acknowledged seqid becomes acked + @count and the next RPC sent is
+ * acked + @count + 1, which is stored in @to_seqid_out (optional).
+ * 1 <= @count <= head - acked; like tr_push_skip() otherwise. */
+gboolean tr_push_skip_by (TrPush *push, const char *service, const char *endpoint, guint64 count,
+                          guint64 *to_seqid_out, GError **error);
+
 /* tr_push_rewind:
  * Moves the endpoint's position back: RPCs from service seqid @to_seqid on
  * are delivered again.  first stored seqid <= @to_seqid <= acked + 1; a

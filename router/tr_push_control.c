@@ -24,6 +24,7 @@
 typedef enum {
   CONTROL_STOP_SEND,
   CONTROL_SKIP,
+  CONTROL_SKIP_BY,
   CONTROL_REWIND,
 } ControlOp;
 
@@ -129,6 +130,24 @@ skip (TrPushEndpoint *endpoint, guint64 to_seqid, GError **error)
   return TRUE;
 }
 
+/* Skips the next @count seqids: @count (>= 1) up to the number waiting. */
+static gboolean
+skip_by (TrPushEndpoint *endpoint, guint64 count, guint64 *to_seqid_out, GError **error)
+{
+  guint64 head = tr_rpcstore_service_head (endpoint->push->store, endpoint->service->service_id);
+  guint64 waiting = head > endpoint->acked ? head - endpoint->acked : 0;
+
+  if (count == 0 || count > waiting) {
+    g_set_error (error, TR_ROUTER_ERROR, TR_ROUTER_ERROR_INVALID,
+                 "%s/%s: cannot skip %" G_GUINT64_FORMAT " rpcs: allowed 1..%" G_GUINT64_FORMAT
+                 " (acknowledged seqid %" G_GUINT64_FORMAT ", service head %" G_GUINT64_FORMAT ")",
+                 endpoint->service->name, endpoint->id, count, waiting, endpoint->acked, head);
+    return FALSE;
+  }
+  *to_seqid_out = endpoint->acked + count + 1;
+  return skip (endpoint, *to_seqid_out, error);
+}
+
 static gboolean
 rewind_to (TrPushEndpoint *endpoint, guint64 to_seqid, GError **error)
 {
@@ -175,6 +194,9 @@ on_control (gpointer user_data)
       break;
     case CONTROL_SKIP:
       request->ok = skip (endpoint, request->seqid, &request->error);
+      break;
+    case CONTROL_SKIP_BY:
+      request->ok = skip_by (endpoint, request->seqid, &request->seqid, &request->error);
       break;
     case CONTROL_REWIND:
       request->ok = rewind_to (endpoint, request->seqid, &request->error);
@@ -238,6 +260,27 @@ tr_push_skip (TrPush *push, const char *service, const char *endpoint, guint64 t
   request.endpoint = endpoint;
   request.seqid = to_seqid;
   return run_control (&request, error);
+}
+
+gboolean
+tr_push_skip_by (TrPush *push, const char *service, const char *endpoint, guint64 count, guint64 *to_seqid_out,
+                 GError **error)
+{
+  ControlRequest request = { 0 };
+
+  g_return_val_if_fail (push != NULL && service != NULL && endpoint != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  request.push = push;
+  request.op = CONTROL_SKIP_BY;
+  request.service = service;
+  request.endpoint = endpoint;
+  request.seqid = count;
+  if (!run_control (&request, error))
+    return FALSE;
+  if (to_seqid_out != NULL)
+    *to_seqid_out = request.seqid;
+  return TRUE;
 }
 
 gboolean

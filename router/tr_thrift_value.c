@@ -94,6 +94,16 @@ tr_thrift_write_field_i64 (GByteArray *out, gint16 id, gint64 value)
 }
 
 void
+tr_thrift_write_field_double (GByteArray *out, gint16 id, double value)
+{
+  guint64 bits;
+
+  memcpy (&bits, &value, sizeof bits); /* IEEE 754, sent big-endian like an i64 */
+  tr_thrift_write_field_begin (out, TR_TTYPE_DOUBLE, id);
+  tr_thrift_write_i64 (out, (gint64) bits);
+}
+
+void
 tr_thrift_write_field_string (GByteArray *out, gint16 id, const char *value)
 {
   tr_thrift_write_field_begin (out, TR_TTYPE_STRING, id);

@@ -6,8 +6,8 @@
  * per call (they leak, ../shared/THRIFT.md §2).  Message headers and frames
  * are tr_frame's; unknown fields are skipped with tr_frame_skip(), so this
  * module adds values on top of the one codec, it does not duplicate it.
- * Covers what the admin IDL needs: bool, i32, i64, string/binary, struct,
- * list.  Stateless and allocation-free on the read path: thread-safe.
+ * Covers what the admin IDL needs: bool, i32, i64, double (write only),
+ * string/binary, struct, list.  Stateless and allocation-free on the read path: thread-safe.
  */
 #pragma once
 
@@ -34,6 +34,7 @@ void tr_thrift_write_list_begin (GByteArray *out, TrThriftType element_type, gui
 void tr_thrift_write_field_bool (GByteArray *out, gint16 id, gboolean value);
 void tr_thrift_write_field_i32 (GByteArray *out, gint16 id, gint32 value);
 void tr_thrift_write_field_i64 (GByteArray *out, gint16 id, gint64 value);
+void tr_thrift_write_field_double (GByteArray *out, gint16 id, double value);
 void tr_thrift_write_field_string (GByteArray *out, gint16 id, const char *value);
 
 /* ---- reader over one encoded struct ---- */

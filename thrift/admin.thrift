@@ -28,6 +28,13 @@ struct NodeStatus {
   8: i64 rpcs_in
   9: i64 rpcs_committed
   10: i64 commit_errors
+  /* RPCs committed per second over the last 10 s (store head delta). */
+  11: double rpcs_in_per_sec
+  /* Commit latency (submission to the store's callback) over the last 10 s,
+   * as the upper bound of its log2 bucket in microseconds; 0 when nothing
+   * was committed in that time. */
+  12: i64 commit_p50_us
+  13: i64 commit_p99_us
 }
 
 struct ServiceInfo {
@@ -50,6 +57,13 @@ struct EndpointInfo {
   9: bool stop_send
 }
 
+struct DeadLetter {
+  1: i64 index      /* 0-based position in the service's dead-letter file */
+  2: i64 seqid      /* service seqid that was given up */
+  3: i64 rpc_id     /* its global rpc id (see dump) */
+  4: string reason
+}
+
 exception AdminError {
   1: i32 code
   2: string message
@@ -61,9 +75,14 @@ service Admin {
   list<EndpointInfo> endpoints(1: string token, 2: string service_name) throws (1: AdminError e)
   void set_stop_send(1: string token, 2: string service_name, 3: string endpoint, 4: bool stop)
       throws (1: AdminError e)
-  void skip(1: string token, 2: string service_name, 3: string endpoint, 4: i64 to_seqid)
+  /* Either to_seqid (by = 0) or by >= 1: skip the next `by` rpcs, so the
+   * acknowledged seqid becomes acked + by.  Returns the next seqid to send. */
+  i64 skip(1: string token, 2: string service_name, 3: string endpoint, 4: i64 to_seqid, 5: i64 by)
       throws (1: AdminError e)
   void rewind(1: string token, 2: string service_name, 3: string endpoint, 4: i64 to_seqid)
       throws (1: AdminError e)
   binary dump(1: string token, 2: i64 rpc_id) throws (1: AdminError e)
+  /* At most max (1..10000) dead letters of a service from index from_index. */
+  list<DeadLetter> dead_letters(1: string token, 2: string service_name, 3: i64 from_index, 4: i32 max)
+      throws (1: AdminError e)
 }

@@ -50,14 +50,16 @@ static const char *const main_usage =
     "Usage: tr-admin [-c ROUTER_CONF | -a HOST:PORT] [--token-file FILE] [--json] COMMAND [ARGS]\n"
     "\n"
     "Commands:\n"
-    "  status                           node identity, store and producer counters\n"
+    "  status                           node identity, store and producer counters, rates\n"
     "  services                         services with their rpcs and seqid range\n"
     "  endpoints [SERVICE]              endpoints: state, acknowledged seqid, lag, last error\n"
     "  stop-send SERVICE ENDPOINT       stop delivery to an endpoint (kept across restarts)\n"
     "  start-send SERVICE ENDPOINT      resume delivery to an endpoint (kept across restarts)\n"
-    "  skip SERVICE ENDPOINT SEQID      next RPC sent to the endpoint is SEQID (skips the ones before)\n"
+    "  skip SERVICE ENDPOINT SEQID|+N   next RPC sent is SEQID, or skip the next N RPCs\n"
     "  rewind SERVICE ENDPOINT SEQID    deliver again from SEQID (must still be stored)\n"
     "  dump RPC_ID                      one stored RPC: name, type, size, hex\n"
+    "  dead-letters SERVICE [--from N] [--max N]\n"
+    "                                   RPCs given up (on_failure = skip) with the reason\n"
     "\n"
     "Options:\n"
     "  -c FILE           read admin_listen and admin_token_file from the router configuration\n"
@@ -163,10 +165,13 @@ cmd_status (Session *session, char **args)
                             ", \"epoch\": %" G_GINT64_FORMAT ", \"head_rpc_id\": %" G_GINT64_FORMAT
                             ", \"store_bytes\": %" G_GINT64_FORMAT ", \"store_parts\": %d"
                             ", \"producer_connections\": %d, \"rpcs_in\": %" G_GINT64_FORMAT
-                            ", \"rpcs_committed\": %" G_GINT64_FORMAT ", \"commit_errors\": %" G_GINT64_FORMAT "}",
+                            ", \"rpcs_committed\": %" G_GINT64_FORMAT ", \"commit_errors\": %" G_GINT64_FORMAT
+                            ", \"rpcs_in_per_sec\": %.1f, \"commit_p50_us\": %" G_GINT64_FORMAT
+                            ", \"commit_p99_us\": %" G_GINT64_FORMAT "}",
                             status->epoch, status->head_rpc_id, status->store_bytes, status->store_parts,
                             status->producer_connections, status->rpcs_in, status->rpcs_committed,
-                            status->commit_errors);
+                            status->commit_errors, status->rpcs_in_per_sec, status->commit_p50_us,
+                            status->commit_p99_us);
     printf ("%s\n", out->str);
     g_string_free (out, TRUE);
   } else {
@@ -180,6 +185,9 @@ cmd_status (Session *session, char **args)
     printf ("rpcs_in               %" G_GINT64_FORMAT "\n", status->rpcs_in);
     printf ("rpcs_committed        %" G_GINT64_FORMAT "\n", status->rpcs_committed);
     printf ("commit_errors         %" G_GINT64_FORMAT "\n", status->commit_errors);
+    printf ("rpcs_in_per_sec       %.1f  (last 10 s)\n", status->rpcs_in_per_sec);
+    printf ("commit_p50_us         <= %" G_GINT64_FORMAT "  (last 10 s)\n", status->commit_p50_us);
+    printf ("commit_p99_us         <= %" G_GINT64_FORMAT "  (last 10 s)\n", status->commit_p99_us);
   }
   g_object_unref (status);
   return 0;
@@ -342,20 +350,31 @@ move (Session *session, char **args, gboolean forward)
   tr_adminAdminError *admin_error = NULL;
   GError *error = NULL;
   g_autofree char *done = NULL;
-  gint64 seqid;
+  gint64 seqid = 0, by = 0, next = 0;
   gboolean ok;
 
-  if (!parse_positive (args[2], &seqid)) {
+  if (forward && args[2][0] == '+') {
+    if (!parse_positive (args[2] + 1, &by)) {
+      g_printerr ("tr-admin: skip: '%s' is not a count (+1, +2, ...)\n", args[2]);
+      return EXIT_USAGE;
+    }
+  } else if (!parse_positive (args[2], &seqid)) {
     g_printerr ("tr-admin: %s: '%s' is not a seqid (1, 2, ...)\n", what, args[2]);
     return EXIT_USAGE;
   }
-  ok = forward ? tr_admin_admin_if_skip (session->client, session->token, args[0], args[1], seqid, &admin_error,
-                                         &error)
+  ok = forward ? tr_admin_admin_if_skip (session->client, &next, session->token, args[0], args[1], seqid, by,
+                                         &admin_error, &error)
                : tr_admin_admin_if_rewind (session->client, session->token, args[0], args[1], seqid, &admin_error,
                                            &error);
   if (!ok)
     return call_failed (what, admin_error, error);
-  done = g_strdup_printf ("%s/%s: next seqid to send is %" G_GINT64_FORMAT, args[0], args[1], seqid);
+  if (!forward)
+    next = seqid;
+  if (session->json) {
+    printf ("{\"ok\": true, \"next_seqid\": %" G_GINT64_FORMAT "}\n", next);
+    return 0;
+  }
+  done = g_strdup_printf ("%s/%s: next seqid to send is %" G_GINT64_FORMAT, args[0], args[1], next);
   print_done (session, done);
   return 0;
 }
@@ -440,8 +459,83 @@ cmd_dump (Session *session, char **args)
   return 0;
 }
 
+static int
+cmd_dead_letters (Session *session, char **args)
+{
+  GPtrArray *letters = g_ptr_array_new_with_free_func (g_object_unref);
+  tr_adminAdminError *admin_error = NULL;
+  GError *error = NULL;
+  GString *out = g_string_new ("[");
+  g_autoptr (GPtrArray) rows = g_ptr_array_new_with_free_func ((GDestroyNotify) g_strfreev);
+  const char *service = NULL;
+  gint64 from = 0, max = 100;
+
+  for (guint i = 0; args[i] != NULL; i++) {
+    gboolean is_from = strcmp (args[i], "--from") == 0;
+    if (is_from || strcmp (args[i], "--max") == 0) {
+      guint64 value;
+      if (args[i + 1] == NULL
+          || !g_ascii_string_to_unsigned (args[i + 1], 10, is_from ? 0 : 1, is_from ? G_MAXINT64 : 10000, &value,
+                                          NULL)) {
+        g_printerr ("tr-admin: dead-letters: %s needs %s\n", args[i], is_from ? "an index (0, 1, ...)" : "1..10000");
+        g_ptr_array_unref (letters);
+        g_string_free (out, TRUE);
+        return EXIT_USAGE;
+      }
+      *(is_from ? &from : &max) = (gint64) value;
+      i++;
+    } else if (service == NULL && args[i][0] != '-') {
+      service = args[i];
+    } else {
+      g_printerr ("tr-admin: dead-letters: unexpected '%s'\nTry 'tr-admin dead-letters --help'.\n", args[i]);
+      g_ptr_array_unref (letters);
+      g_string_free (out, TRUE);
+      return EXIT_USAGE;
+    }
+  }
+  if (service == NULL) {
+    g_printerr ("tr-admin: usage: tr-admin [OPTIONS] dead-letters SERVICE [--from N] [--max N]\n");
+    g_ptr_array_unref (letters);
+    g_string_free (out, TRUE);
+    return EXIT_USAGE;
+  }
+  if (!tr_admin_admin_if_dead_letters (session->client, &letters, session->token, service, from, (gint32) max,
+                                       &admin_error, &error)) {
+    g_ptr_array_unref (letters);
+    g_string_free (out, TRUE);
+    return call_failed ("dead-letters", admin_error, error);
+  }
+  g_ptr_array_add (rows, g_strsplit ("INDEX SEQID RPC_ID REASON", " ", -1));
+  for (guint i = 0; i < letters->len; i++) {
+    tr_adminDeadLetter *l = g_ptr_array_index (letters, i);
+    char **row = g_new0 (char *, 5);
+    row[0] = i64 (l->index);
+    row[1] = i64 (l->seqid);
+    row[2] = i64 (l->rpc_id);
+    row[3] = g_strdup (l->reason);
+    g_ptr_array_add (rows, row);
+    g_string_append_printf (out,
+                            "%s{\"index\": %" G_GINT64_FORMAT ", \"seqid\": %" G_GINT64_FORMAT
+                            ", \"rpc_id\": %" G_GINT64_FORMAT ", \"reason\": ",
+                            i > 0 ? ", " : "", l->index, l->seqid, l->rpc_id);
+    json_string (out, l->reason);
+    g_string_append (out, "}");
+  }
+  g_string_append (out, "]");
+  if (session->json)
+    printf ("%s\n", out->str);
+  else
+    print_table (rows);
+  g_string_free (out, TRUE);
+  g_ptr_array_unref (letters);
+  return 0;
+}
+
 static const Command commands[] = {
-  { "status", "status", 0, 0, "Node identity (server_id, type, epoch), store head/size/parts and producer counters.",
+  { "status", "status", 0, 0,
+    "Node identity (server_id, type, epoch), store head/size/parts, producer counters, RPCs/s\n"
+    "committed and commit latency p50/p99 over the last 10 s (latency as the upper bound of its\n"
+    "power-of-two bucket in microseconds).",
     cmd_status },
   { "services", "services", 0, 0, "Every service with its rpc names and the seqids it still stores (first..head).",
     cmd_services },
@@ -457,9 +551,11 @@ static const Command commands[] = {
     "Resumes delivery to ENDPOINT from its first unacknowledged seqid, and writes\n"
     "stop_send = false into conf/services/SERVICE.conf.",
     cmd_start_send },
-  { "skip", "skip SERVICE ENDPOINT SEQID", 3, 3,
+  { "skip", "skip SERVICE ENDPOINT (SEQID | +N)", 3, 3,
     "Moves ENDPOINT forward: the next RPC it gets is SEQID; the ones before count as delivered\n"
-    "(no dead letters).  SEQID from next-to-send up to service head + 1 (= skip everything).",
+    "(no dead letters).  SEQID from next-to-send up to service head + 1 (= skip everything).\n"
+    "+N skips the next N RPCs: the acknowledged seqid becomes acked + N (N from 1 up to the lag),\n"
+    "done in one step by the router so it cannot race with deliveries.  Prints the next seqid.",
     cmd_skip },
   { "rewind", "rewind SERVICE ENDPOINT SEQID", 3, 3,
     "Moves ENDPOINT back: RPCs from SEQID on are delivered again.  SEQID must still be stored\n"
@@ -467,6 +563,11 @@ static const Command commands[] = {
     cmd_rewind },
   { "dump", "dump RPC_ID", 1, 1, "One stored RPC by global rpc id: name, message type, size and a hex dump.",
     cmd_dump },
+  { "dead-letters", "dead-letters SERVICE [--from N] [--max N]", 1, 5,
+    "Dead letters of SERVICE, oldest first: RPCs given up after max_retries with on_failure = skip.\n"
+    "INDEX (position in the dead-letter file), service SEQID, global RPC_ID (see 'dump') and REASON.\n"
+    "--from N starts at index N (default 0), --max N lists at most N (1..10000, default 100).",
+    cmd_dead_letters },
 };
 
 /* ---- connection ---- */

@@ -3,6 +3,7 @@ issue 4): the real daemon driven through build/tools/tr-admin (tables and
 --json) and, for the RSS check, a python3-thrift client generated from
 thrift/admin.thrift."""
 import json
+import logging
 import os
 import re
 import subprocess
@@ -399,6 +400,127 @@ def test_slow_admin_client_blocks_nobody():
         ep.stop()
 
 
+def test_dead_letters_after_on_failure_skip():
+    ep = Endpoint().start()
+    ep.fail_next = 10 ** 9  # the endpoint always raises
+    logging.getLogger().setLevel(logging.CRITICAL)  # python thrift logs every raise with a traceback
+    router = Router({"books": {"rpcs": ["log_event"], "endpoints": {"a": ep.port}, "on_failure": "skip",
+                               "max_retries": "1"},
+                     "mail": {"rpcs": ["fire"], "endpoints": {}}}).start()
+    try:
+        check(json.loads(ok(router, "--json", "dead-letters", "books")) == [], "dead letters before any rpc")
+        p = Producer(router.port)
+        for i in range(5):
+            p.log_event(b"dl%d" % i)
+        p.close()
+
+        def letters():
+            return json.loads(ok(router, "--json", "dead-letters", "books"))
+
+        wait_until(lambda: len(letters()) == 5, what="5 dead letters")
+        dl = letters()
+        check([d["index"] for d in dl] == [0, 1, 2, 3, 4], str(dl))
+        check([d["seqid"] for d in dl] == [1, 2, 3, 4, 5] and [d["rpc_id"] for d in dl] == [1, 2, 3, 4, 5], str(dl))
+        check(all("endpoint says no" in d["reason"] for d in dl), str(dl))
+        wait_until(lambda: endpoint_info(router, "books", "a")["acked_seqid"] == 5, what="position past the 5")
+        page = json.loads(ok(router, "--json", "dead-letters", "books", "--from", "2", "--max", "2"))
+        check([d["seqid"] for d in page] == [3, 4], str(page))
+        check(json.loads(ok(router, "--json", "dead-letters", "books", "--from", "9")) == [], "--from past the end")
+        lines = ok(router, "dead-letters", "books").splitlines()
+        check(lines[0].split() == ["INDEX", "SEQID", "RPC_ID", "REASON"], lines[0])
+        check(lines[1].split()[:3] == ["0", "1", "1"] and "endpoint says no" in lines[1], lines[1])
+        check(lines[0].index("REASON") == lines[1].index(dl[0]["reason"][:5]), "columns:\n" + "\n".join(lines))
+        check(json.loads(ok(router, "--json", "dead-letters", "mail")) == [], "mail has none")
+        for args, code, text in [
+            (("dead-letters", "nope"), 1, "no service 'nope'"),
+            (("dead-letters",), 2, "usage"),
+            (("dead-letters", "books", "--max", "0"), 2, "--max needs"),
+            (("dead-letters", "books", "--from"), 2, "--from needs"),
+            (("dead-letters", "books", "extra"), 2, "unexpected"),
+        ]:
+            rc, out, err = tr_admin(router, *args)
+            check(rc == code and text in err, "tr-admin %s: exit %d (want %d), stderr %r" % (args, rc, code, err))
+        rc, out, _ = tr_admin(None, "dead-letters", "--help")
+        check(rc == 0 and "Usage: tr-admin [OPTIONS] dead-letters" in out, out)
+        # Python client: the call as declared in admin.thrift.
+        client, transport = admin_client(admin_port(router))
+        check([d.seqid for d in client.dead_letters("", "books", 4, 10)] == [5], "python client")
+        try:
+            client.dead_letters("", "books", -1, 10)
+            raise AssertionError("negative from accepted")
+        except AdminError as e:
+            check(e.code == 3, "code %d" % e.code)
+        transport.close()
+        # Durable: still listed after a restart.
+        check(router.stop() == 0, "unclean stop")
+        router.start()
+        check([d["seqid"] for d in letters()] == [1, 2, 3, 4, 5], "dead letters after restart")
+    finally:
+        logging.getLogger().setLevel(logging.WARNING)
+        router.stop()
+        router.cleanup()
+        ep.stop()
+
+
+def test_skip_by_n():
+    ep = Endpoint().start()
+    router = Router({"books": {"rpcs": ["log_event"], "endpoints": {"a": (ep.port, "true")}}}).start()
+    try:
+        p = Producer(router.port)
+        for i in range(1, 11):
+            p.log_event(b"n%d" % i)
+        p.close()
+        out = ok(router, "skip", "books", "a", "+3")
+        check("next seqid to send is 4" in out, out)
+        check(endpoint_info(router, "books", "a")["acked_seqid"] == 3, "skip +3 from 0")
+        res = json.loads(ok(router, "--json", "skip", "books", "a", "+2"))
+        check(res == {"ok": True, "next_seqid": 6}, str(res))
+        rc, _, err = tr_admin(router, "skip", "books", "a", "+6")
+        check(rc == 1 and "allowed 1..5" in err, "skip past head: %d %s" % (rc, err))
+        for bad in ["+0", "+x", "+", "+-1"]:
+            rc, _, err = tr_admin(router, "skip", "books", "a", bad)
+            check(rc == 2 and "not a count" in err, "skip %s: %d %s" % (bad, rc, err))
+        check(endpoint_info(router, "books", "a")["acked_seqid"] == 5, "refusals moved the position")
+        rc, _, err = tr_admin(router, "skip", "books", "zz", "+1")
+        check(rc == 1 and "no endpoint 'zz'" in err, "unknown endpoint: %d %s" % (rc, err))
+        res = json.loads(ok(router, "--json", "skip", "books", "a", "7"))  # plain seqids still work
+        check(res["next_seqid"] == 7, str(res))
+        ok(router, "start-send", "books", "a")
+        wait_until(lambda: len(ep.received()) >= 4, what="delivery from 7")
+        check([s for _, s, _ in ep.received()] == [7, 8, 9, 10], "got %s" % ep.received())
+        rc, _, err = tr_admin(router, "skip", "books", "a", "+1")
+        check(rc == 1 and "allowed 1..0" in err, "nothing left to skip: %d %s" % (rc, err))
+    finally:
+        router.stop()
+        router.cleanup()
+        ep.stop()
+
+
+def test_status_rates_after_traffic():
+    ep = Endpoint().start()
+    router = Router({"books": {"rpcs": ["log_event"], "endpoints": {"a": ep.port}}}).start()
+    try:
+        status = json.loads(ok(router, "--json", "status"))
+        check(status["rpcs_in_per_sec"] == 0 and status["commit_p50_us"] == 0 and status["commit_p99_us"] == 0,
+              "rates before traffic: %s" % status)
+        p = Producer(router.port)
+        for i in range(200):
+            p.log_event(b"rate%d" % i)
+        p.close()
+        status = json.loads(ok(router, "--json", "status"))
+        check(status["rpcs_in_per_sec"] > 0, str(status))
+        check(0 < status["commit_p50_us"] <= status["commit_p99_us"], str(status))
+        # p50/p99 are powers of two (log2 bucket upper bounds)
+        check(status["commit_p50_us"] & (status["commit_p50_us"] - 1) == 0, str(status))
+        table = ok(router, "status")
+        check(re.search(r"^rpcs_in_per_sec\s+[1-9][0-9.]*\s+\(last 10 s\)$", table, re.M) is not None, table)
+        check(re.search(r"^commit_p99_us\s+<= [1-9]", table, re.M) is not None, table)
+    finally:
+        router.stop()
+        router.cleanup()
+        ep.stop()
+
+
 if __name__ == "__main__":
     run_tests([
         test_status_services_endpoints_table_and_json,
@@ -409,4 +531,7 @@ if __name__ == "__main__":
         test_token_on_and_off_and_insecure_listen,
         test_slow_admin_client_blocks_nobody,
         test_rss_flat_over_many_admin_calls,
+        test_dead_letters_after_on_failure_skip,
+        test_skip_by_n,
+        test_status_rates_after_traffic,
     ])
