@@ -15,6 +15,9 @@ from trtest import Endpoint, Producer, Router, TApplicationException, check, run
 
 
 def test_daemon_under_valgrind():
+    if os.environ.get("TR_SANITIZE") == "1":
+        print("  SKIPPED: valgrind cannot run an AddressSanitizer build")
+        return
     if shutil.which("valgrind") is None:
         print("  SKIPPED: valgrind is not installed")
         return
