@@ -138,9 +138,10 @@ typedef struct {
  * Reads @service_id's dead letters in the order they were written, from
  * index @from_index (0 = the first), at most @max of them.  The file is read
  * under the dead-letter lock, so a listing waits for (and delays) appends.
- * A torn or corrupt record ends the listing: *@unreadable_bytes_out
- * (optional) is then the number of bytes from it to the end of the file,
- * else 0.
+ * The first use of a dead-letter file (listing or append) cuts off a torn
+ * record at the end of its last part (a crash during an append).  Any other
+ * corrupt record ends the listing: *@unreadable_bytes_out (optional) is
+ * then the number of bytes from it to the end of the file, else 0.
  * Returns: (transfer full) (element-type TrDeadLetter) (nullable): free with
  * g_array_unref() (reasons are freed with it); NULL with @error when the
  * file cannot be opened or read. */

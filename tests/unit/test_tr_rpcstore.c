@@ -257,7 +257,7 @@ Test (tr_rpcstore, retention_drops_parts_only_below_low_water)
   tr_test_rmdir (dir);
 }
 
-Test (tr_rpcstore, dead_letters_listed_across_parts_torn_tail_ends_listing)
+Test (tr_rpcstore, dead_letters_across_parts_torn_tail_cut_corrupt_record_ends_listing)
 {
   g_autofree char *dir = tr_test_mkdtemp ();
   TrRpcStoreOptions o = small_options ();
@@ -311,7 +311,8 @@ Test (tr_rpcstore, dead_letters_listed_across_parts_torn_tail_ends_listing)
   }
   tr_rpcstore_close (store);
 
-  /* A torn record at the end of the last part ends the listing after reopen. */
+  /* A torn record at the end of the last part (crash during an append) is
+   * cut off on first use, so the next dead letter is listed after it. */
   {
     g_autofree char *last = g_strdup_printf ("%s/dead-%u.2", dir, books);
     gint64 size = tr_test_file_size (last);
@@ -321,9 +322,33 @@ Test (tr_rpcstore, dead_letters_listed_across_parts_torn_tail_ends_listing)
   }
   store = tr_rpcstore_open (tr_io_posix (), dir, &o, services, &error);
   cr_assert_not_null (store, "%s", error ? error->message : "");
+  cr_assert (tr_rpcstore_add_dead_letter (store, books, 150, 1050, "after the crash", &error), "%s",
+             error ? error->message : "");
   list = tr_rpcstore_list_dead_letters (store, books, 45, 100, &unreadable, &error);
-  cr_assert (list != NULL && list->len == 5, "%s", error ? error->message : "");
-  cr_assert_eq (unreadable, 20);
+  cr_assert (list != NULL && list->len == 6, "%s", error ? error->message : "");
+  cr_assert_eq (unreadable, 0);
+  cr_assert (g_array_index (list, TrDeadLetter, 5).index == 50 && g_array_index (list, TrDeadLetter, 5).seqid == 150);
+  cr_assert_str_eq (g_array_index (list, TrDeadLetter, 5).reason, "after the crash");
+  g_array_unref (list);
+  tr_rpcstore_close (store);
+
+  /* A corrupt record inside a sealed part ends the listing there. */
+  {
+    g_autofree char *middle = g_strdup_printf ("%s/dead-%u.1", dir, books);
+    guint8 flip = 0xff;
+    tr_test_patch_file (middle, 3 * 928 + 40, &flip, 1); /* record 20, in its reason */
+  }
+  store = tr_rpcstore_open (tr_io_posix (), dir, &o, services, &error);
+  cr_assert_not_null (store, "%s", error ? error->message : "");
+  list = tr_rpcstore_list_dead_letters (store, books, 0, 100, &unreadable, &error);
+  cr_assert (list != NULL && list->len == 20, "%s", error ? error->message : "");
+  {
+    g_autofree char *middle = g_strdup_printf ("%s/dead-%u.1", dir, books);
+    g_autofree char *last = g_strdup_printf ("%s/dead-%u.2", dir, books);
+    guint64 end = 2 * 16384 + (guint64) tr_test_file_size (last);
+    cr_assert_eq (unreadable, end - (16384 + 3 * 928), "unreadable %" G_GUINT64_FORMAT, unreadable);
+    cr_assert_gt (tr_test_file_size (middle), 0);
+  }
   g_array_unref (list);
   tr_rpcstore_close (store);
   tr_test_rmdir (dir);
