@@ -41,6 +41,7 @@
 #define TR_PUSH_STATE_SIZE 12
 #define TR_PUSH_STATE_FILE_SIZE (64 * 1024)
 #define TR_PUSH_POLL_MS 1000
+#define TR_PUSH_LINGER_MS 1
 
 const char *
 tr_push_endpoint_state_to_string (TrPushEndpointState state)
@@ -260,8 +261,17 @@ tr_push_wake (TrPush *push, guint64 head)
   g_return_if_fail (push != NULL);
 
   (void) head; /* each endpoint reads its own service head */
-  if (g_atomic_int_compare_and_exchange (&push->wake_pending, 0, 1))
-    g_main_context_invoke (push->context, on_wake, push);
+  if (g_atomic_int_compare_and_exchange (&push->wake_pending, 0, 1)) {
+    /* Linger: RPCs committed within the next TR_PUSH_LINGER_MS go out in
+     * one pass (one send per endpoint), instead of one wake-up, one send
+     * and one reply read per RPC per endpoint.  Costs at most that much
+     * delivery latency; the producer's answer does not wait for it. */
+    GSource *source = g_timeout_source_new (TR_PUSH_LINGER_MS);
+    g_source_set_callback (source, on_wake, push, NULL);
+    g_source_set_priority (source, G_PRIORITY_HIGH);
+    g_source_attach (source, push->context);
+    g_source_unref (source);
+  }
 }
 
 /* ---- thread ---- */
