@@ -35,6 +35,8 @@
 #define TR_READ_CHUNK (64 * 1024)
 #define TR_MAX_PENDING_PER_CONN 4096
 #define TR_MAX_OUT_PER_CONN (4 * 1024 * 1024)
+#define TR_ACTIVE_WINDOW_US (100 * G_TIME_SPAN_MILLISECOND)
+#define TR_HINT_INTERVAL_MS 50
 
 typedef struct _Conn Conn;
 
@@ -59,6 +61,7 @@ struct _Conn {
   GByteArray *out;
   gsize out_sent;
   GQueue pending;  /* Pending*, request order */
+  gint64 last_submit_us; /* monotonic time of its last RPC (commit hint) */
   guint refs;
   char *peer;
 };
@@ -76,6 +79,7 @@ struct _TrIngress {
   int listen_fd;
   guint16 port;
   guint listen_source;
+  guint hint_source;
   GHashTable *conns; /* Conn* set */
   GAsyncQueue *completions; /* Pending* from the writer thread */
   gint wake_pending;        /* atomic: a wake-up is already scheduled */
@@ -331,6 +335,7 @@ handle_message (Conn *conn, const guint8 *msg, gsize len)
   g_queue_push_tail (&conn->pending, pending);
   ingress->n_pending++;
   ingress->stats.rpcs_in++;
+  conn->last_submit_us = g_get_monotonic_time ();
   {
     g_autoptr (GBytes) message = g_bytes_new (msg, len);
     tr_rpcstore_submit (ingress->store, message, (const guint32 *) services->data, services->len, on_commit,
@@ -451,7 +456,6 @@ conn_close (Conn *conn, const char *why)
   conn->fd = -1;
   g_hash_table_remove (ingress->conns, conn);
   ingress->stats.connections--;
-  tr_rpcstore_set_commit_hint (ingress->store, MAX (ingress->stats.connections, 1));
   conn_unref (conn); /* the socket's reference; pending answers hold theirs */
 }
 
@@ -513,7 +517,6 @@ accept_cb (gint fd, GIOCondition condition, gpointer data)
     g_hash_table_add (ingress->conns, conn);
     ingress->stats.connections++;
     ingress->stats.accepted++;
-    tr_rpcstore_set_commit_hint (ingress->store, ingress->stats.connections);
     g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_INFO, "TR_PEER", conn->peer, "MESSAGE",
                       "producer %s connected", conn->peer);
   }
@@ -539,6 +542,26 @@ build_routes (TrIngress *ingress, const TrConfig *config)
       g_array_append_val (ids, id);
     }
   }
+}
+
+/* The store's group commit waits for the producers likely to submit next
+ * (tr_rpcstore_set_commit_hint): those that sent an RPC recently.  Idle
+ * connections must not count, or every commit would wait for them. */
+static gboolean
+update_commit_hint (gpointer data)
+{
+  TrIngress *ingress = data;
+  gint64 since = g_get_monotonic_time () - TR_ACTIVE_WINDOW_US;
+  GHashTableIter iter;
+  gpointer key;
+  guint active = 0;
+
+  g_hash_table_iter_init (&iter, ingress->conns);
+  while (g_hash_table_iter_next (&iter, &key, NULL))
+    if (((Conn *) key)->last_submit_us > since)
+      active++;
+  tr_rpcstore_set_commit_hint (ingress->store, MAX (active, 1));
+  return G_SOURCE_CONTINUE;
 }
 
 static int
@@ -601,6 +624,7 @@ tr_ingress_new (TrRpcStore *store, const TrConfig *config, GError **error)
     return NULL;
   }
   ingress->listen_source = g_unix_fd_add (ingress->listen_fd, G_IO_IN, accept_cb, ingress);
+  ingress->hint_source = g_timeout_add (TR_HINT_INTERVAL_MS, update_commit_hint, ingress);
   return ingress;
 }
 
@@ -650,6 +674,8 @@ tr_ingress_free (TrIngress *ingress)
   if (ingress == NULL)
     return;
   tr_ingress_stop_accepting (ingress);
+  if (ingress->hint_source != 0)
+    g_source_remove (ingress->hint_source);
   drain_completions (ingress);
   conns = g_hash_table_get_keys (ingress->conns);
   for (GList *l = conns; l != NULL; l = l->next)
