@@ -11,7 +11,6 @@ ack p99 within 2x of an unloaded run on the same router.
   TR_TEST_SEED         seed of the garbage (printed)
   TR_HOSTILE_IDLE      idle connections (default 1000)
   TR_HOSTILE_UNREAD    calls of the never-reading client (default 100000)
-                       when the p99 bound is missed
 """
 import json
 import os
