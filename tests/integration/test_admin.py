@@ -331,6 +331,9 @@ def test_token_on_and_off_and_insecure_listen():
 
 
 def test_rss_flat_over_many_admin_calls():
+    if os.environ.get("TR_SANITIZE") == "1":
+        print("  SKIPPED under AddressSanitizer: its quarantine holds freed memory, so RSS grows by design")
+        return
     ep = Endpoint().start()
     router = Router({"books": {"rpcs": ["log_event"], "endpoints": {"a": ep.port, "b": (ep.port, "true")}}}).start()
     try:
