@@ -27,6 +27,8 @@
 #define TR_BATCH_MAX 4096
 #define TR_REOPEN_RETRY_US (500 * G_TIME_SPAN_MILLISECOND)
 #define TR_COMMIT_DELAY_MAX_US 200
+/* GBytes header, two malloc headers and the ring slot of a cached message. */
+#define TR_CACHE_ENTRY_OVERHEAD 96
 
 typedef struct {
   GBytes *message; /* NULL: stop marker */
@@ -57,7 +59,7 @@ cache_evict_oldest (TrRpcStore *store)
 {
   guint slot = (guint) (store->cache_lo % store->ring_cap);
 
-  store->cache_bytes -= g_bytes_get_size (store->ring[slot]);
+  store->cache_bytes -= g_bytes_get_size (store->ring[slot]) + TR_CACHE_ENTRY_OVERHEAD;
   g_clear_pointer (&store->ring[slot], g_bytes_unref);
   store->cache_lo++;
 }
@@ -65,9 +67,11 @@ cache_evict_oldest (TrRpcStore *store)
 static void
 cache_insert (TrRpcStore *store, guint64 rpc_id, GBytes *message, gint64 time_us)
 {
-  gsize size = g_bytes_get_size (message);
+  /* Count what an entry really costs, not only its payload, so the
+   * process stays within rpc_cache_size (issue 3: RSS <= 16 MiB + cache). */
+  gsize size = g_bytes_get_size (message) + TR_CACHE_ENTRY_OVERHEAD;
 
-  if (store->ring_cap == 0 || size > store->options.rpc_cache_size)
+  if (store->ring_cap == 0 || size > store->cache_budget)
     return;
   g_mutex_lock (&store->cache_lock);
   if (store->cache_lo > store->cache_hi || rpc_id != store->cache_hi + 1) {
@@ -76,7 +80,7 @@ cache_insert (TrRpcStore *store, guint64 rpc_id, GBytes *message, gint64 time_us
     store->cache_lo = rpc_id;
   }
   while (store->cache_lo <= store->cache_hi
-         && (store->cache_bytes + size > store->options.rpc_cache_size
+         && (store->cache_bytes + size > store->cache_budget
              || rpc_id - store->cache_lo >= store->ring_cap))
     cache_evict_oldest (store);
   store->ring[rpc_id % store->ring_cap] = g_bytes_ref (message);
@@ -607,7 +611,7 @@ tr_rpcstore_open (TrIo *io, const char *dir, const TrRpcStoreOptions *options,
   store->cache_lo = 1;
   store->cache_hi = 0;
   store->commit_hint = 1;
-  store->ring_cap = (guint) MIN (options->rpc_cache_size / 64, 1u << 20);
+  store->ring_cap = (guint) MIN (options->rpc_cache_size / 256, 1u << 20);
   store->ring = g_new0 (GBytes *, MAX (store->ring_cap, 1));
   store->ring_time = g_new0 (gint64, MAX (store->ring_cap, 1));
   store->queue = g_async_queue_new ();
@@ -621,6 +625,13 @@ tr_rpcstore_open (TrIo *io, const char *dir, const TrRpcStoreOptions *options,
     g_prefix_error (error, "opening store %s: ", dir);
     store_free (store);
     return NULL;
+  }
+  {
+    /* rpc_cache_size is the whole cache memory: the ring, the index/list
+     * block cache of the DoubleWriteBuffer, and the messages. */
+    gsize fixed = (gsize) store->ring_cap * (sizeof (GBytes *) + sizeof (gint64))
+                  + store->block_cache_blocks * TR_RPCSTORE_BLOCK_SIZE;
+    store->cache_budget = options->rpc_cache_size > fixed ? options->rpc_cache_size - fixed : 0;
   }
   store->last_checkpoint_us = store->last_sync_us = g_get_monotonic_time ();
   store->writer = g_thread_new ("tr-writer", writer_main, store);

@@ -111,7 +111,9 @@ struct _TrRpcStore {
   gint64 *ring_time; /* protected by ->cache_lock */
   guint ring_cap;
   guint64 cache_lo, cache_hi; /* protected by ->cache_lock; empty when lo > hi */
-  gsize cache_bytes;          /* protected by ->cache_lock */
+  gsize cache_bytes;          /* protected by ->cache_lock; payload + overhead */
+  gsize cache_budget;         /* rpc_cache_size minus the ring and the block cache */
+  gsize block_cache_blocks;   /* DoubleWriteBuffer read cache size */
 
   GMutex dead_lock;
   GPtrArray *dead; /* TrGroupFile* by service id, opened lazily; protected by ->dead_lock */

@@ -103,6 +103,8 @@ open_files (TrRpcStore *store, GError **error)
 {
   gsize cache_blocks = MAX (store->options.rpc_cache_size / 16 / TR_RPCSTORE_BLOCK_SIZE, 64);
 
+  store->block_cache_blocks = cache_blocks;
+
   store->data = tr_rpcstore__open_file (store, "data", error);
   if (store->data == NULL)
     return FALSE;
