@@ -117,8 +117,11 @@ GBytes *tr_rpcstore_get (TrRpcStore *store, guint64 rpc_id, gint64 *timestamp_us
 
 /* tr_rpcstore_set_low_water:
  * Tells retention that @service_id no longer needs seqids below @seqid (the
- * minimum over its endpoints of the first unacknowledged seqid, and of its
- * dead letters).  Whole parts no service needs are deleted by the writer. */
+ * minimum over its endpoints, stopped ones included, of the first
+ * unacknowledged seqid).  Whole parts no service needs are deleted by the
+ * writer.  Dead letters do not hold parts back: a dead letter keeps its
+ * seqid, rpc id and reason for ever, the RPC's bytes only while its part
+ * exists (DESIGN §2.9 wants them pinned; not done yet). */
 void tr_rpcstore_set_low_water (TrRpcStore *store, guint32 service_id, guint64 seqid);
 
 /* Appends a dead letter (@seqid of @service_id whose RPC could not be
