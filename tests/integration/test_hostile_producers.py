@@ -237,7 +237,10 @@ def test_hostile_producers_router_stays_up_and_latency_holds():
               "%.1f MB pipelined unread; router RSS %d KiB -> max %d KiB (+%d KiB)"
               % (len(attack.idle), stats["slow_bytes"], stats["bad_lengths"], stats["garbage"],
                  stats["unread_sent_bytes"] / 1e6, rss0, max(rss), growth), flush=True)
-        check(growth < 96 * 1024, "router RSS grew by %d KiB" % growth)
+        if os.environ.get("TR_SANITIZE") == "1":
+            print("  RSS bound not checked under AddressSanitizer (shadow memory and quarantine)", flush=True)
+        else:
+            check(growth < 96 * 1024, "router RSS grew by %d KiB" % growth)
         # Bound: 2x the unloaded p99 (issue 5).  This disk's fsync p99 alone
         # swings between 0.5 and 13 ms from run to run, so the reference is
         # never taken below 1 ms; under the sanitizers (slower daemon) 4x.
