@@ -792,13 +792,16 @@ tr_dwbuffer_read (TrDwBuffer *dwb, guint32 file_id, guint64 block_id, guint32 of
     guint64 epoch;
     gboolean ok;
 
+    /* Memory (buffers and cache) is the newest content even after a
+     * failure, and reading it changes nothing: serve it, so a store whose
+     * disk is full keeps delivering what it holds.  Disk reads stop. */
+    if (read_memory_locked (dwb, &key, offset_in_block, buf, len))
+      break;
     if (dwb->failed) {
       g_mutex_unlock (&dwb->lock);
       set_closed_error (error);
       return FALSE;
     }
-    if (read_memory_locked (dwb, &key, offset_in_block, buf, len))
-      break;
     epoch = dwb->epoch;
     dwb->stats.cache_misses++;
     g_mutex_unlock (&dwb->lock);

@@ -481,8 +481,9 @@ tr_groupfile_read (TrGroupFile *file, guint64 offset, void *buf, gsize len, gsiz
   g_return_val_if_fail (file != NULL && (buf != NULL || len == 0) && got_out != NULL, FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
   *got_out = 0;
-  if (!check_usable (file, error))
-    return FALSE;
+  /* Reads stay allowed in FAILED: they change nothing, and what was written
+   * before the failure is still there, so a store whose disk is full keeps
+   * delivering what it holds.  Only writes, syncs and deletions stop. */
   if (offset < tr_groupfile_first_offset (file)) {
     g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_NOT_FOUND,
                  "cannot read group file %s/%s at offset %" G_GUINT64_FORMAT

@@ -27,7 +27,8 @@
  * tr_groupfile_truncate().
  *
  * Errors are sticky: after a failed write, sync, truncate or unlink every
- * call fails with TR_STORAGE_ERROR_CLOSED until the GroupFile is reopened.
+ * mutating call fails with TR_STORAGE_ERROR_CLOSED until the GroupFile is
+ * reopened.  Reads still work (they only see what was written before).
  *
  * Thread safety: none.  One thread at a time (the storage writer thread);
  * reads from another thread need outside locking.

@@ -1043,8 +1043,10 @@ tr_rpcstore_get_stats (TrRpcStore *store, TrRpcStoreStats *stats_out)
   stats_out->commit_errors = store->commit_errors;
   memcpy (stats_out->commit_latency, store->commit_latency, sizeof stats_out->commit_latency);
   g_mutex_unlock (&store->head_lock);
+  g_rw_lock_reader_lock (&store->files_lock);
   g_mutex_lock (&store->data_lock);
   stats_out->data_bytes = store->data ? tr_groupfile_disk_bytes (store->data) : 0;
   stats_out->data_parts = store->data ? tr_groupfile_n_parts (store->data) : 0;
   g_mutex_unlock (&store->data_lock);
+  g_rw_lock_reader_unlock (&store->files_lock);
 }

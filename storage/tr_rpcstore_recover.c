@@ -407,20 +407,58 @@ tr_rpcstore__recover (TrRpcStore *store, const char *const *services, GError **e
 gboolean
 tr_rpcstore__reopen (TrRpcStore *store, guint64 committed_end, GError **error)
 {
+  TrGroupFile *old_data = store->data, *old_index = store->index;
+  TrDwBuffer *old_dwb = store->dwb;
+  TrRotateFile *old_checkpoint = store->checkpoint;
+  g_autofree TrGroupFile **old_lists = g_new0 (TrGroupFile *, store->n_ids + 1);
+  /* Recovery rewrites the writer's position; a failed attempt must not leave
+   * it behind (a smaller data_end would later cut acknowledged records). */
+  g_autofree guint64 *old_heads = g_memdup2 (store->list_heads, store->n_ids * sizeof (guint64) + 1);
+  guint64 old_next = store->next_rpc_id, old_end = store->data_end, old_ckpt = store->ckpt_rpc_id;
   gboolean ok;
 
-  /* Readers (push) use the index and lists through ->dwb: keep them out
-   * while the objects are replaced. */
+  /* Open the new objects beside the old ones and swap only on success:
+   * while the disk is still failing, readers (push) keep the old ones and go
+   * on delivering what is stored.  Readers use the index and lists through
+   * ->dwb, so the swap happens under the writer side of ->files_lock. */
+  for (guint id = 0; id < store->n_ids; id++) {
+    old_lists[id] = g_ptr_array_index (store->lists, id);
+    g_ptr_array_index (store->lists, id) = NULL;
+  }
   g_rw_lock_writer_lock (&store->files_lock);
-  close_files (store);
+  store->data = NULL;
+  store->index = NULL;
+  store->dwb = NULL;
+  store->checkpoint = NULL;
   ok = open_files (store, error);
   if (ok && tr_groupfile_size (store->data) > committed_end) {
     /* Records of a batch that failed were never acknowledged: cut them. */
     ok = tr_groupfile_truncate (store->data, committed_end, error) && tr_groupfile_sync (store->data, error);
   }
   ok = ok && recover_files (store, error);
-  if (!ok)
+  if (!ok) {
     close_files (store);
+    store->data = old_data;
+    store->index = old_index;
+    store->dwb = old_dwb;
+    store->checkpoint = old_checkpoint;
+    for (guint id = 0; id < store->n_ids; id++)
+      g_ptr_array_index (store->lists, id) = old_lists[id];
+    memcpy (store->list_heads, old_heads, store->n_ids * sizeof (guint64));
+    store->next_rpc_id = old_next;
+    store->data_end = old_end;
+    store->ckpt_rpc_id = old_ckpt;
+  }
   g_rw_lock_writer_unlock (&store->files_lock);
+  if (ok) {
+    /* The old objects are unused now; the DoubleWriteBuffer goes first (it
+     * refers to the GroupFiles).  Freeing never syncs. */
+    g_clear_pointer (&old_dwb, tr_dwbuffer_free);
+    g_clear_pointer (&old_index, tr_groupfile_free);
+    for (guint id = 0; id < store->n_ids; id++)
+      g_clear_pointer (&old_lists[id], tr_groupfile_free);
+    g_clear_pointer (&old_checkpoint, tr_rotatefile_free);
+    g_clear_pointer (&old_data, tr_groupfile_free);
+  }
   return ok;
 }

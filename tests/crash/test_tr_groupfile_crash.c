@@ -163,9 +163,9 @@ expect_closed (TrGroupFile *file, const GError *cause)
   cr_assert_not (tr_groupfile_sync (file, &error));
   cr_assert (g_error_matches (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CLOSED));
   g_clear_error (&error);
-  cr_assert_not (tr_groupfile_read (file, tr_groupfile_first_offset (file), buf, 1, &got, &error));
-  cr_assert (g_error_matches (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CLOSED));
-  g_clear_error (&error);
+  /* Reads still work in FAILED (the store keeps delivering on a full disk). */
+  cr_assert (tr_groupfile_read (file, tr_groupfile_first_offset (file), buf, 1, &got, &error), "%s",
+             error ? error->message : "");
   cr_assert_not (tr_groupfile_drop_before (file, 0, &error));
   cr_assert (g_error_matches (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CLOSED));
 }
