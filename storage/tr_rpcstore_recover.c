@@ -413,10 +413,11 @@ tr_rpcstore__reopen (TrRpcStore *store, guint64 committed_end, GError **error)
   g_autofree TrGroupFile **old_lists = g_new0 (TrGroupFile *, store->n_ids + 1);
   /* Recovery rewrites the writer's position; a failed attempt must not leave
    * it behind (a smaller data_end would later cut acknowledged records). */
-  g_autofree guint64 *old_heads = g_memdup2 (store->list_heads, store->n_ids * sizeof (guint64) + 1);
+  g_autofree guint64 *old_heads = g_new0 (guint64, store->n_ids + 1);
   guint64 old_next = store->next_rpc_id, old_end = store->data_end, old_ckpt = store->ckpt_rpc_id;
   gboolean ok;
 
+  memcpy (old_heads, store->list_heads, store->n_ids * sizeof (guint64));
   /* Open the new objects beside the old ones and swap only on success:
    * while the disk is still failing, readers (push) keep the old ones and go
    * on delivering what is stored.  Readers use the index and lists through
