@@ -443,6 +443,57 @@ next_deadline (TrRpcStore *store)
   return deadline;
 }
 
+/* ---- writer tasks (tr_rpcstore__run_on_writer) ------------------------- */
+
+typedef struct {
+  TrRpcStoreTask func;
+  gpointer data;
+  gboolean ok;
+  GError *error;
+  GMutex lock;
+  GCond cond;
+  gboolean done; /* protected by ->lock */
+} WriterTask;
+
+/* Runs the tasks drain_queue() set aside.  Called from periodic_work(),
+ * i.e. wherever the writer does its own mutations. */
+static void
+run_writer_tasks (TrRpcStore *store)
+{
+  WriterTask *task;
+
+  while ((task = g_queue_pop_head (&store->writer_tasks)) != NULL) {
+    task->ok = task->func (store, task->data, &task->error);
+    g_mutex_lock (&task->lock);
+    task->done = TRUE;
+    g_cond_signal (&task->cond);
+    g_mutex_unlock (&task->lock);
+  }
+}
+
+gboolean
+tr_rpcstore__run_on_writer (TrRpcStore *store, TrRpcStoreTask func, gpointer data, GError **error)
+{
+  WriterTask task = { 0 };
+  Submission *sub = g_new0 (Submission, 1);
+
+  task.func = func;
+  task.data = data;
+  g_mutex_init (&task.lock);
+  g_cond_init (&task.cond);
+  sub->user_data = &task;
+  g_async_queue_push (store->queue, sub);
+  g_mutex_lock (&task.lock);
+  while (!task.done)
+    g_cond_wait (&task.cond, &task.lock);
+  g_mutex_unlock (&task.lock);
+  g_mutex_clear (&task.lock);
+  g_cond_clear (&task.cond);
+  if (!task.ok)
+    g_propagate_error (error, task.error);
+  return task.ok;
+}
+
 static void
 periodic_work (TrRpcStore *store)
 {
@@ -450,6 +501,7 @@ periodic_work (TrRpcStore *store)
   gint64 now = g_get_monotonic_time ();
   gboolean moved;
 
+  run_writer_tasks (store);
   if (store->failure != NULL) {
     try_reopen (store); /* so delivery resumes even when no producer writes */
     return;
@@ -480,11 +532,18 @@ periodic_work (TrRpcStore *store)
   }
 }
 
-/* Adds every queued submission to @batch; TRUE if the stop marker came. */
+/* Adds every queued submission to @batch; TRUE if the stop marker came.
+ * A writer task (no message, ->user_data set) goes to ->writer_tasks. */
 static gboolean
 drain_queue (TrRpcStore *store, GPtrArray *batch, Submission *sub)
 {
   while (sub != NULL) {
+    if (sub->message == NULL && sub->user_data != NULL) {
+      g_queue_push_tail (&store->writer_tasks, sub->user_data);
+      submission_free (sub);
+      sub = g_async_queue_try_pop (store->queue);
+      continue;
+    }
     if (sub->message == NULL) {
       submission_free (sub);
       return TRUE;
@@ -663,8 +722,12 @@ tr_rpcstore_close (TrRpcStore *store)
 gint
 tr_rpcstore_service_id (TrRpcStore *store, const char *name)
 {
-  gpointer value = g_hash_table_lookup (store->service_ids, name);
+  gpointer value;
 
+  /* The map grows on the writer thread (tr_rpcstore_add_service). */
+  g_mutex_lock (&store->head_lock);
+  value = g_hash_table_lookup (store->service_ids, name);
+  g_mutex_unlock (&store->head_lock);
   return value ? (gint) GPOINTER_TO_UINT (value) - 1 : -1;
 }
 

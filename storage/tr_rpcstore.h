@@ -79,6 +79,16 @@ void tr_rpcstore_close (TrRpcStore *store);
 /* Permanent id of service @name, or -1 if the store does not know it. */
 gint tr_rpcstore_service_id (TrRpcStore *store, const char *name);
 
+/* tr_rpcstore_add_service:
+ * Makes service @name usable while the store runs (configuration reload):
+ * a name never seen gets the next permanent id, written to services.map
+ * (DoubleWriteFile) before anything uses it; its list is opened (created
+ * if needed) and the writer starts deriving entries for it.  A service the
+ * store already serves is not an error.  Runs on the writer thread between
+ * batches; the caller waits (any thread but the writer).
+ * Returns: its id, or -1 with @error (TR_STORAGE_ERROR_IO / _FULL). */
+gint tr_rpcstore_add_service (TrRpcStore *store, const char *name, GError **error);
+
 void tr_rpcstore_set_notify (TrRpcStore *store, TrRpcNotifyFunc notify, gpointer user_data);
 
 /* tr_rpcstore_set_commit_hint:

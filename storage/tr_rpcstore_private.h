@@ -70,10 +70,14 @@ struct _TrRpcStore {
   TrDwBuffer *dwb;
   TrRotateFile *checkpoint; /* writer thread only */
 
-  /* Service map: fixed after open. */
-  GHashTable *service_ids; /* name -> GUINT_TO_POINTER (id + 1) */
+  /* Service map: grows only on the writer thread (tr_rpcstore_add_service),
+   * under ->head_lock.  Every array indexed by service id (->lists, ->dead,
+   * the heads, low water marks and firsts, ->service_names) is allocated
+   * for TR_RPCSTORE_MAX_SERVICES ids at open, so growing never moves them. */
+  GHashTable *service_ids; /* name -> GUINT_TO_POINTER (id + 1); protected by ->head_lock */
   GPtrArray *service_names; /* by id */
   guint n_ids;
+  GQueue writer_tasks;      /* (element-type WriterTask) writer thread only */
 
   /* Writer thread state (touched only by the writer after open). */
   GThread *writer;
@@ -135,6 +139,14 @@ gboolean tr_rpcstore__derive_entries (TrRpcStore *store, guint64 rpc_id, guint64
 
 /* Syncs the DoubleWriteBuffer and writes a checkpoint for the current head. */
 gboolean tr_rpcstore__checkpoint (TrRpcStore *store, GError **error);
+
+/* A job run on the writer thread by tr_rpcstore__run_on_writer(). */
+typedef gboolean (*TrRpcStoreTask) (TrRpcStore *store, gpointer data, GError **error);
+
+/* Queues @func behind the submissions already queued, runs it on the
+ * writer thread (between batches, where the writer does its periodic
+ * work) and waits for its result.  Any thread but the writer. */
+gboolean tr_rpcstore__run_on_writer (TrRpcStore *store, TrRpcStoreTask func, gpointer data, GError **error);
 
 /* Opens (creating if needed) a GroupFile of the store, named @name. */
 TrGroupFile *tr_rpcstore__open_file (TrRpcStore *store, const char *name, GError **error);
