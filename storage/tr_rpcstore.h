@@ -119,6 +119,16 @@ guint64 tr_rpcstore_service_first (TrRpcStore *store, guint32 service_id);
 gboolean tr_rpcstore_service_lookup (TrRpcStore *store, guint32 service_id, guint64 seqid,
                                      guint64 *rpc_id_out, GError **error);
 
+/* tr_rpcstore_locate:
+ * Where @rpc_id's data record is: its logical offset in the data GroupFile
+ * and its length (record framing included), read from the index, with no
+ * data read.  Records are in rpc id order, so the distance between two
+ * offsets is the bytes stored between them (used for an endpoint's lag in
+ * bytes).  Errors: TR_STORAGE_ERROR_NOT_FOUND (not stored), _CLOSED.
+ * Thread-safe. */
+gboolean tr_rpcstore_locate (TrRpcStore *store, guint64 rpc_id, guint64 *offset_out, guint32 *len_out,
+                             GError **error);
+
 /* tr_rpcstore_get:
  * Returns: (transfer full) (nullable): the message of @rpc_id (from the
  * cache, else from disk, checksum verified), or NULL with NOT_FOUND/CORRUPT.

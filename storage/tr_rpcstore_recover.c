@@ -514,7 +514,7 @@ add_service_on_writer (TrRpcStore *store, gpointer data, GError **error)
   if (known < 0) {
     g_ptr_array_add (store->service_names, g_strdup (add->name));
     g_hash_table_insert (store->service_ids, g_strdup (add->name), GUINT_TO_POINTER (id + 1));
-    store->n_ids = id + 1;
+    g_atomic_int_set (&store->n_ids, id + 1);
   }
   g_mutex_unlock (&store->head_lock);
   if (list == NULL)
