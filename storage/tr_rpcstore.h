@@ -89,6 +89,14 @@ gint tr_rpcstore_service_id (TrRpcStore *store, const char *name);
  * Returns: its id, or -1 with @error (TR_STORAGE_ERROR_IO / _FULL). */
 gint tr_rpcstore_add_service (TrRpcStore *store, const char *name, GError **error);
 
+/* tr_rpcstore_retire_service:
+ * @service_id is no longer routed (removed by a reload): once every RPC
+ * submitted before this call is committed, its low-water mark is set past
+ * its list head, so it never holds retention back.  Its files stay (adding
+ * it back with tr_rpcstore_add_service() reuses them).  Waits for the
+ * writer thread (any thread but the writer). */
+void tr_rpcstore_retire_service (TrRpcStore *store, guint32 service_id);
+
 void tr_rpcstore_set_notify (TrRpcStore *store, TrRpcNotifyFunc notify, gpointer user_data);
 
 /* tr_rpcstore_set_commit_hint:

@@ -550,3 +550,26 @@ tr_rpcstore_add_service (TrRpcStore *store, const char *name, GError **error)
   }
   return (gint) add.id;
 }
+
+/* Writer thread, so every RPC submitted before the call is in the list
+ * already: past the head now means past everything it will ever get. */
+static gboolean
+retire_service_on_writer (TrRpcStore *store, gpointer data, GError **error)
+{
+  guint32 id = GPOINTER_TO_UINT (data);
+
+  (void) error;
+  g_mutex_lock (&store->head_lock);
+  store->low_water[id] = store->list_heads[id] + 1;
+  store->low_water_moved = TRUE;
+  g_mutex_unlock (&store->head_lock);
+  return TRUE;
+}
+
+void
+tr_rpcstore_retire_service (TrRpcStore *store, guint32 service_id)
+{
+  g_return_if_fail (store != NULL && service_id < tr_rpcstore__n_ids (store));
+
+  tr_rpcstore__run_on_writer (store, retire_service_on_writer, GUINT_TO_POINTER (service_id), NULL);
+}
