@@ -116,7 +116,7 @@ raise_fd_limit (const TrConfig *config)
 }
 
 static int
-run (const TrConfig *config)
+run (TrConfig *config)
 {
   g_autoptr (GError) error = NULL;
   g_autoptr (GPtrArray) names = g_ptr_array_new ();
