@@ -15,8 +15,10 @@ from trtest import Endpoint, Producer, Router, TApplicationException, check, fre
 
 
 def write_service(router, name, rpcs, endpoints, **keys):
-    """Writes services/NAME.conf; endpoints: {id: port or (port, {key: value})}."""
-    with open(os.path.join(router.tmp, "services", name + ".conf"), "w") as f:
+    """Writes services/NAME.conf (atomically: a reload may be reading it);
+    endpoints: {id: port or (port, {key: value})}."""
+    path = os.path.join(router.tmp, "services", name + ".conf")
+    with open(path + ".tmp", "w") as f:
         f.write("[service]\nrpcs = %s\nretry_backoff_ms = 20\nretry_backoff_max_ms = 200\n" % ", ".join(rpcs))
         f.write("connect_timeout_ms = 500\n")
         for k, v in keys.items():
@@ -26,6 +28,7 @@ def write_service(router, name, rpcs, endpoints, **keys):
             f.write("\n[endpoint %s]\nhost = 127.0.0.1\nport = %d\n" % (eid, port))
             for k, v in extra.items():
                 f.write("%s = %s\n" % (k, v))
+    os.replace(path + ".tmp", path)
 
 
 def set_services(router, names):
@@ -314,6 +317,75 @@ def test_untouched_endpoint_no_gap_no_duplicate_across_reloads():
         s.close()
 
 
+def test_concurrent_reloads_sighup_and_stop_send():
+    """tr-admin reload from two clients, SIGHUP and stop-send/start-send at
+    the same time, RPCs flowing: every call is served (the admin thread takes
+    them one at a time), the end state is what the files say, and the
+    untouched endpoint sees every seqid once, in order."""
+    s = Setup(extra_endpoints=2)
+    a, b, c = s.eps
+    write_service(s.router, "books", ["log_event"], {"a": a.port, "b": b.port})
+    write_service(s.router, "extra", ["log_event"], {})
+    set_services(s.router, ["books", "extra"])
+    reload_ok(s.router)
+    sent, errors = [], []
+    stop_flag = threading.Event()
+
+    def produce():
+        p = Producer(s.router.port)
+        try:
+            i = 0
+            while not stop_flag.is_set():
+                p.log_event(b"c-%d" % i)
+                sent.append(b"c-%d" % i)
+                i += 1
+        except Exception as e:  # reported below
+            errors.append(e)
+        finally:
+            p.close()
+
+    def reloads(n):
+        for i in range(n):
+            write_service(s.router, "extra", ["log_event"], {"c": c.port} if i % 2 == 0 else {})
+            rc, out, err = tr_admin(s.router, "reload")
+            if rc != 0:
+                errors.append(err)
+            s.router.proc.send_signal(signal.SIGHUP)
+
+    def toggles(n):
+        for i in range(n):
+            rc, out, err = tr_admin(s.router, "stop-send" if i % 2 == 0 else "start-send", "books", "b")
+            if rc != 0:
+                errors.append(err)
+
+    threads = [threading.Thread(target=produce), threading.Thread(target=reloads, args=(10,)),
+               threading.Thread(target=toggles, args=(10,))]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads[1:]:
+            t.join(60)
+        stop_flag.set()
+        threads[0].join(30)
+        check(not errors, "errors: %s" % errors[:3])
+        write_service(s.router, "extra", ["log_event"], {"c": (c.port, {"start": "earliest"})})
+        reload_ok(s.router)
+        eps = [(e["service"], e["endpoint"], e["state"]) for e in json.loads(ok(s.router, "--json", "endpoints"))]
+        check([e[:2] for e in eps] == [("books", "a"), ("books", "b"), ("extra", "c")], str(eps))
+        check(eps[1][2] != "STOPPED", "b should run after an even number of toggles: %s" % eps)
+        wait_until(lambda: len(a.payloads()) >= len(sent) and len(b.payloads()) >= len(sent), what="delivery")
+        check([x for _, x, _ in a.received()] == list(range(1, len(sent) + 1)), "a saw a gap or a duplicate")
+        b.check_sequence(sent)
+        # Signals sent while one is pending coalesce: at least one reload each.
+        check(s.router.log().count("SIGHUP: reloading") >= 1, "no SIGHUP reload")
+        check("reload refused" not in s.router.log(), s.router.log())
+    finally:
+        stop_flag.set()
+        for t in threads:
+            t.join(30)
+        s.close()
+
+
 def test_invalid_file_and_restart_keys_refused():
     s = Setup(extra_endpoints=1)
     a, b = s.eps
@@ -416,6 +488,7 @@ if __name__ == "__main__":
         test_removed_service_no_longer_holds_retention_back,
         test_untouched_endpoint_no_gap_no_duplicate_across_reloads,
         test_invalid_file_and_restart_keys_refused,
+        test_concurrent_reloads_sighup_and_stop_send,
         test_sighup_reload_and_refusal_logged,
         test_reload_keeps_operator_stop_send,
     ])
