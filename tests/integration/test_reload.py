@@ -4,6 +4,7 @@ flowing.  Each test edits router.conf / conf/services/*.conf in the
 router's temp dir, reloads, and checks delivery through recording
 endpoints (seqids as the router put them in the headers)."""
 import json
+import logging
 import os
 import re
 import signal
@@ -170,6 +171,34 @@ def test_endpoint_moved_to_another_port_resumes_at_its_position():
         check(seqids(new) == list(range(6, 11)), "moved endpoint got seqids %s" % seqids(new))
         check([d for _, d in new.payloads()] == second and len(old.payloads()) == 5, "payloads")
         old.check_sequence(first)
+    finally:
+        s.close()
+
+
+def test_on_failure_and_retries_changed_live():
+    """A blocked endpoint (on_failure = block) is unblocked by a reload that
+    says on_failure = skip: the failing RPC becomes a dead letter and the
+    next ones are delivered, on the same running endpoint."""
+    logging.getLogger().setLevel(logging.CRITICAL)  # python thrift logs every raise
+    s = Setup()
+    a = s.eps[0]
+    try:
+        write_service(s.router, "books", ["log_event"], {"a": a.port}, max_retries=1)
+        reload_ok(s.router)
+        a.fail_next = 10 ** 9
+        send(s.router, 1, b"bad")
+        wait_until(lambda: endpoint_info(s.router, "books", "a")["retries"] >= 3, what="blocked on seqid 1")
+        time.sleep(0.3)
+        check(endpoint_info(s.router, "books", "a")["acked_seqid"] == 0, "block let seqid 1 go")
+        write_service(s.router, "books", ["log_event"], {"a": a.port}, max_retries=1, on_failure="skip")
+        out = reload_ok(s.router)
+        check("service books: on_failure block -> skip" in out, out)
+        wait_until(lambda: len(json.loads(ok(s.router, "--json", "dead-letters", "books"))) == 1,
+                   what="seqid 1 dead-lettered after the reload")
+        a.fail_next = 0
+        good = send(s.router, 3, b"good")
+        wait_until(lambda: endpoint_info(s.router, "books", "a")["acked_seqid"] == 4, what="delivery resumes")
+        check([d for _, d in a.payloads()] == good, str(a.payloads()))
     finally:
         s.close()
 
@@ -483,6 +512,7 @@ if __name__ == "__main__":
         test_add_endpoints_head_and_earliest,
         test_remove_endpoint_and_readd_resumes_from_its_state,
         test_endpoint_moved_to_another_port_resumes_at_its_position,
+        test_on_failure_and_retries_changed_live,
         test_add_service_with_new_rpc_then_restart,
         test_remove_service_and_change_rpcs,
         test_removed_service_no_longer_holds_retention_back,
