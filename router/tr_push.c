@@ -15,8 +15,9 @@
  * and after a power loss an older state only means duplicates (an endpoint
  * never sees a gap: the position only moves past acknowledged seqids).
  *
- * Missing state file: the endpoint starts after the first seqid still
- * stored for its service minus one, so nothing stored is skipped.
+ * Missing state file at start-up: the endpoint starts after the first seqid
+ * still stored for its service minus one, so nothing stored is skipped (an
+ * endpoint added by a reload follows its `start` key: tr_push_reload.c).
  *
  * Retention: for every service the store's low-water mark is the minimum
  * over its endpoints (stopped ones included) of acked + 1.  It is set at
