@@ -251,9 +251,14 @@ def test_hostile_producers_router_stays_up_and_latency_holds():
               % (base_p99, load_p99, load_p99 / base_p99, factor), flush=True)
         log = router.log()
         check("refusing" not in log, "router log: " + log[-2000:])
-        if load_p99 > factor * reference:
-            raise AssertionError("ack p99 under attack %.0f us > 2x unloaded %.0f us (p50 %.0f -> %.0f us)"
-                                 % (load_p99, base_p99, sorted(r["ack_p50_us"] for r in base)[1],
+        # Under ThreadSanitizer every memory access of the attack's handling
+        # is instrumented and competes with the producer for 2 shared cores:
+        # the ratio is printed but not enforced there (that run is for races).
+        if sanitizer() == "thread":
+            print("  latency bound not enforced under ThreadSanitizer", flush=True)
+        elif load_p99 > factor * reference:
+            raise AssertionError("ack p99 under attack %.0f us > %.0fx max(unloaded %.0f us, 1 ms) (p50 %.0f -> %.0f us)"
+                                 % (load_p99, factor, base_p99, sorted(r["ack_p50_us"] for r in base)[1],
                                     sorted(r["ack_p50_us"] for r in loaded)[1]))
     finally:
         if attack is not None:
