@@ -13,19 +13,25 @@
  *   services.map     DoubleWriteFile: service name -> permanent numeric id
  *   dead-<id>.N      GroupFile of dead-letter records per service
  *
- * Commit path: tr_rpcstore_submit() queues a message with the ids of the
- * services subscribing to it.  One writer thread drains the queue in batches
- * (group commit): it appends one data record per RPC, fdatasyncs once per
- * batch (sync_mode always), then writes the index and list entries into the
- * DoubleWriteBuffer (memory) and calls each submitter's callback.  Every
+ * Commit path: tr_rpcstore_submit() (one message) or
+ * tr_rpcstore_submit_batch() (several) hand over messages with the ids of
+ * the services subscribing to them.  With sync_mode always one writer
+ * thread drains the queue in batches (group commit): it appends one data
+ * record per RPC, fdatasyncs once per batch, then writes the index and list
+ * entries into the DoubleWriteBuffer (memory) and calls each submitter's
+ * callback.  With interval or none nothing waits for a sync, so the
+ * submitting thread does the same work inline (no thread hop) and the
+ * callbacks run on it before tr_rpcstore_submit_batch() returns.  Every
  * checkpoint interval the writer syncs the DoubleWriteBuffer and records a
  * checkpoint; recovery re-derives index and list entries from the data
  * records after the checkpoint, so only the data file needs a sync per batch.
  *
- * Threads: tr_rpcstore_submit() and every read function are thread-safe.
- * Commit callbacks run on the writer thread: they must be quick (typically a
- * g_main_context_invoke() back to the caller's loop).
- * Lock order: ->data_lock before the DoubleWriteBuffer's locks; ->cache_lock
+ * Threads: tr_rpcstore_submit*() and every read function are thread-safe.
+ * Commit callbacks run on the writer thread (sync_mode always: they must be
+ * quick, typically a hand-over to the caller's loop) or on the submitting
+ * thread (interval, none; see tr_rpcstore_commits_inline()); they must not
+ * call tr_rpcstore_submit*().
+ * Lock order: ->commit_lock before ->data_lock before the DoubleWriteBuffer's locks; ->cache_lock
  * and ->head_lock are leaves.
  */
 #pragma once
@@ -53,12 +59,13 @@ typedef struct {
 
 typedef struct _TrRpcStore TrRpcStore;
 
-/* Called on the writer thread when an RPC is committed (@error NULL, @rpc_id
- * its global id) or failed (@error set, nothing stored). */
+/* Called when an RPC is committed (@error NULL, @rpc_id its global id) or
+ * failed (@error set, nothing stored); on the writer thread or, when the
+ * store commits inline, on the submitting thread. */
 typedef void (*TrRpcCommitFunc) (gpointer user_data, guint64 rpc_id, const GError *error);
 
-/* Called on the writer thread after each committed batch, with the new
- * global head.  Used to wake the push side. */
+/* Called after each committed batch, with the new global head, on the
+ * thread that committed it.  Used to wake the push side. */
 typedef void (*TrRpcNotifyFunc) (gpointer user_data, guint64 head_rpc_id);
 
 /* tr_rpcstore_open:
@@ -90,11 +97,33 @@ void tr_rpcstore_set_notify (TrRpcStore *store, TrRpcNotifyFunc notify, gpointer
 void tr_rpcstore_set_commit_hint (TrRpcStore *store, guint submitters);
 
 /* tr_rpcstore_submit:
- * Queues @message (a whole Thrift message, without the frame length) for
+ * Submits @message (a whole Thrift message, without the frame length) for
  * @n_services services.  @message is referenced, not copied.  @done is
- * called exactly once, on the writer thread.  Thread-safe. */
+ * called exactly once (see TrRpcCommitFunc for the thread).  Thread-safe. */
 void tr_rpcstore_submit (TrRpcStore *store, GBytes *message, const guint32 *service_ids, guint n_services,
                          TrRpcCommitFunc done, gpointer user_data);
+
+/* A batch of submissions collected by one thread (e.g. every RPC read in
+ * one event loop iteration) and handed to the store at once: one queue
+ * lock and one writer wake-up, or one inline commit. */
+typedef struct _TrRpcBatch TrRpcBatch;
+
+TrRpcBatch *tr_rpcbatch_new (void);
+void tr_rpcbatch_free (TrRpcBatch *batch);
+guint tr_rpcbatch_len (const TrRpcBatch *batch);
+/* Adds a submission; arguments as for tr_rpcstore_submit(). */
+void tr_rpcbatch_add (TrRpcBatch *batch, GBytes *message, const guint32 *service_ids, guint n_services,
+                      TrRpcCommitFunc done, gpointer user_data);
+
+/* tr_rpcstore_submit_batch:
+ * Submits every message of @batch in order and empties it.  With sync_mode
+ * interval or none they are committed on the calling thread and every
+ * callback has run when this returns. */
+void tr_rpcstore_submit_batch (TrRpcStore *store, TrRpcBatch *batch);
+
+/* TRUE when tr_rpcstore_submit*() commit on the calling thread (sync_mode
+ * interval or none), FALSE when the writer thread commits (always). */
+gboolean tr_rpcstore_commits_inline (TrRpcStore *store);
 
 /* Head (last committed) global rpc id; 0 when empty. */
 guint64 tr_rpcstore_head (TrRpcStore *store);

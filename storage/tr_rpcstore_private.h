@@ -75,9 +75,13 @@ struct _TrRpcStore {
   GPtrArray *service_names; /* by id */
   guint n_ids;
 
-  /* Writer thread state (touched only by the writer after open). */
+  /* Commit state, touched only with ->commit_lock held: by the writer
+   * thread, and with sync_mode interval or none also by the thread that
+   * commits a batch inline (tr_rpcstore_submit_batch()).  The writer
+   * holds it for each batch and each round of periodic work. */
   GThread *writer;
   GAsyncQueue *queue;
+  GMutex commit_lock;
   guint64 next_rpc_id;
   guint64 data_end;        /* logical end of the last committed record */
   guint64 *list_heads;     /* by service id */
@@ -99,6 +103,7 @@ struct _TrRpcStore {
   guint64 *list_first;        /* protected by ->head_lock */
   guint64 first_rpc_id;       /* protected by ->head_lock */
   guint64 batches;            /* protected by ->head_lock */
+  guint64 rpcs_committed;     /* since open; under ->commit_lock */
   guint64 commit_errors;      /* protected by ->head_lock */
   guint64 commit_latency[TR_RPCSTORE_LATENCY_BUCKETS]; /* protected by ->head_lock */
 

@@ -812,6 +812,20 @@ print_log_tail (const char *log)
     g_printerr ("--- router log (%s), last part ---\n%s\n---\n", log, len > 3000 ? text + len - 3000 : text);
 }
 
+/* Prints the router's group commit summary ("store closed: N rpcs
+ * committed in M group commits") so each run shows how well commits were
+ * grouped. */
+static void
+print_commit_summary (const char *name, const char *sync, const char *log)
+{
+  g_autofree char *text = NULL;
+  const char *line;
+
+  if (!g_file_get_contents (log, &text, NULL, NULL) || (line = strstr (text, "store closed: ")) == NULL)
+    return;
+  printf ("# %s %s: %.*s\n", name, sync, (int) strcspn (line, "\n"), line);
+}
+
 /* wait_child: waits up to @ms for @pid; TRUE if it exited (status stored). */
 static gboolean
 wait_child (pid_t pid, int ms, int *status)
@@ -964,6 +978,7 @@ run_router (const char *name, guint conns, const char *sync)
   } else {
     g_printerr ("tr-bench: %s: the router exited during the run\n", name);
   }
+  print_commit_summary (name, sync, log);
   if (!all_done || exited || lr.errors > 0 || !WIFEXITED (status) || WEXITSTATUS (status) != 0) {
     g_printerr ("tr-bench: %s: incomplete (load errors %" G_GUINT64_FORMAT ", router exit status 0x%x)\n", name,
                 lr.errors, status);
