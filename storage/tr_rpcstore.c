@@ -4,13 +4,11 @@
  * Recovery: tr_rpcstore_recover.c.
  *
  * Every mutation of the data, index and list files happens with
- * ->commit_lock held.  With sync_mode always the writer thread commits
- * (group commit across submitting threads, one fsync per batch); with
- * interval or none the submitting thread commits its batch inline, which
- * saves two thread hops per RPC, and the writer thread only does the
- * periodic work (interval sync, checkpoint, retention, reopen).
- * A batch is: pop everything queued (up to TR_BATCH_MAX), copy the records
- * into one buffer per part, append, fdatasync once (sync_mode always), then
+ * ->commit_lock held: by the submitting thread, which commits its batch
+ * inline (no thread hop on the commit path), and by the writer thread,
+ * which only does the periodic work (interval sync, checkpoint, retention,
+ * reopen after a failure).
+ * A batch is: copy the records into one buffer per part, append, fdatasync once (sync_mode always), then
  * derive index/list entries into the DoubleWriteBuffer, publish the heads and
  * call the submitters back.  Nothing is acknowledged before its record is
  * written (and synced, in mode always); a failed write or sync fails the
@@ -29,14 +27,13 @@
 #include <string.h>
 #include <xxhash.h>
 
-#define TR_BATCH_MAX 4096
 #define TR_REOPEN_RETRY_US (500 * G_TIME_SPAN_MILLISECOND)
 #define TR_COMMIT_DELAY_MAX_US 200
 /* GBytes header, two malloc headers and the ring slot of a cached message. */
 #define TR_CACHE_ENTRY_OVERHEAD 96
 
 typedef struct {
-  GBytes *message; /* NULL: stop marker */
+  GBytes *message;
   guint32 *service_ids;
   guint n_services;
   TrRpcCommitFunc done;
@@ -222,7 +219,8 @@ sync_data (TrRpcStore *store, GError **error)
   ok = tr_groupfile_sync (store->data, error);
   g_mutex_unlock (&store->data_lock);
   /* Moving average of the fsync time, for the group commit delay. */
-  store->fsync_ewma_us = (7 * store->fsync_ewma_us + (g_get_monotonic_time () - start)) / 8;
+  g_atomic_int_set (&store->fsync_ewma_us,
+                    (gint) ((7 * (gint64) store->fsync_ewma_us + MIN (g_get_monotonic_time () - start, G_MAXINT)) / 8));
   if (ok) {
     store->unsynced = FALSE;
     store->last_sync_us = g_get_monotonic_time ();
@@ -486,69 +484,26 @@ periodic_work (TrRpcStore *store)
   }
 }
 
-/* Adds every queued submission to @batch; TRUE if the stop marker came. */
-static gboolean
-drain_queue (TrRpcStore *store, GPtrArray *batch, Submission *sub)
-{
-  while (sub != NULL) {
-    if (sub->message == NULL) {
-      submission_free (sub);
-      return TRUE;
-    }
-    g_ptr_array_add (batch, sub);
-    sub = batch->len < TR_BATCH_MAX ? g_async_queue_try_pop (store->queue) : NULL;
-  }
-  return FALSE;
-}
-
-/* Group commit (sync_mode always).  Synchronous producers acknowledged by
- * one fsync come back about a round trip later; committing whatever is
- * queued at once would make them miss the next fsync, and the producers
- * settle into groups that alternate, each fsync carrying only part of them.
- * So while fewer RPCs are queued than there are producers (the hint from
- * tr_rpcstore_set_commit_hint) or than the previous batch held, wait a
- * little (at most half an fsync, at most TR_COMMIT_DELAY_MAX_US) for them.
- * A single producer never waits: its target is 1. */
-static gboolean
-gather_batch (TrRpcStore *store, GPtrArray *batch, guint previous)
-{
-  guint target = MIN ((guint) g_atomic_int_get (&store->commit_hint), previous + batch->len);
-  gint64 delay = MIN (store->fsync_ewma_us / 2, TR_COMMIT_DELAY_MAX_US);
-  gint64 deadline = g_get_monotonic_time () + delay;
-
-  while (batch->len < target && batch->len < TR_BATCH_MAX) {
-    gint64 left = deadline - g_get_monotonic_time ();
-    Submission *sub = left > 0 ? g_async_queue_timeout_pop (store->queue, (guint64) left) : NULL;
-    if (sub == NULL)
-      break;
-    if (drain_queue (store, batch, sub))
-      return TRUE;
-  }
-  return FALSE;
-}
-
+/* The writer thread does the periodic work (interval sync, checkpoint,
+ * retention, reopen after a failure) and nothing else: commits happen on
+ * the submitting thread.  It sleeps until the next deadline or close. */
 static gpointer
 writer_main (gpointer data)
 {
   TrRpcStore *store = data;
-  g_autoptr (GPtrArray) batch = g_ptr_array_new_with_free_func ((GDestroyNotify) submission_free);
   gboolean stopping = FALSE;
-  guint previous = 0;
 
   while (!stopping) {
-    gint64 wait = next_deadline (store) - g_get_monotonic_time ();
-    Submission *sub = g_async_queue_timeout_pop (store->queue, MAX (wait, 1));
-    stopping = drain_queue (store, batch, sub);
-    if (!stopping && batch->len > 0 && store->options.sync_mode == TR_SYNC_ALWAYS)
-      stopping = gather_batch (store, batch, previous);
-    previous = batch->len;
+    gint64 deadline;
     g_mutex_lock (&store->commit_lock);
-    if (batch->len > 0) {
-      commit_batch (store, batch);
-      g_ptr_array_set_size (batch, 0);
-    }
     periodic_work (store);
+    deadline = next_deadline (store);
     g_mutex_unlock (&store->commit_lock);
+    g_mutex_lock (&store->stop_lock);
+    while (!store->stopping && g_cond_wait_until (&store->stop_cond, &store->stop_lock, deadline))
+      ;
+    stopping = store->stopping;
+    g_mutex_unlock (&store->stop_lock);
   }
   return NULL;
 }
@@ -570,8 +525,8 @@ store_free (TrRpcStore *store)
   g_clear_pointer (&store->service_ids, g_hash_table_destroy);
   if (store->service_names)
     g_ptr_array_unref (store->service_names);
-  if (store->queue)
-    g_async_queue_unref (store->queue);
+  g_mutex_clear (&store->stop_lock);
+  g_cond_clear (&store->stop_cond);
   while (store->ring && store->cache_lo <= store->cache_hi)
     cache_evict_oldest (store);
   g_free (store->ring);
@@ -620,11 +575,11 @@ tr_rpcstore_open (TrIo *io, const char *dir, const TrRpcStoreOptions *options,
   g_rw_lock_init (&store->files_lock);
   store->cache_lo = 1;
   store->cache_hi = 0;
-  store->commit_hint = 1;
   store->ring_cap = (guint) MIN (options->rpc_cache_size / 256, 1u << 20);
   store->ring = g_new0 (GBytes *, MAX (store->ring_cap, 1));
   store->ring_time = g_new0 (gint64, MAX (store->ring_cap, 1));
-  store->queue = g_async_queue_new ();
+  g_mutex_init (&store->stop_lock);
+  g_cond_init (&store->stop_cond);
 
   if (g_mkdir_with_parents (dir, 0755) < 0) {
     tr_io_set_errno_error (error, errno, "cannot create data directory", dir);
@@ -652,12 +607,13 @@ void
 tr_rpcstore_close (TrRpcStore *store)
 {
   g_autoptr (GError) error = NULL;
-  Submission *stop;
 
   if (store == NULL)
     return;
-  stop = g_new0 (Submission, 1);
-  g_async_queue_push (store->queue, stop);
+  g_mutex_lock (&store->stop_lock);
+  store->stopping = TRUE;
+  g_mutex_unlock (&store->stop_lock);
+  g_cond_signal (&store->stop_cond);
   g_thread_join (store->writer);
   /* Clean shutdown: everything committed is made durable and checkpointed,
    * so the next start scans nothing. */
@@ -668,7 +624,7 @@ tr_rpcstore_close (TrRpcStore *store)
   if (store->failure == NULL && !tr_rpcstore__checkpoint (store, &error))
     g_warning ("final checkpoint failed: %s", error->message);
   g_message ("store closed: %" G_GUINT64_FORMAT " rpcs committed in %" G_GUINT64_FORMAT
-             " group commits since open (recent fsync average %" G_GINT64_FORMAT " us)",
+             " group commits since open (recent fsync average %d us)",
              store->rpcs_committed, store->batches, store->fsync_ewma_us);
   store_free (store);
 }
@@ -681,10 +637,12 @@ tr_rpcstore_service_id (TrRpcStore *store, const char *name)
   return value ? (gint) GPOINTER_TO_UINT (value) - 1 : -1;
 }
 
-void
-tr_rpcstore_set_commit_hint (TrRpcStore *store, guint submitters)
+gint64
+tr_rpcstore_group_commit_delay_us (TrRpcStore *store)
 {
-  g_atomic_int_set (&store->commit_hint, (gint) MIN (submitters, TR_BATCH_MAX));
+  if (store->options.sync_mode != TR_SYNC_ALWAYS)
+    return 0;
+  return MIN (g_atomic_int_get (&store->fsync_ewma_us) / 2, TR_COMMIT_DELAY_MAX_US);
 }
 
 void
@@ -740,35 +698,16 @@ tr_rpcbatch_add (TrRpcBatch *batch, GBytes *message, const guint32 *service_ids,
   g_ptr_array_add (batch->subs, sub);
 }
 
-gboolean
-tr_rpcstore_commits_inline (TrRpcStore *store)
-{
-  return store->options.sync_mode != TR_SYNC_ALWAYS;
-}
-
 void
 tr_rpcstore_submit_batch (TrRpcStore *store, TrRpcBatch *batch)
 {
   g_return_if_fail (store != NULL && batch != NULL);
   if (batch->subs->len == 0)
     return;
-  if (tr_rpcstore_commits_inline (store)) {
-    /* Larger batches than TR_BATCH_MAX are fine here: one buffer, one
-     * append per part, as on the writer thread. */
-    g_mutex_lock (&store->commit_lock);
-    commit_batch (store, batch->subs);
-    g_mutex_unlock (&store->commit_lock);
-    g_ptr_array_set_size (batch->subs, 0);
-    return;
-  }
-  /* One lock round and at most one wake-up of the writer for the lot. */
-  g_async_queue_lock (store->queue);
-  for (guint i = 0; i < batch->subs->len; i++)
-    g_async_queue_push_unlocked (store->queue, batch->subs->pdata[i]);
-  g_async_queue_unlock (store->queue);
-  g_ptr_array_set_free_func (batch->subs, NULL);
+  g_mutex_lock (&store->commit_lock);
+  commit_batch (store, batch->subs);
+  g_mutex_unlock (&store->commit_lock);
   g_ptr_array_set_size (batch->subs, 0);
-  g_ptr_array_set_free_func (batch->subs, (GDestroyNotify) submission_free);
 }
 
 void

@@ -14,23 +14,23 @@
  *   dead-<id>.N      GroupFile of dead-letter records per service
  *
  * Commit path: tr_rpcstore_submit() (one message) or
- * tr_rpcstore_submit_batch() (several) hand over messages with the ids of
- * the services subscribing to them.  With sync_mode always one writer
- * thread drains the queue in batches (group commit): it appends one data
- * record per RPC, fdatasyncs once per batch, then writes the index and list
- * entries into the DoubleWriteBuffer (memory) and calls each submitter's
- * callback.  With interval or none nothing waits for a sync, so the
- * submitting thread does the same work inline (no thread hop) and the
- * callbacks run on it before tr_rpcstore_submit_batch() returns.  Every
+ * tr_rpcstore_submit_batch() (a group commit: every RPC the caller read in
+ * one event loop iteration) commit on the calling thread: append one data
+ * record per RPC, fdatasync once per batch (sync_mode always), write the
+ * index and list entries into the DoubleWriteBuffer (memory) and call each
+ * submitter's callback, all before returning.  No thread hop is on the
+ * commit path: on the VMs measured a hop costs more than the work
+ * (docs/performance.md).  Gathering the batch (waiting a little for the
+ * other producers, tr_rpcstore_group_commit_delay_us()) is the caller's
+ * job, since the caller owns the sockets.  The writer thread only does the
+ * periodic work.  Every
  * checkpoint interval the writer syncs the DoubleWriteBuffer and records a
  * checkpoint; recovery re-derives index and list entries from the data
  * records after the checkpoint, so only the data file needs a sync per batch.
  *
- * Threads: tr_rpcstore_submit*() and every read function are thread-safe.
- * Commit callbacks run on the writer thread (sync_mode always: they must be
- * quick, typically a hand-over to the caller's loop) or on the submitting
- * thread (interval, none; see tr_rpcstore_commits_inline()); they must not
- * call tr_rpcstore_submit*().
+ * Threads: tr_rpcstore_submit*() and every read function are thread-safe;
+ * commits from several threads are serialised.  Commit callbacks run on the
+ * submitting thread and must not call tr_rpcstore_submit*().
  * Lock order: ->commit_lock before ->data_lock before the DoubleWriteBuffer's locks; ->cache_lock
  * and ->head_lock are leaves.
  */
@@ -59,9 +59,8 @@ typedef struct {
 
 typedef struct _TrRpcStore TrRpcStore;
 
-/* Called when an RPC is committed (@error NULL, @rpc_id its global id) or
- * failed (@error set, nothing stored); on the writer thread or, when the
- * store commits inline, on the submitting thread. */
+/* Called on the submitting thread when an RPC is committed (@error NULL,
+ * @rpc_id its global id) or failed (@error set, nothing stored). */
 typedef void (*TrRpcCommitFunc) (gpointer user_data, guint64 rpc_id, const GError *error);
 
 /* Called after each committed batch, with the new global head, on the
@@ -88,24 +87,25 @@ gint tr_rpcstore_service_id (TrRpcStore *store, const char *name);
 
 void tr_rpcstore_set_notify (TrRpcStore *store, TrRpcNotifyFunc notify, gpointer user_data);
 
-/* tr_rpcstore_set_commit_hint:
- * How many submitters (producer connections) may be waiting on commits at
- * once.  With sync_mode always, a batch smaller than that waits up to half
- * an fsync (at most 200 µs) for the others, so synchronous producers share
- * fsyncs instead of alternating between them.  Default 1 (never wait).
- * Any thread. */
-void tr_rpcstore_set_commit_hint (TrRpcStore *store, guint submitters);
+/* tr_rpcstore_group_commit_delay_us:
+ * How long a caller may hold a batch back to let other producers join it:
+ * half the recent fsync time, at most 200 µs, with sync_mode always; 0 with
+ * interval and none (nothing waits for a sync, so nothing is gained).
+ * Synchronous producers acknowledged by one fsync come back about a round
+ * trip later; committing at once would make the last ones miss that fsync
+ * and the producers would settle into alternating groups.  Any thread. */
+gint64 tr_rpcstore_group_commit_delay_us (TrRpcStore *store);
 
 /* tr_rpcstore_submit:
- * Submits @message (a whole Thrift message, without the frame length) for
- * @n_services services.  @message is referenced, not copied.  @done is
- * called exactly once (see TrRpcCommitFunc for the thread).  Thread-safe. */
+ * Commits @message (a whole Thrift message, without the frame length) for
+ * @n_services services.  @message is referenced, not copied.  @done has
+ * been called exactly once when this returns.  Thread-safe. */
 void tr_rpcstore_submit (TrRpcStore *store, GBytes *message, const guint32 *service_ids, guint n_services,
                          TrRpcCommitFunc done, gpointer user_data);
 
 /* A batch of submissions collected by one thread (e.g. every RPC read in
- * one event loop iteration) and handed to the store at once: one queue
- * lock and one writer wake-up, or one inline commit. */
+ * one event loop iteration) and committed at once: one write per part
+ * touched and, with sync_mode always, one fdatasync. */
 typedef struct _TrRpcBatch TrRpcBatch;
 
 TrRpcBatch *tr_rpcbatch_new (void);
@@ -116,14 +116,9 @@ void tr_rpcbatch_add (TrRpcBatch *batch, GBytes *message, const guint32 *service
                       TrRpcCommitFunc done, gpointer user_data);
 
 /* tr_rpcstore_submit_batch:
- * Submits every message of @batch in order and empties it.  With sync_mode
- * interval or none they are committed on the calling thread and every
- * callback has run when this returns. */
+ * Commits every message of @batch in order on the calling thread and
+ * empties it; every callback has run when this returns. */
 void tr_rpcstore_submit_batch (TrRpcStore *store, TrRpcBatch *batch);
-
-/* TRUE when tr_rpcstore_submit*() commit on the calling thread (sync_mode
- * interval or none), FALSE when the writer thread commits (always). */
-gboolean tr_rpcstore_commits_inline (TrRpcStore *store);
 
 /* Head (last committed) global rpc id; 0 when empty. */
 guint64 tr_rpcstore_head (TrRpcStore *store);

@@ -75,13 +75,14 @@ struct _TrRpcStore {
   GPtrArray *service_names; /* by id */
   guint n_ids;
 
-  /* Commit state, touched only with ->commit_lock held: by the writer
-   * thread, and with sync_mode interval or none also by the thread that
-   * commits a batch inline (tr_rpcstore_submit_batch()).  The writer
-   * holds it for each batch and each round of periodic work. */
-  GThread *writer;
-  GAsyncQueue *queue;
+  /* Commit state, touched only with ->commit_lock held: by the thread
+   * that commits a batch (tr_rpcstore_submit_batch()) and by the writer
+   * thread for each round of periodic work. */
   GMutex commit_lock;
+  GThread *writer;
+  GMutex stop_lock;
+  GCond stop_cond;
+  gboolean stopping;       /* protected by ->stop_lock; set by tr_rpcstore_close() */
   guint64 next_rpc_id;
   guint64 data_end;        /* logical end of the last committed record */
   guint64 *list_heads;     /* by service id */
@@ -91,8 +92,7 @@ struct _TrRpcStore {
   gboolean unsynced;       /* interval/none mode: data written since last sync */
   GError *failure;         /* sticky data-file failure; cleared by reopen */
   gint64 last_reopen_us;
-  gint64 fsync_ewma_us;    /* moving average of a data fsync */
-  gint commit_hint;        /* atomic: producers that may submit concurrently */
+  gint fsync_ewma_us;      /* atomic (read by tr_rpcstore_group_commit_delay_us()): moving average of a data fsync */
 
   /* Published state, read by any thread. */
   GMutex head_lock;
