@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
@@ -702,6 +703,19 @@ fsync_run (const char *dir, guint samples, FsyncResult *out)
 
 /* -------------------------------------------------------------------- run */
 
+/* CPU seconds (user + system) this process has used so far: the load
+ * generator and the sinks run here, so a run's share tells how much of the
+ * machine the benchmark itself takes. */
+static double
+self_cpu_s (void)
+{
+  struct rusage ru;
+
+  getrusage (RUSAGE_SELF, &ru);
+  return (double) ru.ru_utime.tv_sec + (double) ru.ru_utime.tv_usec / 1e6 + (double) ru.ru_stime.tv_sec
+         + (double) ru.ru_stime.tv_usec / 1e6;
+}
+
 typedef struct {
   char *name;
   guint conns;
@@ -710,6 +724,7 @@ typedef struct {
   gboolean ok;
   double producer_rps, e2e_rps, ack_p50, ack_p99, del_p50, del_p99;
   double rss_mib, cpu_s, cpu_us_per_rpc;
+  double bench_cpu_us_per_rpc; /* this process: load generator + sinks */
   guint64 dups, gaps, errors, load_errors, delivered;
 } Row;
 
@@ -871,6 +886,7 @@ run_router (const char *name, guint conns, const char *sync)
   LoadResult lr = { 0 };
   GArray *lat;
   gboolean all_done = FALSE, exited = FALSE;
+  double bench_cpu = 0;
 
   if (tmp == NULL)
     return row;
@@ -936,6 +952,7 @@ run_router (const char *name, guint conns, const char *sync)
     }
     g_usleep (500000); /* let perf attach */
   }
+  bench_cpu = self_cpu_s ();
   lr = load_run (port, conns, (guint64) opt.count, (gsize) opt.size);
   row.producer_rps = lr.rps;
   row.ack_p50 = lr.ack_p50_us;
@@ -956,6 +973,8 @@ run_router (const char *name, guint conns, const char *sync)
     }
     g_usleep (2000);
   }
+  if (lr.ok > 0)
+    row.bench_cpu_us_per_rpc = (self_cpu_s () - bench_cpu) * 1e6 / (double) lr.ok;
   if (!exited)
     read_proc (pid, &row.rss_mib, &row.cpu_s);
   if (perf_pid > 0) {
@@ -1017,10 +1036,14 @@ run_direct (guint conns)
   Row row = { .name = g_strdup ("direct"), .conns = conns, .sync = "-", .router = FALSE };
   Sink *s = sink_new (0, (guint64) opt.count, FALSE);
   LoadResult lr = { 0 };
+  double bench_cpu;
 
   sink_start (s);
+  bench_cpu = self_cpu_s ();
   lr = load_run (s->port, conns, (guint64) opt.count, (gsize) opt.size);
   sink_stop (s);
+  if (lr.ok > 0)
+    row.bench_cpu_us_per_rpc = (self_cpu_s () - bench_cpu) * 1e6 / (double) lr.ok;
   row.producer_rps = lr.rps;
   row.ack_p50 = lr.ack_p50_us;
   row.ack_p99 = lr.ack_p99_us;
@@ -1041,8 +1064,9 @@ static void
 print_header (void)
 {
   printf ("| run | conns | sync | producer RPC/s | end-to-end RPC/s | ack p50 µs | ack p99 µs | delivery p50 µs "
-          "| delivery p99 µs | router peak RSS MiB | router CPU s | router CPU µs/RPC | sinks: delivered/dup/gap/err |\n");
-  printf ("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+          "| delivery p99 µs | router peak RSS MiB | router CPU s | router CPU µs/RPC | bench CPU µs/RPC "
+          "| sinks: delivered/dup/gap/err |\n");
+  printf ("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   fflush (stdout);
 }
 
@@ -1050,16 +1074,16 @@ static void
 print_row (const Row *r)
 {
   if (r->router)
-    printf ("| %s | %u | %s | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.1f | %.2f | %.1f | %" G_GUINT64_FORMAT
+    printf ("| %s | %u | %s | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.1f | %.2f | %.1f | %.1f | %" G_GUINT64_FORMAT
             "/%" G_GUINT64_FORMAT "/%" G_GUINT64_FORMAT "/%" G_GUINT64_FORMAT "%s |\n",
             r->name, r->conns, r->sync, r->producer_rps, r->e2e_rps, r->ack_p50, r->ack_p99, r->del_p50,
-            r->del_p99, r->rss_mib, r->cpu_s, r->cpu_us_per_rpc, r->delivered, r->dups, r->gaps,
+            r->del_p99, r->rss_mib, r->cpu_s, r->cpu_us_per_rpc, r->bench_cpu_us_per_rpc, r->delivered, r->dups, r->gaps,
             r->errors + r->load_errors, r->ok ? "" : " INCOMPLETE");
   else
-    printf ("| %s | %u | - | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | - | - | - | %" G_GUINT64_FORMAT
+    printf ("| %s | %u | - | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | - | - | - | %.1f | %" G_GUINT64_FORMAT
             "/-/-/%" G_GUINT64_FORMAT "%s |\n",
             r->name, r->conns, r->producer_rps, r->e2e_rps, r->ack_p50, r->ack_p99, r->del_p50, r->del_p99,
-            r->delivered, r->errors + r->load_errors, r->ok ? "" : " INCOMPLETE");
+            r->bench_cpu_us_per_rpc, r->delivered, r->errors + r->load_errors, r->ok ? "" : " INCOMPLETE");
   fflush (stdout);
 }
 
@@ -1196,6 +1220,19 @@ mode_run (void)
             4 * rw1a.e2e_rps, rw1a.e2e_rps);
   }
   printf ("\n%u target(s) missed\n", misses);
+  /* The benchmark shares the machine with the router: at most
+   * cores / (bench + router CPU per RPC) RPCs per second can be carried. */
+  printf ("\nCPU ceiling (%ld cores; no run can go faster than cores / (bench + router CPU per RPC)):\n",
+          sysconf (_SC_NPROCESSORS_ONLN));
+  for (guint i = 0; i < 4; i++) {
+    const Row *r = ((const Row *[]) { &rd, &rw1a, &rw1i, &rw2 })[i];
+    double per_rpc = r->bench_cpu_us_per_rpc + r->cpu_us_per_rpc;
+
+    if (r->name != NULL && per_rpc > 0)
+      printf ("- %s %s: bench %.1f + router %.1f µs per RPC -> ceiling %.0f RPC/s (measured %.0f)\n", r->name,
+              r->sync, r->bench_cpu_us_per_rpc, r->cpu_us_per_rpc,
+              (double) sysconf (_SC_NPROCESSORS_ONLN) * 1e6 / per_rpc, r->e2e_rps);
+  }
   for (guint i = 0; i < 4; i++)
     g_free (((Row *[]) { &rw1a, &rw1i, &rw2, &rd })[i]->name);
   return 0;
