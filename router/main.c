@@ -6,7 +6,8 @@
  * reverse: stop accepting, stop the admin service, let the commits in
  * flight finish and be answered, stop push (which records every endpoint's acknowledged seqid), close the store (final sync
  * and checkpoint).  A second signal during shutdown exits at once; that is
- * as safe as kill -9, i.e. nothing acknowledged is lost.
+ * as safe as kill -9, i.e. nothing acknowledged is lost.  SIGHUP reloads
+ * the configuration (tr_reload.h), like tr-admin reload.
  */
 #include "tr_admin.h"
 #include "tr_config.h"
@@ -27,6 +28,7 @@
 typedef struct {
   GMainLoop *loop;
   TrIngress *ingress;
+  TrAdmin *admin;
   gboolean stopping;
 } Daemon;
 
@@ -44,6 +46,19 @@ on_signal (gpointer data)
              tr_ingress_pending (daemon->ingress));
   tr_ingress_stop_accepting (daemon->ingress);
   g_main_loop_quit (daemon->loop);
+  return G_SOURCE_CONTINUE;
+}
+
+/* SIGHUP: reload the configuration (on the admin thread; logged there). */
+static gboolean
+on_sighup (gpointer data)
+{
+  Daemon *daemon = data;
+
+  if (daemon->stopping)
+    return G_SOURCE_CONTINUE;
+  g_message ("SIGHUP: reloading the configuration");
+  tr_admin_reload_async (daemon->admin);
   return G_SOURCE_CONTINUE;
 }
 
@@ -152,6 +167,8 @@ run (const TrConfig *config)
   daemon.loop = g_main_loop_new (NULL, FALSE);
   g_unix_signal_add (SIGTERM, on_signal, &daemon);
   g_unix_signal_add (SIGINT, on_signal, &daemon);
+  daemon.admin = admin;
+  g_unix_signal_add (SIGHUP, on_sighup, &daemon);
   g_message ("thriftrouter %s: %s node '%s' accepting producers on %s:%u, data in %s, %u services, rpc %"
              G_GUINT64_FORMAT " is the head",
              TR_VERSION, "MASTER", config->server_id, config->listen_host, tr_ingress_get_port (daemon.ingress),
@@ -188,7 +205,7 @@ main (int argc, char **argv)
   g_option_context_add_main_entries (context, entries, NULL);
   g_option_context_set_description (context,
                                     "Runs a node in the foreground and logs to stderr.  SIGTERM or SIGINT stop it\n"
-                                    "cleanly.  Configuration reference: docs/configuration.md.\n"
+                                    "cleanly; SIGHUP reloads the configuration (as tr-admin reload).  Configuration reference: docs/configuration.md.\n"
                                     "Example: thriftrouter -c conf/router.conf");
   if (!g_option_context_parse (context, &argc, &argv, &error)) {
     g_printerr ("thriftrouter: %s\nTry 'thriftrouter --help'.\n", error->message);

@@ -29,6 +29,7 @@
 
 #include "tr_dwfile.h"
 #include "tr_frame.h"
+#include "tr_reload.h"
 #include "tr_router_error.h"
 #include "tr_storage_error.h"
 #include "tr_thrift_value.h"
@@ -60,7 +61,8 @@ typedef struct {
 } RateSample;
 
 struct _TrAdmin {
-  const TrConfig *config;
+  const TrConfig *config; /* the running configuration; admin thread only after start */
+  TrConfig *reloaded;     /* (nullable) owned: ->config after a reload */
   guint64 epoch; /* from the node metadata; set before the first call */
   TrRpcStore *store;
   TrPush *push;
@@ -590,6 +592,64 @@ call_dead_letters (TrAdmin *admin, const Args *args, GByteArray *result, Refusal
   return TRUE;
 }
 
+/* ---- reload (tr_reload.c; also SIGHUP through tr_admin_reload_async) ---- */
+
+/* Reloads on the admin thread; the new configuration replaces ->config. */
+static gboolean
+reload (TrAdmin *admin, GPtrArray **changes_out, GError **error)
+{
+  TrReloadTargets targets = { admin->store, admin->push, admin->ingress, admin->ingress_context };
+  TrConfig *config = tr_reload_run (admin->config, &targets, changes_out, error);
+
+  if (config == NULL)
+    return FALSE;
+  tr_config_free (admin->reloaded);
+  admin->reloaded = config;
+  admin->config = config;
+  return TRUE;
+}
+
+static gboolean
+call_reload (TrAdmin *admin, const Args *args, GByteArray *result, Refusal *refusal)
+{
+  g_autoptr (GPtrArray) changes = NULL;
+  g_autoptr (GError) error = NULL;
+  TrAdminCode code = TR_ADMIN_CODE_FAILED;
+
+  (void) args;
+  if (!reload (admin, &changes, &error)) {
+    g_warning ("reload refused (tr-admin), running configuration unchanged: %s", error->message);
+    if (g_error_matches (error, TR_CONFIG_ERROR, TR_CONFIG_ERROR_RESTART))
+      code = TR_ADMIN_CODE_RESTART_NEEDED;
+    else if (error->domain == TR_CONFIG_ERROR)
+      code = TR_ADMIN_CODE_INVALID_CONFIG;
+    return refuse (refusal, code, "reload refused, running configuration unchanged: %s", error->message);
+  }
+  tr_thrift_write_field_begin (result, TR_TTYPE_LIST, 0);
+  tr_thrift_write_list_begin (result, TR_TTYPE_STRING, changes->len);
+  for (guint i = 0; i < changes->len; i++)
+    tr_thrift_write_string (result, g_ptr_array_index (changes, i));
+  return TRUE;
+}
+
+static gboolean
+on_signal_reload (gpointer user_data)
+{
+  g_autoptr (GError) error = NULL;
+
+  if (!reload (user_data, NULL, &error))
+    g_warning ("reload refused (SIGHUP), running configuration unchanged: %s", error->message);
+  return G_SOURCE_REMOVE;
+}
+
+void
+tr_admin_reload_async (TrAdmin *admin)
+{
+  g_return_if_fail (admin != NULL);
+
+  g_main_context_invoke (admin->context, on_signal_reload, admin);
+}
+
 typedef gboolean (*CallFunc) (TrAdmin *admin, const Args *args, GByteArray *result, Refusal *refusal);
 
 static const struct {
@@ -598,7 +658,7 @@ static const struct {
 } calls[] = {
   { "status", call_status },     { "services", call_services }, { "endpoints", call_endpoints },
   { "set_stop_send", call_set_stop_send }, { "skip", call_skip }, { "rewind", call_rewind },
-  { "dump", call_dump },         { "dead_letters", call_dead_letters },
+  { "dump", call_dump },         { "dead_letters", call_dead_letters }, { "reload", call_reload },
 };
 
 /* ---- messages ---- */
@@ -1062,6 +1122,7 @@ tr_admin_free (TrAdmin *admin)
   while (g_main_context_iteration (admin->context, FALSE))
     ;
   g_hash_table_remove_all (admin->conns);
+  tr_config_free (admin->reloaded);
   admin_free_unstarted (admin);
 }
 

@@ -13,6 +13,11 @@
  * loop's context with a 2 s bound, 0 when it does not answer).
  * set_stop_send also rewrites conf/services/NAME.conf through
  * tr_dwfile_replace (a short blocking write on the admin thread).
+ * reload (and SIGHUP, tr_admin_reload_async) runs tr_reload_run() on the
+ * admin thread, which then owns the new configuration.
+ *
+ * @config given to tr_admin_new() must outlive the TrAdmin; after a reload
+ * the admin uses its own copy.
  *
  * Token: with admin_token_file set, every call whose token differs is
  * refused with AdminError NOT_AUTHORISED (constant-time compare).
@@ -39,6 +44,8 @@ typedef enum {
   TR_ADMIN_CODE_OUT_OF_RANGE = 3,
   TR_ADMIN_CODE_NOT_AUTHORISED = 4,
   TR_ADMIN_CODE_FAILED = 5,
+  TR_ADMIN_CODE_INVALID_CONFIG = 6,
+  TR_ADMIN_CODE_RESTART_NEEDED = 7,
 } TrAdminCode;
 
 /* tr_admin_new:
@@ -59,6 +66,12 @@ guint16 tr_admin_get_port (TrAdmin *admin);
 /* Stops the admin thread and closes every admin connection (waits at most
  * for the call being served).  NULL is ignored. */
 void tr_admin_free (TrAdmin *admin);
+
+/* tr_admin_reload_async:
+ * Reloads the configuration on the admin thread, where admin calls are
+ * served (so it never runs beside an admin reload or stop-send), without
+ * waiting: the result is logged (SIGHUP).  Main thread. */
+void tr_admin_reload_async (TrAdmin *admin);
 
 /* The node's epoch (node metadata, tr_node.h), reported by status.  Call
  * right after tr_admin_new(), before clients can connect meaningfully. */

@@ -38,7 +38,7 @@ static const char *const service_keys[] = {
   "barrier_method", NULL,
 };
 static const char *const endpoint_keys[] = {
-  "host", "port", "max_connection", "stop_send", NULL,
+  "host", "port", "max_connection", "stop_send", "start", NULL,
 };
 static const char *const server_type_names[] = { "MASTER", "BACKUP", "REPLY", NULL };
 /* Indexed by TrSyncMode (tr_rpcstore.h). */
@@ -47,6 +47,7 @@ static const char *const sync_mode_names[] = {
 };
 static const char *const service_type_names[] = { "COMMON", "BACKUP", "REPLY", NULL };
 static const char *const on_failure_names[] = { "block", "skip", NULL };
+static const char *const start_names[] = { [TR_START_HEAD] = "head", [TR_START_EARLIEST] = "earliest", NULL };
 
 /* Sets the error "<path>: [<group>] <key>: <message>" (group/key optional);
  * always returns FALSE. */
@@ -430,6 +431,7 @@ static gboolean
 read_endpoint (const Reader *r, const char *group, const char *id, TrServiceConfig *service)
 {
   TrEndpointConfig *endpoint = g_new0 (TrEndpointConfig, 1);
+  int start = TR_START_HEAD;
 
   /* Owned by @service from here on, so every failure path frees it. */
   endpoint->id = g_strdup (id);
@@ -441,8 +443,10 @@ read_endpoint (const Reader *r, const char *group, const char *id, TrServiceConf
       !get_string (r, group, "host", "127.0.0.1", &endpoint->host) ||
       !get_port (r, group, "port", &endpoint->port) ||
       !get_uint (r, group, "max_connection", 1, 1, 1024, &endpoint->max_connection) ||
-      !get_bool (r, group, "stop_send", FALSE, &endpoint->stop_send))
+      !get_bool (r, group, "stop_send", FALSE, &endpoint->stop_send) ||
+      !get_enum (r, group, "start", start_names, TR_START_HEAD, &start))
     return FALSE;
+  endpoint->start = (TrEndpointStart) start;
   if (!valid_host (endpoint->host))
     return fail (r, TR_CONFIG_ERROR_INVALID, group, "host", "'%s' is not a host name or address",
                  endpoint->host);
@@ -649,8 +653,13 @@ read_services (const Reader *r, TrConfig *c)
   return TRUE;
 }
 
-TrConfig *
-tr_config_load (const char *router_conf_path, GError **error)
+typedef enum {
+  LOAD_ALL,         /* router.conf and every service file */
+  LOAD_ROUTER_ONLY, /* router.conf alone (tr-admin) */
+} LoadScope;
+
+static TrConfig *
+load (const char *router_conf_path, LoadScope scope, GError **error)
 {
   g_autoptr (TrConfig) config = NULL;
   g_autoptr (GKeyFile) keyfile = NULL;
@@ -695,9 +704,21 @@ tr_config_load (const char *router_conf_path, GError **error)
     if (!check_token_file (&r, config->admin_token_file))
       return NULL;
   }
-  if (!read_services (&r, config))
+  if (scope == LOAD_ALL && !read_services (&r, config))
     return NULL;
   return g_steal_pointer (&config);
+}
+
+TrConfig *
+tr_config_load (const char *router_conf_path, GError **error)
+{
+  return load (router_conf_path, LOAD_ALL, error);
+}
+
+TrConfig *
+tr_config_load_router (const char *router_conf_path, GError **error)
+{
+  return load (router_conf_path, LOAD_ROUTER_ONLY, error);
 }
 
 TrServiceConfig *
@@ -784,8 +805,8 @@ append_service (GString *out, const TrServiceConfig *s)
     const TrEndpointConfig *e = g_ptr_array_index (s->endpoints, i);
     g_string_append_printf (out, "\n[endpoint %s]\nhost = %s\nport = %u\n", e->id, e->host,
                             e->port);
-    g_string_append_printf (out, "max_connection = %u\nstop_send = %s\n", e->max_connection,
-                            e->stop_send ? "true" : "false");
+    g_string_append_printf (out, "max_connection = %u\nstop_send = %s\nstart = %s\n", e->max_connection,
+                            e->stop_send ? "true" : "false", start_names[e->start]);
   }
 }
 

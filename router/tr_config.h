@@ -41,6 +41,10 @@
  *     port             1..65535, required
  *     max_connection   1..1024                                    default 1
  *     stop_send        bool                                       default false
+ *     start            head | earliest: where an endpoint added by a  default head
+ *                      reload begins when it has no send state (at
+ *                      start-up such an endpoint always begins at the
+ *                      first stored seqid, see docs/configuration.md)
  *
  * Unknown groups or keys, duplicate groups or keys, bad values and missing
  * files are errors (TR_CONFIG_ERROR) naming file, group, key and problem.
@@ -80,12 +84,19 @@ typedef enum {
   TR_ON_FAILURE_SKIP,
 } TrOnFailure;
 
+/* Where an endpoint with no send state starts (key `start`). */
+typedef enum {
+  TR_START_HEAD,     /* added by a reload: at the service head (only new RPCs) */
+  TR_START_EARLIEST, /* added by a reload: at the first seqid still stored */
+} TrEndpointStart;
+
 typedef struct {
   char *id;   /* (transfer full) from the group name "[endpoint ID]" */
   char *host; /* (transfer full) */
   guint16 port;
   guint max_connection;
   gboolean stop_send;
+  TrEndpointStart start;
 } TrEndpointConfig;
 
 typedef struct {
@@ -132,6 +143,14 @@ typedef struct {
  * Returns: (transfer full) (nullable): the configuration, or NULL with
  * @error set (TR_CONFIG_ERROR_PARSE / _INVALID / _IO). */
 TrConfig *tr_config_load (const char *router_conf_path, GError **error);
+
+/* tr_config_load_router:
+ * Loads and validates @router_conf_path alone: the service files are not
+ * read and ->services stays empty.  For tools that only need the node's
+ * addresses (tr-admin -c), so a service file being edited for a reload
+ * cannot keep them from reaching the router.
+ * Returns: (transfer full) (nullable): as tr_config_load(). */
+TrConfig *tr_config_load_router (const char *router_conf_path, GError **error);
 
 /* tr_config_free: frees @config and everything in it; NULL is ignored. */
 void tr_config_free (TrConfig *config);

@@ -15,6 +15,7 @@ typedef enum {
   TR_CONFIG_ERROR_PARSE,   /* the file is not a valid key file (syntax) */
   TR_CONFIG_ERROR_INVALID, /* unknown group/key, bad or inconsistent value, missing key */
   TR_CONFIG_ERROR_IO,      /* a file could not be read (missing, permissions) */
+  TR_CONFIG_ERROR_RESTART, /* reload: a changed key that only a restart can apply */
 } TrConfigError;
 
 GQuark tr_config_error_quark (void);

@@ -593,23 +593,40 @@ add_fd_source (int fd, GUnixFDSourceFunc func, gpointer data)
   return id;
 }
 
-static void
-build_routes (TrIngress *ingress, const TrConfig *config)
+GHashTable *
+tr_ingress_routes_new (TrRpcStore *store, const TrConfig *config)
 {
-  ingress->routes = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) g_array_unref);
+  GHashTable *routes = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) g_array_unref);
+
   for (guint i = 0; i < config->services->len; i++) {
     const TrServiceConfig *service = g_ptr_array_index (config->services, i);
-    guint32 id = (guint32) tr_rpcstore_service_id (ingress->store, service->name);
+    guint32 id = (guint32) tr_rpcstore_service_id (store, service->name);
     for (guint r = 0; r < service->rpcs->len; r++) {
       const char *rpc = g_ptr_array_index (service->rpcs, r);
-      GArray *ids = g_hash_table_lookup (ingress->routes, rpc);
+      GArray *ids = g_hash_table_lookup (routes, rpc);
       if (ids == NULL) {
         ids = g_array_new (FALSE, FALSE, sizeof (guint32));
-        g_hash_table_insert (ingress->routes, g_strdup (rpc), ids);
+        g_hash_table_insert (routes, g_strdup (rpc), ids);
       }
       g_array_append_val (ids, id);
     }
   }
+  return routes;
+}
+
+void
+tr_ingress_set_routes (TrIngress *ingress, GHashTable *routes)
+{
+  /* Loop thread, between messages: every RPC is routed by the old table
+   * or by the new one, never by a mix. */
+  g_hash_table_destroy (ingress->routes);
+  ingress->routes = routes;
+}
+
+static void
+build_routes (TrIngress *ingress, const TrConfig *config)
+{
+  ingress->routes = tr_ingress_routes_new (ingress->store, config);
 }
 
 /* The group commit waits for the producers likely to submit next

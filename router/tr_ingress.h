@@ -57,6 +57,17 @@ void tr_ingress_get_stats (TrIngress *ingress, TrIngressStats *stats_out);
 /* The port actually bound (useful with listen port 0). */
 guint16 tr_ingress_get_port (TrIngress *ingress);
 
+/* tr_ingress_routes_new:
+ * The routing table of @config (rpc name -> GArray of guint32 service
+ * ids); every service must be known to @store.  Any thread.
+ * Returns: (transfer full): for tr_ingress_set_routes(). */
+GHashTable *tr_ingress_routes_new (TrRpcStore *store, const TrConfig *config);
+
+/* tr_ingress_set_routes:
+ * Replaces the routing table (configuration reload).  @routes: (transfer
+ * full) from tr_ingress_routes_new().  Loop thread only. */
+void tr_ingress_set_routes (TrIngress *ingress, GHashTable *routes);
+
 /* Closes every connection and frees.  Call when tr_ingress_pending() is 0
  * (or after the store is closed).  NULL is ignored. */
 void tr_ingress_free (TrIngress *ingress);

@@ -116,6 +116,7 @@ state_load (TrPush *push, TrPushEndpoint *endpoint, GError **error)
   if (state == NULL && g_error_matches (local_error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_NOT_FOUND)) {
     guint64 first = tr_rpcstore_service_first (push->store, service_id);
     endpoint->acked = first > 0 ? first - 1 : 0;
+    endpoint->state_dirty = TRUE; /* no state on disk yet (tr_push__endpoint_new_loaded) */
     return TRUE;
   }
   if (state == NULL) {
@@ -554,4 +555,47 @@ tr_push_get_stats (TrPush *push)
   g_mutex_clear (&request.lock);
   g_cond_clear (&request.cond);
   return request.stats;
+}
+
+/* ---- pieces for a configuration reload (tr_push_reload.c) ---- */
+
+TrPushEndpoint *
+tr_push__endpoint_new_loaded (TrPush *push, TrPushService *service, const TrEndpointConfig *config,
+                              gboolean use_start, GError **error)
+{
+  TrPushEndpoint *endpoint = endpoint_new (push, service, config);
+
+  if (!state_load (push, endpoint, error)) {
+    endpoint_free (endpoint);
+    return NULL;
+  }
+  if (use_start && endpoint->state_dirty && config->start == TR_START_HEAD)
+    endpoint->acked = tr_rpcstore_service_head (push->store, service->service_id);
+  check_position (push, endpoint);
+  endpoint->next_seqid = endpoint->acked + 1;
+  return endpoint;
+}
+
+void
+tr_push__endpoint_free (TrPushEndpoint *endpoint)
+{
+  endpoint_free (endpoint);
+}
+
+void
+tr_push__service_free (TrPushService *service)
+{
+  service_free (service);
+}
+
+void
+tr_push__endpoint_save (TrPushEndpoint *endpoint)
+{
+  g_autoptr (GError) error = NULL;
+
+  tr_push__endpoint_close (endpoint);
+  if (!state_write (endpoint, &error) || !tr_rotatefile_sync (endpoint->state_file, &error))
+    tr_push__log (endpoint, G_LOG_LEVEL_WARNING, endpoint->acked,
+                  "cannot record send state (it will resend from an older position if added again): %s",
+                  error->message);
 }

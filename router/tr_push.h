@@ -125,6 +125,21 @@ gboolean tr_push_skip_by (TrPush *push, const char *service, const char *endpoin
 gboolean tr_push_rewind (TrPush *push, const char *service, const char *endpoint, guint64 to_seqid,
                          GError **error);
 
+/* tr_push_reload (tr_push_reload.c):
+ * Makes the running push side match @config (a reloaded configuration
+ * whose new services the store already knows, tr_rpcstore_add_service()):
+ * adds and removes services and endpoints, copies retry / backoff /
+ * timeout / max_inflight / on_failure settings, reconnects an endpoint
+ * whose host or port changed, applies each endpoint's stop_send from the
+ * file.  Untouched endpoints keep their connection and position.  An added
+ * endpoint resumes from its send state file if it has one, else starts at
+ * the service head (start = head) or the first stored seqid (earliest).
+ * Removed endpoints record their send state; their files are kept.
+ * All or nothing: a send state file that cannot be read fails the call
+ * (TR_STORAGE_ERROR) and nothing changes.  Runs on the push thread; the
+ * caller waits (any thread but the push thread). */
+gboolean tr_push_reload (TrPush *push, const TrConfig *config, GError **error);
+
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (TrPush, tr_push_free)
 
 G_END_DECLS

@@ -64,8 +64,8 @@ find_endpoint (TrPush *push, const char *service_name, const char *endpoint_id, 
 
 /* Closes the connection and drops what is in flight; the endpoint keeps
  * its state field. */
-static void
-disconnect (TrPushEndpoint *endpoint)
+void
+tr_push__endpoint_disconnect (TrPushEndpoint *endpoint)
 {
   tr_push__endpoint_close (endpoint);
   g_source_set_ready_time (endpoint->source, -1);
@@ -75,17 +75,17 @@ disconnect (TrPushEndpoint *endpoint)
   endpoint->rpc_fail_count = 0;
 }
 
-static void
-set_stop_send (TrPushEndpoint *endpoint, gboolean stop)
+void
+tr_push__endpoint_set_stop_send (TrPushEndpoint *endpoint, gboolean stop)
 {
   if (stop && endpoint->state != TR_PUSH_STOPPED) {
-    disconnect (endpoint);
+    tr_push__endpoint_disconnect (endpoint);
     endpoint->state = TR_PUSH_STOPPED;
     tr_push__log (endpoint, G_LOG_LEVEL_MESSAGE, endpoint->acked + 1,
                   "stop_send on (operator): sending nothing, position kept at seqid %" G_GUINT64_FORMAT,
                   endpoint->acked + 1);
   } else if (!stop && endpoint->state == TR_PUSH_STOPPED) {
-    disconnect (endpoint);
+    tr_push__endpoint_disconnect (endpoint);
     endpoint->state = TR_PUSH_BACKOFF;
     tr_push__log (endpoint, G_LOG_LEVEL_MESSAGE, endpoint->acked + 1,
                   "stop_send off (operator): resuming at seqid %" G_GUINT64_FORMAT, endpoint->acked + 1);
@@ -99,7 +99,7 @@ move_position (TrPushEndpoint *endpoint, guint64 to_seqid)
   gboolean running = endpoint->state != TR_PUSH_STOPPED;
   guint64 from = endpoint->acked + 1;
 
-  disconnect (endpoint);
+  tr_push__endpoint_disconnect (endpoint);
   endpoint->acked = to_seqid - 1;
   endpoint->next_seqid = to_seqid;
   tr_push__acked (endpoint);
@@ -189,7 +189,7 @@ on_control (gpointer user_data)
   if (endpoint != NULL) {
     switch (request->op) {
     case CONTROL_STOP_SEND:
-      set_stop_send (endpoint, request->stop);
+      tr_push__endpoint_set_stop_send (endpoint, request->stop);
       request->ok = TRUE;
       break;
     case CONTROL_SKIP:

@@ -114,6 +114,24 @@ void tr_push__acked (TrPushEndpoint *endpoint);
 /* After an operator moved a position (either way): recomputes the
  * service's low-water mark and gives it to the store even if it went down. */
 void tr_push__positions_moved (TrPush *push, TrPushService *service);
+/* Reload: a new endpoint of @service with its send state loaded; with no
+ * state file it starts at the first stored seqid, or with @use_start at
+ * the service head when config->start is head.  Its GSource is not
+ * attached yet.  NULL with @error (state file). */
+TrPushEndpoint *tr_push__endpoint_new_loaded (TrPush *push, TrPushService *service, const TrEndpointConfig *config,
+                                              gboolean use_start, GError **error);
+void tr_push__endpoint_free (TrPushEndpoint *endpoint);
+void tr_push__service_free (TrPushService *service);
+/* Closes the connection and writes + syncs the send state (reload removes
+ * the endpoint next). */
+void tr_push__endpoint_save (TrPushEndpoint *endpoint);
+
+/* tr_push_control.c */
+/* Closes the connection, drops what is in flight, next_seqid = acked + 1. */
+void tr_push__endpoint_disconnect (TrPushEndpoint *endpoint);
+/* stop_send on/off on the push thread (logged). */
+void tr_push__endpoint_set_stop_send (TrPushEndpoint *endpoint, gboolean stop);
+
 /* Structured log line about @endpoint with TR_SERVICE, TR_ENDPOINT, TR_SEQID. */
 void tr_push__log (TrPushEndpoint *endpoint, GLogLevelFlags level, guint64 seqid, const char *format, ...)
     G_GNUC_PRINTF (4, 5);

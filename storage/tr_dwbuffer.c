@@ -640,6 +640,20 @@ tr_dwbuffer_add_file (TrDwBuffer *dwb, guint32 file_id, TrGroupFile *file)
 }
 
 void
+tr_dwbuffer_add_file_live (TrDwBuffer *dwb, guint32 file_id, TrGroupFile *file)
+{
+  g_return_if_fail (dwb != NULL && file != NULL && dwb->recovered && dwb->thread == NULL);
+  g_return_if_fail (tr_groupfile_part_size (file) % dwb->block_size == 0);
+  g_return_if_fail (!g_hash_table_contains (dwb->files, GUINT_TO_POINTER (file_id)));
+
+  /* ->files is read without a lock by read/write (check_range): the caller
+   * guarantees no call runs concurrently; ->file_lock covers lookup_file. */
+  g_mutex_lock (&dwb->file_lock);
+  g_hash_table_insert (dwb->files, GUINT_TO_POINTER (file_id), file);
+  g_mutex_unlock (&dwb->file_lock);
+}
+
+void
 tr_dwbuffer_start (TrDwBuffer *dwb, guint interval_ms)
 {
   g_return_if_fail (dwb != NULL && dwb->recovered && dwb->thread == NULL);

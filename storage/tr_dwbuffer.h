@@ -102,6 +102,14 @@ TrDwBuffer *tr_dwbuffer_new (TrIo *io, const char *dir, guint32 block_size, gsiz
  * (g_return_if_fail). */
 void tr_dwbuffer_add_file (TrDwBuffer *dwb, guint32 file_id, TrGroupFile *file);
 
+/* tr_dwbuffer_add_file_live:
+ * Registers one more GroupFile after tr_dwbuffer_recover() (a service added
+ * by a configuration reload), with no sync thread running.  The caller must
+ * guarantee that no other call on @dwb runs at the same time (the RPC store
+ * does it on its writer thread with its files lock held for writing).
+ * Arguments and checks as for tr_dwbuffer_add_file(). */
+void tr_dwbuffer_add_file_live (TrDwBuffer *dwb, guint32 file_id, TrGroupFile *file);
+
 /* tr_dwbuffer_recover:
  * Looks for DIR/double_write_prepare.  A complete journal (every record
  * valid, commit present with the right count) is written into the registered

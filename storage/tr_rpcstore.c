@@ -447,6 +447,21 @@ next_deadline (TrRpcStore *store)
   return deadline;
 }
 
+/* ---- exclusive tasks (tr_rpcstore__run_exclusive) ----------------------- */
+
+gboolean
+tr_rpcstore__run_exclusive (TrRpcStore *store, TrRpcStoreTask func, gpointer data, GError **error)
+{
+  gboolean ok;
+
+  /* ->commit_lock serialises every mutation: commits, the writer's
+   * periodic work and these tasks. */
+  g_mutex_lock (&store->commit_lock);
+  ok = func (store, data, error);
+  g_mutex_unlock (&store->commit_lock);
+  return ok;
+}
+
 static void
 periodic_work (TrRpcStore *store)
 {
@@ -632,8 +647,12 @@ tr_rpcstore_close (TrRpcStore *store)
 gint
 tr_rpcstore_service_id (TrRpcStore *store, const char *name)
 {
-  gpointer value = g_hash_table_lookup (store->service_ids, name);
+  gpointer value;
 
+  /* The map grows on the writer thread (tr_rpcstore_add_service). */
+  g_mutex_lock (&store->head_lock);
+  value = g_hash_table_lookup (store->service_ids, name);
+  g_mutex_unlock (&store->head_lock);
   return value ? (gint) GPOINTER_TO_UINT (value) - 1 : -1;
 }
 

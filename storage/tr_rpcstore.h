@@ -23,9 +23,8 @@
  * (docs/performance.md).  Gathering the batch (waiting a little for the
  * other producers, tr_rpcstore_group_commit_delay_us()) is the caller's
  * job, since the caller owns the sockets.  The writer thread only does the
- * periodic work.  Every
- * checkpoint interval the writer syncs the DoubleWriteBuffer and records a
- * checkpoint; recovery re-derives index and list entries from the data
+ * periodic work: every checkpoint interval it syncs the DoubleWriteBuffer
+ * and records a checkpoint; recovery re-derives index and list entries from the data
  * records after the checkpoint, so only the data file needs a sync per batch.
  *
  * Threads: tr_rpcstore_submit*() and every read function are thread-safe;
@@ -84,6 +83,16 @@ void tr_rpcstore_close (TrRpcStore *store);
 
 /* Permanent id of service @name, or -1 if the store does not know it. */
 gint tr_rpcstore_service_id (TrRpcStore *store, const char *name);
+
+/* tr_rpcstore_add_service:
+ * Makes service @name usable while the store runs (configuration reload):
+ * a name never seen gets the next permanent id, written to services.map
+ * (DoubleWriteFile) before anything uses it; its list is opened (created
+ * if needed) and commits start deriving entries for it.  A service the
+ * store already serves is not an error.  Runs between two batches (under
+ * the commit lock); not from a commit callback.
+ * Returns: its id, or -1 with @error (TR_STORAGE_ERROR_IO / _FULL). */
+gint tr_rpcstore_add_service (TrRpcStore *store, const char *name, GError **error);
 
 void tr_rpcstore_set_notify (TrRpcStore *store, TrRpcNotifyFunc notify, gpointer user_data);
 

@@ -70,8 +70,11 @@ struct _TrRpcStore {
   TrDwBuffer *dwb;
   TrRotateFile *checkpoint; /* writer thread only */
 
-  /* Service map: fixed after open. */
-  GHashTable *service_ids; /* name -> GUINT_TO_POINTER (id + 1) */
+  /* Service map: grows only under ->commit_lock (tr_rpcstore_add_service),
+   * under ->head_lock.  Every array indexed by service id (->lists, ->dead,
+   * the heads, low water marks and firsts, ->service_names) is allocated
+   * for TR_RPCSTORE_MAX_SERVICES ids at open, so growing never moves them. */
+  GHashTable *service_ids; /* name -> GUINT_TO_POINTER (id + 1); protected by ->head_lock */
   GPtrArray *service_names; /* by id */
   guint n_ids;
 
@@ -140,6 +143,14 @@ gboolean tr_rpcstore__derive_entries (TrRpcStore *store, guint64 rpc_id, guint64
 
 /* Syncs the DoubleWriteBuffer and writes a checkpoint for the current head. */
 gboolean tr_rpcstore__checkpoint (TrRpcStore *store, GError **error);
+
+/* A job run by tr_rpcstore__run_exclusive(). */
+typedef gboolean (*TrRpcStoreTask) (TrRpcStore *store, gpointer data, GError **error);
+
+/* Runs @func with ->commit_lock held, i.e. between two batches and never
+ * beside the writer's periodic work, and returns its result.  Not from a
+ * commit callback (the lock is held there). */
+gboolean tr_rpcstore__run_exclusive (TrRpcStore *store, TrRpcStoreTask func, gpointer data, GError **error);
 
 /* Opens (creating if needed) a GroupFile of the store, named @name. */
 TrGroupFile *tr_rpcstore__open_file (TrRpcStore *store, const char *name, GError **error);

@@ -28,6 +28,21 @@ tr_rpcstore__open_file (TrRpcStore *store, const char *name, GError **error)
   return tr_groupfile_open (store->io, store->dir, name, store->options.group_file_size, error);
 }
 
+/* Writes services.map with every known name, plus @extra (nullable) as the
+ * next id, through DoubleWriteFile. */
+static gboolean
+write_service_map (TrRpcStore *store, const char *extra, GError **error)
+{
+  g_autofree char *path = g_build_filename (store->dir, TR_SERVICES_MAP, NULL);
+  g_autoptr (GString) out = g_string_new ("# thriftrouter service ids (do not edit)\n");
+
+  for (guint id = 0; id < store->service_names->len; id++)
+    g_string_append_printf (out, "%u %s\n", id, (char *) g_ptr_array_index (store->service_names, id));
+  if (extra != NULL)
+    g_string_append_printf (out, "%u %s\n", store->service_names->len, extra);
+  return tr_dwfile_replace (store->io, path, out->str, out->len, error);
+}
+
 /* services.map: one "ID NAME" line per service ever configured.  Ids are
  * permanent (they are written into data records), so a removed service
  * keeps its id and a new one gets the next. */
@@ -37,12 +52,11 @@ load_service_map (TrRpcStore *store, const char *const *services, GError **error
   g_autofree char *path = g_build_filename (store->dir, TR_SERVICES_MAP, NULL);
   g_autoptr (GError) local = NULL;
   g_autoptr (GBytes) content = tr_dwfile_read (store->io, path, &local);
-  g_autoptr (GString) out = g_string_new ("# thriftrouter service ids (do not edit)\n");
   g_auto (GStrv) lines = NULL;
   gboolean changed = FALSE;
 
   store->service_ids = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
-  store->service_names = g_ptr_array_new_with_free_func (g_free);
+  store->service_names = g_ptr_array_new_full (TR_RPCSTORE_MAX_SERVICES, g_free);
   if (content == NULL && !g_error_matches (local, TR_STORAGE_ERROR, TR_STORAGE_ERROR_NOT_FOUND)) {
     g_propagate_error (error, g_steal_pointer (&local));
     return FALSE;
@@ -78,22 +92,22 @@ load_service_map (TrRpcStore *store, const char *const *services, GError **error
                  store->n_ids);
     return FALSE;
   }
-  for (guint id = 0; id < store->n_ids; id++)
-    g_string_append_printf (out, "%u %s\n", id, (char *) g_ptr_array_index (store->service_names, id));
-  return !changed || tr_dwfile_replace (store->io, path, out->str, out->len, error);
+  return !changed || write_service_map (store, NULL, error);
 }
 
+/* Room for every id a reload may add (tr_rpcstore_add_service): these
+ * arrays are read by other threads and must never move. */
 static void
 alloc_state (TrRpcStore *store)
 {
-  store->lists = g_ptr_array_new_full (store->n_ids, (GDestroyNotify) tr_groupfile_free);
-  store->dead = g_ptr_array_new_full (store->n_ids, (GDestroyNotify) tr_groupfile_free);
-  g_ptr_array_set_size (store->lists, (gint) store->n_ids);
-  g_ptr_array_set_size (store->dead, (gint) store->n_ids);
-  store->list_heads = g_new0 (guint64, store->n_ids);
-  store->pub_list_heads = g_new0 (guint64, store->n_ids);
-  store->low_water = g_new0 (guint64, store->n_ids);
-  store->list_first = g_new0 (guint64, store->n_ids);
+  store->lists = g_ptr_array_new_full (TR_RPCSTORE_MAX_SERVICES, (GDestroyNotify) tr_groupfile_free);
+  store->dead = g_ptr_array_new_full (TR_RPCSTORE_MAX_SERVICES, (GDestroyNotify) tr_groupfile_free);
+  g_ptr_array_set_size (store->lists, TR_RPCSTORE_MAX_SERVICES);
+  g_ptr_array_set_size (store->dead, TR_RPCSTORE_MAX_SERVICES);
+  store->list_heads = g_new0 (guint64, TR_RPCSTORE_MAX_SERVICES);
+  store->pub_list_heads = g_new0 (guint64, TR_RPCSTORE_MAX_SERVICES);
+  store->low_water = g_new0 (guint64, TR_RPCSTORE_MAX_SERVICES);
+  store->list_first = g_new0 (guint64, TR_RPCSTORE_MAX_SERVICES);
 }
 
 /* Opens data, index and the configured services' lists, and replays the
@@ -462,4 +476,77 @@ tr_rpcstore__reopen (TrRpcStore *store, guint64 committed_end, GError **error)
     g_clear_pointer (&old_data, tr_groupfile_free);
   }
   return ok;
+}
+
+/* ---- services added at run time (configuration reload) ---- */
+
+typedef struct {
+  const char *name;
+  guint32 id;
+} AddService;
+
+/* Writer thread: gives @add->name an id (services.map first, so an id is
+ * never used before it is durable), opens its list and registers it with
+ * the DoubleWriteBuffer.  Readers are kept out by ->files_lock. */
+static gboolean
+add_service_locked (TrRpcStore *store, gpointer data, GError **error)
+{
+  AddService *add = data;
+  gint known = tr_rpcstore_service_id (store, add->name);
+  guint id = known >= 0 ? (guint) known : store->n_ids;
+  g_autofree char *file = g_strdup_printf ("list-%u", id);
+  TrGroupFile *list;
+
+  add->id = id;
+  if (known >= 0 && g_ptr_array_index (store->lists, id) != NULL)
+    return TRUE; /* removed earlier in this run: its list is still open */
+  if (known < 0 && id >= TR_RPCSTORE_MAX_SERVICES) {
+    g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_FULL, "too many services (at most %d ids)",
+                 TR_RPCSTORE_MAX_SERVICES);
+    return FALSE;
+  }
+  if (known < 0 && !write_service_map (store, add->name, error))
+    return FALSE;
+  list = tr_rpcstore__open_file (store, file, error);
+  if (list == NULL && known < 0)
+    g_prefix_error (error, "service '%s' has id %u in services.map, but: ", add->name, id);
+  g_mutex_lock (&store->head_lock);
+  if (known < 0) {
+    g_ptr_array_add (store->service_names, g_strdup (add->name));
+    g_hash_table_insert (store->service_ids, g_strdup (add->name), GUINT_TO_POINTER (id + 1));
+    store->n_ids = id + 1;
+  }
+  g_mutex_unlock (&store->head_lock);
+  if (list == NULL)
+    return FALSE;
+  g_rw_lock_writer_lock (&store->files_lock);
+  tr_dwbuffer_add_file_live (store->dwb, TR_RPCSTORE_LIST_FILE_ID (id), list);
+  g_ptr_array_index (store->lists, id) = list;
+  g_rw_lock_writer_unlock (&store->files_lock);
+  {
+    guint n = g_strv_length (store->configured);
+    store->configured = g_renew (char *, store->configured, n + 2);
+    store->configured[n] = g_strdup (add->name);
+    store->configured[n + 1] = NULL;
+  }
+  g_mutex_lock (&store->head_lock);
+  store->pub_list_heads[id] = store->list_heads[id];
+  store->list_first[id] = tr_groupfile_first_offset (list) / TR_RPCSTORE_ENTRY_SIZE + 1;
+  g_mutex_unlock (&store->head_lock);
+  return TRUE;
+}
+
+gint
+tr_rpcstore_add_service (TrRpcStore *store, const char *name, GError **error)
+{
+  AddService add = { name, 0 };
+
+  g_return_val_if_fail (store != NULL && name != NULL, -1);
+  g_return_val_if_fail (error == NULL || *error == NULL, -1);
+
+  if (!tr_rpcstore__run_exclusive (store, add_service_locked, &add, error)) {
+    g_prefix_error (error, "adding service '%s' to store %s: ", name, store->dir);
+    return -1;
+  }
+  return (gint) add.id;
 }

@@ -16,6 +16,10 @@ const i32 UNKNOWN_ENDPOINT = 2
 const i32 OUT_OF_RANGE = 3
 const i32 NOT_AUTHORISED = 4
 const i32 FAILED = 5
+/* reload: a file is invalid (message: file, group, key, problem). */
+const i32 INVALID_CONFIG = 6
+/* reload: a [router] key other than services changed; needs a restart. */
+const i32 RESTART_NEEDED = 7
 
 struct NodeStatus {
   1: string server_id
@@ -85,4 +89,7 @@ service Admin {
   /* At most max (1..10000) dead letters of a service from index from_index. */
   list<DeadLetter> dead_letters(1: string token, 2: string service_name, 3: i64 from_index, 4: i32 max)
       throws (1: AdminError e)
+  /* Re-reads router.conf and the service files and applies the differences
+   * (docs/configuration.md "Reload").  Returns one line per change. */
+  list<string> reload(1: string token) throws (1: AdminError e)
 }

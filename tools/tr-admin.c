@@ -60,6 +60,7 @@ static const char *const main_usage =
     "  dump RPC_ID                      one stored RPC: name, type, size, hex\n"
     "  dead-letters SERVICE [--from N] [--max N]\n"
     "                                   RPCs given up (on_failure = skip) with the reason\n"
+    "  reload                           re-read router.conf and the service files, apply changes\n"
     "\n"
     "Options:\n"
     "  -c FILE           read admin_listen and admin_token_file from the router configuration\n"
@@ -531,6 +532,35 @@ cmd_dead_letters (Session *session, char **args)
   return 0;
 }
 
+static int
+cmd_reload (Session *session, char **args)
+{
+  GPtrArray *changes = g_ptr_array_new_with_free_func (g_free);
+  tr_adminAdminError *admin_error = NULL;
+  GError *error = NULL;
+  g_autoptr (GString) out = g_string_new ("{\"ok\": true, \"changes\": [");
+
+  (void) args;
+  if (!tr_admin_admin_if_reload (session->client, &changes, session->token, &admin_error, &error)) {
+    g_ptr_array_unref (changes);
+    return call_failed ("reload", admin_error, error);
+  }
+  for (guint i = 0; i < changes->len; i++) {
+    if (i > 0)
+      g_string_append (out, ", ");
+    json_string (out, g_ptr_array_index (changes, i));
+    if (!session->json)
+      printf ("%s\n", (char *) g_ptr_array_index (changes, i));
+  }
+  g_string_append (out, "]}");
+  if (session->json)
+    printf ("%s\n", out->str);
+  else
+    printf ("reload done: %u change%s\n", changes->len, changes->len == 1 ? "" : "s");
+  g_ptr_array_unref (changes);
+  return 0;
+}
+
 static const Command commands[] = {
   { "status", "status", 0, 0,
     "Node identity (server_id, type, epoch), store head/size/parts, producer counters, RPCs/s\n"
@@ -568,6 +598,14 @@ static const Command commands[] = {
     "INDEX (position in the dead-letter file), service SEQID, global RPC_ID (see 'dump') and REASON.\n"
     "--from N starts at index N (default 0), --max N lists at most N (1..10000, default 100).",
     cmd_dead_letters },
+  { "reload", "reload", 0, 0,
+    "Re-reads router.conf and every service file and applies the differences: services and\n"
+    "endpoints added or removed, rpc names, retry/backoff/timeouts/max_inflight/on_failure,\n"
+    "stop_send.  Untouched endpoints keep their connection and position; a new endpoint starts\n"
+    "at the service head (start = earliest: at the first stored seqid).  Prints one line per\n"
+    "change.  Refused as a whole, nothing changed, when a file is invalid (code 6) or when a\n"
+    "[router] key other than services changed (code 7: needs a restart).  Same as SIGHUP.",
+    cmd_reload },
 };
 
 /* ---- connection ---- */
@@ -669,7 +707,7 @@ main (int argc, char **argv)
   if (address != NULL && !parse_address (address, &host, &port))
     return usage_error ("'%s' is not HOST:PORT", address);
   if (config_path != NULL) {
-    g_autoptr (TrConfig) config = tr_config_load (config_path, &error);
+    g_autoptr (TrConfig) config = tr_config_load_router (config_path, &error);
     if (config == NULL) {
       g_printerr ("tr-admin: %s\n", error->message);
       g_error_free (error);

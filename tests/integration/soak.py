@@ -1,11 +1,12 @@
 """Soak run (issue 5 item 8; a script, not a CI test): mixed load for
 TR_SOAK_SECONDS (default 1800) against the real daemon, with endpoint flaps
 and stop_send toggles through tr-admin, sampling the router's RSS and open
-file descriptors every 5 s.  At the end every acknowledged RPC must have
-reached every endpoint in seqid order, and RSS and descriptors must be flat
-(no growth beyond a small bound after the first minute).  Run it with
-tools/soak.sh.  (Configuration reload is not implemented yet, so it is not
-part of the mix.)"""
+file descriptors every 5 s, and configuration reloads (tr-admin reload)
+that add and later remove an extra endpoint of service a.  At the end every
+acknowledged RPC must have reached every endpoint in seqid order (the
+reloads must not disturb the untouched endpoints), and RSS and descriptors
+must be flat (no growth beyond a small bound after the first minute).  Run
+it with tools/soak.sh."""
 import os
 import random
 import subprocess
@@ -46,10 +47,25 @@ def producer(port, prefix, acked, stop):
         p.close()
 
 
+def toggle_extra(router, extra, present):
+    """Adds or removes [endpoint extra] in services/a.conf and reloads."""
+    path = os.path.join(router.tmp, "services", "a.conf")
+    with open(path) as f:
+        text = f.read().split("\n[endpoint extra]")[0]
+    if not present:
+        text += "\n[endpoint extra]\nhost = 127.0.0.1\nport = %d\n" % extra.port
+    with open(path, "w") as f:
+        f.write(text)
+    out = admin(router, "reload")
+    check(out.returncode == 0 and "endpoint a/extra" in out.stdout, "reload: %s%s" % (out.stdout, out.stderr))
+    return not present
+
+
 def main():
     rng = random.Random(SEED)
     print("soak: %d s, TR_TEST_SEED=%d" % (SECONDS, SEED), flush=True)
-    steady, flappy = Endpoint().start(), Endpoint().start()
+    steady, flappy, extra = Endpoint().start(), Endpoint().start(), Endpoint().start()
+    extra_present = False
     router = Router({"a": {"rpcs": ["log_event"], "endpoints": {"steady": steady.port}},
                      "b": {"rpcs": ["log_event"], "endpoints": {"flappy": flappy.port}}},
                     group_file_size="8M", rpc_cache_size="8M", sync_mode="always").start()
@@ -72,6 +88,8 @@ def main():
                 out = admin(router, "start-send" if stopped else "stop-send", "b", "flappy")
                 check(out.returncode == 0, "tr-admin: %s" % out.stderr)
                 stopped = not stopped
+            elif action < 0.75:
+                extra_present = toggle_extra(router, extra, extra_present)
             time.sleep(rng.uniform(1, 5))
             samples.append((time.time(), router.rss_kib(), fd_count(router.proc.pid)))
             print("  t=%4.0fs rss=%d KiB fds=%d acked=%d" % (SECONDS - (end - time.time()), samples[-1][1],
@@ -100,8 +118,11 @@ def main():
           % (samples[0][1], max(s[1] for s in samples), rss_growth, samples[0][2], max(s[2] for s in samples)))
     check(rss_growth < 16 * 1024, "RSS grew %d KiB" % rss_growth)
     check(fd_growth < 16, "file descriptors grew by %d" % fd_growth)
+    seen = [s for s, _ in extra.payloads()]
+    check(seen == sorted(seen), "extra endpoint: seqids out of order")
     steady.stop()
     flappy.stop()
+    extra.stop()
     print("soak: 1 passed, 0 failed")
 
 

@@ -1,0 +1,301 @@
+/* tr_reload.c - configuration reload (see tr_reload.h).
+ *
+ * Steps: load (tr_config_load, the start-up loader) -> refuse changed
+ * [router] keys other than services -> describe the differences (one line
+ * each, logged) -> store (ids and lists of new services) -> push
+ * (tr_push_reload) -> ingress routing table (built here, swapped on the
+ * ingress loop).  The first three change nothing, so an invalid file or a
+ * key needing a restart leaves the running node exactly as it was.
+ *
+ * stop_send: the files hold what the operator last set with stop-send /
+ * start-send (written there through DoubleWriteFile), so a reload reads
+ * the operator's choice back; tr_push_reload compares the file with the
+ * endpoint's running state and logs a difference itself.
+ */
+#undef G_LOG_DOMAIN
+#define G_LOG_DOMAIN "tr-admin"
+
+#include "tr_reload.h"
+
+#include <string.h>
+
+#define RELOAD_INGRESS_WAIT_US (5 * G_TIME_SPAN_SECOND)
+
+/* ---- router.conf keys that need a restart ---- */
+
+/* The [router] part of tr_config_to_string(): "key = value" lines up to
+ * and including services. */
+static GStrv
+router_lines (const TrConfig *config)
+{
+  g_autofree char *text = tr_config_to_string (config);
+  char *end = strstr (text, "\n\n");
+
+  if (end != NULL)
+    *end = '\0';
+  return g_strsplit (text, "\n", -1);
+}
+
+static gboolean
+check_router_keys (const TrConfig *running, const TrConfig *loaded, GError **error)
+{
+  g_auto (GStrv) old_lines = router_lines (running);
+  g_auto (GStrv) new_lines = router_lines (loaded);
+  g_autoptr (GString) changed = g_string_new (NULL);
+
+  for (guint i = 0; old_lines[i] != NULL && new_lines[i] != NULL; i++) {
+    if (old_lines[i][0] == '#' || g_str_has_prefix (old_lines[i], "services =")
+        || strcmp (old_lines[i], new_lines[i]) == 0)
+      continue;
+    g_string_append_printf (changed, "%s'%s' (running: '%s')", changed->len > 0 ? ", " : "", new_lines[i],
+                            old_lines[i]);
+  }
+  if (changed->len == 0)
+    return TRUE;
+  g_set_error (error, TR_CONFIG_ERROR, TR_CONFIG_ERROR_RESTART,
+               "%s: [router] %s: only services can change without a restart; restart the node to apply "
+               "this, or put the running value back and reload again",
+               running->path, changed->str);
+  return FALSE;
+}
+
+/* ---- describing the differences ---- */
+
+static void note (GPtrArray *changes, const char *format, ...) G_GNUC_PRINTF (2, 3);
+
+/* Adds one change line (logged once the reload has been applied). */
+static void
+note (GPtrArray *changes, const char *format, ...)
+{
+  va_list args;
+
+  va_start (args, format);
+  g_ptr_array_add (changes, g_strdup_vprintf (format, args));
+  va_end (args);
+}
+
+static char *
+join_rpcs (const TrServiceConfig *service)
+{
+  g_autoptr (GString) out = g_string_new (NULL);
+
+  for (guint i = 0; i < service->rpcs->len; i++)
+    g_string_append_printf (out, "%s%s", i > 0 ? ", " : "", (char *) g_ptr_array_index (service->rpcs, i));
+  return g_string_free (g_steal_pointer (&out), FALSE);
+}
+
+static void
+diff_uint (GString *out, const char *key, guint old_value, guint new_value)
+{
+  if (old_value != new_value)
+    g_string_append_printf (out, "%s%s %u -> %u", out->len > 0 ? ", " : "", key, old_value, new_value);
+}
+
+/* Service-wide settings that differ, as "key old -> new, ...". */
+static char *
+diff_settings (const TrServiceConfig *a, const TrServiceConfig *b)
+{
+  static const char *const on_failure[] = { "block", "skip" };
+  GString *out = g_string_new (NULL);
+
+  diff_uint (out, "max_inflight", a->max_inflight, b->max_inflight);
+  if (a->on_failure != b->on_failure)
+    g_string_append_printf (out, "%son_failure %s -> %s", out->len > 0 ? ", " : "", on_failure[a->on_failure],
+                            on_failure[b->on_failure]);
+  diff_uint (out, "max_retries", a->max_retries, b->max_retries);
+  diff_uint (out, "retry_backoff_ms", a->retry_backoff_ms, b->retry_backoff_ms);
+  diff_uint (out, "retry_backoff_max_ms", a->retry_backoff_max_ms, b->retry_backoff_max_ms);
+  diff_uint (out, "connect_timeout_ms", a->connect_timeout_ms, b->connect_timeout_ms);
+  diff_uint (out, "socket_timeout_ms", a->socket_timeout_ms, b->socket_timeout_ms);
+  diff_uint (out, "oneway_barrier", a->oneway_barrier, b->oneway_barrier);
+  if (strcmp (a->barrier_method, b->barrier_method) != 0)
+    g_string_append_printf (out, "%sbarrier_method %s -> %s", out->len > 0 ? ", " : "", a->barrier_method,
+                            b->barrier_method);
+  return g_string_free (out, out->len == 0);
+}
+
+static const TrEndpointConfig *
+lookup_endpoint (const TrServiceConfig *service, const char *id)
+{
+  for (guint i = 0; i < service->endpoints->len; i++) {
+    const TrEndpointConfig *endpoint = g_ptr_array_index (service->endpoints, i);
+    if (strcmp (endpoint->id, id) == 0)
+      return endpoint;
+  }
+  return NULL;
+}
+
+static void
+diff_endpoints (GPtrArray *changes, const TrServiceConfig *a, const TrServiceConfig *b)
+{
+  for (guint i = 0; i < a->endpoints->len; i++) {
+    const TrEndpointConfig *old_endpoint = g_ptr_array_index (a->endpoints, i);
+    const TrEndpointConfig *new_endpoint = lookup_endpoint (b, old_endpoint->id);
+    if (new_endpoint == NULL)
+      note (changes, "endpoint %s/%s removed (nothing more is sent to it; its send state file is kept)", a->name,
+            old_endpoint->id);
+    else if (strcmp (old_endpoint->host, new_endpoint->host) != 0 || old_endpoint->port != new_endpoint->port)
+      note (changes, "endpoint %s/%s changed: %s:%u -> %s:%u (reconnects, resumes after its acknowledged seqid)", a->name,
+            old_endpoint->id, old_endpoint->host, old_endpoint->port, new_endpoint->host, new_endpoint->port);
+  }
+  for (guint i = 0; i < b->endpoints->len; i++) {
+    const TrEndpointConfig *new_endpoint = g_ptr_array_index (b->endpoints, i);
+    if (lookup_endpoint (a, new_endpoint->id) == NULL)
+      note (changes, "endpoint %s/%s added at %s:%u (start = %s: with no send state it begins at the %s)", b->name,
+            new_endpoint->id, new_endpoint->host, new_endpoint->port,
+            new_endpoint->start == TR_START_HEAD ? "head" : "earliest",
+            new_endpoint->start == TR_START_HEAD ? "service head" : "first stored seqid");
+  }
+}
+
+static void
+diff_service (GPtrArray *changes, const TrServiceConfig *a, const TrServiceConfig *b)
+{
+  g_autofree char *old_rpcs = join_rpcs (a);
+  g_autofree char *new_rpcs = join_rpcs (b);
+  g_autofree char *settings = diff_settings (a, b);
+
+  if (strcmp (old_rpcs, new_rpcs) != 0)
+    note (changes, "service %s: rpcs changed from [%s] to [%s]", a->name, old_rpcs, new_rpcs);
+  if (settings != NULL)
+    note (changes, "service %s: %s", a->name, settings);
+  diff_endpoints (changes, a, b);
+}
+
+static GPtrArray *
+describe (const TrConfig *running, const TrConfig *loaded)
+{
+  GPtrArray *changes = g_ptr_array_new_with_free_func (g_free);
+
+  for (guint s = 0; s < running->services->len; s++) {
+    const TrServiceConfig *a = g_ptr_array_index (running->services, s);
+    const TrServiceConfig *b = tr_config_lookup_service (loaded, a->name);
+    if (b != NULL)
+      diff_service (changes, a, b);
+    else
+      note (changes, "service %s removed (no longer routed or pushed; its list, dead letters and send states stay in the "
+            "data dir)",
+            a->name);
+  }
+  for (guint s = 0; s < loaded->services->len; s++) {
+    const TrServiceConfig *b = g_ptr_array_index (loaded->services, s);
+    g_autofree char *rpcs = join_rpcs (b);
+    if (tr_config_lookup_service (running, b->name) == NULL)
+      note (changes, "service %s added (rpcs %s; %u endpoints)", b->name, rpcs, b->endpoints->len);
+  }
+  return changes;
+}
+
+/* ---- applying ---- */
+
+static gboolean
+add_new_services (const TrConfig *running, const TrConfig *loaded, TrRpcStore *store, GError **error)
+{
+  for (guint s = 0; s < loaded->services->len; s++) {
+    const TrServiceConfig *service = g_ptr_array_index (loaded->services, s);
+    if (tr_config_lookup_service (running, service->name) == NULL
+        && tr_rpcstore_add_service (store, service->name, error) < 0)
+      return FALSE;
+  }
+  return TRUE;
+}
+
+typedef struct {
+  TrIngress *ingress;
+  GHashTable *routes; /* owned until swapped */
+  GMutex lock;
+  GCond cond;
+  gboolean done; /* protected by ->lock */
+} RoutesRequest;
+
+static void
+routes_request_clear (gpointer data)
+{
+  RoutesRequest *request = data;
+
+  g_clear_pointer (&request->routes, g_hash_table_destroy);
+  g_mutex_clear (&request->lock);
+  g_cond_clear (&request->cond);
+}
+
+static void
+routes_request_release (gpointer data)
+{
+  g_atomic_rc_box_release_full (data, routes_request_clear);
+}
+
+static gboolean
+on_set_routes (gpointer user_data)
+{
+  RoutesRequest *request = user_data;
+
+  tr_ingress_set_routes (request->ingress, g_steal_pointer (&request->routes));
+  g_mutex_lock (&request->lock);
+  request->done = TRUE;
+  g_cond_signal (&request->cond);
+  g_mutex_unlock (&request->lock);
+  return G_SOURCE_REMOVE;
+}
+
+/* Swaps the routing table on the ingress loop and waits (bounded: during
+ * shutdown the loop may never run it; the request is refcounted so a late
+ * run is still safe).  FALSE if it did not happen in time. */
+static gboolean
+swap_routes (const TrReloadTargets *targets, const TrConfig *loaded)
+{
+  RoutesRequest *request;
+  gint64 deadline = g_get_monotonic_time () + RELOAD_INGRESS_WAIT_US;
+  gboolean done;
+
+  if (targets->ingress == NULL || targets->ingress_context == NULL)
+    return TRUE;
+  request = g_atomic_rc_box_new0 (RoutesRequest);
+  request->ingress = targets->ingress;
+  request->routes = tr_ingress_routes_new (targets->store, loaded);
+  g_mutex_init (&request->lock);
+  g_cond_init (&request->cond);
+  g_main_context_invoke_full (targets->ingress_context, G_PRIORITY_HIGH, on_set_routes,
+                              g_atomic_rc_box_acquire (request), routes_request_release);
+  g_mutex_lock (&request->lock);
+  while (!request->done)
+    if (!g_cond_wait_until (&request->cond, &request->lock, deadline))
+      break;
+  done = request->done;
+  g_mutex_unlock (&request->lock);
+  routes_request_release (request);
+  return done;
+}
+
+static void
+log_changes (const GPtrArray *changes, const char *path)
+{
+  for (guint i = 0; i < changes->len; i++)
+    g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_MESSAGE, "TR_FILE", path, "MESSAGE", "reload: %s",
+                      (const char *) g_ptr_array_index (changes, i));
+  g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_MESSAGE, "TR_FILE", path, "MESSAGE",
+                    "reload of %s done: %u change%s", path, changes->len, changes->len == 1 ? "" : "s");
+}
+
+TrConfig *
+tr_reload_run (const TrConfig *running, const TrReloadTargets *targets, GPtrArray **changes_out, GError **error)
+{
+  g_autoptr (TrConfig) loaded = NULL;
+  g_autoptr (GPtrArray) changes = NULL;
+
+  g_return_val_if_fail (running != NULL && targets != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  loaded = tr_config_load (running->path, error);
+  if (loaded == NULL || !check_router_keys (running, loaded, error))
+    return NULL;
+  changes = describe (running, loaded);
+  if (!add_new_services (running, loaded, targets->store, error) || !tr_push_reload (targets->push, loaded, error))
+    return NULL;
+  if (!swap_routes (targets, loaded))
+    g_warning ("reload: the ingress loop did not take the new routing table within %d s (shutting down?)",
+               (int) (RELOAD_INGRESS_WAIT_US / G_TIME_SPAN_SECOND));
+  log_changes (changes, running->path);
+  if (changes_out != NULL)
+    *changes_out = g_steal_pointer (&changes);
+  return g_steal_pointer (&loaded);
+}

@@ -1,0 +1,351 @@
+"""Integration tests of configuration reload (issue 4; docs/configuration.md
+"Reload"): tr-admin reload and SIGHUP against a live router with RPCs
+flowing.  Each test edits router.conf / conf/services/*.conf in the
+router's temp dir, reloads, and checks delivery through recording
+endpoints (seqids as the router put them in the headers)."""
+import json
+import os
+import re
+import signal
+import threading
+import time
+
+from test_admin import conf, endpoint_info, ok, tr_admin
+from trtest import Endpoint, Producer, Router, TApplicationException, check, run_tests, wait_until
+
+
+def write_service(router, name, rpcs, endpoints, **keys):
+    """Writes services/NAME.conf; endpoints: {id: port or (port, {key: value})}."""
+    with open(os.path.join(router.tmp, "services", name + ".conf"), "w") as f:
+        f.write("[service]\nrpcs = %s\nretry_backoff_ms = 20\nretry_backoff_max_ms = 200\n" % ", ".join(rpcs))
+        f.write("connect_timeout_ms = 500\n")
+        for k, v in keys.items():
+            f.write("%s = %s\n" % (k, v))
+        for eid, spec in endpoints.items():
+            port, extra = spec if isinstance(spec, tuple) else (spec, {})
+            f.write("\n[endpoint %s]\nhost = 127.0.0.1\nport = %d\n" % (eid, port))
+            for k, v in extra.items():
+                f.write("%s = %s\n" % (k, v))
+
+
+def set_services(router, names):
+    path = conf(router)
+    with open(path) as f:
+        text = f.read()
+    with open(path, "w") as f:
+        f.write(re.sub(r"^services = .*$", "services = " + ", ".join(names), text, flags=re.M))
+
+
+def reload_ok(router):
+    out = ok(router, "reload")
+    check(out.strip().splitlines()[-1].startswith("reload done"), out)
+    return out
+
+
+def send(router, n, prefix, name="log_event"):
+    p = Producer(router.port)
+    data = [b"%s-%d" % (prefix, i) for i in range(n)]
+    for d in data:
+        getattr(p, name)(d)
+    p.close()
+    return data
+
+
+def seqids(ep):
+    return [s for s, _ in ep.payloads()]
+
+
+def unknown_method(router, name):
+    """TRUE if a CALL of @name (log_event or other) is answered UNKNOWN_METHOD."""
+    p = Producer(router.port)
+    try:
+        getattr(p, name)(0 if name == "other" else b"x")
+    except TApplicationException as e:
+        return e.type == TApplicationException.UNKNOWN_METHOD
+    finally:
+        p.close()
+    return False
+
+
+class Setup:
+    """One router with service books (log_event) and endpoint a."""
+
+    def __init__(self, extra_endpoints=0, services=None):
+        self.eps = [Endpoint().start() for _ in range(1 + extra_endpoints)]
+        self.router = Router(services or {"books": {"rpcs": ["log_event"], "endpoints": {"a": self.eps[0].port}}})
+        self.router.start()
+
+    def close(self):
+        self.router.stop()
+        self.router.cleanup()
+        for ep in self.eps:
+            ep.stop()
+
+
+def test_add_endpoints_head_and_earliest():
+    s = Setup(extra_endpoints=2)
+    a, b, c = s.eps
+    try:
+        first = send(s.router, 10, b"before")
+        wait_until(lambda: len(a.payloads()) == 10, what="delivery to a")
+        write_service(s.router, "books", ["log_event"],
+                      {"a": a.port, "b": b.port, "c": (c.port, {"start": "earliest"})})
+        out = reload_ok(s.router)
+        check("endpoint books/b added" in out and "start = head" in out, out)
+        check("endpoint books/c added" in out and "start = earliest" in out, out)
+        second = send(s.router, 10, b"after")
+        wait_until(lambda: len(a.payloads()) == 20 and len(b.payloads()) == 10 and len(c.payloads()) == 20,
+                   what="delivery after reload")
+        a.check_sequence(first + second)
+        c.check_sequence(first + second)
+        check(seqids(b) == list(range(11, 21)), "b (start = head) got seqids %s" % seqids(b))
+        check([d for _, d in b.payloads()] == second, "b payloads")
+        eps = [e["endpoint"] for e in json.loads(ok(s.router, "--json", "endpoints", "books"))]
+        check(eps == ["a", "b", "c"], str(eps))
+        check(reload_ok(s.router).strip() == "reload done: 0 changes", "second reload should change nothing")
+    finally:
+        s.close()
+
+
+def test_remove_endpoint_and_readd_resumes_from_its_state():
+    s = Setup(extra_endpoints=1)
+    a, b = s.eps
+    try:
+        write_service(s.router, "books", ["log_event"], {"a": a.port, "b": b.port})
+        reload_ok(s.router)
+        first = send(s.router, 5, b"one")
+        wait_until(lambda: len(b.payloads()) == 5, what="b gets 5")
+        write_service(s.router, "books", ["log_event"], {"a": a.port})
+        out = reload_ok(s.router)
+        check("endpoint books/b removed" in out, out)
+        second = send(s.router, 5, b"two")
+        wait_until(lambda: len(a.payloads()) == 10, what="a gets 10")
+        time.sleep(0.3)
+        check(len(b.payloads()) == 5, "removed endpoint still receives: %d" % len(b.payloads()))
+        check([e["endpoint"] for e in json.loads(ok(s.router, "--json", "endpoints", "books"))] == ["a"], "b listed")
+        check(os.path.exists(os.path.join(s.router.data_dir, "state", "books@b.0"))
+              or os.path.exists(os.path.join(s.router.data_dir, "state", "books@b.1")), "b's send state removed")
+        # Back again: it resumes after its acknowledged seqid (5), not at the head.
+        write_service(s.router, "books", ["log_event"], {"a": a.port, "b": b.port})
+        reload_ok(s.router)
+        wait_until(lambda: len(b.payloads()) == 10, what="b catches up from its state")
+        b.check_sequence(first + second)
+        a.check_sequence(first + second)
+    finally:
+        s.close()
+
+
+def test_add_service_with_new_rpc_then_restart():
+    s = Setup(extra_endpoints=1)
+    a, x = s.eps
+    try:
+        check(unknown_method(s.router, "other"), "other should be UNKNOWN_METHOD before the reload")
+        write_service(s.router, "extra", ["other"], {"x": x.port})
+        set_services(s.router, ["books", "extra"])
+        out = reload_ok(s.router)
+        check("service extra added (rpcs other; 1 endpoints)" in out, out)
+        p = Producer(s.router.port)
+        for i in range(5):
+            p.other(i)
+        p.close()
+        wait_until(lambda: len(x.payloads()) == 5, what="delivery to the new service")
+        x.check_sequence([i for i in range(5)])
+        services = json.loads(ok(s.router, "--json", "services"))
+        check([(v["name"], v["head_seqid"]) for v in services] == [("books", 0), ("extra", 5)], str(services))
+        check(s.router.stop() == 0, "unclean stop")
+        with open(os.path.join(s.router.data_dir, "services.map")) as f:
+            check(re.search(r"^1 extra$", f.read(), re.M) is not None, "extra has no id in services.map")
+        s.router.start()
+        p = Producer(s.router.port)
+        p.other(5)
+        p.close()
+        wait_until(lambda: len(x.payloads()) == 6, what="delivery after restart")
+        x.check_sequence([i for i in range(6)])
+    finally:
+        s.close()
+
+
+def test_remove_service_and_change_rpcs():
+    eps = [Endpoint().start() for _ in range(2)]
+    a, m = eps
+    router = Router({"books": {"rpcs": ["log_event"], "endpoints": {"a": a.port}},
+                     "mail": {"rpcs": ["log_event", "fire"], "endpoints": {"m": m.port}}}).start()
+    try:
+        send(router, 3, b"x")
+        send(router, 2, b"f", name="fire")
+        wait_until(lambda: len(m.payloads()) == 5 and len(a.payloads()) == 3, what="first delivery")
+        set_services(router, ["books"])
+        write_service(router, "books", ["log_event", "fire"], {"a": a.port}, max_retries=3)
+        out = reload_ok(router)
+        check("service mail removed" in out, out)
+        check("service books: rpcs changed from [log_event] to [log_event, fire]" in out, out)
+        check("service books: max_retries 10 -> 3" in out, out)
+        send(router, 2, b"g", name="fire")
+        send(router, 2, b"y")
+        wait_until(lambda: len(a.payloads()) == 7, what="books gets fire now")
+        check([d for _, d in a.payloads()][3:] == [b"g-0", b"g-1", b"y-0", b"y-1"], str(a.payloads()))
+        time.sleep(0.3)
+        check(len(m.payloads()) == 5, "removed service still delivers: %d" % len(m.payloads()))
+        check([v["name"] for v in json.loads(ok(router, "--json", "services"))] == ["books"], "mail listed")
+        rc, _, err = tr_admin(router, "endpoints", "mail")
+        check(rc == 1 and "no service 'mail'" in err, err)
+        # Routing stops with the last subscriber: UNKNOWN_METHOD again.
+        write_service(router, "books", ["fire"], {"a": a.port})
+        reload_ok(router)
+        check(unknown_method(router, "log_event"), "log_event should be unknown once nobody subscribes")
+        state = os.path.join(router.data_dir, "state")
+        check(any(f.startswith("mail@m.") for f in os.listdir(state)), "removed service's send state deleted")
+        with open(os.path.join(router.data_dir, "services.map")) as f:
+            check(re.search(r"^1 mail$", f.read(), re.M) is not None, "removed service lost its id")
+    finally:
+        router.stop()
+        router.cleanup()
+        for ep in eps:
+            ep.stop()
+
+
+def test_untouched_endpoint_no_gap_no_duplicate_across_reloads():
+    s = Setup(extra_endpoints=1)
+    a, b = s.eps
+    sent, errors = [], []
+    stop_flag = threading.Event()
+
+    def produce():
+        p = Producer(s.router.port)
+        i = 0
+        try:
+            while not stop_flag.is_set():
+                data = b"flow-%d" % i
+                p.log_event(data)
+                sent.append(data)
+                i += 1
+        except Exception as e:  # reported below
+            errors.append(e)
+        finally:
+            p.close()
+
+    thread = threading.Thread(target=produce)
+    thread.start()
+    try:
+        for i in range(6):
+            wait_until(lambda n=len(sent): len(sent) >= n + 200, what="rpcs between reloads")
+            endpoints = {"a": a.port} if i % 2 else {"a": a.port, "b": b.port}
+            write_service(s.router, "books", ["log_event"], endpoints, max_inflight=16 + i)
+            reload_ok(s.router)
+        stop_flag.set()
+        thread.join(30)
+        check(not errors, "producer errors: %s" % errors[:3])
+        wait_until(lambda: len(a.payloads()) >= len(sent), what="a gets everything")
+        # The connection of a was never cut: every seqid exactly once, in order.
+        got = [s_ for _, s_, _ in a.received()]
+        check(got == list(range(1, len(sent) + 1)), "a saw a gap, a duplicate or a reorder: %s..." % got[:20])
+        a.check_sequence(sent)
+        check(s.router.proc.poll() is None, "router died")
+    finally:
+        stop_flag.set()
+        thread.join(30)
+        s.close()
+
+
+def test_invalid_file_and_restart_keys_refused():
+    s = Setup(extra_endpoints=1)
+    a, b = s.eps
+    path = os.path.join(s.router.tmp, "services", "books.conf")
+    try:
+        with open(path) as f:
+            good = f.read()
+        # An invalid file next to a valid change: nothing at all is applied.
+        write_service(s.router, "books", ["log_event"], {"a": a.port, "b": (b.port, {"colour": "red"})})
+        rc, out, err = tr_admin(s.router, "reload")
+        check(rc == 1 and "code 6" in err and "books.conf" in err and "[endpoint b] colour" in err
+              and "unknown key" in err, err)
+        check("running configuration unchanged" in err, err)
+        write_service(s.router, "books", ["log_event"], {"a": a.port, "b": (b.port, {"start": "sometime"})})
+        rc, out, err = tr_admin(s.router, "reload")
+        check(rc == 1 and "[endpoint b] start" in err and "head, earliest" in err, err)
+        with open(path, "w") as f:
+            f.write(good)
+        set_services(s.router, ["books", "ghost"])
+        rc, out, err = tr_admin(s.router, "reload")
+        check(rc == 1 and "ghost" in err and "no such file" in err, err)
+        set_services(s.router, ["books"])
+        with open(path, "w") as f:
+            f.write(good)
+        with open(conf(s.router)) as f:
+            text = f.read()
+        with open(conf(s.router), "w") as f:
+            f.write(text.replace("sync_mode", "#").replace("[router]\n", "[router]\nsync_mode = none\n"))
+        rc, out, err = tr_admin(s.router, "reload")
+        check(rc == 1 and "code 7" in err and "sync_mode = none" in err and "restart" in err, err)
+        with open(conf(s.router), "w") as f:
+            f.write(text)
+        check([e["endpoint"] for e in json.loads(ok(s.router, "--json", "endpoints"))] == ["a"], "b was added")
+        data = send(s.router, 5, b"still")
+        wait_until(lambda: len(a.payloads()) == 5, what="delivery after refusals")
+        a.check_sequence(data)
+        log = s.router.log()
+        check("reload refused (tr-admin), running configuration unchanged" in log, log)
+        check(reload_ok(s.router).strip() == "reload done: 0 changes", "the good files should change nothing")
+    finally:
+        s.close()
+
+
+def test_sighup_reload_and_refusal_logged():
+    s = Setup(extra_endpoints=1)
+    a, b = s.eps
+    try:
+        write_service(s.router, "books", ["log_event"], {"a": a.port, "b": (b.port, {"start": "earliest"})})
+        first = send(s.router, 3, b"h")
+        s.router.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: len(b.payloads()) == 3, what="endpoint added by SIGHUP gets everything")
+        b.check_sequence(first)
+        log = s.router.log()
+        check("SIGHUP: reloading the configuration" in log and "reload: endpoint books/b added" in log, log)
+        write_service(s.router, "books", ["log_event", "no such rpc!"], {"a": a.port})
+        s.router.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: "reload refused (SIGHUP)" in s.router.log(), what="refusal in the log")
+        check("books.conf: [service] rpcs: 'no such rpc!' is not a valid rpc name" in s.router.log(),
+              s.router.log())
+        check(len(json.loads(ok(s.router, "--json", "endpoints", "books"))) == 2, "refused reload removed b")
+    finally:
+        s.close()
+
+
+def test_reload_keeps_operator_stop_send():
+    s = Setup(extra_endpoints=1)
+    a, b = s.eps
+    try:
+        write_service(s.router, "books", ["log_event"], {"a": a.port, "b": b.port})
+        reload_ok(s.router)
+        ok(s.router, "stop-send", "books", "b")
+        out = reload_ok(s.router)  # reads stop_send = true back from the file
+        check(out.strip() == "reload done: 0 changes", out)
+        check(endpoint_info(s.router, "books", "b")["state"] == "STOPPED", "reload restarted b")
+        data = send(s.router, 4, b"s")
+        time.sleep(0.3)
+        check(len(b.payloads()) == 0, "stopped endpoint received")
+        # The operator edits the file instead: the reload applies it.
+        path = os.path.join(s.router.tmp, "services", "books.conf")
+        with open(path) as f:
+            text = f.read()
+        with open(path, "w") as f:
+            f.write(re.sub(r"stop_send\s*=\s*true", "stop_send = false", text))
+        reload_ok(s.router)
+        wait_until(lambda: len(b.payloads()) == 4, what="b resumes after the file says stop_send = false")
+        b.check_sequence(data)
+        check("stop_send off" in s.router.log(), s.router.log())
+    finally:
+        s.close()
+
+
+if __name__ == "__main__":
+    run_tests([
+        test_add_endpoints_head_and_earliest,
+        test_remove_endpoint_and_readd_resumes_from_its_state,
+        test_add_service_with_new_rpc_then_restart,
+        test_remove_service_and_change_rpcs,
+        test_untouched_endpoint_no_gap_no_duplicate_across_reloads,
+        test_invalid_file_and_restart_keys_refused,
+        test_sighup_reload_and_refusal_logged,
+        test_reload_keeps_operator_stop_send,
+    ])
