@@ -668,13 +668,7 @@ on_io (TrPushEndpoint *endpoint, GIOCondition condition)
     return;
   if ((condition & (G_IO_IN | G_IO_HUP | G_IO_ERR)) && !read_input (endpoint))
     return;
-  /* Refill once the window is half empty, not after every reply: one
-   * larger write instead of a small one per reply burst.  New commits
-   * fill through tr_push_wake() anyway. */
-  if (g_queue_get_length (&endpoint->inflight) <= endpoint->service->max_inflight / 2)
-    tr_push__endpoint_fill (endpoint);
-  else
-    flush_out (endpoint);
+  tr_push__endpoint_fill (endpoint);
 }
 
 static gboolean
