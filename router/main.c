@@ -236,5 +236,6 @@ main (int argc, char **argv)
     return 0;
   }
   signal (SIGPIPE, SIG_IGN);
+  signal (SIGHUP, SIG_IGN); /* until the node runs: then SIGHUP reloads (run) */
   return run (config);
 }

@@ -388,6 +388,27 @@ call_services (TrAdmin *admin, const Args *args, GByteArray *result, Refusal *re
   return TRUE;
 }
 
+/* Bytes of the data store from the first unacknowledged RPC of @e to its
+ * service head (see lag_bytes in admin.thrift); -1 if unreadable. */
+static gint64
+lag_bytes (TrAdmin *admin, const TrPushEndpointStats *e)
+{
+  gint id = tr_rpcstore_service_id (admin->store, e->service);
+  guint64 first_seqid, first_rpc, head_rpc, first_offset, head_offset;
+  guint32 first_len, head_len;
+
+  if (id < 0 || e->acked >= e->head)
+    return 0;
+  first_seqid = MAX (e->acked + 1, tr_rpcstore_service_first (admin->store, (guint32) id));
+  if (!tr_rpcstore_service_lookup (admin->store, (guint32) id, first_seqid, &first_rpc, NULL)
+      || !tr_rpcstore_service_lookup (admin->store, (guint32) id, e->head, &head_rpc, NULL)
+      || !tr_rpcstore_locate (admin->store, first_rpc, &first_offset, &first_len, NULL)
+      || !tr_rpcstore_locate (admin->store, head_rpc, &head_offset, &head_len, NULL)
+      || head_offset + head_len < first_offset)
+    return -1;
+  return (gint64) (head_offset + head_len - first_offset);
+}
+
 static gboolean
 call_endpoints (TrAdmin *admin, const Args *args, GByteArray *result, Refusal *refusal)
 {
@@ -416,6 +437,9 @@ call_endpoints (TrAdmin *admin, const Args *args, GByteArray *result, Refusal *r
     tr_thrift_write_field_i32 (result, 7, (gint32) e->retries);
     tr_thrift_write_field_string (result, 8, e->last_error);
     tr_thrift_write_field_bool (result, 9, e->state == TR_PUSH_STOPPED);
+    tr_thrift_write_field_i64 (result, 10, (gint64) e->delivered);
+    tr_thrift_write_field_double (result, 11, e->rpcs_out_per_sec);
+    tr_thrift_write_field_i64 (result, 12, lag_bytes (admin, e));
     tr_thrift_write_field_stop (result);
   }
   return TRUE;

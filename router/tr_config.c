@@ -9,7 +9,9 @@
  */
 #include "tr_config.h"
 
+#include "tr_dwfile.h"
 #include "tr_frame.h"
+#include "tr_storage_error.h"
 
 #include <stdarg.h>
 #include <string.h>
@@ -102,21 +104,29 @@ check_duplicates (const Reader *r, const char *text)
   return TRUE;
 }
 
+/* Reads through DoubleWriteFile: tr-admin stop-send rewrites service files
+ * with it, and a kill during that write may leave a side copy that must be
+ * replayed (or dropped) before the file is read, or it could be torn. */
 static GKeyFile *
 read_keyfile (const Reader *r)
 {
   g_autoptr (GKeyFile) keyfile = g_key_file_new ();
   g_autoptr (GError) local = NULL;
+  g_autoptr (GBytes) content = tr_dwfile_read (tr_io_posix (), r->path, &local);
   g_autofree char *text = NULL;
   gsize len;
 
-  if (!g_file_get_contents (r->path, &text, &len, &local)) {
-    if (g_error_matches (local, G_FILE_ERROR, G_FILE_ERROR_NOENT))
+  if (content == NULL) {
+    if (g_error_matches (local, TR_STORAGE_ERROR, TR_STORAGE_ERROR_NOT_FOUND))
       fail (r, TR_CONFIG_ERROR_IO, NULL, NULL, "no such file");
     else
       fail (r, TR_CONFIG_ERROR_IO, NULL, NULL, "cannot read: %s", local->message);
     return NULL;
   }
+  len = g_bytes_get_size (content);
+  text = g_malloc (len + 1);
+  memcpy (text, len > 0 ? g_bytes_get_data (content, NULL) : "", len);
+  text[len] = '\0';
   if (!g_key_file_load_from_data (keyfile, text, len, G_KEY_FILE_NONE, &local)) {
     fail (r, TR_CONFIG_ERROR_PARSE, NULL, NULL, "%s", local->message);
     return NULL;

@@ -238,6 +238,18 @@ fill_all (TrPush *push)
   }
 }
 
+static void
+sample_rates (TrPush *push)
+{
+  gint64 now = g_get_monotonic_time ();
+
+  for (guint s = 0; s < push->services->len; s++) {
+    TrPushService *service = g_ptr_array_index (push->services, s);
+    for (guint i = 0; i < service->endpoints->len; i++)
+      tr_push__endpoint_sample_rate (g_ptr_array_index (service->endpoints, i), now);
+  }
+}
+
 static gboolean
 on_wake (gpointer user_data)
 {
@@ -253,6 +265,7 @@ static gboolean
 on_poll (gpointer user_data)
 {
   fill_all (user_data);
+  sample_rates (user_data);
   return G_SOURCE_CONTINUE;
 }
 
@@ -511,6 +524,7 @@ on_stats (gpointer user_data)
 {
   StatsRequest *request = user_data;
   TrPush *push = request->push;
+  gint64 now = g_get_monotonic_time ();
 
   for (guint s = 0; s < push->services->len; s++) {
     TrPushService *service = g_ptr_array_index (push->services, s);
@@ -525,6 +539,8 @@ on_stats (gpointer user_data)
       stats.head = head;
       stats.retries = endpoint->retries;
       stats.last_error = g_strdup (endpoint->last_error);
+      stats.delivered = endpoint->delivered;
+      stats.rpcs_out_per_sec = tr_push__endpoint_rate (endpoint, now);
       g_array_append_val (request->stats, stats);
     }
   }

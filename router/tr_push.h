@@ -73,6 +73,9 @@ typedef struct {
   guint64 head;      /* service head when the snapshot was taken */
   guint retries;     /* consecutive failures so far */
   char *last_error;  /* (transfer full) (nullable) reason of the last failure */
+  guint64 delivered; /* RPCs the endpoint acknowledged since the node started (or the
+                      * reload that added it); redeliveries after a rewind count again */
+  double rpcs_out_per_sec; /* delivered per second over the last 10 s */
 } TrPushEndpointStats;
 
 /* tr_push_get_stats:

@@ -125,6 +125,8 @@ ack_through (TrPushEndpoint *endpoint, TrPushInflight *last)
   do {
     entry = g_queue_pop_head (&endpoint->inflight);
     endpoint->acked = MAX (endpoint->acked, entry->seqid);
+    if (entry->kind != TR_PUSH_KIND_BARRIER)
+      endpoint->delivered++;
     if (entry != last)
       g_free (entry);
   } while (entry != last);
@@ -141,6 +143,7 @@ ack_before (TrPushEndpoint *endpoint, TrPushInflight *entry)
   while (g_queue_peek_head (&endpoint->inflight) != entry) {
     TrPushInflight *oneway = g_queue_pop_head (&endpoint->inflight);
     endpoint->acked = oneway->seqid;
+    endpoint->delivered++;
     g_free (oneway);
     any = TRUE;
   }
@@ -158,6 +161,7 @@ ack_written_oneways (TrPushEndpoint *endpoint)
   while ((entry = g_queue_peek_head (&endpoint->inflight)) != NULL && entry->kind == TR_PUSH_KIND_ONEWAY &&
          entry->end <= endpoint->written_total) {
     endpoint->acked = entry->seqid;
+    endpoint->delivered++;
     g_free (g_queue_pop_head (&endpoint->inflight));
     any = TRUE;
   }
@@ -722,4 +726,34 @@ tr_push__endpoint_source_new (TrPushEndpoint *endpoint)
    * which costs GLib two wake-up writes per dispatch; ours never recurse. */
   g_source_set_can_recurse (source, TRUE);
   return source;
+}
+
+/* ---- delivery rate ---- */
+
+void
+tr_push__endpoint_sample_rate (TrPushEndpoint *endpoint, gint64 now)
+{
+  endpoint->rate_time[endpoint->rate_next] = now;
+  endpoint->rate_delivered[endpoint->rate_next] = endpoint->delivered;
+  endpoint->rate_next = (endpoint->rate_next + 1) % TR_PUSH_RATE_SAMPLES;
+}
+
+double
+tr_push__endpoint_rate (const TrPushEndpoint *endpoint, gint64 now)
+{
+  gint64 window = TR_PUSH_RATE_WINDOW_S * G_TIME_SPAN_SECOND;
+  gint64 oldest_time = 0;
+  guint64 oldest_count = 0;
+
+  /* The oldest sample not older than the window (plus half a sample). */
+  for (guint i = 0; i < TR_PUSH_RATE_SAMPLES; i++) {
+    gint64 t = endpoint->rate_time[i];
+    if (t != 0 && now - t <= window + G_TIME_SPAN_SECOND / 2 && (oldest_time == 0 || t < oldest_time)) {
+      oldest_time = t;
+      oldest_count = endpoint->rate_delivered[i];
+    }
+  }
+  if (oldest_time == 0 || now <= oldest_time)
+    return 0.0;
+  return (double) (endpoint->delivered - oldest_count) * G_TIME_SPAN_SECOND / (double) (now - oldest_time);
 }

@@ -31,6 +31,11 @@ typedef struct {
   TrPushKind kind;
 } TrPushInflight;
 
+/* Delivery rate: one sample of ->delivered per second (the poll timer),
+ * rate over the last TR_PUSH_RATE_WINDOW_S seconds. */
+#define TR_PUSH_RATE_WINDOW_S 10
+#define TR_PUSH_RATE_SAMPLES (TR_PUSH_RATE_WINDOW_S + 1)
+
 typedef struct _TrPushService TrPushService;
 typedef struct _TrPushEndpoint TrPushEndpoint;
 
@@ -67,6 +72,10 @@ struct _TrPushEndpoint {
   guint64 rpc_fail_seqid;  /* seqid of the current run of RPC-level failures */
   guint rpc_fail_count;
   char *last_error;        /* (nullable) */
+  guint64 delivered;       /* RPCs acknowledged by the endpoint since start (or its reload) */
+  gint64 rate_time[TR_PUSH_RATE_SAMPLES];      /* monotonic µs; 0 = empty */
+  guint64 rate_delivered[TR_PUSH_RATE_SAMPLES]; /* ->delivered at rate_time */
+  guint rate_next;
   gint64 last_fail_log;    /* monotonic µs */
   guint fail_log_suppressed;
 };
@@ -106,6 +115,10 @@ void tr_push__endpoint_fill (TrPushEndpoint *endpoint);
 void tr_push__endpoint_close (TrPushEndpoint *endpoint);
 void tr_push__endpoint_watch (TrPushEndpoint *endpoint, GIOCondition events);
 GSource *tr_push__endpoint_source_new (TrPushEndpoint *endpoint);
+/* Records ->delivered at @now (monotonic µs); once a second. */
+void tr_push__endpoint_sample_rate (TrPushEndpoint *endpoint, gint64 now);
+/* RPCs delivered per second over the last TR_PUSH_RATE_WINDOW_S seconds. */
+double tr_push__endpoint_rate (const TrPushEndpoint *endpoint, gint64 now);
 
 /* tr_push.c */
 /* Called after ->acked advanced: marks the state dirty, schedules a flush

@@ -4,7 +4,9 @@
  * [router] keys other than services -> describe the differences (one line
  * each, logged) -> store (ids and lists of new services) -> push
  * (tr_push_reload) -> ingress routing table (built here, swapped on the
- * ingress loop).  The first three change nothing, so an invalid file or a
+ * ingress loop) -> removed services stop holding retention back
+ * (tr_rpcstore_retire_service, after the swap so that RPCs routed to them
+ * until then cannot pin data parts).  The first three change nothing, so an invalid file or a
  * key needing a restart leaves the running node exactly as it was.
  *
  * stop_send: the files hold what the operator last set with stop-send /
@@ -266,6 +268,19 @@ swap_routes (const TrReloadTargets *targets, const TrConfig *loaded)
   return done;
 }
 
+/* After the swap nothing new is routed to a removed service: let the store
+ * move its low-water mark past the RPCs routed to it until then. */
+static void
+retire_removed_services (const TrConfig *running, const TrConfig *loaded, TrRpcStore *store)
+{
+  for (guint s = 0; s < running->services->len; s++) {
+    const TrServiceConfig *service = g_ptr_array_index (running->services, s);
+    gint id = tr_rpcstore_service_id (store, service->name);
+    if (tr_config_lookup_service (loaded, service->name) == NULL && id >= 0)
+      tr_rpcstore_retire_service (store, (guint32) id);
+  }
+}
+
 static void
 log_changes (const GPtrArray *changes, const char *path)
 {
@@ -294,6 +309,8 @@ tr_reload_run (const TrConfig *running, const TrReloadTargets *targets, GPtrArra
   if (!swap_routes (targets, loaded))
     g_warning ("reload: the ingress loop did not take the new routing table within %d s (shutting down?)",
                (int) (RELOAD_INGRESS_WAIT_US / G_TIME_SPAN_SECOND));
+  else
+    retire_removed_services (running, loaded, targets->store);
   log_changes (changes, running->path);
   if (changes_out != NULL)
     *changes_out = g_steal_pointer (&changes);

@@ -756,7 +756,7 @@ tr_rpcstore_service_head (TrRpcStore *store, guint32 service_id)
 {
   guint64 head;
 
-  g_return_val_if_fail (service_id < store->n_ids, 0);
+  g_return_val_if_fail (service_id < tr_rpcstore__n_ids (store), 0);
   g_mutex_lock (&store->head_lock);
   head = store->pub_list_heads[service_id];
   g_mutex_unlock (&store->head_lock);
@@ -768,7 +768,7 @@ tr_rpcstore_service_first (TrRpcStore *store, guint32 service_id)
 {
   guint64 first;
 
-  g_return_val_if_fail (service_id < store->n_ids, 0);
+  g_return_val_if_fail (service_id < tr_rpcstore__n_ids (store), 0);
   g_mutex_lock (&store->head_lock);
   first = store->list_first[service_id];
   g_mutex_unlock (&store->head_lock);
@@ -783,7 +783,7 @@ tr_rpcstore_service_lookup (TrRpcStore *store, guint32 service_id, guint64 seqid
   guint64 head, first;
   gboolean ok;
 
-  g_return_val_if_fail (service_id < store->n_ids, FALSE);
+  g_return_val_if_fail (service_id < tr_rpcstore__n_ids (store), FALSE);
   g_mutex_lock (&store->head_lock);
   head = store->pub_list_heads[service_id];
   first = store->list_first[service_id];
@@ -808,6 +808,34 @@ tr_rpcstore_service_lookup (TrRpcStore *store, guint32 service_id, guint64 seqid
     return FALSE;
   }
   *rpc_id_out = tr_get_le64 (entry);
+  return TRUE;
+}
+
+gboolean
+tr_rpcstore_locate (TrRpcStore *store, guint64 rpc_id, guint64 *offset_out, guint32 *len_out, GError **error)
+{
+  guint8 entry[TR_RPCSTORE_ENTRY_SIZE];
+  guint64 head, first;
+  gboolean ok;
+
+  g_return_val_if_fail (store != NULL && offset_out != NULL && len_out != NULL, FALSE);
+  g_mutex_lock (&store->head_lock);
+  head = store->head_rpc_id;
+  first = store->first_rpc_id;
+  g_mutex_unlock (&store->head_lock);
+  if (rpc_id == 0 || rpc_id < first || rpc_id > head) {
+    g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_NOT_FOUND,
+                 "rpc %" G_GUINT64_FORMAT " is not stored (range %" G_GUINT64_FORMAT "..%" G_GUINT64_FORMAT ")",
+                 rpc_id, first, head);
+    return FALSE;
+  }
+  g_rw_lock_reader_lock (&store->files_lock);
+  ok = read_entry (store, TR_RPCSTORE_INDEX_FILE_ID, rpc_id - 1, entry, error);
+  g_rw_lock_reader_unlock (&store->files_lock);
+  if (!ok)
+    return FALSE;
+  *offset_out = tr_get_le64 (entry);
+  *len_out = tr_get_le32 (entry + 8);
   return TRUE;
 }
 
@@ -895,7 +923,7 @@ tr_rpcstore_get (TrRpcStore *store, guint64 rpc_id, gint64 *timestamp_us_out, GE
 void
 tr_rpcstore_set_low_water (TrRpcStore *store, guint32 service_id, guint64 seqid)
 {
-  g_return_if_fail (service_id < store->n_ids);
+  g_return_if_fail (service_id < tr_rpcstore__n_ids (store));
   g_mutex_lock (&store->head_lock);
   if (store->low_water[service_id] != seqid)
     store->low_water_moved = TRUE;
@@ -1031,7 +1059,7 @@ tr_rpcstore_add_dead_letter (TrRpcStore *store, guint32 service_id, guint64 seqi
   guint64 offset;
   gboolean ok;
 
-  g_return_val_if_fail (service_id < store->n_ids, FALSE);
+  g_return_val_if_fail (service_id < tr_rpcstore__n_ids (store), FALSE);
   tr_put_le64 (head, seqid);
   tr_put_le64 (head + 8, rpc_id);
   g_byte_array_append (payload, head, sizeof head);
@@ -1055,7 +1083,7 @@ tr_rpcstore_list_dead_letters (TrRpcStore *store, guint32 service_id, guint64 fr
   TrGroupFile *file;
   gboolean ok;
 
-  g_return_val_if_fail (store != NULL && service_id < store->n_ids, NULL);
+  g_return_val_if_fail (store != NULL && service_id < tr_rpcstore__n_ids (store), NULL);
   g_array_set_clear_func (letters, dead_letter_clear);
   g_mutex_lock (&store->dead_lock);
   file = dead_file_locked (store, service_id, error);

@@ -94,6 +94,14 @@ gint tr_rpcstore_service_id (TrRpcStore *store, const char *name);
  * Returns: its id, or -1 with @error (TR_STORAGE_ERROR_IO / _FULL). */
 gint tr_rpcstore_add_service (TrRpcStore *store, const char *name, GError **error);
 
+/* tr_rpcstore_retire_service:
+ * @service_id is no longer routed (removed by a reload): once every RPC
+ * submitted before this call is committed, its low-water mark is set past
+ * its list head, so it never holds retention back.  Its files stay (adding
+ * it back with tr_rpcstore_add_service() reuses them).  Runs between two
+ * batches (under the commit lock); not from a commit callback. */
+void tr_rpcstore_retire_service (TrRpcStore *store, guint32 service_id);
+
 void tr_rpcstore_set_notify (TrRpcStore *store, TrRpcNotifyFunc notify, gpointer user_data);
 
 /* tr_rpcstore_group_commit_delay_us:
@@ -141,6 +149,16 @@ guint64 tr_rpcstore_service_first (TrRpcStore *store, guint32 service_id);
  * Errors: TR_STORAGE_ERROR_NOT_FOUND (out of range or dropped), _CORRUPT. */
 gboolean tr_rpcstore_service_lookup (TrRpcStore *store, guint32 service_id, guint64 seqid,
                                      guint64 *rpc_id_out, GError **error);
+
+/* tr_rpcstore_locate:
+ * Where @rpc_id's data record is: its logical offset in the data GroupFile
+ * and its length (record framing included), read from the index, with no
+ * data read.  Records are in rpc id order, so the distance between two
+ * offsets is the bytes stored between them (used for an endpoint's lag in
+ * bytes).  Errors: TR_STORAGE_ERROR_NOT_FOUND (not stored), _CLOSED.
+ * Thread-safe. */
+gboolean tr_rpcstore_locate (TrRpcStore *store, guint64 rpc_id, guint64 *offset_out, guint32 *len_out,
+                             GError **error);
 
 /* tr_rpcstore_get:
  * Returns: (transfer full) (nullable): the message of @rpc_id (from the

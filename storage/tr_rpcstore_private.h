@@ -144,6 +144,14 @@ gboolean tr_rpcstore__derive_entries (TrRpcStore *store, guint64 rpc_id, guint64
 /* Syncs the DoubleWriteBuffer and writes a checkpoint for the current head. */
 gboolean tr_rpcstore__checkpoint (TrRpcStore *store, GError **error);
 
+/* The number of service ids, for threads other than the writer (which
+ * grows it with g_atomic_int_set(), tr_rpcstore_add_service()). */
+static inline guint
+tr_rpcstore__n_ids (TrRpcStore *store)
+{
+  return (guint) g_atomic_int_get (&store->n_ids);
+}
+
 /* A job run by tr_rpcstore__run_exclusive(). */
 typedef gboolean (*TrRpcStoreTask) (TrRpcStore *store, gpointer data, GError **error);
 

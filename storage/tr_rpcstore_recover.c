@@ -514,7 +514,7 @@ add_service_locked (TrRpcStore *store, gpointer data, GError **error)
   if (known < 0) {
     g_ptr_array_add (store->service_names, g_strdup (add->name));
     g_hash_table_insert (store->service_ids, g_strdup (add->name), GUINT_TO_POINTER (id + 1));
-    store->n_ids = id + 1;
+    g_atomic_int_set (&store->n_ids, id + 1);
   }
   g_mutex_unlock (&store->head_lock);
   if (list == NULL)
@@ -549,4 +549,27 @@ tr_rpcstore_add_service (TrRpcStore *store, const char *name, GError **error)
     return -1;
   }
   return (gint) add.id;
+}
+
+/* Under the commit lock, so every RPC committed before the call is in the
+ * list already: past the head now means past everything it will ever get. */
+static gboolean
+retire_service_locked (TrRpcStore *store, gpointer data, GError **error)
+{
+  guint32 id = GPOINTER_TO_UINT (data);
+
+  (void) error;
+  g_mutex_lock (&store->head_lock);
+  store->low_water[id] = store->list_heads[id] + 1;
+  store->low_water_moved = TRUE;
+  g_mutex_unlock (&store->head_lock);
+  return TRUE;
+}
+
+void
+tr_rpcstore_retire_service (TrRpcStore *store, guint32 service_id)
+{
+  g_return_if_fail (store != NULL && service_id < tr_rpcstore__n_ids (store));
+
+  tr_rpcstore__run_exclusive (store, retire_service_locked, GUINT_TO_POINTER (service_id), NULL);
 }

@@ -59,6 +59,16 @@ struct EndpointInfo {
   7: i32 retries
   8: string last_error
   9: bool stop_send
+  /* RPCs the endpoint acknowledged since the node started (or the reload
+   * that added it); a rewind's redeliveries count again. */
+  10: i64 delivered
+  /* delivered per second over the last 10 s */
+  11: double rpcs_out_per_sec
+  /* Data-store bytes from its first unacknowledged RPC to the service head
+   * (record framing included; RPCs of other services stored in between
+   * count too, so an upper bound; exact when every service gets every RPC).
+   * 0 when nothing is waiting, -1 when it cannot be read. */
+  12: i64 lag_bytes
 }
 
 struct DeadLetter {

@@ -52,7 +52,8 @@ static const char *const main_usage =
     "Commands:\n"
     "  status                           node identity, store and producer counters, rates\n"
     "  services                         services with their rpcs and seqid range\n"
-    "  endpoints [SERVICE]              endpoints: state, acknowledged seqid, lag, last error\n"
+    "  endpoints [SERVICE]              endpoints: state, acknowledged seqid, lag (RPCs, bytes),\n"
+    "                                   delivered, RPCs/s out, last error\n"
     "  stop-send SERVICE ENDPOINT       stop delivery to an endpoint (kept across restarts)\n"
     "  start-send SERVICE ENDPOINT      resume delivery to an endpoint (kept across restarts)\n"
     "  skip SERVICE ENDPOINT SEQID|+N   next RPC sent is SEQID, or skip the next N RPCs\n"
@@ -259,10 +260,12 @@ cmd_endpoints (Session *session, char **args)
     g_string_free (out, TRUE);
     return call_failed ("endpoints", admin_error, error);
   }
-  g_ptr_array_add (rows, g_strsplit ("SERVICE ENDPOINT STATE ACKED HEAD LAG RETRIES STOP_SEND LAST_ERROR", " ", -1));
+  g_ptr_array_add (rows, g_strsplit ("SERVICE ENDPOINT STATE ACKED HEAD LAG RETRIES STOP_SEND LAG_BYTES DELIVERED "
+                                      "OUT/S LAST_ERROR",
+                                      " ", -1));
   for (guint i = 0; i < endpoints->len; i++) {
     tr_adminEndpointInfo *e = g_ptr_array_index (endpoints, i);
-    char **row = g_new0 (char *, 10);
+    char **row = g_new0 (char *, 13);
     row[0] = g_strdup (e->service_name);
     row[1] = g_strdup (e->endpoint);
     row[2] = g_strdup (e->state);
@@ -271,7 +274,10 @@ cmd_endpoints (Session *session, char **args)
     row[5] = i64 (e->lag);
     row[6] = i64 (e->retries);
     row[7] = g_strdup (e->stop_send ? "yes" : "no");
-    row[8] = g_strdup (e->last_error != NULL && e->last_error[0] != '\0' ? e->last_error : "-");
+    row[8] = e->lag_bytes >= 0 ? i64 (e->lag_bytes) : g_strdup ("?");
+    row[9] = i64 (e->delivered);
+    row[10] = g_strdup_printf ("%.1f", e->rpcs_out_per_sec);
+    row[11] = g_strdup (e->last_error != NULL && e->last_error[0] != '\0' ? e->last_error : "-");
     g_ptr_array_add (rows, row);
     g_string_append (out, i > 0 ? ", {\"service\": " : "{\"service\": ");
     json_string (out, e->service_name);
@@ -284,7 +290,9 @@ cmd_endpoints (Session *session, char **args)
                             ", \"lag\": %" G_GINT64_FORMAT ", \"retries\": %d, \"stop_send\": %s, \"last_error\": ",
                             e->acked_seqid, e->head_seqid, e->lag, e->retries, e->stop_send ? "true" : "false");
     json_string (out, e->last_error);
-    g_string_append (out, "}");
+    g_string_append_printf (out, ", \"delivered\": %" G_GINT64_FORMAT ", \"rpcs_out_per_sec\": %.1f"
+                            ", \"lag_bytes\": %" G_GINT64_FORMAT "}",
+                            e->delivered, e->rpcs_out_per_sec, e->lag_bytes);
   }
   g_string_append (out, "]");
   if (session->json)
@@ -571,7 +579,11 @@ static const Command commands[] = {
     cmd_services },
   { "endpoints", "endpoints [SERVICE]", 0, 1,
     "Endpoints of SERVICE (all services without it): state (STOPPED, CONNECTING, SENDING, BACKOFF),\n"
-    "last acknowledged seqid, service head, lag in RPCs, consecutive failures, stop_send, last error.",
+    "last acknowledged seqid, service head, lag in RPCs, consecutive failures, stop_send,\n"
+    "LAG_BYTES (data-store bytes from its first unacknowledged RPC to the service head; RPCs of\n"
+    "other services stored in between count too, so an upper bound; ? if unreadable), DELIVERED\n"
+    "(RPCs it acknowledged since the node started), OUT/S (delivered per second over the last\n"
+    "10 s), last error.",
     cmd_endpoints },
   { "stop-send", "stop-send SERVICE ENDPOINT", 2, 2,
     "Stops delivery to ENDPOINT at once; its position is kept and RPCs pile up on disk.\n"

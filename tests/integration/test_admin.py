@@ -5,6 +5,7 @@ thrift/admin.thrift."""
 import json
 import logging
 import os
+import random
 import re
 import subprocess
 import sys
@@ -524,6 +525,113 @@ def test_status_rates_after_traffic():
         ep.stop()
 
 
+def test_endpoint_delivered_rate_and_lag_bytes():
+    eps = [Endpoint().start() for _ in range(2)]
+    router = Router({"books": {"rpcs": ["log_event", "fire"],
+                               "endpoints": {"a": eps[0].port, "b": (eps[1].port, "true")}}}).start()
+    try:
+        time.sleep(1.3)  # the first rate sample is taken a second after start
+        p = Producer(router.port)
+        payload = b"z" * 100
+        for _ in range(100):
+            p.log_event(payload)
+        for _ in range(10):
+            p.fire(payload)  # oneways: acknowledged by one barrier call, which is not an rpc
+        p.log_event(payload)
+        p.close()
+        wait_until(lambda: endpoint_info(router, "books", "a")["acked_seqid"] == 111, what="a acks 111")
+        a = endpoint_info(router, "books", "a")
+        check(a["delivered"] == 111, "delivered should count each rpc once: %s" % a)
+        check(a["lag_bytes"] == 0, str(a))
+        # 111 rpcs over the time sampled so far (at least the last second, at most 10 s).
+        check(111 / 10.5 <= a["rpcs_out_per_sec"] <= 111 / 0.2, "rate over the last 10 s: %s" % a)
+        b = endpoint_info(router, "books", "b")
+        check(b["delivered"] == 0 and b["lag"] == 111 and b["rpcs_out_per_sec"] == 0, str(b))
+        size = len(bytes.fromhex(json.loads(ok(router, "--json", "dump", "1"))["hex"]))
+        # 111 messages of about `size` bytes, plus per-record framing (< 64 bytes each).
+        check(111 * size <= b["lag_bytes"] <= 111 * (size + 64), "lag_bytes %d for 111 x %d" % (b["lag_bytes"], size))
+        lines = ok(router, "endpoints", "books").splitlines()
+        check(lines[0].split()[8:11] == ["LAG_BYTES", "DELIVERED", "OUT/S"], lines[0])
+        check(lines[1].split()[8:10] == ["0", "111"], lines[1])
+        check(lines[2].split()[8:10] == [str(b["lag_bytes"]), "0"], lines[2])
+        ok(router, "start-send", "books", "b")
+        wait_until(lambda: endpoint_info(router, "books", "b")["acked_seqid"] == 111, what="b catches up")
+        b = endpoint_info(router, "books", "b")
+        check(b["delivered"] == 111 and b["lag_bytes"] == 0, str(b))
+        time.sleep(11.5)  # nothing delivered in the last 10 s
+        a = endpoint_info(router, "books", "a")
+        check(a["rpcs_out_per_sec"] == 0 and a["delivered"] == 111, "idle rate: %s" % a)
+    finally:
+        router.stop()
+        router.cleanup()
+        for ep in eps:
+            ep.stop()
+
+
+def check_config(router):
+    """thriftrouter --check on the router's files; returns its stdout."""
+    proc = subprocess.run([os.path.join(BUILD, "router", "thriftrouter"), "-c", conf(router), "--check"],
+                          capture_output=True, text=True, timeout=20)
+    check(proc.returncode == 0, "config does not load: %s" % proc.stderr)
+    return proc.stdout
+
+
+def stop_send_in_file(router, endpoint):
+    text = check_config(router)
+    m = re.search(r"\[endpoint %s\][^\[]*?stop_send = (true|false)" % endpoint, text)
+    check(m is not None, "no stop_send for %s in:\n%s" % (endpoint, text))
+    return m.group(1) == "true"
+
+
+def test_stop_send_write_survives_kill9_loop():
+    """stop-send/start-send through tr-admin while the router is killed with
+    SIGKILL at random moments (seeded): after each kill the service file
+    loads and holds the old or the new value (the new one if tr-admin was
+    answered), and after a restart the endpoint runs as the file says."""
+    seed = int(os.environ.get("TR_TEST_SEED", "20261122"))
+    rng = random.Random(seed)
+    ep = Endpoint().start()
+    router = Router({"books": {"rpcs": ["log_event"], "endpoints": {"a": ep.port, "b": ep.port}}})
+    path = os.path.join(router.tmp, "services", "books.conf")
+    with open(path) as f:
+        text = f.read()
+    with open(path, "w") as f:
+        f.write("# kept across every rewrite\n" + text)
+    outcomes = {"answered": 0, "written, not answered": 0, "not written": 0}
+    try:
+        router.start()
+        for i in range(20):
+            old = stop_send_in_file(router, "b")
+            proc = subprocess.Popen([TR_ADMIN, "-c", conf(router), "start-send" if old else "stop-send", "books",
+                                     "b"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            time.sleep(rng.uniform(0.004, 0.016))  # tr-admin is answered ~8-12 ms after its start here
+            router.kill9()
+            out, err = proc.communicate(timeout=30)
+            now = stop_send_in_file(router, "b")
+            where = "iteration %d (TR_TEST_SEED=%d)" % (i, seed)
+            check(now in (old, not old), where)
+            if proc.returncode == 0:
+                outcomes["answered"] += 1
+                check(now == (not old), "%s: tr-admin was answered but the file still says %s" % (where, old))
+            else:
+                outcomes["written, not answered" if now != old else "not written"] += 1
+                check(proc.returncode == 3, "%s: tr-admin exit %d: %s" % (where, proc.returncode, err))
+            with open(path) as f:
+                check(f.read().startswith("# kept across every rewrite"), "%s: comment lost" % where)
+            router.start()
+            # A side copy left by the kill is replayed at start: the file then holds the new value.
+            final = stop_send_in_file(router, "b")
+            check(not os.path.exists(path + ".dw"), "%s: side copy left after start" % where)
+            state = endpoint_info(router, "books", "b")["state"]
+            check((state == "STOPPED") == final, "%s: file says stop_send = %s, endpoint is %s" % (where, final, state))
+            check(endpoint_info(router, "books", "a")["state"] != "STOPPED", "%s: a stopped" % where)
+        print("  kill -9 loop: %s (TR_TEST_SEED=%d)" % (outcomes, seed))
+    finally:
+        router.stop()
+        router.cleanup()
+        ep.stop()
+
+
 if __name__ == "__main__":
     run_tests([
         test_status_services_endpoints_table_and_json,
@@ -537,4 +645,6 @@ if __name__ == "__main__":
         test_dead_letters_after_on_failure_skip,
         test_skip_by_n,
         test_status_rates_after_traffic,
+        test_endpoint_delivered_rate_and_lag_bytes,
+        test_stop_send_write_survives_kill9_loop,
     ])

@@ -11,7 +11,7 @@ import threading
 import time
 
 from test_admin import conf, endpoint_info, ok, tr_admin
-from trtest import Endpoint, Producer, Router, TApplicationException, check, run_tests, wait_until
+from trtest import Endpoint, Producer, Router, TApplicationException, check, free_port, run_tests, wait_until
 
 
 def write_service(router, name, rpcs, endpoints, **keys):
@@ -135,6 +135,25 @@ def test_remove_endpoint_and_readd_resumes_from_its_state():
         s.close()
 
 
+def test_endpoint_moved_to_another_port_resumes_at_its_position():
+    s = Setup(extra_endpoints=1)
+    old, new = s.eps
+    try:
+        first = send(s.router, 5, b"old")
+        wait_until(lambda: endpoint_info(s.router, "books", "a")["acked_seqid"] == 5, what="5 acknowledged")
+        write_service(s.router, "books", ["log_event"], {"a": new.port}, socket_timeout_ms=5000)
+        out = reload_ok(s.router)
+        check("endpoint books/a changed: 127.0.0.1:%d -> 127.0.0.1:%d" % (old.port, new.port) in out, out)
+        check("service books: socket_timeout_ms 10000 -> 5000" in out, out)
+        second = send(s.router, 5, b"new")
+        wait_until(lambda: len(new.payloads()) == 5, what="delivery at the new address")
+        check(seqids(new) == list(range(6, 11)), "moved endpoint got seqids %s" % seqids(new))
+        check([d for _, d in new.payloads()] == second and len(old.payloads()) == 5, "payloads")
+        old.check_sequence(first)
+    finally:
+        s.close()
+
+
 def test_add_service_with_new_rpc_then_restart():
     s = Setup(extra_endpoints=1)
     a, x = s.eps
@@ -202,6 +221,33 @@ def test_remove_service_and_change_rpcs():
         router.cleanup()
         for ep in eps:
             ep.stop()
+
+
+def test_removed_service_no_longer_holds_retention_back():
+    a = Endpoint().start()
+    router = Router({"books": {"rpcs": ["log_event"], "endpoints": {"a": a.port}},
+                     "mail": {"rpcs": ["log_event"], "endpoints": {"m": (free_port(), "true")}}},
+                    group_file_size="64K", max_frame_size="16K").start()
+    data0 = os.path.join(router.data_dir, "data.0")
+    try:
+        p = Producer(router.port)
+        for i in range(150):
+            p.log_event(b"z" * 1000 + b"%d" % i)
+        wait_until(lambda: len(a.payloads()) >= 150, what="books delivery")
+        time.sleep(2.5)
+        check(os.path.exists(data0), "data.0 deleted while the stopped mail endpoint needs it")
+        set_services(router, ["books"])
+        reload_ok(router)
+        for i in range(150):  # more parts, and a checkpoint + retention pass
+            p.log_event(b"y" * 1000 + b"%d" % i)
+        wait_until(lambda: not os.path.exists(data0), timeout=15,
+                   what="data.0 deleted once the removed service stopped pinning it")
+        p.close()
+        wait_until(lambda: len(a.payloads()) >= 300, what="books delivery after the reload")
+    finally:
+        router.stop()
+        router.cleanup()
+        a.stop()
 
 
 def test_untouched_endpoint_no_gap_no_duplicate_across_reloads():
@@ -342,8 +388,10 @@ if __name__ == "__main__":
     run_tests([
         test_add_endpoints_head_and_earliest,
         test_remove_endpoint_and_readd_resumes_from_its_state,
+        test_endpoint_moved_to_another_port_resumes_at_its_position,
         test_add_service_with_new_rpc_then_restart,
         test_remove_service_and_change_rpcs,
+        test_removed_service_no_longer_holds_retention_back,
         test_untouched_endpoint_no_gap_no_duplicate_across_reloads,
         test_invalid_file_and_restart_keys_refused,
         test_sighup_reload_and_refusal_logged,

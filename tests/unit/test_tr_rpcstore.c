@@ -353,3 +353,58 @@ Test (tr_rpcstore, dead_letters_across_parts_torn_tail_cut_corrupt_record_ends_l
   tr_rpcstore_close (store);
   tr_test_rmdir (dir);
 }
+
+/* A service added while the store runs (configuration reload) gets the next
+ * id, durably in services.map, and a list the writer fills at once; after
+ * a restart it is a configured service like any other, and adding a
+ * service the store already knows (but does not serve) reopens its list. */
+Test (tr_rpcstore, add_service_while_running)
+{
+  static const char *const books_only[] = { "books", NULL };
+  g_autofree char *dir = tr_test_mkdtemp ();
+  g_autofree char *map_path = g_build_filename (dir, "services.map", NULL);
+  g_autofree char *map = NULL;
+  TrRpcStoreOptions o = small_options ();
+  Waiter w = { 0 };
+  TrRpcStore *store;
+  g_autoptr (GError) error = NULL;
+  guint32 both[2];
+
+  store = tr_rpcstore_open (tr_io_posix (), dir, &o, books_only, &error);
+  cr_assert_not_null (store, "%s", error ? error->message : "");
+  both[0] = (guint32) tr_rpcstore_service_id (store, "books");
+  for (guint i = 0; i < 50; i++) {
+    g_autoptr (GBytes) msg = make_message (i);
+    tr_rpcstore_submit (store, msg, both, 1, on_commit, &w);
+  }
+  wait_for (&w, 50);
+  cr_assert_eq (tr_rpcstore_service_id (store, "mail"), -1);
+  cr_assert_eq (tr_rpcstore_add_service (store, "mail", &error), 1, "%s", error ? error->message : "");
+  cr_assert_eq (tr_rpcstore_add_service (store, "mail", &error), 1, "adding twice is not an error");
+  cr_assert_eq (tr_rpcstore_service_id (store, "mail"), 1);
+  cr_assert_eq (tr_rpcstore_service_head (store, 1), 0);
+  cr_assert (g_file_get_contents (map_path, &map, NULL, NULL));
+  cr_assert_not_null (strstr (map, "\n1 mail\n"), "services.map: %s", map);
+  both[1] = 1;
+  for (guint i = 50; i < 250; i++) {
+    g_autoptr (GBytes) msg = make_message (i);
+    tr_rpcstore_submit (store, msg, both, 2, on_commit, &w);
+  }
+  wait_for (&w, 250);
+  cr_assert_eq (w.failed, 0);
+  cr_assert_eq (tr_rpcstore_service_head (store, 1), 200);
+  tr_rpcstore_close (store);
+
+  /* Restart without mail: its id stays; adding it back reopens its list. */
+  store = tr_rpcstore_open (tr_io_posix (), dir, &o, books_only, &error);
+  cr_assert_not_null (store, "%s", error ? error->message : "");
+  cr_assert_eq (tr_rpcstore_add_service (store, "mail", &error), 1, "%s", error ? error->message : "");
+  cr_assert_eq (tr_rpcstore_service_head (store, 1), 200);
+  for (guint64 seq = 1; seq <= 200; seq += 37) {
+    guint64 rpc = 0;
+    cr_assert (tr_rpcstore_service_lookup (store, 1, seq, &rpc, &error), "%s", error ? error->message : "");
+    cr_assert_eq (rpc, seq + 50);
+  }
+  tr_rpcstore_close (store);
+  tr_test_rmdir (dir);
+}
