@@ -662,8 +662,23 @@ load_run (guint16 port, guint conns, guint64 count, gsize size)
 
 /* ------------------------------------------------------------------ fsync */
 
+/* CPU seconds (user + system) used so far by this process
+ * (RUSAGE_SELF: the load generator and the sinks run here, so a run's share
+ * tells how much of the machine the benchmark itself takes) or by the
+ * calling thread (RUSAGE_THREAD). */
+static double
+cpu_s (int who)
+{
+  struct rusage ru;
+
+  getrusage (who, &ru);
+  return (double) ru.ru_utime.tv_sec + (double) ru.ru_utime.tv_usec / 1e6 + (double) ru.ru_stime.tv_sec
+         + (double) ru.ru_stime.tv_usec / 1e6;
+}
+
 typedef struct {
   double p50_us, p99_us;
+  double cpu_us; /* CPU time of the probing thread per append + fdatasync */
 } FsyncResult;
 
 static gboolean
@@ -672,6 +687,7 @@ fsync_run (const char *dir, guint samples, FsyncResult *out)
   g_autofree char *path = g_strdup_printf ("%s/tr-bench-fsync.%d", dir, (int) getpid ());
   guint8 block[4096];
   gint64 *v = g_new (gint64, samples);
+  double cpu;
   int fd = open (path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
 
   if (fd < 0) {
@@ -680,6 +696,7 @@ fsync_run (const char *dir, guint samples, FsyncResult *out)
     return FALSE;
   }
   memset (block, 0xA5, sizeof block);
+  cpu = cpu_s (RUSAGE_THREAD);
   for (guint i = 0; i < samples; i++) {
     gint64 t0 = now_ns ();
 
@@ -692,6 +709,7 @@ fsync_run (const char *dir, guint samples, FsyncResult *out)
     }
     v[i] = now_ns () - t0;
   }
+  out->cpu_us = (cpu_s (RUSAGE_THREAD) - cpu) * 1e6 / samples;
   close (fd);
   unlink (path);
   qsort (v, samples, sizeof *v, cmp_i64);
@@ -703,18 +721,6 @@ fsync_run (const char *dir, guint samples, FsyncResult *out)
 
 /* -------------------------------------------------------------------- run */
 
-/* CPU seconds (user + system) this process has used so far: the load
- * generator and the sinks run here, so a run's share tells how much of the
- * machine the benchmark itself takes. */
-static double
-self_cpu_s (void)
-{
-  struct rusage ru;
-
-  getrusage (RUSAGE_SELF, &ru);
-  return (double) ru.ru_utime.tv_sec + (double) ru.ru_utime.tv_usec / 1e6 + (double) ru.ru_stime.tv_sec
-         + (double) ru.ru_stime.tv_usec / 1e6;
-}
 
 typedef struct {
   char *name;
@@ -952,7 +958,7 @@ run_router (const char *name, guint conns, const char *sync)
     }
     g_usleep (500000); /* let perf attach */
   }
-  bench_cpu = self_cpu_s ();
+  bench_cpu = cpu_s (RUSAGE_SELF);
   lr = load_run (port, conns, (guint64) opt.count, (gsize) opt.size);
   row.producer_rps = lr.rps;
   row.ack_p50 = lr.ack_p50_us;
@@ -974,7 +980,7 @@ run_router (const char *name, guint conns, const char *sync)
     g_usleep (2000);
   }
   if (lr.ok > 0)
-    row.bench_cpu_us_per_rpc = (self_cpu_s () - bench_cpu) * 1e6 / (double) lr.ok;
+    row.bench_cpu_us_per_rpc = (cpu_s (RUSAGE_SELF) - bench_cpu) * 1e6 / (double) lr.ok;
   if (!exited)
     read_proc (pid, &row.rss_mib, &row.cpu_s);
   if (perf_pid > 0) {
@@ -1039,11 +1045,11 @@ run_direct (guint conns)
   double bench_cpu;
 
   sink_start (s);
-  bench_cpu = self_cpu_s ();
+  bench_cpu = cpu_s (RUSAGE_SELF);
   lr = load_run (s->port, conns, (guint64) opt.count, (gsize) opt.size);
   sink_stop (s);
   if (lr.ok > 0)
-    row.bench_cpu_us_per_rpc = (self_cpu_s () - bench_cpu) * 1e6 / (double) lr.ok;
+    row.bench_cpu_us_per_rpc = (cpu_s (RUSAGE_SELF) - bench_cpu) * 1e6 / (double) lr.ok;
   row.producer_rps = lr.rps;
   row.ack_p50 = lr.ack_p50_us;
   row.ack_p99 = lr.ack_p99_us;
@@ -1170,8 +1176,8 @@ mode_run (void)
     return 1;
   have_fs = fsync_run (tmp, (guint) opt.samples, &fs);
   remove_tree (tmp);
-  printf ("fdatasync of a 4 KiB append in %s: p50 %.0f µs, p99 %.0f µs (%d samples)\n", opt.dir, fs.p50_us,
-          fs.p99_us, opt.samples);
+  printf ("fdatasync of a 4 KiB append in %s: p50 %.0f µs, p99 %.0f µs, CPU %.0f µs per append+fdatasync "
+          "(%d samples)\n", opt.dir, fs.p50_us, fs.p99_us, fs.cpu_us, opt.samples);
   printf ("count %" G_GINT64_FORMAT " RPCs per run, payload %d B, rpc_cache_size %s\n\n", opt.count, opt.size,
           opt.cache_size);
   print_header ();
@@ -1290,8 +1296,8 @@ mode_fsync (void)
 
   if (!fsync_run (opt.dir, (guint) opt.samples, &r))
     return 1;
-  printf ("{\"dir\":\"%s\",\"samples\":%d,\"fdatasync_p50_us\":%.1f,\"fdatasync_p99_us\":%.1f}\n", opt.dir,
-          opt.samples, r.p50_us, r.p99_us);
+  printf ("{\"dir\":\"%s\",\"samples\":%d,\"fdatasync_p50_us\":%.1f,\"fdatasync_p99_us\":%.1f,"
+          "\"cpu_us_per_sync\":%.1f}\n", opt.dir, opt.samples, r.p50_us, r.p99_us, r.cpu_us);
   return 0;
 }
 
