@@ -118,16 +118,17 @@ raise_fd_limit (const TrConfig *config)
 }
 
 static int
-run (const TrConfig *config)
+run (TrConfig *config)
 {
   g_autoptr (GError) error = NULL;
   g_autoptr (GPtrArray) names = g_ptr_array_new ();
   TrRpcStoreOptions options = store_options (config);
   TrRpcStore *store;
   TrPush *push;
-  TrAdmin *admin;
+  TrAdmin *admin = NULL;
   Daemon daemon = { 0 };
   guint64 epoch = 0;
+  guint term_id, int_id;
 
   for (guint i = 0; i < config->services->len; i++)
     g_ptr_array_add (names, ((TrServiceConfig *) g_ptr_array_index (config->services, i))->name);
@@ -156,17 +157,23 @@ run (const TrConfig *config)
     return 1;
   }
   tr_rpcstore_set_notify (store, push_wake, push);
+  /* SIGTERM/SIGINT handlers go in before the producer port opens: whoever
+   * sees the port listening may stop the node at once, and that must be a
+   * clean stop (the signal waits in GLib until the loop runs), not death by
+   * the default action while the admin service is still starting (seen
+   * under ThreadSanitizer, where start-up is slow). */
+  daemon.loop = g_main_loop_new (NULL, FALSE);
+  term_id = g_unix_signal_add (SIGTERM, on_signal, &daemon);
+  int_id = g_unix_signal_add (SIGINT, on_signal, &daemon);
   daemon.ingress = tr_ingress_new (store, config, &error);
-  if (daemon.ingress == NULL) {
+  if (daemon.ingress != NULL)
+    admin = tr_admin_new (config, store, push, daemon.ingress, g_main_context_default (), &error);
+  if (daemon.ingress == NULL || admin == NULL) {
     g_printerr ("thriftrouter: %s\n", error->message);
-    tr_push_free (push);
-    tr_rpcstore_close (store);
-    return 1;
-  }
-  admin = tr_admin_new (config, store, push, daemon.ingress, g_main_context_default (), &error);
-  if (admin == NULL) {
-    g_printerr ("thriftrouter: %s\n", error->message);
-    tr_ingress_free (daemon.ingress);
+    g_source_remove (term_id);
+    g_source_remove (int_id);
+    g_main_loop_unref (daemon.loop);
+    g_clear_pointer (&daemon.ingress, tr_ingress_free);
     tr_push_free (push);
     tr_rpcstore_close (store);
     return 1;

@@ -61,7 +61,7 @@ typedef struct {
 } RateSample;
 
 struct _TrAdmin {
-  const TrConfig *config; /* the running configuration; admin thread only after start */
+  TrConfig *config;   /* the running configuration; admin thread only after start */
   TrConfig *reloaded;     /* (nullable) owned: ->config after a reload */
   guint64 epoch; /* from the node metadata; set before the first call */
   TrRpcStore *store;
@@ -231,14 +231,12 @@ static const TrEndpointConfig *
 find_endpoint (TrAdmin *admin, const char *service_name, const char *endpoint_id, Refusal *refusal)
 {
   const TrServiceConfig *service = find_service (admin, service_name, refusal);
+  const TrEndpointConfig *endpoint;
 
   if (service == NULL)
     return NULL;
-  for (guint i = 0; i < service->endpoints->len; i++) {
-    const TrEndpointConfig *endpoint = g_ptr_array_index (service->endpoints, i);
-    if (strcmp (endpoint->id, endpoint_id) == 0)
-      return endpoint;
-  }
+  if ((endpoint = tr_config_lookup_endpoint (service, endpoint_id)) != NULL)
+    return endpoint;
   refuse (refusal, TR_ADMIN_CODE_UNKNOWN_ENDPOINT, "service '%s' has no endpoint '%s'", service_name,
           endpoint_id);
   return NULL;
@@ -479,9 +477,11 @@ call_set_stop_send (TrAdmin *admin, const Args *args, GByteArray *result, Refusa
   gboolean stop = args->num[4] != 0;
   g_autoptr (GError) error = NULL;
   const TrServiceConfig *service;
+  TrEndpointConfig *endpoint_config;
 
   (void) result;
-  if (find_endpoint (admin, service_name, endpoint, refusal) == NULL)
+  /* Cast: the config is the admin thread's (see ->config). */
+  if ((endpoint_config = (TrEndpointConfig *) find_endpoint (admin, service_name, endpoint, refusal)) == NULL)
     return FALSE;
   service = tr_config_lookup_service (admin->config, service_name);
   /* File first: if it cannot be written, nothing changed at all. */
@@ -490,6 +490,7 @@ call_set_stop_send (TrAdmin *admin, const Args *args, GByteArray *result, Refusa
                    service->path, error->message);
   if (!tr_push_set_stop_send (admin->push, service_name, endpoint, stop, &error))
     return refuse_error (refusal, error);
+  endpoint_config->stop_send = stop; /* running config = file, for the next reload's comparison */
   g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_MESSAGE, "TR_SERVICE", service_name, "TR_ENDPOINT", endpoint,
                     "TR_FILE", service->path, "MESSAGE", "admin: %s/%s stop_send = %s (written to %s)",
                     service_name, endpoint, stop ? "true" : "false", service->path);
@@ -1078,7 +1079,7 @@ admin_free_unstarted (TrAdmin *admin)
 }
 
 TrAdmin *
-tr_admin_new (const TrConfig *config, TrRpcStore *store, TrPush *push, TrIngress *ingress,
+tr_admin_new (TrConfig *config, TrRpcStore *store, TrPush *push, TrIngress *ingress,
               GMainContext *ingress_context, GError **error)
 {
   TrAdmin *admin;

@@ -744,6 +744,19 @@ tr_config_lookup_service (const TrConfig *config, const char *name)
   return NULL;
 }
 
+TrEndpointConfig *
+tr_config_lookup_endpoint (const TrServiceConfig *service, const char *id)
+{
+  g_return_val_if_fail (service != NULL && id != NULL, NULL);
+
+  for (guint i = 0; i < service->endpoints->len; i++) {
+    TrEndpointConfig *endpoint = g_ptr_array_index (service->endpoints, i);
+    if (strcmp (endpoint->id, id) == 0)
+      return endpoint;
+  }
+  return NULL;
+}
+
 /* ---- effective settings ---- */
 
 /* A size with the largest exact K/M/G suffix. */

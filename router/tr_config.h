@@ -168,6 +168,11 @@ void tr_service_config_free (TrServiceConfig *service);
  * long as @config is. */
 TrServiceConfig *tr_config_lookup_service (const TrConfig *config, const char *name);
 
+/* tr_config_lookup_endpoint:
+ * Returns: (transfer none) (nullable): the endpoint of @service whose id is
+ * @id, valid as long as @service is. */
+TrEndpointConfig *tr_config_lookup_endpoint (const TrServiceConfig *service, const char *id);
+
 /* tr_config_to_string:
  * The effective settings, defaults included, in key-file syntax (service
  * files follow router.conf, each introduced by a comment naming it).

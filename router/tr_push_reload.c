@@ -63,17 +63,6 @@ find_endpoint (TrPushService *service, const char *id)
   return NULL;
 }
 
-static const TrEndpointConfig *
-find_endpoint_config (const TrServiceConfig *config, const char *id)
-{
-  for (guint i = 0; i < config->endpoints->len; i++) {
-    const TrEndpointConfig *endpoint = g_ptr_array_index (config->endpoints, i);
-    if (strcmp (endpoint->id, id) == 0)
-      return endpoint;
-  }
-  return NULL;
-}
-
 /* Copies the service-wide settings; TRUE if the oneway rule changed. */
 static gboolean
 apply_settings (TrPushService *service, const TrServiceConfig *config)
@@ -219,7 +208,7 @@ update_service (TrPushService *service, const TrServiceConfig *config)
 
   for (guint i = service->endpoints->len; i-- > 0;) {
     TrPushEndpoint *endpoint = g_ptr_array_index (service->endpoints, i);
-    const TrEndpointConfig *endpoint_config = find_endpoint_config (config, endpoint->id);
+    const TrEndpointConfig *endpoint_config = tr_config_lookup_endpoint (config, endpoint->id);
     if (endpoint_config != NULL) {
       update_endpoint (endpoint, endpoint_config, reconnect);
       continue;

@@ -116,33 +116,28 @@ diff_settings (const TrServiceConfig *a, const TrServiceConfig *b)
   return g_string_free (out, out->len == 0);
 }
 
-static const TrEndpointConfig *
-lookup_endpoint (const TrServiceConfig *service, const char *id)
-{
-  for (guint i = 0; i < service->endpoints->len; i++) {
-    const TrEndpointConfig *endpoint = g_ptr_array_index (service->endpoints, i);
-    if (strcmp (endpoint->id, id) == 0)
-      return endpoint;
-  }
-  return NULL;
-}
-
+/* @a running, @b loaded: endpoints removed, moved, stop_send changed by
+ * editing the file (the running config follows tr-admin stop-send). */
 static void
 diff_endpoints (GPtrArray *changes, const TrServiceConfig *a, const TrServiceConfig *b)
 {
   for (guint i = 0; i < a->endpoints->len; i++) {
     const TrEndpointConfig *old_endpoint = g_ptr_array_index (a->endpoints, i);
-    const TrEndpointConfig *new_endpoint = lookup_endpoint (b, old_endpoint->id);
+    const TrEndpointConfig *new_endpoint = tr_config_lookup_endpoint (b, old_endpoint->id);
     if (new_endpoint == NULL)
-      note (changes, "endpoint %s/%s removed (nothing more is sent to it; its send state file is kept)", a->name,
-            old_endpoint->id);
+      note (changes, "endpoint %s/%s removed (nothing more is sent to it; its send state file is kept)",
+            a->name, old_endpoint->id);
     else if (strcmp (old_endpoint->host, new_endpoint->host) != 0 || old_endpoint->port != new_endpoint->port)
-      note (changes, "endpoint %s/%s changed: %s:%u -> %s:%u (reconnects, resumes after its acknowledged seqid)", a->name,
-            old_endpoint->id, old_endpoint->host, old_endpoint->port, new_endpoint->host, new_endpoint->port);
+      note (changes, "endpoint %s/%s changed: %s:%u -> %s:%u (reconnects, resumes after its acknowledged seqid)",
+            a->name, old_endpoint->id, old_endpoint->host, old_endpoint->port, new_endpoint->host,
+            new_endpoint->port);
+    if (new_endpoint != NULL && old_endpoint->stop_send != new_endpoint->stop_send)
+      note (changes, "endpoint %s/%s: stop_send %s -> %s", a->name, old_endpoint->id,
+            old_endpoint->stop_send ? "true" : "false", new_endpoint->stop_send ? "true" : "false");
   }
   for (guint i = 0; i < b->endpoints->len; i++) {
     const TrEndpointConfig *new_endpoint = g_ptr_array_index (b->endpoints, i);
-    if (lookup_endpoint (a, new_endpoint->id) == NULL)
+    if (tr_config_lookup_endpoint (a, new_endpoint->id) == NULL)
       note (changes, "endpoint %s/%s added at %s:%u (start = %s: with no send state it begins at the %s)", b->name,
             new_endpoint->id, new_endpoint->host, new_endpoint->port,
             new_endpoint->start == TR_START_HEAD ? "head" : "earliest",
@@ -175,8 +170,9 @@ describe (const TrConfig *running, const TrConfig *loaded)
     if (b != NULL)
       diff_service (changes, a, b);
     else
-      note (changes, "service %s removed (no longer routed or pushed; its list, dead letters and send states stay in the "
-            "data dir)",
+      note (changes,
+            "service %s removed (no longer routed or pushed; its list, dead letters and send states stay in "
+            "the data dir)",
             a->name);
   }
   for (guint s = 0; s < loaded->services->len; s++) {

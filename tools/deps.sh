@@ -5,7 +5,8 @@ set -euo pipefail
 
 TR_PACKAGES=(cmake pkg-config gcc libglib2.0-dev libthrift-c-glib-dev thrift-compiler
              libxxhash-dev libcriterion-dev python3-thrift
-             clang libclang-rt-14-dev)  # tools/fuzz.sh: clang + libFuzzer/ASan runtimes
+             clang libclang-rt-14-dev  # tools/fuzz.sh: clang + libFuzzer/ASan runtimes
+             meson dpkg-dev)           # tools/tsan.sh: builds GLib with -fsanitize=thread
 
 tr_install_deps() {
   local missing=()

@@ -4,11 +4,14 @@
 # On a fresh Debian 12 machine: installs what is missing, builds with warnings
 # as errors, runs every suite (unit, crash, integration), then builds again
 # with AddressSanitizer + UBSan and runs every suite again under them (the
-# daemon too: the integration tests start the sanitized binary).
+# daemon too: the integration tests start the sanitized binary), then runs
+# the daemon under ThreadSanitizer (tools/tsan.sh) and a bounded fuzzing pass.
 # Exits non-zero on any failure.  Takes a few minutes on 2 cores.
 #
 #   TR_TEST_SEED=n   seed for the random tests (printed by each suite)
-#   TR_SKIP_ASAN=1   skip the sanitizer pass (local iteration only)
+#   TR_SKIP_ASAN=1   skip the ASan+UBSan pass (local iteration only)
+#   TR_SKIP_TSAN=1   skip the ThreadSanitizer pass (tools/tsan.sh)
+#   TR_SKIP_FUZZ=1   skip the bounded fuzzing pass (tools/fuzz.sh)
 set -euo pipefail
 
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -31,6 +34,12 @@ if [ "${TR_SKIP_ASAN:-0}" != 1 ]; then
      LSAN_OPTIONS=suppressions="$top/tests/lsan.supp":print_suppressions=0 \
      UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
      ctest --output-on-failure -j1 --timeout 900)
+fi
+# ThreadSanitizer pass: the daemon under TSan driven by the integration
+# suites (tools/tsan.sh; Criterion cannot run under TSan).  About 5 min, plus
+# about 3 min the first time (it builds an instrumented GLib once).
+if [ "${TR_SKIP_TSAN:-0}" != 1 ]; then
+  TR_TSAN_JOBS=$jobs bash tools/tsan.sh
 fi
 # Bounded libFuzzer pass (20 s per harness); TR_SKIP_FUZZ=1 skips it.
 if [ "${TR_SKIP_FUZZ:-0}" != 1 ]; then

@@ -66,6 +66,7 @@ def main():
     print("soak: %d s, TR_TEST_SEED=%d" % (SECONDS, SEED), flush=True)
     steady, flappy, extra = Endpoint().start(), Endpoint().start(), Endpoint().start()
     extra_present = False
+    reloads = 0
     router = Router({"a": {"rpcs": ["log_event"], "endpoints": {"steady": steady.port}},
                      "b": {"rpcs": ["log_event"], "endpoints": {"flappy": flappy.port}}},
                     group_file_size="8M", rpc_cache_size="8M", sync_mode="always").start()
@@ -90,10 +91,12 @@ def main():
                 stopped = not stopped
             elif action < 0.75:
                 extra_present = toggle_extra(router, extra, extra_present)
+                reloads += 1
             time.sleep(rng.uniform(1, 5))
             samples.append((time.time(), router.rss_kib(), fd_count(router.proc.pid)))
-            print("  t=%4.0fs rss=%d KiB fds=%d acked=%d" % (SECONDS - (end - time.time()), samples[-1][1],
-                                                             samples[-1][2], sum(len(a) for a in acked)), flush=True)
+            print("  t=%4.0fs rss=%d KiB fds=%d acked=%d reloads=%d"
+                  % (SECONDS - (end - time.time()), samples[-1][1], samples[-1][2], sum(len(a) for a in acked),
+                     reloads), flush=True)
     finally:
         stop.set()
         for t in threads:

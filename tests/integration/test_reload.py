@@ -4,6 +4,7 @@ flowing.  Each test edits router.conf / conf/services/*.conf in the
 router's temp dir, reloads, and checks delivery through recording
 endpoints (seqids as the router put them in the headers)."""
 import json
+import logging
 import os
 import re
 import signal
@@ -15,8 +16,10 @@ from trtest import Endpoint, Producer, Router, TApplicationException, check, fre
 
 
 def write_service(router, name, rpcs, endpoints, **keys):
-    """Writes services/NAME.conf; endpoints: {id: port or (port, {key: value})}."""
-    with open(os.path.join(router.tmp, "services", name + ".conf"), "w") as f:
+    """Writes services/NAME.conf (atomically: a reload may be reading it);
+    endpoints: {id: port or (port, {key: value})}."""
+    path = os.path.join(router.tmp, "services", name + ".conf")
+    with open(path + ".tmp", "w") as f:
         f.write("[service]\nrpcs = %s\nretry_backoff_ms = 20\nretry_backoff_max_ms = 200\n" % ", ".join(rpcs))
         f.write("connect_timeout_ms = 500\n")
         for k, v in keys.items():
@@ -26,6 +29,7 @@ def write_service(router, name, rpcs, endpoints, **keys):
             f.write("\n[endpoint %s]\nhost = 127.0.0.1\nport = %d\n" % (eid, port))
             for k, v in extra.items():
                 f.write("%s = %s\n" % (k, v))
+    os.replace(path + ".tmp", path)
 
 
 def set_services(router, names):
@@ -67,6 +71,16 @@ def unknown_method(router, name):
     return False
 
 
+def stop_cleanly(router):
+    """Stops the router; after reloads it must still exit 0 (and, under the
+    sanitizers, with no error or leak report)."""
+    if router.proc is None:
+        return
+    rc = router.stop()
+    log = router.log()
+    check(rc == 0 and "Sanitizer" not in log, "router exit %s after reloads:\n%s" % (rc, log))
+
+
 class Setup:
     """One router with service books (log_event) and endpoint a."""
 
@@ -76,10 +90,12 @@ class Setup:
         self.router.start()
 
     def close(self):
-        self.router.stop()
-        self.router.cleanup()
-        for ep in self.eps:
-            ep.stop()
+        try:
+            stop_cleanly(self.router)
+        finally:
+            self.router.cleanup()
+            for ep in self.eps:
+                ep.stop()
 
 
 def test_add_endpoints_head_and_earliest():
@@ -102,7 +118,12 @@ def test_add_endpoints_head_and_earliest():
         check([d for _, d in b.payloads()] == second, "b payloads")
         eps = [e["endpoint"] for e in json.loads(ok(s.router, "--json", "endpoints", "books"))]
         check(eps == ["a", "b", "c"], str(eps))
-        check(reload_ok(s.router).strip() == "reload done: 0 changes", "second reload should change nothing")
+        check(json.loads(ok(s.router, "--json", "reload")) == {"ok": True, "changes": []},
+              "second reload should change nothing")
+        write_service(s.router, "books", ["log_event"], {"a": a.port, "b": b.port})
+        doc = json.loads(ok(s.router, "--json", "reload"))
+        check(doc["ok"] and len(doc["changes"]) == 1 and doc["changes"][0].startswith("endpoint books/c removed"),
+              str(doc))
     finally:
         s.close()
 
@@ -150,6 +171,34 @@ def test_endpoint_moved_to_another_port_resumes_at_its_position():
         check(seqids(new) == list(range(6, 11)), "moved endpoint got seqids %s" % seqids(new))
         check([d for _, d in new.payloads()] == second and len(old.payloads()) == 5, "payloads")
         old.check_sequence(first)
+    finally:
+        s.close()
+
+
+def test_on_failure_and_retries_changed_live():
+    """A blocked endpoint (on_failure = block) is unblocked by a reload that
+    says on_failure = skip: the failing RPC becomes a dead letter and the
+    next ones are delivered, on the same running endpoint."""
+    logging.getLogger().setLevel(logging.CRITICAL)  # python thrift logs every raise
+    s = Setup()
+    a = s.eps[0]
+    try:
+        write_service(s.router, "books", ["log_event"], {"a": a.port}, max_retries=1)
+        reload_ok(s.router)
+        a.fail_next = 10 ** 9
+        send(s.router, 1, b"bad")
+        wait_until(lambda: endpoint_info(s.router, "books", "a")["retries"] >= 3, what="blocked on seqid 1")
+        time.sleep(0.3)
+        check(endpoint_info(s.router, "books", "a")["acked_seqid"] == 0, "block let seqid 1 go")
+        write_service(s.router, "books", ["log_event"], {"a": a.port}, max_retries=1, on_failure="skip")
+        out = reload_ok(s.router)
+        check("service books: on_failure block -> skip" in out, out)
+        wait_until(lambda: len(json.loads(ok(s.router, "--json", "dead-letters", "books"))) == 1,
+                   what="seqid 1 dead-lettered after the reload")
+        a.fail_next = 0
+        good = send(s.router, 3, b"good")
+        wait_until(lambda: endpoint_info(s.router, "books", "a")["acked_seqid"] == 4, what="delivery resumes")
+        check([d for _, d in a.payloads()] == good, str(a.payloads()))
     finally:
         s.close()
 
@@ -217,8 +266,10 @@ def test_remove_service_and_change_rpcs():
         with open(os.path.join(router.data_dir, "services.map")) as f:
             check(re.search(r"^1 mail$", f.read(), re.M) is not None, "removed service lost its id")
     finally:
-        router.stop()
-        router.cleanup()
+        try:
+            stop_cleanly(router)
+        finally:
+            router.cleanup()
         for ep in eps:
             ep.stop()
 
@@ -245,8 +296,10 @@ def test_removed_service_no_longer_holds_retention_back():
         p.close()
         wait_until(lambda: len(a.payloads()) >= 300, what="books delivery after the reload")
     finally:
-        router.stop()
-        router.cleanup()
+        try:
+            stop_cleanly(router)
+        finally:
+            router.cleanup()
         a.stop()
 
 
@@ -290,6 +343,75 @@ def test_untouched_endpoint_no_gap_no_duplicate_across_reloads():
     finally:
         stop_flag.set()
         thread.join(30)
+        s.close()
+
+
+def test_concurrent_reloads_sighup_and_stop_send():
+    """tr-admin reload from two clients, SIGHUP and stop-send/start-send at
+    the same time, RPCs flowing: every call is served (the admin thread takes
+    them one at a time), the end state is what the files say, and the
+    untouched endpoint sees every seqid once, in order."""
+    s = Setup(extra_endpoints=2)
+    a, b, c = s.eps
+    write_service(s.router, "books", ["log_event"], {"a": a.port, "b": b.port})
+    write_service(s.router, "extra", ["log_event"], {})
+    set_services(s.router, ["books", "extra"])
+    reload_ok(s.router)
+    sent, errors = [], []
+    stop_flag = threading.Event()
+
+    def produce():
+        p = Producer(s.router.port)
+        try:
+            i = 0
+            while not stop_flag.is_set():
+                p.log_event(b"c-%d" % i)
+                sent.append(b"c-%d" % i)
+                i += 1
+        except Exception as e:  # reported below
+            errors.append(e)
+        finally:
+            p.close()
+
+    def reloads(n):
+        for i in range(n):
+            write_service(s.router, "extra", ["log_event"], {"c": c.port} if i % 2 == 0 else {})
+            rc, out, err = tr_admin(s.router, "reload")
+            if rc != 0:
+                errors.append(err)
+            s.router.proc.send_signal(signal.SIGHUP)
+
+    def toggles(n):
+        for i in range(n):
+            rc, out, err = tr_admin(s.router, "stop-send" if i % 2 == 0 else "start-send", "books", "b")
+            if rc != 0:
+                errors.append(err)
+
+    threads = [threading.Thread(target=produce), threading.Thread(target=reloads, args=(10,)),
+               threading.Thread(target=toggles, args=(10,))]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads[1:]:
+            t.join(60)
+        stop_flag.set()
+        threads[0].join(30)
+        check(not errors, "errors: %s" % errors[:3])
+        write_service(s.router, "extra", ["log_event"], {"c": (c.port, {"start": "earliest"})})
+        reload_ok(s.router)
+        eps = [(e["service"], e["endpoint"], e["state"]) for e in json.loads(ok(s.router, "--json", "endpoints"))]
+        check([e[:2] for e in eps] == [("books", "a"), ("books", "b"), ("extra", "c")], str(eps))
+        check(eps[1][2] != "STOPPED", "b should run after an even number of toggles: %s" % eps)
+        wait_until(lambda: len(a.payloads()) >= len(sent) and len(b.payloads()) >= len(sent), what="delivery")
+        check([x for _, x, _ in a.received()] == list(range(1, len(sent) + 1)), "a saw a gap or a duplicate")
+        b.check_sequence(sent)
+        # Signals sent while one is pending coalesce: at least one reload each.
+        check(s.router.log().count("SIGHUP: reloading") >= 1, "no SIGHUP reload")
+        check("reload refused" not in s.router.log(), s.router.log())
+    finally:
+        stop_flag.set()
+        for t in threads:
+            t.join(30)
         s.close()
 
 
@@ -376,7 +498,8 @@ def test_reload_keeps_operator_stop_send():
             text = f.read()
         with open(path, "w") as f:
             f.write(re.sub(r"stop_send\s*=\s*true", "stop_send = false", text))
-        reload_ok(s.router)
+        out = reload_ok(s.router)
+        check("endpoint books/b: stop_send true -> false" in out and "reload done: 1 change" in out, out)
         wait_until(lambda: len(b.payloads()) == 4, what="b resumes after the file says stop_send = false")
         b.check_sequence(data)
         check("stop_send off" in s.router.log(), s.router.log())
@@ -389,11 +512,13 @@ if __name__ == "__main__":
         test_add_endpoints_head_and_earliest,
         test_remove_endpoint_and_readd_resumes_from_its_state,
         test_endpoint_moved_to_another_port_resumes_at_its_position,
+        test_on_failure_and_retries_changed_live,
         test_add_service_with_new_rpc_then_restart,
         test_remove_service_and_change_rpcs,
         test_removed_service_no_longer_holds_retention_back,
         test_untouched_endpoint_no_gap_no_duplicate_across_reloads,
         test_invalid_file_and_restart_keys_refused,
+        test_concurrent_reloads_sighup_and_stop_send,
         test_sighup_reload_and_refusal_logged,
         test_reload_keeps_operator_stop_send,
     ])

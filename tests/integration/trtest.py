@@ -34,7 +34,17 @@ from thrift.Thrift import TApplicationException  # noqa: E402
 from tr_demo import EventLog  # noqa: E402
 
 __all__ = ["Router", "Endpoint", "Producer", "free_port", "wait_until", "TApplicationException", "EventLog",
-           "raw_call", "check"]
+           "raw_call", "check", "sanitizer"]
+
+
+def sanitizer():
+    """The sanitizer the daemon under test was built with, from TR_SANITIZE
+    (set by tests/CMakeLists.txt): "address" (ASan+UBSan, TR_SANITIZE=1),
+    "thread" (TSan, tools/tsan.sh) or None."""
+    value = os.environ.get("TR_SANITIZE", "0")
+    if value in ("", "0"):
+        return None
+    return "thread" if value == "thread" else "address"
 
 
 def free_port():

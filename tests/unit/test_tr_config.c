@@ -3,6 +3,9 @@
 #include <string.h>
 
 #include "tr_config.h"
+#include "tr_dwfile.h"
+#include "tr_endian.h"
+#include "tr_record.h"
 #include "tr_test_util.h"
 
 #define MIN_SERVICE "[service]\nrpcs = log_event\n[endpoint a]\nport = 9190\n"
@@ -487,4 +490,75 @@ Test (tr_config, load_service_alone, .init = setup, .fini = teardown)
   service = tr_config_load_service (path, "solo", &error);
   cr_assert_null (service);
   cr_assert (g_error_matches (error, TR_CONFIG_ERROR, TR_CONFIG_ERROR_INVALID));
+}
+
+Test (tr_config, endpoint_start, .init = setup, .fini = teardown)
+{
+  g_autofree char *path = service_path ("s");
+  g_autoptr (GError) error = NULL;
+  g_autoptr (TrServiceConfig) service = NULL;
+  g_autofree char *text = NULL;
+  g_autoptr (TrConfig) config = NULL;
+
+  write_service ("s", "[service]\nrpcs = a\n[endpoint x]\nport = 1\n[endpoint y]\nport = 2\nstart = Earliest\n"
+                      "[endpoint z]\nport = 3\nstart = head\n");
+  service = tr_config_load_service (path, "s", &error);
+  cr_assert_not_null (service, "%s", error ? error->message : "?");
+  cr_assert_eq (((TrEndpointConfig *) g_ptr_array_index (service->endpoints, 0))->start, TR_START_HEAD);
+  cr_assert_eq (((TrEndpointConfig *) g_ptr_array_index (service->endpoints, 1))->start, TR_START_EARLIEST);
+  cr_assert_eq (tr_config_lookup_endpoint (service, "z")->start, TR_START_HEAD);
+  cr_assert_null (tr_config_lookup_endpoint (service, "w"));
+  write_router ("[router]\nservices = s\n");
+  config = tr_config_load (fx.router_path, &error);
+  cr_assert_not_null (config, "%s", error ? error->message : "?");
+  text = tr_config_to_string (config);
+  cr_assert_not_null (strstr (text, "[endpoint y]\nhost = 127.0.0.1\nport = 2\nmax_connection = 1\n"
+                                    "stop_send = false\nstart = earliest\n"),
+                      "%s", text);
+  with_service ("[service]\nrpcs = a\n[endpoint a]\nport = 1\nstart = now\n");
+  expect_error (TR_CONFIG_ERROR_INVALID, "s.conf: [endpoint a] start: 'now' is not one of head, earliest", NULL);
+}
+
+/* tr_config_load_router reads router.conf alone: a broken service file
+ * does not matter (tr-admin -c while a service file is being edited). */
+Test (tr_config, load_router_alone, .init = setup, .fini = teardown)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (TrConfig) config = NULL;
+
+  write_router ("[router]\nadmin_listen = 127.0.0.1:7001\nservices = s\n");
+  write_service ("s", "[service]\nrpcs = a\ncolour = red\n");
+  config = tr_config_load_router (fx.router_path, &error);
+  cr_assert_not_null (config, "%s", error ? error->message : "?");
+  cr_assert_eq (config->admin_port, 7001);
+  cr_assert_eq (config->services->len, 0);
+  g_clear_pointer (&config, tr_config_free);
+  config = tr_config_load (fx.router_path, &error);
+  cr_assert_null (config);
+  cr_assert (strstr (error->message, "[service] colour: unknown key") != NULL, "%s", error->message);
+}
+
+/* A kill during a stop-send rewrite can leave the service file torn next to
+ * a complete side copy: the loader replays the side copy before parsing. */
+Test (tr_config, side_copy_replayed_before_parsing, .init = setup, .fini = teardown)
+{
+  static const char good[] = "[service]\nrpcs = a\n[endpoint x]\nport = 1\nstop_send = true\n";
+  g_autofree char *path = service_path ("s");
+  g_autofree char *side = g_strconcat (path, TR_DWFILE_SUFFIX, NULL);
+  g_autofree guint8 *payload = g_malloc (8 + sizeof good - 1);
+  g_autoptr (GBytes) record = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (TrConfig) config = NULL;
+  const TrServiceConfig *service;
+
+  tr_put_le64 (payload, sizeof good - 1);
+  memcpy (payload + 8, good, sizeof good - 1);
+  record = tr_record_encode (TR_DWFILE_RECORD_TYPE, payload, 8 + sizeof good - 1);
+  with_service ("[service]\nrpcs = a\n[endpoint x]\nport = 1\nstop_se"); /* torn in place */
+  tr_test_write_file (side, g_bytes_get_data (record, NULL), g_bytes_get_size (record));
+  config = tr_config_load (fx.router_path, &error);
+  cr_assert_not_null (config, "%s", error ? error->message : "?");
+  service = tr_config_lookup_service (config, "s");
+  cr_assert (tr_config_lookup_endpoint (service, "x")->stop_send, "the side copy's content was not used");
+  cr_assert_not (g_file_test (side, G_FILE_TEST_EXISTS), "side copy left behind");
 }
