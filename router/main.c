@@ -42,8 +42,6 @@ on_signal (gpointer data)
     _exit (1);
   }
   daemon->stopping = TRUE;
-  if (daemon->ingress == NULL) /* start-up is failing anyway */
-    return G_SOURCE_CONTINUE;
   g_message ("shutting down: no new producer connections; finishing %u rpcs in flight",
              tr_ingress_pending (daemon->ingress));
   tr_ingress_stop_accepting (daemon->ingress);
@@ -57,7 +55,7 @@ on_sighup (gpointer data)
 {
   Daemon *daemon = data;
 
-  if (daemon->stopping || daemon->admin == NULL)
+  if (daemon->stopping)
     return G_SOURCE_CONTINUE;
   g_message ("SIGHUP: reloading the configuration");
   tr_admin_reload_async (daemon->admin);
@@ -134,13 +132,6 @@ run (TrConfig *config)
     g_ptr_array_add (names, ((TrServiceConfig *) g_ptr_array_index (config->services, i))->name);
   g_ptr_array_add (names, NULL);
   raise_fd_limit (config);
-  /* Catch the signals before anything listens: a SIGTERM sent as soon as
-   * the producer port answers must stop the node cleanly, not kill it.
-   * They are handled once the loop runs. */
-  daemon.loop = g_main_loop_new (NULL, FALSE);
-  g_unix_signal_add (SIGTERM, on_signal, &daemon);
-  g_unix_signal_add (SIGINT, on_signal, &daemon);
-  g_unix_signal_add (SIGHUP, on_sighup, &daemon);
   if (!tr_node_check_identity (tr_io_posix (), config, &epoch, &error)) {
     g_printerr ("thriftrouter: %s\n", error->message);
     return 1;
@@ -181,6 +172,7 @@ run (TrConfig *config)
   tr_admin_set_epoch (admin, epoch);
 
   daemon.admin = admin;
+  g_unix_signal_add (SIGHUP, on_sighup, &daemon);
   g_message ("thriftrouter %s: %s node '%s' accepting producers on %s:%u, data in %s, %u services, rpc %"
              G_GUINT64_FORMAT " is the head",
              TR_VERSION, "MASTER", config->server_id, config->listen_host, tr_ingress_get_port (daemon.ingress),
