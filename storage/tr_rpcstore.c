@@ -462,6 +462,35 @@ tr_rpcstore__run_exclusive (TrRpcStore *store, TrRpcStoreTask func, gpointer dat
   return ok;
 }
 
+/* Periodic checkpoint.  Its syncs (data file, then the DoubleWriteBuffer's
+ * four barriers) take milliseconds, so they run without ->commit_lock:
+ * commits go on meanwhile instead of every producer waiting for them.
+ * Called and returns with ->commit_lock held; FALSE if it failed (the store
+ * is then marked failed and reopens). */
+static gboolean
+checkpoint_beside_commits (TrRpcStore *store)
+{
+  g_autoptr (GByteArray) state = g_byte_array_new ();
+  g_autoptr (GError) error = NULL;
+  guint64 rpc_id = tr_rpcstore__checkpoint_capture (store, state);
+  gboolean ok;
+
+  g_mutex_unlock (&store->commit_lock);
+  g_rw_lock_reader_lock (&store->files_lock);
+  ok = tr_rpcstore__checkpoint_write (store, state, &error);
+  g_rw_lock_reader_unlock (&store->files_lock);
+  g_mutex_lock (&store->commit_lock);
+  if (!ok) {
+    g_warning ("checkpoint failed, reopening the store: %s", error->message);
+    if (store->failure == NULL)
+      store->failure = g_steal_pointer (&error);
+    return FALSE;
+  }
+  /* A reopen in between may have checkpointed further already. */
+  store->ckpt_rpc_id = MAX (store->ckpt_rpc_id, rpc_id);
+  return TRUE;
+}
+
 static void
 periodic_work (TrRpcStore *store)
 {
@@ -483,11 +512,8 @@ periodic_work (TrRpcStore *store)
   if (now < store->last_checkpoint_us + (gint64) store->options.checkpoint_interval_ms * G_TIME_SPAN_MILLISECOND)
     return;
   store->last_checkpoint_us = now;
-  if (store->ckpt_rpc_id + 1 != store->next_rpc_id && !tr_rpcstore__checkpoint (store, &error)) {
-    g_warning ("checkpoint failed, reopening the store: %s", error->message);
-    store->failure = g_steal_pointer (&error);
+  if (store->ckpt_rpc_id + 1 != store->next_rpc_id && !checkpoint_beside_commits (store))
     return;
-  }
   g_mutex_lock (&store->head_lock);
   moved = store->low_water_moved;
   store->low_water_moved = FALSE;

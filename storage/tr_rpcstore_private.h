@@ -141,8 +141,19 @@ gboolean tr_rpcstore__derive_entries (TrRpcStore *store, guint64 rpc_id, guint64
                                       guint32 record_len, guint32 checksum,
                                       const guint32 *service_ids, guint n_services, GError **error);
 
-/* Syncs the DoubleWriteBuffer and writes a checkpoint for the current head. */
+/* Syncs the data file and the DoubleWriteBuffer and writes a checkpoint for
+ * the current head.  The caller owns the store (open, close) or holds
+ * ->commit_lock. */
 gboolean tr_rpcstore__checkpoint (TrRpcStore *store, GError **error);
+
+/* The two halves of a checkpoint, so that the syncs can run without
+ * ->commit_lock while commits go on: _capture() encodes the checkpoint
+ * record of the current head into @state (->commit_lock held) and returns
+ * its rpc id; _write() makes data and index/list blocks durable, then
+ * writes and syncs @state (->files_lock reader side held, so a reopen
+ * cannot swap the files meanwhile). */
+guint64 tr_rpcstore__checkpoint_capture (TrRpcStore *store, GByteArray *state);
+gboolean tr_rpcstore__checkpoint_write (TrRpcStore *store, const GByteArray *state, GError **error);
 
 /* The number of service ids, for threads other than the writer (which
  * grows it with g_atomic_int_set(), tr_rpcstore_add_service()). */

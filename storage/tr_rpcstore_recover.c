@@ -182,22 +182,11 @@ tr_rpcstore__derive_entries (TrRpcStore *store, guint64 rpc_id, guint64 offset, 
   return TRUE;
 }
 
-gboolean
-tr_rpcstore__checkpoint (TrRpcStore *store, GError **error)
+guint64
+tr_rpcstore__checkpoint_capture (TrRpcStore *store, GByteArray *state)
 {
-  g_autoptr (GByteArray) state = g_byte_array_new ();
   guint8 buf[24];
 
-  gboolean ok;
-
-  /* Order matters.  The data records come first (index entries point into
-   * them), then the index and list blocks, and only then the checkpoint that
-   * says they are durable, or recovery would skip re-deriving lost entries. */
-  g_mutex_lock (&store->data_lock);
-  ok = tr_groupfile_sync (store->data, error);
-  g_mutex_unlock (&store->data_lock);
-  if (!ok || !tr_dwbuffer_sync (store->dwb, error))
-    return FALSE;
   tr_put_le32 (buf, TR_RPCSTORE_CHECKPOINT_VERSION);
   tr_put_le64 (buf + 4, store->next_rpc_id - 1);
   tr_put_le64 (buf + 12, store->data_end);
@@ -208,10 +197,35 @@ tr_rpcstore__checkpoint (TrRpcStore *store, GError **error)
     tr_put_le64 (buf + 4, store->list_heads[id]);
     g_byte_array_append (state, buf, 12);
   }
-  if (!tr_rotatefile_write (store->checkpoint, state->data, state->len, error)
-      || !tr_rotatefile_sync (store->checkpoint, error))
+  return store->next_rpc_id - 1;
+}
+
+gboolean
+tr_rpcstore__checkpoint_write (TrRpcStore *store, const GByteArray *state, GError **error)
+{
+  gboolean ok;
+
+  /* Order matters.  The data records come first (index entries point into
+   * them), then the index and list blocks, and only then the checkpoint that
+   * says they are durable, or recovery would skip re-deriving lost entries.
+   * Each sync covers at least what was written before it started, so
+   * everything @state counts is durable before @state is. */
+  g_mutex_lock (&store->data_lock);
+  ok = tr_groupfile_sync (store->data, error);
+  g_mutex_unlock (&store->data_lock);
+  return ok && tr_dwbuffer_sync (store->dwb, error) && tr_rotatefile_write (store->checkpoint, state->data, state->len, error)
+         && tr_rotatefile_sync (store->checkpoint, error);
+}
+
+gboolean
+tr_rpcstore__checkpoint (TrRpcStore *store, GError **error)
+{
+  g_autoptr (GByteArray) state = g_byte_array_new ();
+  guint64 rpc_id = tr_rpcstore__checkpoint_capture (store, state);
+
+  if (!tr_rpcstore__checkpoint_write (store, state, error))
     return FALSE;
-  store->ckpt_rpc_id = store->next_rpc_id - 1;
+  store->ckpt_rpc_id = rpc_id;
   return TRUE;
 }
 
