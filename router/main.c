@@ -55,8 +55,8 @@ on_sighup (gpointer data)
 {
   Daemon *daemon = data;
 
-  if (daemon->stopping)
-    return G_SOURCE_CONTINUE;
+  if (daemon->stopping || daemon->admin == NULL)
+    return G_SOURCE_CONTINUE; /* shutting down, or start-up failed */
   g_message ("SIGHUP: reloading the configuration");
   tr_admin_reload_async (daemon->admin);
   return G_SOURCE_CONTINUE;
@@ -126,7 +126,7 @@ run (TrConfig *config)
   TrAdmin *admin = NULL;
   Daemon daemon = { 0 };
   guint64 epoch = 0;
-  guint term_id, int_id;
+  guint term_id, int_id, hup_id;
 
   for (guint i = 0; i < config->services->len; i++)
     g_ptr_array_add (names, ((TrServiceConfig *) g_ptr_array_index (config->services, i))->name);
@@ -156,6 +156,8 @@ run (TrConfig *config)
   daemon.loop = g_main_loop_new (NULL, FALSE);
   term_id = g_unix_signal_add (SIGTERM, on_signal, &daemon);
   int_id = g_unix_signal_add (SIGINT, on_signal, &daemon);
+  /* SIGHUP too: one sent during start-up waits and reloads once the loop runs. */
+  hup_id = g_unix_signal_add (SIGHUP, on_sighup, &daemon);
   daemon.ingress = tr_ingress_new (store, config, &error);
   if (daemon.ingress != NULL)
     admin = tr_admin_new (config, store, push, daemon.ingress, g_main_context_default (), &error);
@@ -163,6 +165,7 @@ run (TrConfig *config)
     g_printerr ("thriftrouter: %s\n", error->message);
     g_source_remove (term_id);
     g_source_remove (int_id);
+    g_source_remove (hup_id);
     g_main_loop_unref (daemon.loop);
     g_clear_pointer (&daemon.ingress, tr_ingress_free);
     tr_push_free (push);
@@ -172,7 +175,6 @@ run (TrConfig *config)
   tr_admin_set_epoch (admin, epoch);
 
   daemon.admin = admin;
-  g_unix_signal_add (SIGHUP, on_sighup, &daemon);
   g_message ("thriftrouter %s: %s node '%s' accepting producers on %s:%u, data in %s, %u services, rpc %"
              G_GUINT64_FORMAT " is the head",
              TR_VERSION, "MASTER", config->server_id, config->listen_host, tr_ingress_get_port (daemon.ingress),
@@ -209,7 +211,8 @@ main (int argc, char **argv)
   g_option_context_add_main_entries (context, entries, NULL);
   g_option_context_set_description (context,
                                     "Runs a node in the foreground and logs to stderr.  SIGTERM or SIGINT stop it\n"
-                                    "cleanly; SIGHUP reloads the configuration (as tr-admin reload).  Configuration reference: docs/configuration.md.\n"
+                                    "cleanly; SIGHUP reloads the configuration (as tr-admin reload).\n"
+                                    "Configuration reference: docs/configuration.md.\n"
                                     "Example: thriftrouter -c conf/router.conf");
   if (!g_option_context_parse (context, &argc, &argv, &error)) {
     g_printerr ("thriftrouter: %s\nTry 'thriftrouter --help'.\n", error->message);
@@ -235,6 +238,6 @@ main (int argc, char **argv)
     return 0;
   }
   signal (SIGPIPE, SIG_IGN);
-  signal (SIGHUP, SIG_IGN); /* until the node runs: then SIGHUP reloads (run) */
+  signal (SIGHUP, SIG_IGN); /* during start-up: run() installs the reload handler */
   return run (config);
 }

@@ -15,12 +15,14 @@
  * and after a power loss an older state only means duplicates (an endpoint
  * never sees a gap: the position only moves past acknowledged seqids).
  *
- * Missing state file: the endpoint starts after the first seqid still
- * stored for its service minus one, so nothing stored is skipped.
+ * Missing state file at start-up: the endpoint starts after the first seqid
+ * still stored for its service minus one, so nothing stored is skipped (an
+ * endpoint added by a reload follows its `start` key: tr_push_reload.c).
  *
  * Retention: for every service the store's low-water mark is the minimum
- * over its endpoints (stopped ones included) of acked + 1.  It is set at
- * start and whenever that minimum grows.
+ * over its endpoints (stopped ones included) of acked + 1 (no endpoint:
+ * G_MAXUINT64, it needs nothing).  It is set at start and whenever that
+ * minimum grows.
  *
  * Threads: tr_push_new() / tr_push_free() / tr_push_get_stats() on any
  * non-push thread, tr_push_wake() from any thread; everything else on the
@@ -169,8 +171,8 @@ update_low_water (TrPush *push, TrPushService *service, gboolean force)
     TrPushEndpoint *endpoint = g_ptr_array_index (service->endpoints, i);
     low = MIN (low, endpoint->acked + 1);
   }
-  if (service->endpoints->len == 0)
-    low = tr_rpcstore_service_head (push->store, service->service_id) + 1;
+  /* No endpoint: G_MAXUINT64, the service holds nothing back, not even the
+   * RPCs it gets later (head + 1 here pinned every one after it). */
   if (force || low > service->low_water) {
     service->low_water = low;
     tr_rpcstore_set_low_water (push->store, service->service_id, low);

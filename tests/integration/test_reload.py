@@ -303,6 +303,33 @@ def test_removed_service_no_longer_holds_retention_back():
         a.stop()
 
 
+def test_service_left_without_endpoints_holds_nothing_back():
+    a = Endpoint().start()
+    router = Router({"books": {"rpcs": ["log_event"], "endpoints": {"a": a.port}},
+                     "mail": {"rpcs": ["log_event"], "endpoints": {"m": (free_port(), "true")}}},
+                    group_file_size="64K", max_frame_size="16K").start()
+    data0 = os.path.join(router.data_dir, "data.0")
+    try:
+        write_service(router, "mail", ["log_event"], {})
+        out = reload_ok(router)
+        check("endpoint mail/m removed" in out, out)
+        p = Producer(router.port)
+        for i in range(300):  # still stored for mail (it subscribes), needed by nobody once a has them
+            p.log_event(b"z" * 1000 + b"%d" % i)
+        wait_until(lambda: len(a.payloads()) >= 300, what="books delivery")
+        p.log_event(b"tick")
+        wait_until(lambda: not os.path.exists(data0), timeout=15, what="data.0 deleted: mail has no endpoint")
+        p.close()
+        services = {v["name"]: v for v in json.loads(ok(router, "--json", "services"))}
+        check(services["mail"]["head_seqid"] == 301 and services["mail"]["endpoints"] == 0, str(services))
+    finally:
+        try:
+            stop_cleanly(router)
+        finally:
+            router.cleanup()
+            a.stop()
+
+
 def test_untouched_endpoint_no_gap_no_duplicate_across_reloads():
     s = Setup(extra_endpoints=1)
     a, b = s.eps
@@ -516,6 +543,7 @@ if __name__ == "__main__":
         test_add_service_with_new_rpc_then_restart,
         test_remove_service_and_change_rpcs,
         test_removed_service_no_longer_holds_retention_back,
+        test_service_left_without_endpoints_holds_nothing_back,
         test_untouched_endpoint_no_gap_no_duplicate_across_reloads,
         test_invalid_file_and_restart_keys_refused,
         test_concurrent_reloads_sighup_and_stop_send,

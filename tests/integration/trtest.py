@@ -268,6 +268,7 @@ class Router:
         }
         keys.update(self.router_keys)
         keys["services"] = ", ".join(self.services)
+        self.admin_port = int(keys["admin_listen"].rsplit(":", 1)[1])
         with open(os.path.join(self.tmp, "router.conf"), "w") as f:
             f.write("[router]\n")
             for k, v in keys.items():
@@ -299,13 +300,16 @@ class Router:
         def up():
             if self.proc.poll() is not None:
                 raise AssertionError("thriftrouter exited with %s:\n%s" % (self.proc.returncode, self.log()))
+            # Both ports: the admin port opens after the producer port, and a
+            # slow start (ThreadSanitizer) leaves a gap between the two.
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                socket.create_connection(("127.0.0.1", self.admin_port), timeout=0.2).close()
                 return True
             except OSError:
                 return False
 
-        wait_until(up, timeout, "router to listen")
+        wait_until(up, timeout, "router to listen on its producer and admin ports")
         return self
 
     def stop(self, sig=signal.SIGTERM, timeout=30):
