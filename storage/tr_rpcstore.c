@@ -338,7 +338,7 @@ read_entry (TrRpcStore *store, guint32 file_id, guint64 entry_no, guint8 entry[T
   guint64 pos = entry_no * TR_RPCSTORE_ENTRY_SIZE;
   gboolean ok;
 
-  /* Caller holds ->files_lock (reader side) or is the writer thread. */
+  /* Caller holds ->files_lock (reader side) or ->commit_lock. */
   if (store->dwb == NULL) {
     g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CLOSED, "the store failed and is being reopened");
     ok = FALSE;
@@ -675,7 +675,7 @@ tr_rpcstore_service_id (TrRpcStore *store, const char *name)
 {
   gpointer value;
 
-  /* The map grows on the writer thread (tr_rpcstore_add_service). */
+  /* The map grows under ->commit_lock (tr_rpcstore_add_service). */
   g_mutex_lock (&store->head_lock);
   value = g_hash_table_lookup (store->service_ids, name);
   g_mutex_unlock (&store->head_lock);
