@@ -345,21 +345,34 @@ read_count (const guint8 *buf, gsize len, gsize *pos, gint32 *count)
   return *count < 0 ? TR_FRAME_BAD_DATA : TR_FRAME_OK;
 }
 
+TrFrameStatus
+tr_frame_read_field_begin (const guint8 *buf, gsize len, gsize *offset, guint8 *type_out, gint16 *id_out)
+{
+  *id_out = 0;
+  if (need (len, *offset, 1) != TR_FRAME_OK)
+    return TR_FRAME_TRUNCATED;
+  *type_out = buf[*offset];
+  if (*type_out == TR_TTYPE_STOP) {
+    *offset += 1;
+    return TR_FRAME_OK;
+  }
+  if (need (len, *offset, 3) != TR_FRAME_OK)
+    return TR_FRAME_TRUNCATED;
+  *id_out = (gint16) tr_get_be16 (buf + *offset + 1);
+  *offset += 3;
+  return TR_FRAME_OK;
+}
+
 static TrFrameStatus
 skip_struct (const guint8 *buf, gsize len, gsize *pos, guint depth)
 {
   for (;;) {
-    TrFrameStatus status;
     guint8 type;
+    gint16 id;
+    TrFrameStatus status = tr_frame_read_field_begin (buf, len, pos, &type, &id);
 
-    if (need (len, *pos, 1) != TR_FRAME_OK)
-      return TR_FRAME_TRUNCATED;
-    type = buf[(*pos)++];
-    if (type == TR_TTYPE_STOP)
-      return TR_FRAME_OK;
-    if (need (len, *pos, 2) != TR_FRAME_OK)
-      return TR_FRAME_TRUNCATED;
-    *pos += 2; /* field id */
+    if (status != TR_FRAME_OK || type == TR_TTYPE_STOP)
+      return status;
     status = tr_frame_skip (buf, len, pos, type, depth);
     if (status != TR_FRAME_OK)
       return status;
@@ -434,19 +447,12 @@ static TrFrameStatus
 parse_app_exception (const guint8 *msg, gsize len, gsize pos, TrReply *out)
 {
   for (;;) {
-    TrFrameStatus status;
     guint8 type;
     gint16 id;
+    TrFrameStatus status = tr_frame_read_field_begin (msg, len, &pos, &type, &id);
 
-    if (need (len, pos, 1) != TR_FRAME_OK)
-      return TR_FRAME_TRUNCATED;
-    type = msg[pos++];
-    if (type == TR_TTYPE_STOP)
-      return TR_FRAME_OK;
-    if (need (len, pos, 2) != TR_FRAME_OK)
-      return TR_FRAME_TRUNCATED;
-    id = (gint16) tr_get_be16 (msg + pos);
-    pos += 2;
+    if (status != TR_FRAME_OK || type == TR_TTYPE_STOP)
+      return status;
     if (id == 1 && type == TR_TTYPE_STRING && need (len, pos, I32) == TR_FRAME_OK) {
       out->exception_message = msg + pos + I32;
       out->exception_message_len = tr_get_be32 (msg + pos);

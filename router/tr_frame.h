@@ -234,6 +234,15 @@ void tr_frame_build_call (GByteArray *out, TrMsgType type, const char *name, gsi
 
 /* ---- reply checking (push) ---- */
 
+/* tr_frame_read_field_begin:
+ * Reads the header of the struct field at *@offset of @buf: its type, and
+ * its id unless the type is TR_TTYPE_STOP (end of struct; *@id_out = 0).
+ * Advances *@offset past it.  The one field-header reader: skipping,
+ * reply parsing and the admin service's struct reader all use it.
+ * Returns: TR_FRAME_OK or TR_FRAME_TRUNCATED. */
+TrFrameStatus tr_frame_read_field_begin (const guint8 *buf, gsize len, gsize *offset, guint8 *type_out,
+                                         gint16 *id_out);
+
 /* tr_frame_skip:
  * Skips one encoded value of Thrift type @type starting at @buf[*@offset],
  * within @buf[0..@len), and advances *@offset past it.  Structs, lists, sets

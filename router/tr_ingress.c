@@ -28,6 +28,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -47,8 +48,8 @@ typedef struct {
   gboolean oneway;
   char *name;
   gint32 seqid;
-  guint64 rpc_id;      /* set by the writer thread */
-  GError *error;       /* set by the writer thread */
+  guint64 rpc_id;      /* set by the commit callback */
+  GError *error;       /* set by the commit callback */
   GByteArray *answer;  /* NULL: nothing to send */
 } Pending;
 
@@ -82,8 +83,9 @@ struct _TrIngress {
   int epoll_fd;      /* every producer connection; one GLib fd for all */
   guint epoll_source;
   GHashTable *conns; /* Conn* set */
-  GAsyncQueue *completions; /* Pending* from the writer thread */
-  gint wake_pending;        /* atomic: a wake-up is already scheduled */
+  TrRpcBatch *batch;        /* RPCs read in this loop iteration, not yet committed */
+  guint commit_hint;        /* producers active in the last TR_ACTIVE_WINDOW_US */
+  guint previous_batch;     /* RPCs in the last group commit */
   guint n_pending;          /* submitted, not yet completed */
   gboolean stopping;        /* shutting down: no more reads */
   TrIngressStats stats;
@@ -259,30 +261,16 @@ complete_pending (TrIngress *ingress, Pending *pending)
   conn_emit_ready (conn);
 }
 
-static gboolean
-drain_completions (gpointer data)
-{
-  TrIngress *ingress = data;
-  Pending *pending;
-
-  g_atomic_int_set (&ingress->wake_pending, 0);
-  while ((pending = g_async_queue_try_pop (ingress->completions)) != NULL)
-    complete_pending (ingress, pending);
-  return G_SOURCE_REMOVE;
-}
-
-/* Writer thread: hand the result to the loop; one wake-up per burst. */
+/* The store's commit callback; runs on this thread, inside
+ * commit_batch_now(). */
 static void
 on_commit (gpointer user_data, guint64 rpc_id, const GError *error)
 {
   Pending *pending = user_data;
-  TrIngress *ingress = pending->conn->ingress;
 
   pending->rpc_id = rpc_id;
   pending->error = error ? g_error_copy (error) : NULL;
-  g_async_queue_push (ingress->completions, pending);
-  if (g_atomic_int_compare_and_exchange (&ingress->wake_pending, 0, 1))
-    g_main_context_invoke (NULL, drain_completions, ingress);
+  complete_pending (pending->conn->ingress, pending);
 }
 
 /* ---- input ------------------------------------------------------------ */
@@ -339,9 +327,52 @@ handle_message (Conn *conn, const guint8 *msg, gsize len)
   conn->last_submit_us = g_get_monotonic_time ();
   {
     g_autoptr (GBytes) message = g_bytes_new (msg, len);
-    tr_rpcstore_submit (ingress->store, message, (const guint32 *) services->data, services->len, on_commit,
-                        pending);
+    tr_rpcbatch_add (ingress->batch, message, (const guint32 *) services->data, services->len, on_commit,
+                     pending);
   }
+}
+
+/* Group commit.  With sync_mode always, while the batch holds fewer RPCs
+ * than the producers active lately (and than the last batch plus this
+ * one), wait a little (tr_rpcstore_group_commit_delay_us()) for the others
+ * to arrive, reading them on this thread: synchronous producers answered
+ * by one fsync come back together about a round trip later, and without
+ * the wait the last of them would miss the next fsync.  Then commit the
+ * whole batch here (the callbacks queue the answers) and send them. */
+static void commit_batch_now (TrIngress *ingress, int epoll_fd);
+
+static void dispatch_ready (int epoll_fd);
+
+static void
+gather_batch (TrIngress *ingress, int epoll_fd)
+{
+  guint have = tr_rpcbatch_len (ingress->batch);
+  guint target = MIN (ingress->commit_hint, ingress->previous_batch + have);
+  gint64 delay = tr_rpcstore_group_commit_delay_us (ingress->store);
+  gint64 deadline = g_get_monotonic_time () + delay;
+
+  while (delay > 0 && tr_rpcbatch_len (ingress->batch) < target && !ingress->stopping) {
+    gint64 left = deadline - g_get_monotonic_time ();
+    struct pollfd pfd = { .fd = epoll_fd, .events = POLLIN };
+    struct timespec ts;
+    if (left <= 0)
+      break;
+    ts.tv_sec = left / G_USEC_PER_SEC;
+    ts.tv_nsec = (left % G_USEC_PER_SEC) * 1000;
+    if (ppoll (&pfd, 1, &ts, NULL) <= 0)
+      break;
+    dispatch_ready (epoll_fd);
+  }
+}
+
+static void
+commit_batch_now (TrIngress *ingress, int epoll_fd)
+{
+  if (tr_rpcbatch_len (ingress->batch) == 0)
+    return;
+  gather_batch (ingress, epoll_fd);
+  ingress->previous_batch = tr_rpcbatch_len (ingress->batch);
+  tr_rpcstore_submit_batch (ingress->store, ingress->batch);
 }
 
 /* Parses every complete frame in ->in; FALSE if the connection was closed. */
@@ -437,17 +468,22 @@ conn_dispatch (Conn *conn, guint32 ready)
 /* Producer connections live in one epoll set, so the GLib loop (which polls
  * every source's fds on each iteration) watches one fd, not one per
  * producer: with 1,000 idle producers a wake-up still costs O(1). */
+static void
+dispatch_ready (int epoll_fd)
+{
+  struct epoll_event events[64];
+  int n = epoll_wait (epoll_fd, events, G_N_ELEMENTS (events), 0);
+
+  for (int i = 0; i < n; i++)
+    conn_dispatch (events[i].data.ptr, events[i].events);
+}
+
 static gboolean
 epoll_cb (gint fd, GIOCondition condition, gpointer data)
 {
-  struct epoll_event events[64];
-  int n;
-
   (void) condition;
-  (void) data;
-  n = epoll_wait (fd, events, G_N_ELEMENTS (events), 0);
-  for (int i = 0; i < n; i++)
-    conn_dispatch (events[i].data.ptr, events[i].events);
+  dispatch_ready (fd);
+  commit_batch_now (data, fd);
   return G_SOURCE_CONTINUE;
 }
 
@@ -540,6 +576,23 @@ accept_cb (gint fd, GIOCondition condition, gpointer data)
 
 /* ---- setup ------------------------------------------------------------ */
 
+/* Watches @fd for input on the default context.  The source may recurse:
+ * GLib then does not block it around each dispatch, which would remove and
+ * re-add its fd and wake the loop through its eventfd twice per dispatch
+ * (two write()s, one extra poll() and read() per wake-up, measured). */
+static guint
+add_fd_source (int fd, GUnixFDSourceFunc func, gpointer data)
+{
+  GSource *source = g_unix_fd_source_new (fd, G_IO_IN);
+  guint id;
+
+  g_source_set_callback (source, G_SOURCE_FUNC (func), data, NULL);
+  g_source_set_can_recurse (source, TRUE);
+  id = g_source_attach (source, NULL);
+  g_source_unref (source);
+  return id;
+}
+
 GHashTable *
 tr_ingress_routes_new (TrRpcStore *store, const TrConfig *config)
 {
@@ -576,9 +629,9 @@ build_routes (TrIngress *ingress, const TrConfig *config)
   ingress->routes = tr_ingress_routes_new (ingress->store, config);
 }
 
-/* The store's group commit waits for the producers likely to submit next
- * (tr_rpcstore_set_commit_hint): those that sent an RPC recently.  Idle
- * connections must not count, or every commit would wait for them. */
+/* The group commit waits for the producers likely to submit next
+ * (gather_batch()): those that sent an RPC recently.  Idle connections
+ * must not count, or every commit would wait for them. */
 static gboolean
 update_commit_hint (gpointer data)
 {
@@ -592,7 +645,7 @@ update_commit_hint (gpointer data)
   while (g_hash_table_iter_next (&iter, &key, NULL))
     if (((Conn *) key)->last_submit_us > since)
       active++;
-  tr_rpcstore_set_commit_hint (ingress->store, MAX (active, 1));
+  ingress->commit_hint = MAX (active, 1);
   return G_SOURCE_CONTINUE;
 }
 
@@ -648,7 +701,8 @@ tr_ingress_new (TrRpcStore *store, const TrConfig *config, GError **error)
   ingress->max_frame_size = config->max_frame_size;
   ingress->max_connections = config->max_connections;
   ingress->conns = g_hash_table_new (g_direct_hash, g_direct_equal);
-  ingress->completions = g_async_queue_new ();
+  ingress->batch = tr_rpcbatch_new ();
+  ingress->commit_hint = 1;
   ingress->epoll_fd = epoll_create1 (EPOLL_CLOEXEC);
   build_routes (ingress, config);
   if (ingress->epoll_fd < 0) {
@@ -663,8 +717,8 @@ tr_ingress_new (TrRpcStore *store, const TrConfig *config, GError **error)
     tr_ingress_free (ingress);
     return NULL;
   }
-  ingress->listen_source = g_unix_fd_add (ingress->listen_fd, G_IO_IN, accept_cb, ingress);
-  ingress->epoll_source = g_unix_fd_add (ingress->epoll_fd, G_IO_IN, epoll_cb, ingress);
+  ingress->listen_source = add_fd_source (ingress->listen_fd, accept_cb, ingress);
+  ingress->epoll_source = add_fd_source (ingress->epoll_fd, epoll_cb, ingress);
   ingress->hint_source = g_timeout_add (TR_HINT_INTERVAL_MS, update_commit_hint, ingress);
   return ingress;
 }
@@ -717,7 +771,6 @@ tr_ingress_free (TrIngress *ingress)
   tr_ingress_stop_accepting (ingress);
   if (ingress->hint_source != 0)
     g_source_remove (ingress->hint_source);
-  drain_completions (ingress);
   conns = g_hash_table_get_keys (ingress->conns);
   for (GList *l = conns; l != NULL; l = l->next)
     conn_close (l->data, "router shutting down");
@@ -731,6 +784,6 @@ tr_ingress_free (TrIngress *ingress)
     close (ingress->epoll_fd);
   g_hash_table_destroy (ingress->conns);
   g_hash_table_destroy (ingress->routes);
-  g_async_queue_unref (ingress->completions);
+  tr_rpcbatch_free (ingress->batch);
   g_free (ingress);
 }

@@ -9,8 +9,12 @@
  * RPC is committed, a ONEWAY nothing; bad input and unknown rpcs get a
  * TApplicationException (DESIGN.md §2.1-2.5, docs/delivery.md).
  *
- * Commit completions arrive on the store's writer thread; they are handed to
- * the loop through a GAsyncQueue and one wake-up per burst.
+ * The RPCs read in one loop iteration are committed as one batch on this
+ * thread (group commit; with sync_mode always the loop first waits up to
+ * tr_rpcstore_group_commit_delay_us() for the other active producers), and
+ * their answers go out right after: no thread hop between a producer's
+ * request and its answer.  The loop is blocked during the fdatasync, which
+ * costs nothing here: every producer is waiting on that fsync anyway.
  */
 #pragma once
 

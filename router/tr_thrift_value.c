@@ -129,19 +129,7 @@ has (const TrThriftReader *reader, gsize n)
 TrFrameStatus
 tr_thrift_read_field_begin (TrThriftReader *reader, guint8 *type_out, gint16 *id_out)
 {
-  if (!has (reader, 1))
-    return TR_FRAME_TRUNCATED;
-  *type_out = reader->buf[reader->pos];
-  *id_out = 0;
-  if (*type_out == TR_TTYPE_STOP) {
-    reader->pos++;
-    return TR_FRAME_OK;
-  }
-  if (!has (reader, 3))
-    return TR_FRAME_TRUNCATED;
-  *id_out = (gint16) tr_get_be16 (reader->buf + reader->pos + 1);
-  reader->pos += 3;
-  return TR_FRAME_OK;
+  return tr_frame_read_field_begin (reader->buf, reader->len, &reader->pos, type_out, id_out);
 }
 
 TrFrameStatus

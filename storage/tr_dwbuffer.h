@@ -106,7 +106,7 @@ void tr_dwbuffer_add_file (TrDwBuffer *dwb, guint32 file_id, TrGroupFile *file);
  * Registers one more GroupFile after tr_dwbuffer_recover() (a service added
  * by a configuration reload), with no sync thread running.  The caller must
  * guarantee that no other call on @dwb runs at the same time (the RPC store
- * does it on its writer thread with its files lock held for writing).
+ * does it under its commit lock with its files lock held for writing).
  * Arguments and checks as for tr_dwbuffer_add_file(). */
 void tr_dwbuffer_add_file_live (TrDwBuffer *dwb, guint32 file_id, TrGroupFile *file);
 

@@ -30,7 +30,7 @@
  * mutating call fails with TR_STORAGE_ERROR_CLOSED until the GroupFile is
  * reopened.  Reads still work (they only see what was written before).
  *
- * Thread safety: none.  One thread at a time (the storage writer thread);
+ * Thread safety: none.  One thread at a time (in the RPC store, whoever holds the commit lock);
  * reads from another thread need outside locking.
  */
 #pragma once

@@ -3,9 +3,12 @@
  * Formats: tr_rpcstore_private.h and docs/format/rpcstore.md.
  * Recovery: tr_rpcstore_recover.c.
  *
- * The writer thread owns every mutation of the data, index and list files.
- * A batch is: pop everything queued (up to TR_BATCH_MAX), copy the records
- * into one buffer per part, append, fdatasync once (sync_mode always), then
+ * Every mutation of the data, index and list files happens with
+ * ->commit_lock held: by the submitting thread, which commits its batch
+ * inline (no thread hop on the commit path), and by the writer thread,
+ * which only does the periodic work (interval sync, checkpoint, retention,
+ * reopen after a failure).
+ * A batch is: copy the records into one buffer per part, append, fdatasync once (sync_mode always), then
  * derive index/list entries into the DoubleWriteBuffer, publish the heads and
  * call the submitters back.  Nothing is acknowledged before its record is
  * written (and synced, in mode always); a failed write or sync fails the
@@ -24,14 +27,13 @@
 #include <string.h>
 #include <xxhash.h>
 
-#define TR_BATCH_MAX 4096
 #define TR_REOPEN_RETRY_US (500 * G_TIME_SPAN_MILLISECOND)
 #define TR_COMMIT_DELAY_MAX_US 200
 /* GBytes header, two malloc headers and the ring slot of a cached message. */
 #define TR_CACHE_ENTRY_OVERHEAD 96
 
 typedef struct {
-  GBytes *message; /* NULL: stop marker */
+  GBytes *message;
   guint32 *service_ids;
   guint n_services;
   TrRpcCommitFunc done;
@@ -217,7 +219,8 @@ sync_data (TrRpcStore *store, GError **error)
   ok = tr_groupfile_sync (store->data, error);
   g_mutex_unlock (&store->data_lock);
   /* Moving average of the fsync time, for the group commit delay. */
-  store->fsync_ewma_us = (7 * store->fsync_ewma_us + (g_get_monotonic_time () - start)) / 8;
+  g_atomic_int_set (&store->fsync_ewma_us,
+                    (gint) ((7 * (gint64) store->fsync_ewma_us + MIN (g_get_monotonic_time () - start, G_MAXINT)) / 8));
   if (ok) {
     store->unsynced = FALSE;
     store->last_sync_us = g_get_monotonic_time ();
@@ -316,6 +319,7 @@ commit_batch (TrRpcStore *store, GPtrArray *batch)
     cache_insert (store, sub->rpc_id, sub->message, now_us);
   }
   store->next_rpc_id += batch->len;
+  store->rpcs_committed += batch->len;
   publish (store, store->next_rpc_id - 1);
   record_latency (store, batch);
   for (guint i = 0; i < batch->len; i++) {
@@ -334,7 +338,7 @@ read_entry (TrRpcStore *store, guint32 file_id, guint64 entry_no, guint8 entry[T
   guint64 pos = entry_no * TR_RPCSTORE_ENTRY_SIZE;
   gboolean ok;
 
-  /* Caller holds ->files_lock (reader side) or is the writer thread. */
+  /* Caller holds ->files_lock (reader side) or ->commit_lock. */
   if (store->dwb == NULL) {
     g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CLOSED, "the store failed and is being reopened");
     ok = FALSE;
@@ -443,55 +447,48 @@ next_deadline (TrRpcStore *store)
   return deadline;
 }
 
-/* ---- writer tasks (tr_rpcstore__run_on_writer) ------------------------- */
-
-typedef struct {
-  TrRpcStoreTask func;
-  gpointer data;
-  gboolean ok;
-  GError *error;
-  GMutex lock;
-  GCond cond;
-  gboolean done; /* protected by ->lock */
-} WriterTask;
-
-/* Runs the tasks drain_queue() set aside.  Called from periodic_work(),
- * i.e. wherever the writer does its own mutations. */
-static void
-run_writer_tasks (TrRpcStore *store)
-{
-  WriterTask *task;
-
-  while ((task = g_queue_pop_head (&store->writer_tasks)) != NULL) {
-    task->ok = task->func (store, task->data, &task->error);
-    g_mutex_lock (&task->lock);
-    task->done = TRUE;
-    g_cond_signal (&task->cond);
-    g_mutex_unlock (&task->lock);
-  }
-}
+/* ---- exclusive tasks (tr_rpcstore__run_exclusive) ----------------------- */
 
 gboolean
-tr_rpcstore__run_on_writer (TrRpcStore *store, TrRpcStoreTask func, gpointer data, GError **error)
+tr_rpcstore__run_exclusive (TrRpcStore *store, TrRpcStoreTask func, gpointer data, GError **error)
 {
-  WriterTask task = { 0 };
-  Submission *sub = g_new0 (Submission, 1);
+  gboolean ok;
 
-  task.func = func;
-  task.data = data;
-  g_mutex_init (&task.lock);
-  g_cond_init (&task.cond);
-  sub->user_data = &task;
-  g_async_queue_push (store->queue, sub);
-  g_mutex_lock (&task.lock);
-  while (!task.done)
-    g_cond_wait (&task.cond, &task.lock);
-  g_mutex_unlock (&task.lock);
-  g_mutex_clear (&task.lock);
-  g_cond_clear (&task.cond);
-  if (!task.ok)
-    g_propagate_error (error, task.error);
-  return task.ok;
+  /* ->commit_lock serialises every mutation: commits, the writer's
+   * periodic work and these tasks. */
+  g_mutex_lock (&store->commit_lock);
+  ok = func (store, data, error);
+  g_mutex_unlock (&store->commit_lock);
+  return ok;
+}
+
+/* Periodic checkpoint.  Its syncs (data file, then the DoubleWriteBuffer's
+ * four barriers) take milliseconds, so they run without ->commit_lock:
+ * commits go on meanwhile instead of every producer waiting for them.
+ * Called and returns with ->commit_lock held; FALSE if it failed (the store
+ * is then marked failed and reopens). */
+static gboolean
+checkpoint_beside_commits (TrRpcStore *store)
+{
+  g_autoptr (GByteArray) state = g_byte_array_new ();
+  g_autoptr (GError) error = NULL;
+  guint64 rpc_id = tr_rpcstore__checkpoint_capture (store, state);
+  gboolean ok;
+
+  g_mutex_unlock (&store->commit_lock);
+  g_rw_lock_reader_lock (&store->files_lock);
+  ok = tr_rpcstore__checkpoint_write (store, state, &error);
+  g_rw_lock_reader_unlock (&store->files_lock);
+  g_mutex_lock (&store->commit_lock);
+  if (!ok) {
+    g_warning ("checkpoint failed, reopening the store: %s", error->message);
+    if (store->failure == NULL)
+      store->failure = g_steal_pointer (&error);
+    return FALSE;
+  }
+  /* A reopen in between may have checkpointed further already. */
+  store->ckpt_rpc_id = MAX (store->ckpt_rpc_id, rpc_id);
+  return TRUE;
 }
 
 static void
@@ -501,7 +498,6 @@ periodic_work (TrRpcStore *store)
   gint64 now = g_get_monotonic_time ();
   gboolean moved;
 
-  run_writer_tasks (store);
   if (store->failure != NULL) {
     try_reopen (store); /* so delivery resumes even when no producer writes */
     return;
@@ -516,11 +512,8 @@ periodic_work (TrRpcStore *store)
   if (now < store->last_checkpoint_us + (gint64) store->options.checkpoint_interval_ms * G_TIME_SPAN_MILLISECOND)
     return;
   store->last_checkpoint_us = now;
-  if (store->ckpt_rpc_id + 1 != store->next_rpc_id && !tr_rpcstore__checkpoint (store, &error)) {
-    g_warning ("checkpoint failed, reopening the store: %s", error->message);
-    store->failure = g_steal_pointer (&error);
+  if (store->ckpt_rpc_id + 1 != store->next_rpc_id && !checkpoint_beside_commits (store))
     return;
-  }
   g_mutex_lock (&store->head_lock);
   moved = store->low_water_moved;
   store->low_water_moved = FALSE;
@@ -532,74 +525,26 @@ periodic_work (TrRpcStore *store)
   }
 }
 
-/* Adds every queued submission to @batch; TRUE if the stop marker came.
- * A writer task (no message, ->user_data set) goes to ->writer_tasks. */
-static gboolean
-drain_queue (TrRpcStore *store, GPtrArray *batch, Submission *sub)
-{
-  while (sub != NULL) {
-    if (sub->message == NULL && sub->user_data != NULL) {
-      g_queue_push_tail (&store->writer_tasks, sub->user_data);
-      submission_free (sub);
-      sub = g_async_queue_try_pop (store->queue);
-      continue;
-    }
-    if (sub->message == NULL) {
-      submission_free (sub);
-      return TRUE;
-    }
-    g_ptr_array_add (batch, sub);
-    sub = batch->len < TR_BATCH_MAX ? g_async_queue_try_pop (store->queue) : NULL;
-  }
-  return FALSE;
-}
-
-/* Group commit (sync_mode always).  Synchronous producers acknowledged by
- * one fsync come back about a round trip later; committing whatever is
- * queued at once would make them miss the next fsync, and the producers
- * settle into groups that alternate, each fsync carrying only part of them.
- * So while fewer RPCs are queued than there are producers (the hint from
- * tr_rpcstore_set_commit_hint) or than the previous batch held, wait a
- * little (at most half an fsync, at most TR_COMMIT_DELAY_MAX_US) for them.
- * A single producer never waits: its target is 1. */
-static gboolean
-gather_batch (TrRpcStore *store, GPtrArray *batch, guint previous)
-{
-  guint target = MIN ((guint) g_atomic_int_get (&store->commit_hint), previous + batch->len);
-  gint64 delay = MIN (store->fsync_ewma_us / 2, TR_COMMIT_DELAY_MAX_US);
-  gint64 deadline = g_get_monotonic_time () + delay;
-
-  while (batch->len < target && batch->len < TR_BATCH_MAX) {
-    gint64 left = deadline - g_get_monotonic_time ();
-    Submission *sub = left > 0 ? g_async_queue_timeout_pop (store->queue, (guint64) left) : NULL;
-    if (sub == NULL)
-      break;
-    if (drain_queue (store, batch, sub))
-      return TRUE;
-  }
-  return FALSE;
-}
-
+/* The writer thread does the periodic work (interval sync, checkpoint,
+ * retention, reopen after a failure) and nothing else: commits happen on
+ * the submitting thread.  It sleeps until the next deadline or close. */
 static gpointer
 writer_main (gpointer data)
 {
   TrRpcStore *store = data;
-  g_autoptr (GPtrArray) batch = g_ptr_array_new_with_free_func ((GDestroyNotify) submission_free);
   gboolean stopping = FALSE;
-  guint previous = 0;
 
   while (!stopping) {
-    gint64 wait = next_deadline (store) - g_get_monotonic_time ();
-    Submission *sub = g_async_queue_timeout_pop (store->queue, MAX (wait, 1));
-    stopping = drain_queue (store, batch, sub);
-    if (!stopping && batch->len > 0 && store->options.sync_mode == TR_SYNC_ALWAYS)
-      stopping = gather_batch (store, batch, previous);
-    previous = batch->len;
-    if (batch->len > 0) {
-      commit_batch (store, batch);
-      g_ptr_array_set_size (batch, 0);
-    }
+    gint64 deadline;
+    g_mutex_lock (&store->commit_lock);
     periodic_work (store);
+    deadline = next_deadline (store);
+    g_mutex_unlock (&store->commit_lock);
+    g_mutex_lock (&store->stop_lock);
+    while (!store->stopping && g_cond_wait_until (&store->stop_cond, &store->stop_lock, deadline))
+      ;
+    stopping = store->stopping;
+    g_mutex_unlock (&store->stop_lock);
   }
   return NULL;
 }
@@ -621,8 +566,8 @@ store_free (TrRpcStore *store)
   g_clear_pointer (&store->service_ids, g_hash_table_destroy);
   if (store->service_names)
     g_ptr_array_unref (store->service_names);
-  if (store->queue)
-    g_async_queue_unref (store->queue);
+  g_mutex_clear (&store->stop_lock);
+  g_cond_clear (&store->stop_cond);
   while (store->ring && store->cache_lo <= store->cache_hi)
     cache_evict_oldest (store);
   g_free (store->ring);
@@ -632,6 +577,7 @@ store_free (TrRpcStore *store)
   g_free (store->low_water);
   g_free (store->list_first);
   g_clear_error (&store->failure);
+  g_mutex_clear (&store->commit_lock);
   g_mutex_clear (&store->data_lock);
   g_mutex_clear (&store->head_lock);
   g_mutex_clear (&store->cache_lock);
@@ -662,6 +608,7 @@ tr_rpcstore_open (TrIo *io, const char *dir, const TrRpcStoreOptions *options,
   store->options.group_file_size -= store->options.group_file_size % TR_RPCSTORE_BLOCK_SIZE;
   if (store->options.checkpoint_interval_ms == 0)
     store->options.checkpoint_interval_ms = 1000;
+  g_mutex_init (&store->commit_lock);
   g_mutex_init (&store->data_lock);
   g_mutex_init (&store->head_lock);
   g_mutex_init (&store->cache_lock);
@@ -669,11 +616,11 @@ tr_rpcstore_open (TrIo *io, const char *dir, const TrRpcStoreOptions *options,
   g_rw_lock_init (&store->files_lock);
   store->cache_lo = 1;
   store->cache_hi = 0;
-  store->commit_hint = 1;
   store->ring_cap = (guint) MIN (options->rpc_cache_size / 256, 1u << 20);
   store->ring = g_new0 (GBytes *, MAX (store->ring_cap, 1));
   store->ring_time = g_new0 (gint64, MAX (store->ring_cap, 1));
-  store->queue = g_async_queue_new ();
+  g_mutex_init (&store->stop_lock);
+  g_cond_init (&store->stop_cond);
 
   if (g_mkdir_with_parents (dir, 0755) < 0) {
     tr_io_set_errno_error (error, errno, "cannot create data directory", dir);
@@ -701,12 +648,13 @@ void
 tr_rpcstore_close (TrRpcStore *store)
 {
   g_autoptr (GError) error = NULL;
-  Submission *stop;
 
   if (store == NULL)
     return;
-  stop = g_new0 (Submission, 1);
-  g_async_queue_push (store->queue, stop);
+  g_mutex_lock (&store->stop_lock);
+  store->stopping = TRUE;
+  g_mutex_unlock (&store->stop_lock);
+  g_cond_signal (&store->stop_cond);
   g_thread_join (store->writer);
   /* Clean shutdown: everything committed is made durable and checkpointed,
    * so the next start scans nothing. */
@@ -716,6 +664,9 @@ tr_rpcstore_close (TrRpcStore *store)
   }
   if (store->failure == NULL && !tr_rpcstore__checkpoint (store, &error))
     g_warning ("final checkpoint failed: %s", error->message);
+  g_message ("store closed: %" G_GUINT64_FORMAT " rpcs committed in %" G_GUINT64_FORMAT
+             " group commits since open (recent fsync average %d us)",
+             store->rpcs_committed, store->batches, store->fsync_ewma_us);
   store_free (store);
 }
 
@@ -724,17 +675,19 @@ tr_rpcstore_service_id (TrRpcStore *store, const char *name)
 {
   gpointer value;
 
-  /* The map grows on the writer thread (tr_rpcstore_add_service). */
+  /* The map grows under ->commit_lock (tr_rpcstore_add_service). */
   g_mutex_lock (&store->head_lock);
   value = g_hash_table_lookup (store->service_ids, name);
   g_mutex_unlock (&store->head_lock);
   return value ? (gint) GPOINTER_TO_UINT (value) - 1 : -1;
 }
 
-void
-tr_rpcstore_set_commit_hint (TrRpcStore *store, guint submitters)
+gint64
+tr_rpcstore_group_commit_delay_us (TrRpcStore *store)
 {
-  g_atomic_int_set (&store->commit_hint, (gint) MIN (submitters, TR_BATCH_MAX));
+  if (store->options.sync_mode != TR_SYNC_ALWAYS)
+    return 0;
+  return MIN (g_atomic_int_get (&store->fsync_ewma_us) / 2, TR_COMMIT_DELAY_MAX_US);
 }
 
 void
@@ -744,13 +697,41 @@ tr_rpcstore_set_notify (TrRpcStore *store, TrRpcNotifyFunc notify, gpointer user
   store->notify_data = user_data;
 }
 
+struct _TrRpcBatch {
+  GPtrArray *subs; /* Submission* */
+};
+
+TrRpcBatch *
+tr_rpcbatch_new (void)
+{
+  TrRpcBatch *batch = g_new0 (TrRpcBatch, 1);
+
+  batch->subs = g_ptr_array_new_with_free_func ((GDestroyNotify) submission_free);
+  return batch;
+}
+
 void
-tr_rpcstore_submit (TrRpcStore *store, GBytes *message, const guint32 *service_ids, guint n_services,
-                    TrRpcCommitFunc done, gpointer user_data)
+tr_rpcbatch_free (TrRpcBatch *batch)
+{
+  if (batch == NULL)
+    return;
+  g_ptr_array_unref (batch->subs);
+  g_free (batch);
+}
+
+guint
+tr_rpcbatch_len (const TrRpcBatch *batch)
+{
+  return batch->subs->len;
+}
+
+void
+tr_rpcbatch_add (TrRpcBatch *batch, GBytes *message, const guint32 *service_ids, guint n_services,
+                 TrRpcCommitFunc done, gpointer user_data)
 {
   Submission *sub;
 
-  g_return_if_fail (store != NULL && message != NULL && done != NULL);
+  g_return_if_fail (batch != NULL && message != NULL && done != NULL);
   g_return_if_fail (n_services > 0 && n_services <= G_MAXUINT16);
   sub = g_new0 (Submission, 1);
   sub->message = g_bytes_ref (message);
@@ -759,7 +740,30 @@ tr_rpcstore_submit (TrRpcStore *store, GBytes *message, const guint32 *service_i
   sub->done = done;
   sub->user_data = user_data;
   sub->submitted_us = g_get_monotonic_time ();
-  g_async_queue_push (store->queue, sub);
+  g_ptr_array_add (batch->subs, sub);
+}
+
+void
+tr_rpcstore_submit_batch (TrRpcStore *store, TrRpcBatch *batch)
+{
+  g_return_if_fail (store != NULL && batch != NULL);
+  if (batch->subs->len == 0)
+    return;
+  g_mutex_lock (&store->commit_lock);
+  commit_batch (store, batch->subs);
+  g_mutex_unlock (&store->commit_lock);
+  g_ptr_array_set_size (batch->subs, 0);
+}
+
+void
+tr_rpcstore_submit (TrRpcStore *store, GBytes *message, const guint32 *service_ids, guint n_services,
+                    TrRpcCommitFunc done, gpointer user_data)
+{
+  TrRpcBatch *batch = tr_rpcbatch_new ();
+
+  tr_rpcbatch_add (batch, message, service_ids, n_services, done, user_data);
+  tr_rpcstore_submit_batch (store, batch);
+  tr_rpcbatch_free (batch);
 }
 
 guint64

@@ -13,19 +13,24 @@
  *   services.map     DoubleWriteFile: service name -> permanent numeric id
  *   dead-<id>.N      GroupFile of dead-letter records per service
  *
- * Commit path: tr_rpcstore_submit() queues a message with the ids of the
- * services subscribing to it.  One writer thread drains the queue in batches
- * (group commit): it appends one data record per RPC, fdatasyncs once per
- * batch (sync_mode always), then writes the index and list entries into the
- * DoubleWriteBuffer (memory) and calls each submitter's callback.  Every
- * checkpoint interval the writer syncs the DoubleWriteBuffer and records a
- * checkpoint; recovery re-derives index and list entries from the data
+ * Commit path: tr_rpcstore_submit() (one message) or
+ * tr_rpcstore_submit_batch() (a group commit: every RPC the caller read in
+ * one event loop iteration) commit on the calling thread: append one data
+ * record per RPC, fdatasync once per batch (sync_mode always), write the
+ * index and list entries into the DoubleWriteBuffer (memory) and call each
+ * submitter's callback, all before returning.  No thread hop is on the
+ * commit path: on the VMs measured a hop costs more than the work
+ * (docs/performance.md).  Gathering the batch (waiting a little for the
+ * other producers, tr_rpcstore_group_commit_delay_us()) is the caller's
+ * job, since the caller owns the sockets.  The writer thread only does the
+ * periodic work: every checkpoint interval it syncs the DoubleWriteBuffer
+ * and records a checkpoint; recovery re-derives index and list entries from the data
  * records after the checkpoint, so only the data file needs a sync per batch.
  *
- * Threads: tr_rpcstore_submit() and every read function are thread-safe.
- * Commit callbacks run on the writer thread: they must be quick (typically a
- * g_main_context_invoke() back to the caller's loop).
- * Lock order: ->data_lock before the DoubleWriteBuffer's locks; ->cache_lock
+ * Threads: tr_rpcstore_submit*() and every read function are thread-safe;
+ * commits from several threads are serialised.  Commit callbacks run on the
+ * submitting thread and must not call tr_rpcstore_submit*().
+ * Lock order: ->commit_lock before ->data_lock before the DoubleWriteBuffer's locks; ->cache_lock
  * and ->head_lock are leaves.
  */
 #pragma once
@@ -53,12 +58,12 @@ typedef struct {
 
 typedef struct _TrRpcStore TrRpcStore;
 
-/* Called on the writer thread when an RPC is committed (@error NULL, @rpc_id
- * its global id) or failed (@error set, nothing stored). */
+/* Called on the submitting thread when an RPC is committed (@error NULL,
+ * @rpc_id its global id) or failed (@error set, nothing stored). */
 typedef void (*TrRpcCommitFunc) (gpointer user_data, guint64 rpc_id, const GError *error);
 
-/* Called on the writer thread after each committed batch, with the new
- * global head.  Used to wake the push side. */
+/* Called after each committed batch, with the new global head, on the
+ * thread that committed it.  Used to wake the push side. */
 typedef void (*TrRpcNotifyFunc) (gpointer user_data, guint64 head_rpc_id);
 
 /* tr_rpcstore_open:
@@ -83,9 +88,9 @@ gint tr_rpcstore_service_id (TrRpcStore *store, const char *name);
  * Makes service @name usable while the store runs (configuration reload):
  * a name never seen gets the next permanent id, written to services.map
  * (DoubleWriteFile) before anything uses it; its list is opened (created
- * if needed) and the writer starts deriving entries for it.  A service the
- * store already serves is not an error.  Runs on the writer thread between
- * batches; the caller waits (any thread but the writer).
+ * if needed) and commits start deriving entries for it.  A service the
+ * store already serves is not an error.  Runs between two batches (under
+ * the commit lock); not from a commit callback.
  * Returns: its id, or -1 with @error (TR_STORAGE_ERROR_IO / _FULL). */
 gint tr_rpcstore_add_service (TrRpcStore *store, const char *name, GError **error);
 
@@ -93,26 +98,44 @@ gint tr_rpcstore_add_service (TrRpcStore *store, const char *name, GError **erro
  * @service_id is no longer routed (removed by a reload): once every RPC
  * submitted before this call is committed, its low-water mark is set past
  * its list head, so it never holds retention back.  Its files stay (adding
- * it back with tr_rpcstore_add_service() reuses them).  Waits for the
- * writer thread (any thread but the writer). */
+ * it back with tr_rpcstore_add_service() reuses them).  Runs between two
+ * batches (under the commit lock); not from a commit callback. */
 void tr_rpcstore_retire_service (TrRpcStore *store, guint32 service_id);
 
 void tr_rpcstore_set_notify (TrRpcStore *store, TrRpcNotifyFunc notify, gpointer user_data);
 
-/* tr_rpcstore_set_commit_hint:
- * How many submitters (producer connections) may be waiting on commits at
- * once.  With sync_mode always, a batch smaller than that waits up to half
- * an fsync (at most 200 µs) for the others, so synchronous producers share
- * fsyncs instead of alternating between them.  Default 1 (never wait).
- * Any thread. */
-void tr_rpcstore_set_commit_hint (TrRpcStore *store, guint submitters);
+/* tr_rpcstore_group_commit_delay_us:
+ * How long a caller may hold a batch back to let other producers join it:
+ * half the recent fsync time, at most 200 µs, with sync_mode always; 0 with
+ * interval and none (nothing waits for a sync, so nothing is gained).
+ * Synchronous producers acknowledged by one fsync come back about a round
+ * trip later; committing at once would make the last ones miss that fsync
+ * and the producers would settle into alternating groups.  Any thread. */
+gint64 tr_rpcstore_group_commit_delay_us (TrRpcStore *store);
 
 /* tr_rpcstore_submit:
- * Queues @message (a whole Thrift message, without the frame length) for
- * @n_services services.  @message is referenced, not copied.  @done is
- * called exactly once, on the writer thread.  Thread-safe. */
+ * Commits @message (a whole Thrift message, without the frame length) for
+ * @n_services services.  @message is referenced, not copied.  @done has
+ * been called exactly once when this returns.  Thread-safe. */
 void tr_rpcstore_submit (TrRpcStore *store, GBytes *message, const guint32 *service_ids, guint n_services,
                          TrRpcCommitFunc done, gpointer user_data);
+
+/* A batch of submissions collected by one thread (e.g. every RPC read in
+ * one event loop iteration) and committed at once: one write per part
+ * touched and, with sync_mode always, one fdatasync. */
+typedef struct _TrRpcBatch TrRpcBatch;
+
+TrRpcBatch *tr_rpcbatch_new (void);
+void tr_rpcbatch_free (TrRpcBatch *batch);
+guint tr_rpcbatch_len (const TrRpcBatch *batch);
+/* Adds a submission; arguments as for tr_rpcstore_submit(). */
+void tr_rpcbatch_add (TrRpcBatch *batch, GBytes *message, const guint32 *service_ids, guint n_services,
+                      TrRpcCommitFunc done, gpointer user_data);
+
+/* tr_rpcstore_submit_batch:
+ * Commits every message of @batch in order on the calling thread and
+ * empties it; every callback has run when this returns. */
+void tr_rpcstore_submit_batch (TrRpcStore *store, TrRpcBatch *batch);
 
 /* Head (last committed) global rpc id; 0 when empty. */
 guint64 tr_rpcstore_head (TrRpcStore *store);

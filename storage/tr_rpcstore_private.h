@@ -70,18 +70,22 @@ struct _TrRpcStore {
   TrDwBuffer *dwb;
   TrRotateFile *checkpoint; /* writer thread only */
 
-  /* Service map: grows only on the writer thread (tr_rpcstore_add_service),
+  /* Service map: grows only under ->commit_lock (tr_rpcstore_add_service),
    * under ->head_lock.  Every array indexed by service id (->lists, ->dead,
    * the heads, low water marks and firsts, ->service_names) is allocated
    * for TR_RPCSTORE_MAX_SERVICES ids at open, so growing never moves them. */
   GHashTable *service_ids; /* name -> GUINT_TO_POINTER (id + 1); protected by ->head_lock */
   GPtrArray *service_names; /* by id */
   guint n_ids;
-  GQueue writer_tasks;      /* (element-type WriterTask) writer thread only */
 
-  /* Writer thread state (touched only by the writer after open). */
+  /* Commit state, touched only with ->commit_lock held: by the thread
+   * that commits a batch (tr_rpcstore_submit_batch()) and by the writer
+   * thread for each round of periodic work. */
+  GMutex commit_lock;
   GThread *writer;
-  GAsyncQueue *queue;
+  GMutex stop_lock;
+  GCond stop_cond;
+  gboolean stopping;       /* protected by ->stop_lock; set by tr_rpcstore_close() */
   guint64 next_rpc_id;
   guint64 data_end;        /* logical end of the last committed record */
   guint64 *list_heads;     /* by service id */
@@ -91,8 +95,7 @@ struct _TrRpcStore {
   gboolean unsynced;       /* interval/none mode: data written since last sync */
   GError *failure;         /* sticky data-file failure; cleared by reopen */
   gint64 last_reopen_us;
-  gint64 fsync_ewma_us;    /* moving average of a data fsync */
-  gint commit_hint;        /* atomic: producers that may submit concurrently */
+  gint fsync_ewma_us;      /* atomic (read by tr_rpcstore_group_commit_delay_us()): moving average of a data fsync */
 
   /* Published state, read by any thread. */
   GMutex head_lock;
@@ -103,6 +106,7 @@ struct _TrRpcStore {
   guint64 *list_first;        /* protected by ->head_lock */
   guint64 first_rpc_id;       /* protected by ->head_lock */
   guint64 batches;            /* protected by ->head_lock */
+  guint64 rpcs_committed;     /* since open; under ->commit_lock */
   guint64 commit_errors;      /* protected by ->head_lock */
   guint64 commit_latency[TR_RPCSTORE_LATENCY_BUCKETS]; /* protected by ->head_lock */
 
@@ -137,8 +141,19 @@ gboolean tr_rpcstore__derive_entries (TrRpcStore *store, guint64 rpc_id, guint64
                                       guint32 record_len, guint32 checksum,
                                       const guint32 *service_ids, guint n_services, GError **error);
 
-/* Syncs the DoubleWriteBuffer and writes a checkpoint for the current head. */
+/* Syncs the data file and the DoubleWriteBuffer and writes a checkpoint for
+ * the current head.  The caller owns the store (open, close) or holds
+ * ->commit_lock. */
 gboolean tr_rpcstore__checkpoint (TrRpcStore *store, GError **error);
+
+/* The two halves of a checkpoint, so that the syncs can run without
+ * ->commit_lock while commits go on: _capture() encodes the checkpoint
+ * record of the current head into @state (->commit_lock held) and returns
+ * its rpc id; _write() makes data and index/list blocks durable, then
+ * writes and syncs @state (->files_lock reader side held, so a reopen
+ * cannot swap the files meanwhile). */
+guint64 tr_rpcstore__checkpoint_capture (TrRpcStore *store, GByteArray *state);
+gboolean tr_rpcstore__checkpoint_write (TrRpcStore *store, const GByteArray *state, GError **error);
 
 /* The number of service ids, for threads other than the writer (which
  * grows it with g_atomic_int_set(), tr_rpcstore_add_service()). */
@@ -148,13 +163,13 @@ tr_rpcstore__n_ids (TrRpcStore *store)
   return (guint) g_atomic_int_get (&store->n_ids);
 }
 
-/* A job run on the writer thread by tr_rpcstore__run_on_writer(). */
+/* A job run by tr_rpcstore__run_exclusive(). */
 typedef gboolean (*TrRpcStoreTask) (TrRpcStore *store, gpointer data, GError **error);
 
-/* Queues @func behind the submissions already queued, runs it on the
- * writer thread (between batches, where the writer does its periodic
- * work) and waits for its result.  Any thread but the writer. */
-gboolean tr_rpcstore__run_on_writer (TrRpcStore *store, TrRpcStoreTask func, gpointer data, GError **error);
+/* Runs @func with ->commit_lock held, i.e. between two batches and never
+ * beside the writer's periodic work, and returns its result.  Not from a
+ * commit callback (the lock is held there). */
+gboolean tr_rpcstore__run_exclusive (TrRpcStore *store, TrRpcStoreTask func, gpointer data, GError **error);
 
 /* Opens (creating if needed) a GroupFile of the store, named @name. */
 TrGroupFile *tr_rpcstore__open_file (TrRpcStore *store, const char *name, GError **error);

@@ -182,22 +182,11 @@ tr_rpcstore__derive_entries (TrRpcStore *store, guint64 rpc_id, guint64 offset, 
   return TRUE;
 }
 
-gboolean
-tr_rpcstore__checkpoint (TrRpcStore *store, GError **error)
+guint64
+tr_rpcstore__checkpoint_capture (TrRpcStore *store, GByteArray *state)
 {
-  g_autoptr (GByteArray) state = g_byte_array_new ();
   guint8 buf[24];
 
-  gboolean ok;
-
-  /* Order matters.  The data records come first (index entries point into
-   * them), then the index and list blocks, and only then the checkpoint that
-   * says they are durable, or recovery would skip re-deriving lost entries. */
-  g_mutex_lock (&store->data_lock);
-  ok = tr_groupfile_sync (store->data, error);
-  g_mutex_unlock (&store->data_lock);
-  if (!ok || !tr_dwbuffer_sync (store->dwb, error))
-    return FALSE;
   tr_put_le32 (buf, TR_RPCSTORE_CHECKPOINT_VERSION);
   tr_put_le64 (buf + 4, store->next_rpc_id - 1);
   tr_put_le64 (buf + 12, store->data_end);
@@ -208,10 +197,35 @@ tr_rpcstore__checkpoint (TrRpcStore *store, GError **error)
     tr_put_le64 (buf + 4, store->list_heads[id]);
     g_byte_array_append (state, buf, 12);
   }
-  if (!tr_rotatefile_write (store->checkpoint, state->data, state->len, error)
-      || !tr_rotatefile_sync (store->checkpoint, error))
+  return store->next_rpc_id - 1;
+}
+
+gboolean
+tr_rpcstore__checkpoint_write (TrRpcStore *store, const GByteArray *state, GError **error)
+{
+  gboolean ok;
+
+  /* Order matters.  The data records come first (index entries point into
+   * them), then the index and list blocks, and only then the checkpoint that
+   * says they are durable, or recovery would skip re-deriving lost entries.
+   * Each sync covers at least what was written before it started, so
+   * everything @state counts is durable before @state is. */
+  g_mutex_lock (&store->data_lock);
+  ok = tr_groupfile_sync (store->data, error);
+  g_mutex_unlock (&store->data_lock);
+  return ok && tr_dwbuffer_sync (store->dwb, error) && tr_rotatefile_write (store->checkpoint, state->data, state->len, error)
+         && tr_rotatefile_sync (store->checkpoint, error);
+}
+
+gboolean
+tr_rpcstore__checkpoint (TrRpcStore *store, GError **error)
+{
+  g_autoptr (GByteArray) state = g_byte_array_new ();
+  guint64 rpc_id = tr_rpcstore__checkpoint_capture (store, state);
+
+  if (!tr_rpcstore__checkpoint_write (store, state, error))
     return FALSE;
-  store->ckpt_rpc_id = store->next_rpc_id - 1;
+  store->ckpt_rpc_id = rpc_id;
   return TRUE;
 }
 
@@ -489,7 +503,7 @@ typedef struct {
  * never used before it is durable), opens its list and registers it with
  * the DoubleWriteBuffer.  Readers are kept out by ->files_lock. */
 static gboolean
-add_service_on_writer (TrRpcStore *store, gpointer data, GError **error)
+add_service_locked (TrRpcStore *store, gpointer data, GError **error)
 {
   AddService *add = data;
   gint known = tr_rpcstore_service_id (store, add->name);
@@ -544,17 +558,17 @@ tr_rpcstore_add_service (TrRpcStore *store, const char *name, GError **error)
   g_return_val_if_fail (store != NULL && name != NULL, -1);
   g_return_val_if_fail (error == NULL || *error == NULL, -1);
 
-  if (!tr_rpcstore__run_on_writer (store, add_service_on_writer, &add, error)) {
+  if (!tr_rpcstore__run_exclusive (store, add_service_locked, &add, error)) {
     g_prefix_error (error, "adding service '%s' to store %s: ", name, store->dir);
     return -1;
   }
   return (gint) add.id;
 }
 
-/* Writer thread, so every RPC submitted before the call is in the list
- * already: past the head now means past everything it will ever get. */
+/* Under the commit lock, so every RPC committed before the call is in the
+ * list already: past the head now means past everything it will ever get. */
 static gboolean
-retire_service_on_writer (TrRpcStore *store, gpointer data, GError **error)
+retire_service_locked (TrRpcStore *store, gpointer data, GError **error)
 {
   guint32 id = GPOINTER_TO_UINT (data);
 
@@ -571,5 +585,5 @@ tr_rpcstore_retire_service (TrRpcStore *store, guint32 service_id)
 {
   g_return_if_fail (store != NULL && service_id < tr_rpcstore__n_ids (store));
 
-  tr_rpcstore__run_on_writer (store, retire_service_on_writer, GUINT_TO_POINTER (service_id), NULL);
+  tr_rpcstore__run_exclusive (store, retire_service_locked, GUINT_TO_POINTER (service_id), NULL);
 }

@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
@@ -661,8 +662,23 @@ load_run (guint16 port, guint conns, guint64 count, gsize size)
 
 /* ------------------------------------------------------------------ fsync */
 
+/* CPU seconds (user + system) used so far by this process
+ * (RUSAGE_SELF: the load generator and the sinks run here, so a run's share
+ * tells how much of the machine the benchmark itself takes) or by the
+ * calling thread (RUSAGE_THREAD). */
+static double
+cpu_s (int who)
+{
+  struct rusage ru;
+
+  getrusage (who, &ru);
+  return (double) ru.ru_utime.tv_sec + (double) ru.ru_utime.tv_usec / 1e6 + (double) ru.ru_stime.tv_sec
+         + (double) ru.ru_stime.tv_usec / 1e6;
+}
+
 typedef struct {
   double p50_us, p99_us;
+  double cpu_us; /* CPU time of the probing thread per append + fdatasync */
 } FsyncResult;
 
 static gboolean
@@ -671,6 +687,7 @@ fsync_run (const char *dir, guint samples, FsyncResult *out)
   g_autofree char *path = g_strdup_printf ("%s/tr-bench-fsync.%d", dir, (int) getpid ());
   guint8 block[4096];
   gint64 *v = g_new (gint64, samples);
+  double cpu;
   int fd = open (path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
 
   if (fd < 0) {
@@ -679,6 +696,7 @@ fsync_run (const char *dir, guint samples, FsyncResult *out)
     return FALSE;
   }
   memset (block, 0xA5, sizeof block);
+  cpu = cpu_s (RUSAGE_THREAD);
   for (guint i = 0; i < samples; i++) {
     gint64 t0 = now_ns ();
 
@@ -691,6 +709,7 @@ fsync_run (const char *dir, guint samples, FsyncResult *out)
     }
     v[i] = now_ns () - t0;
   }
+  out->cpu_us = (cpu_s (RUSAGE_THREAD) - cpu) * 1e6 / samples;
   close (fd);
   unlink (path);
   qsort (v, samples, sizeof *v, cmp_i64);
@@ -702,6 +721,7 @@ fsync_run (const char *dir, guint samples, FsyncResult *out)
 
 /* -------------------------------------------------------------------- run */
 
+
 typedef struct {
   char *name;
   guint conns;
@@ -710,6 +730,7 @@ typedef struct {
   gboolean ok;
   double producer_rps, e2e_rps, ack_p50, ack_p99, del_p50, del_p99;
   double rss_mib, cpu_s, cpu_us_per_rpc;
+  double bench_cpu_us_per_rpc; /* this process: load generator + sinks */
   guint64 dups, gaps, errors, load_errors, delivered;
 } Row;
 
@@ -812,6 +833,20 @@ print_log_tail (const char *log)
     g_printerr ("--- router log (%s), last part ---\n%s\n---\n", log, len > 3000 ? text + len - 3000 : text);
 }
 
+/* Prints the router's group commit summary ("store closed: N rpcs
+ * committed in M group commits") so each run shows how well commits were
+ * grouped. */
+static void
+print_commit_summary (const char *name, const char *sync, const char *log)
+{
+  g_autofree char *text = NULL;
+  const char *line;
+
+  if (!g_file_get_contents (log, &text, NULL, NULL) || (line = strstr (text, "store closed: ")) == NULL)
+    return;
+  printf ("# %s %s: %.*s\n", name, sync, (int) strcspn (line, "\n"), line);
+}
+
 /* wait_child: waits up to @ms for @pid; TRUE if it exited (status stored). */
 static gboolean
 wait_child (pid_t pid, int ms, int *status)
@@ -857,6 +892,7 @@ run_router (const char *name, guint conns, const char *sync)
   LoadResult lr = { 0 };
   GArray *lat;
   gboolean all_done = FALSE, exited = FALSE;
+  double bench_cpu = 0;
 
   if (tmp == NULL)
     return row;
@@ -922,6 +958,7 @@ run_router (const char *name, guint conns, const char *sync)
     }
     g_usleep (500000); /* let perf attach */
   }
+  bench_cpu = cpu_s (RUSAGE_SELF);
   lr = load_run (port, conns, (guint64) opt.count, (gsize) opt.size);
   row.producer_rps = lr.rps;
   row.ack_p50 = lr.ack_p50_us;
@@ -942,6 +979,8 @@ run_router (const char *name, guint conns, const char *sync)
     }
     g_usleep (2000);
   }
+  if (lr.ok > 0)
+    row.bench_cpu_us_per_rpc = (cpu_s (RUSAGE_SELF) - bench_cpu) * 1e6 / (double) lr.ok;
   if (!exited)
     read_proc (pid, &row.rss_mib, &row.cpu_s);
   if (perf_pid > 0) {
@@ -964,6 +1003,7 @@ run_router (const char *name, guint conns, const char *sync)
   } else {
     g_printerr ("tr-bench: %s: the router exited during the run\n", name);
   }
+  print_commit_summary (name, sync, log);
   if (!all_done || exited || lr.errors > 0 || !WIFEXITED (status) || WEXITSTATUS (status) != 0) {
     g_printerr ("tr-bench: %s: incomplete (load errors %" G_GUINT64_FORMAT ", router exit status 0x%x)\n", name,
                 lr.errors, status);
@@ -1002,10 +1042,14 @@ run_direct (guint conns)
   Row row = { .name = g_strdup ("direct"), .conns = conns, .sync = "-", .router = FALSE };
   Sink *s = sink_new (0, (guint64) opt.count, FALSE);
   LoadResult lr = { 0 };
+  double bench_cpu;
 
   sink_start (s);
+  bench_cpu = cpu_s (RUSAGE_SELF);
   lr = load_run (s->port, conns, (guint64) opt.count, (gsize) opt.size);
   sink_stop (s);
+  if (lr.ok > 0)
+    row.bench_cpu_us_per_rpc = (cpu_s (RUSAGE_SELF) - bench_cpu) * 1e6 / (double) lr.ok;
   row.producer_rps = lr.rps;
   row.ack_p50 = lr.ack_p50_us;
   row.ack_p99 = lr.ack_p99_us;
@@ -1026,8 +1070,9 @@ static void
 print_header (void)
 {
   printf ("| run | conns | sync | producer RPC/s | end-to-end RPC/s | ack p50 µs | ack p99 µs | delivery p50 µs "
-          "| delivery p99 µs | router peak RSS MiB | router CPU s | router CPU µs/RPC | sinks: delivered/dup/gap/err |\n");
-  printf ("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+          "| delivery p99 µs | router peak RSS MiB | router CPU s | router CPU µs/RPC | bench CPU µs/RPC "
+          "| sinks: delivered/dup/gap/err |\n");
+  printf ("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   fflush (stdout);
 }
 
@@ -1035,16 +1080,16 @@ static void
 print_row (const Row *r)
 {
   if (r->router)
-    printf ("| %s | %u | %s | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.1f | %.2f | %.1f | %" G_GUINT64_FORMAT
+    printf ("| %s | %u | %s | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.1f | %.2f | %.1f | %.1f | %" G_GUINT64_FORMAT
             "/%" G_GUINT64_FORMAT "/%" G_GUINT64_FORMAT "/%" G_GUINT64_FORMAT "%s |\n",
             r->name, r->conns, r->sync, r->producer_rps, r->e2e_rps, r->ack_p50, r->ack_p99, r->del_p50,
-            r->del_p99, r->rss_mib, r->cpu_s, r->cpu_us_per_rpc, r->delivered, r->dups, r->gaps,
+            r->del_p99, r->rss_mib, r->cpu_s, r->cpu_us_per_rpc, r->bench_cpu_us_per_rpc, r->delivered, r->dups, r->gaps,
             r->errors + r->load_errors, r->ok ? "" : " INCOMPLETE");
   else
-    printf ("| %s | %u | - | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | - | - | - | %" G_GUINT64_FORMAT
+    printf ("| %s | %u | - | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | - | - | - | %.1f | %" G_GUINT64_FORMAT
             "/-/-/%" G_GUINT64_FORMAT "%s |\n",
             r->name, r->conns, r->producer_rps, r->e2e_rps, r->ack_p50, r->ack_p99, r->del_p50, r->del_p99,
-            r->delivered, r->errors + r->load_errors, r->ok ? "" : " INCOMPLETE");
+            r->bench_cpu_us_per_rpc, r->delivered, r->errors + r->load_errors, r->ok ? "" : " INCOMPLETE");
   fflush (stdout);
 }
 
@@ -1131,8 +1176,8 @@ mode_run (void)
     return 1;
   have_fs = fsync_run (tmp, (guint) opt.samples, &fs);
   remove_tree (tmp);
-  printf ("fdatasync of a 4 KiB append in %s: p50 %.0f µs, p99 %.0f µs (%d samples)\n", opt.dir, fs.p50_us,
-          fs.p99_us, opt.samples);
+  printf ("fdatasync of a 4 KiB append in %s: p50 %.0f µs, p99 %.0f µs, CPU %.0f µs per append+fdatasync "
+          "(%d samples)\n", opt.dir, fs.p50_us, fs.p99_us, fs.cpu_us, opt.samples);
   printf ("count %" G_GINT64_FORMAT " RPCs per run, payload %d B, rpc_cache_size %s\n\n", opt.count, opt.size,
           opt.cache_size);
   print_header ();
@@ -1181,6 +1226,19 @@ mode_run (void)
             4 * rw1a.e2e_rps, rw1a.e2e_rps);
   }
   printf ("\n%u target(s) missed\n", misses);
+  /* The benchmark shares the machine with the router: at most
+   * cores / (bench + router CPU per RPC) RPCs per second can be carried. */
+  printf ("\nCPU ceiling (%ld cores; no run can go faster than cores / (bench + router CPU per RPC)):\n",
+          sysconf (_SC_NPROCESSORS_ONLN));
+  for (guint i = 0; i < 4; i++) {
+    const Row *r = ((const Row *[]) { &rd, &rw1a, &rw1i, &rw2 })[i];
+    double per_rpc = r->bench_cpu_us_per_rpc + r->cpu_us_per_rpc;
+
+    if (r->name != NULL && per_rpc > 0)
+      printf ("- %s %s: bench %.1f + router %.1f µs per RPC -> ceiling %.0f RPC/s (measured %.0f)\n", r->name,
+              r->sync, r->bench_cpu_us_per_rpc, r->cpu_us_per_rpc,
+              (double) sysconf (_SC_NPROCESSORS_ONLN) * 1e6 / per_rpc, r->e2e_rps);
+  }
   for (guint i = 0; i < 4; i++)
     g_free (((Row *[]) { &rw1a, &rw1i, &rw2, &rd })[i]->name);
   return 0;
@@ -1238,8 +1296,8 @@ mode_fsync (void)
 
   if (!fsync_run (opt.dir, (guint) opt.samples, &r))
     return 1;
-  printf ("{\"dir\":\"%s\",\"samples\":%d,\"fdatasync_p50_us\":%.1f,\"fdatasync_p99_us\":%.1f}\n", opt.dir,
-          opt.samples, r.p50_us, r.p99_us);
+  printf ("{\"dir\":\"%s\",\"samples\":%d,\"fdatasync_p50_us\":%.1f,\"fdatasync_p99_us\":%.1f,"
+          "\"cpu_us_per_sync\":%.1f}\n", opt.dir, opt.samples, r.p50_us, r.p99_us, r.cpu_us);
   return 0;
 }
 

@@ -543,3 +543,27 @@ Test (tr_frame, random_mutations_are_safe)
     (void) tr_frame_next (buf, len, 64, &frame_len);
   }
 }
+
+Test (tr_frame, read_field_begin)
+{
+  /* i32 field 7 = 5, then STOP. */
+  static const guint8 body[] = { TR_TTYPE_I32, 0x00, 0x07, 0, 0, 0, 5, TR_TTYPE_STOP };
+  gsize pos = 0;
+  guint8 type = 0xff;
+  gint16 id = -1;
+
+  cr_assert_eq (tr_frame_read_field_begin (body, sizeof body, &pos, &type, &id), TR_FRAME_OK);
+  cr_assert_eq (type, TR_TTYPE_I32);
+  cr_assert_eq (id, 7);
+  cr_assert_eq (pos, 3);
+  pos += 4;
+  cr_assert_eq (tr_frame_read_field_begin (body, sizeof body, &pos, &type, &id), TR_FRAME_OK);
+  cr_assert_eq (type, TR_TTYPE_STOP);
+  cr_assert_eq (id, 0);
+  cr_assert_eq (pos, sizeof body);
+  /* Every cut inside a field header is TRUNCATED, never a read past it. */
+  for (gsize cut = 0; cut < 3; cut++) {
+    pos = 0;
+    cr_assert_eq (tr_frame_read_field_begin (body, cut, &pos, &type, &id), TR_FRAME_TRUNCATED, "cut %zu", cut);
+  }
+}
