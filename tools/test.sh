@@ -36,8 +36,8 @@ if [ "${TR_SKIP_ASAN:-0}" != 1 ]; then
      ctest --output-on-failure -j1 --timeout 900)
 fi
 # ThreadSanitizer pass: the daemon under TSan driven by the integration
-# suites (tools/tsan.sh; Criterion cannot run under TSan).  About 5 min, plus
-# about 3 min the first time (it builds an instrumented GLib once).
+# suites (tools/tsan.sh; Criterion cannot run under TSan).  4-5 min, plus
+# about 2 min the first time (it builds an instrumented GLib once).
 if [ "${TR_SKIP_TSAN:-0}" != 1 ]; then
   TR_TSAN_JOBS=$jobs bash tools/tsan.sh
 fi
