@@ -15,6 +15,9 @@
 # Debian's source package (apt-get source, a private deb-src list; nothing
 # in /etc/apt changes) with -fsanitize=thread, once, into build-tsan/glib/,
 # and the binaries load them through their RPATH (CMake TR_TSAN_GLIB).
+# Needs network once, and the installed GLib version must still be on the
+# mirror (if apt-get source fails after a GLib update there, upgrade
+# libglib2.0-0 first: ABI and sources must match).
 # G_SLICE=always-malloc makes GSlice use malloc, so TSan tracks every block.
 #
 # Any TSan report fails the run: halt_on_error=1 stops the daemon (exit 66),
