@@ -305,6 +305,15 @@ commit_batch (TrRpcStore *store, GPtrArray *batch)
     return;
   }
   store->unsynced = store->options.sync_mode != TR_SYNC_ALWAYS;
+  /* The records are stored (and synced, in mode always): answer first, so
+   * the producers' next requests are on their way while the index, lists
+   * and cache are updated.  A failing index update does not change the
+   * answer (the record is durable; see below). */
+  record_latency (store, batch);
+  for (guint i = 0; i < batch->len; i++) {
+    Submission *sub = g_ptr_array_index (batch, i);
+    sub->done (sub->user_data, sub->rpc_id, NULL);
+  }
   for (guint i = 0; i < batch->len; i++) {
     Submission *sub = g_ptr_array_index (batch, i);
     if (store->failure == NULL
@@ -321,11 +330,6 @@ commit_batch (TrRpcStore *store, GPtrArray *batch)
   store->next_rpc_id += batch->len;
   store->rpcs_committed += batch->len;
   publish (store, store->next_rpc_id - 1);
-  record_latency (store, batch);
-  for (guint i = 0; i < batch->len; i++) {
-    Submission *sub = g_ptr_array_index (batch, i);
-    sub->done (sub->user_data, sub->rpc_id, NULL);
-  }
 }
 
 /* ---- retention -------------------------------------------------------- */
