@@ -42,7 +42,7 @@ on_signal (gpointer data)
     _exit (1);
   }
   daemon->stopping = TRUE;
-  g_message ("shutting down: no new producer connections; finishing %u rpcs in flight",
+  g_message ("shutting down: no new producer connections; %u answers still to send",
              tr_ingress_pending (daemon->ingress));
   tr_ingress_stop_accepting (daemon->ingress);
   g_main_loop_quit (daemon->loop);
@@ -62,7 +62,8 @@ on_sighup (gpointer data)
   return G_SOURCE_CONTINUE;
 }
 
-/* Lets commits in flight complete and their answers go out. */
+/* Lets the answers still owed go out (a producer slow to read them would
+ * otherwise see the connection close and resend stored RPCs). */
 static void
 drain_in_flight (TrIngress *ingress)
 {
@@ -71,7 +72,8 @@ drain_in_flight (TrIngress *ingress)
   while (tr_ingress_pending (ingress) > 0 && g_get_monotonic_time () < deadline)
     g_main_context_iteration (NULL, TRUE);
   if (tr_ingress_pending (ingress) > 0)
-    g_warning ("%u rpcs still uncommitted after %d ms; their producers get no answer",
+    g_warning ("%u answers still unsent after %d ms (producers not reading); their rpcs are stored, "
+               "the producers see the connection close",
                tr_ingress_pending (ingress), TR_SHUTDOWN_DRAIN_MS);
 }
 

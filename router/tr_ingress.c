@@ -746,7 +746,17 @@ tr_ingress_stop_accepting (TrIngress *ingress)
 guint
 tr_ingress_pending (TrIngress *ingress)
 {
-  return ingress->n_pending;
+  guint n = ingress->n_pending;
+  GHashTableIter iter;
+  gpointer key;
+
+  g_hash_table_iter_init (&iter, ingress->conns);
+  while (g_hash_table_iter_next (&iter, &key, NULL)) {
+    const Conn *conn = key;
+    if (conn->out_sent < conn->out->len)
+      n++;
+  }
+  return n;
 }
 
 guint16

@@ -49,7 +49,9 @@ TrIngress *tr_ingress_new (TrRpcStore *store, const TrConfig *config, GError **e
 /* Stops accepting and closes the listening socket (shutdown step 1). */
 void tr_ingress_stop_accepting (TrIngress *ingress);
 
-/* Number of RPCs submitted whose commit has not been answered yet. */
+/* Answers still owed: RPCs being committed plus producer connections with
+ * answers not yet fully sent (a producer slow to read).  Shutdown waits
+ * for 0, so no stored RPC loses its answer to the stop. */
 guint tr_ingress_pending (TrIngress *ingress);
 
 void tr_ingress_get_stats (TrIngress *ingress, TrIngressStats *stats_out);

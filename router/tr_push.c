@@ -503,12 +503,48 @@ tr_push_free (TrPush *push)
 
 /* ---- statistics ---- */
 
+/* ---- calls run on the push thread ---- */
+
+typedef struct {
+  void (*func) (gpointer data);
+  gpointer data;
+  GMutex lock;
+  GCond cond;
+  gboolean done; /* protected by ->lock */
+} SyncCall;
+
+static gboolean
+on_sync_call (gpointer user_data)
+{
+  SyncCall *call = user_data;
+
+  call->func (call->data);
+  g_mutex_lock (&call->lock);
+  call->done = TRUE;
+  g_cond_signal (&call->cond);
+  g_mutex_unlock (&call->lock);
+  return G_SOURCE_REMOVE;
+}
+
+void
+tr_push__run_sync (TrPush *push, void (*func) (gpointer data), gpointer data)
+{
+  SyncCall call = { .func = func, .data = data };
+
+  g_mutex_init (&call.lock);
+  g_cond_init (&call.cond);
+  g_main_context_invoke (push->context, on_sync_call, &call);
+  g_mutex_lock (&call.lock);
+  while (!call.done)
+    g_cond_wait (&call.cond, &call.lock);
+  g_mutex_unlock (&call.lock);
+  g_mutex_clear (&call.lock);
+  g_cond_clear (&call.cond);
+}
+
 typedef struct {
   TrPush *push;
   GArray *stats;
-  GMutex lock;
-  GCond cond;
-  gboolean done;
 } StatsRequest;
 
 static void
@@ -521,8 +557,8 @@ stats_clear (gpointer data)
   g_free (stats->last_error);
 }
 
-static gboolean
-on_stats (gpointer user_data)
+static void
+collect_stats (gpointer user_data)
 {
   StatsRequest *request = user_data;
   TrPush *push = request->push;
@@ -546,11 +582,6 @@ on_stats (gpointer user_data)
       g_array_append_val (request->stats, stats);
     }
   }
-  g_mutex_lock (&request->lock);
-  request->done = TRUE;
-  g_cond_signal (&request->cond);
-  g_mutex_unlock (&request->lock);
-  return G_SOURCE_REMOVE;
 }
 
 GArray *
@@ -563,15 +594,7 @@ tr_push_get_stats (TrPush *push)
   request.push = push;
   request.stats = g_array_new (FALSE, TRUE, sizeof (TrPushEndpointStats));
   g_array_set_clear_func (request.stats, stats_clear);
-  g_mutex_init (&request.lock);
-  g_cond_init (&request.cond);
-  g_main_context_invoke (push->context, on_stats, &request);
-  g_mutex_lock (&request.lock);
-  while (!request.done)
-    g_cond_wait (&request.cond, &request.lock);
-  g_mutex_unlock (&request.lock);
-  g_mutex_clear (&request.lock);
-  g_cond_clear (&request.cond);
+  tr_push__run_sync (push, collect_stats, &request);
   return request.stats;
 }
 

@@ -1,9 +1,9 @@
 /* tr_push_control.c - operator control of the endpoints (tr-admin):
  * stop_send on/off, skip forward, rewind.
  *
- * Each public call packs its request, hands it to the push thread with
- * g_main_context_invoke() and waits on a GCond for the answer: every field
- * of TrPush stays owned by the push thread (tr_push_private.h).
+ * Each public call packs its request and runs it on the push thread with
+ * tr_push__run_sync(): every field of TrPush stays owned by the push
+ * thread (tr_push_private.h).
  *
  * Moving a position (skip, rewind) closes the connection first, so no
  * answer to a message sent from the old position can be mistaken for one
@@ -37,9 +37,6 @@ typedef struct {
   guint64 seqid;
   gboolean ok;
   GError *error;
-  GMutex lock;
-  GCond cond;
-  gboolean done; /* protected by ->lock */
 } ControlRequest;
 
 static TrPushEndpoint *
@@ -180,7 +177,7 @@ rewind_to (TrPushEndpoint *endpoint, guint64 to_seqid, GError **error)
   return TRUE;
 }
 
-static gboolean
+static void
 on_control (gpointer user_data)
 {
   ControlRequest *request = user_data;
@@ -203,26 +200,13 @@ on_control (gpointer user_data)
       break;
     }
   }
-  g_mutex_lock (&request->lock);
-  request->done = TRUE;
-  g_cond_signal (&request->cond);
-  g_mutex_unlock (&request->lock);
-  return G_SOURCE_REMOVE;
 }
 
 /* Runs @request on the push thread and waits for it. */
 static gboolean
 run_control (ControlRequest *request, GError **error)
 {
-  g_mutex_init (&request->lock);
-  g_cond_init (&request->cond);
-  g_main_context_invoke (request->push->context, on_control, request);
-  g_mutex_lock (&request->lock);
-  while (!request->done)
-    g_cond_wait (&request->cond, &request->lock);
-  g_mutex_unlock (&request->lock);
-  g_mutex_clear (&request->lock);
-  g_cond_clear (&request->cond);
+  tr_push__run_sync (request->push, on_control, request);
   if (!request->ok) {
     g_propagate_error (error, request->error);
     return FALSE;

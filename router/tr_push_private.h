@@ -111,6 +111,10 @@ struct _TrPush {
 };
 
 /* tr_push_endpoint.c */
+/* Runs @func (@data) on the push thread and waits until it has returned.
+ * Any thread but the push thread. */
+void tr_push__run_sync (TrPush *push, void (*func) (gpointer data), gpointer data);
+
 void tr_push__endpoint_start (TrPushEndpoint *endpoint);
 void tr_push__endpoint_fill (TrPushEndpoint *endpoint);
 void tr_push__endpoint_close (TrPushEndpoint *endpoint);

@@ -1,8 +1,8 @@
 /* tr_push_reload.c - applying a reloaded configuration to the push side
  * (tr_push_reload(), called by tr_reload.c).
  *
- * Runs on the push thread (g_main_context_invoke() + wait, as in
- * tr_push_control.c) in two phases, so that a failure changes nothing:
+ * Runs on the push thread (tr_push__run_sync(), as in tr_push_control.c)
+ * in two phases, so that a failure changes nothing:
  *
  *   prepare: every endpoint the new configuration adds (to a running or to
  *            a new service) is created and its send state loaded; a state
@@ -36,9 +36,6 @@ typedef struct {
   GPtrArray *new_endpoints; /* (element-type TrPushEndpoint) added to running services */
   gboolean ok;
   GError *error;
-  GMutex lock;
-  GCond cond;
-  gboolean done; /* protected by ->lock */
 } ReloadRequest;
 
 static TrPushService *
@@ -291,7 +288,7 @@ apply (ReloadRequest *request)
   reorder (push, request->config);
 }
 
-static gboolean
+static void
 on_reload (gpointer user_data)
 {
   ReloadRequest *request = user_data;
@@ -299,11 +296,6 @@ on_reload (gpointer user_data)
   request->ok = prepare (request, &request->error);
   if (request->ok)
     apply (request);
-  g_mutex_lock (&request->lock);
-  request->done = TRUE;
-  g_cond_signal (&request->cond);
-  g_mutex_unlock (&request->lock);
-  return G_SOURCE_REMOVE;
 }
 
 gboolean
@@ -318,15 +310,7 @@ tr_push_reload (TrPush *push, const TrConfig *config, GError **error)
   request.config = config;
   request.new_services = g_ptr_array_new_with_free_func (service_free);
   request.new_endpoints = g_ptr_array_new_with_free_func (endpoint_free);
-  g_mutex_init (&request.lock);
-  g_cond_init (&request.cond);
-  g_main_context_invoke (push->context, on_reload, &request);
-  g_mutex_lock (&request.lock);
-  while (!request.done)
-    g_cond_wait (&request.cond, &request.lock);
-  g_mutex_unlock (&request.lock);
-  g_mutex_clear (&request.lock);
-  g_cond_clear (&request.cond);
+  tr_push__run_sync (push, on_reload, &request);
   g_ptr_array_unref (request.new_services);
   g_ptr_array_unref (request.new_endpoints);
   if (!request.ok) {

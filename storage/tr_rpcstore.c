@@ -379,14 +379,16 @@ min_needed_rpc (TrRpcStore *store)
   return min_rpc;
 }
 
-/* Deletes whole parts nobody needs (DESIGN §2.9).  Runs right after a
- * checkpoint, so every entry below the low water marks is durable. */
+/* Deletes whole parts nobody needs (DESIGN §2.9), up to what the last
+ * checkpoint covers: recovery scans from the checkpoint's data offset and
+ * re-derives entries after its heads, so nothing it may need goes.  Runs
+ * right after a checkpoint; commits may have gone on beside it. */
 static gboolean
 run_retention (TrRpcStore *store)
 {
   g_autoptr (GError) error = NULL;
   guint8 entry[TR_RPCSTORE_ENTRY_SIZE];
-  guint64 min_rpc = min_needed_rpc (store);
+  guint64 min_rpc = MIN (min_needed_rpc (store), store->ckpt_rpc_id + 1);
   guint64 first_rpc, drop_offset;
   gboolean ok = TRUE;
 
@@ -395,12 +397,8 @@ run_retention (TrRpcStore *store)
   g_mutex_unlock (&store->head_lock);
   if (min_rpc <= first_rpc)
     return TRUE;
-  /* Recovery scans from the checkpoint and re-derives entries after it, so
-   * nothing it may need can go before the checkpoint covers the head. */
-  if (store->ckpt_rpc_id + 1 != store->next_rpc_id)
-    return FALSE;
-  if (min_rpc == store->next_rpc_id) {
-    drop_offset = store->data_end; /* everything stored is consumed */
+  if (min_rpc == store->ckpt_rpc_id + 1) {
+    drop_offset = store->ckpt_data_end; /* everything checkpointed is consumed */
   } else if (read_entry (store, TR_RPCSTORE_INDEX_FILE_ID, min_rpc - 1, entry, &error)) {
     drop_offset = tr_get_le64 (entry);
   } else {
@@ -420,7 +418,7 @@ run_retention (TrRpcStore *store)
     low = store->low_water[id];
     g_mutex_unlock (&store->head_lock);
     ok = tr_dwbuffer_drop_before (store->dwb, TR_RPCSTORE_LIST_FILE_ID (id),
-                                  (MIN (low, store->list_heads[id] + 1) - 1) * TR_RPCSTORE_ENTRY_SIZE,
+                                  (MIN (low, store->ckpt_list_heads[id] + 1) - 1) * TR_RPCSTORE_ENTRY_SIZE,
                                   &error);
   }
   g_mutex_lock (&store->head_lock);
@@ -445,8 +443,11 @@ next_deadline (TrRpcStore *store)
   gint64 deadline = store->last_checkpoint_us
                     + (gint64) store->options.checkpoint_interval_ms * G_TIME_SPAN_MILLISECOND;
 
-  if (store->unsynced && store->options.sync_mode == TR_SYNC_INTERVAL)
-    deadline = MIN (deadline, store->last_sync_us
+  /* Commits mark data unsynced on their own thread without waking the
+   * writer, so in interval mode it wakes every interval whether or not
+   * anything is unsynced yet (an idle wake-up costs nothing). */
+  if (store->options.sync_mode == TR_SYNC_INTERVAL)
+    deadline = MIN (deadline, (store->unsynced ? store->last_sync_us : g_get_monotonic_time ())
                                   + (gint64) store->options.sync_interval_ms * G_TIME_SPAN_MILLISECOND);
   return deadline;
 }
@@ -477,11 +478,21 @@ checkpoint_beside_commits (TrRpcStore *store)
   g_autoptr (GByteArray) state = g_byte_array_new ();
   g_autoptr (GError) error = NULL;
   guint64 rpc_id = tr_rpcstore__checkpoint_capture (store, state);
-  gboolean ok;
+  guint64 data_end = store->data_end;
+  guint n_ids = store->n_ids;
+  g_autofree guint64 *heads = g_new (guint64, MAX (n_ids, 1));
+  guint gen = store->reopen_gen;
+  gboolean ok = TRUE, stale;
 
+  memcpy (heads, store->list_heads, n_ids * sizeof (guint64));
   g_mutex_unlock (&store->commit_lock);
   g_rw_lock_reader_lock (&store->files_lock);
-  ok = tr_rpcstore__checkpoint_write (store, state, &error);
+  /* A reopen between the capture and here recovered (and checkpointed)
+   * from the disk itself; the captured state may claim more than survived
+   * a failed fsync, so it is dropped. */
+  stale = store->reopen_gen != gen;
+  if (!stale)
+    ok = tr_rpcstore__checkpoint_write (store, state, &error);
   g_rw_lock_reader_unlock (&store->files_lock);
   g_mutex_lock (&store->commit_lock);
   if (!ok) {
@@ -490,8 +501,8 @@ checkpoint_beside_commits (TrRpcStore *store)
       store->failure = g_steal_pointer (&error);
     return FALSE;
   }
-  /* A reopen in between may have checkpointed further already. */
-  store->ckpt_rpc_id = MAX (store->ckpt_rpc_id, rpc_id);
+  if (!stale && store->reopen_gen == gen)
+    tr_rpcstore__checkpoint_done (store, rpc_id, data_end, heads, n_ids);
   return TRUE;
 }
 
@@ -577,6 +588,7 @@ store_free (TrRpcStore *store)
   g_free (store->ring);
   g_free (store->ring_time);
   g_free (store->list_heads);
+  g_free (store->ckpt_list_heads);
   g_free (store->pub_list_heads);
   g_free (store->low_water);
   g_free (store->list_first);
@@ -697,8 +709,12 @@ tr_rpcstore_group_commit_delay_us (TrRpcStore *store)
 void
 tr_rpcstore_set_notify (TrRpcStore *store, TrRpcNotifyFunc notify, gpointer user_data)
 {
+  /* publish() calls it under ->commit_lock: once this returns, the old
+   * callback is neither running nor about to run (safe to free its data). */
+  g_mutex_lock (&store->commit_lock);
   store->notify = notify;
   store->notify_data = user_data;
+  g_mutex_unlock (&store->commit_lock);
 }
 
 struct _TrRpcBatch {

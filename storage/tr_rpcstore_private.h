@@ -90,6 +90,9 @@ struct _TrRpcStore {
   guint64 data_end;        /* logical end of the last committed record */
   guint64 *list_heads;     /* by service id */
   guint64 ckpt_rpc_id;     /* last checkpointed rpc id */
+  guint64 ckpt_data_end;   /* data_end recorded by that checkpoint */
+  guint64 *ckpt_list_heads; /* list_heads recorded by that checkpoint (by service id) */
+  guint reopen_gen;        /* bumped by each successful reopen (under ->files_lock, writer side) */
   gint64 last_checkpoint_us;
   gint64 last_sync_us;
   gboolean unsynced;       /* interval/none mode: data written since last sync */
@@ -153,6 +156,12 @@ gboolean tr_rpcstore__checkpoint (TrRpcStore *store, GError **error);
  * writes and syncs @state (->files_lock reader side held, so a reopen
  * cannot swap the files meanwhile). */
 guint64 tr_rpcstore__checkpoint_capture (TrRpcStore *store, GByteArray *state);
+
+/* Records that a checkpoint of rpc @rpc_id, @data_end and the first
+ * @n_heads list heads (services added since have 0) is durable: retention
+ * may drop what it covers. */
+void tr_rpcstore__checkpoint_done (TrRpcStore *store, guint64 rpc_id, guint64 data_end, const guint64 *list_heads,
+                                   guint n_heads);
 gboolean tr_rpcstore__checkpoint_write (TrRpcStore *store, const GByteArray *state, GError **error);
 
 /* The number of service ids, for threads other than the writer (which

@@ -108,6 +108,7 @@ alloc_state (TrRpcStore *store)
   store->pub_list_heads = g_new0 (guint64, TR_RPCSTORE_MAX_SERVICES);
   store->low_water = g_new0 (guint64, TR_RPCSTORE_MAX_SERVICES);
   store->list_first = g_new0 (guint64, TR_RPCSTORE_MAX_SERVICES);
+  store->ckpt_list_heads = g_new0 (guint64, TR_RPCSTORE_MAX_SERVICES);
 }
 
 /* Opens data, index and the configured services' lists, and replays the
@@ -217,6 +218,16 @@ tr_rpcstore__checkpoint_write (TrRpcStore *store, const GByteArray *state, GErro
          && tr_rotatefile_sync (store->checkpoint, error);
 }
 
+void
+tr_rpcstore__checkpoint_done (TrRpcStore *store, guint64 rpc_id, guint64 data_end, const guint64 *list_heads,
+                              guint n_heads)
+{
+  store->ckpt_rpc_id = rpc_id;
+  store->ckpt_data_end = data_end;
+  for (guint id = 0; id < store->n_ids; id++)
+    store->ckpt_list_heads[id] = id < n_heads ? list_heads[id] : 0;
+}
+
 gboolean
 tr_rpcstore__checkpoint (TrRpcStore *store, GError **error)
 {
@@ -225,7 +236,7 @@ tr_rpcstore__checkpoint (TrRpcStore *store, GError **error)
 
   if (!tr_rpcstore__checkpoint_write (store, state, error))
     return FALSE;
-  store->ckpt_rpc_id = rpc_id;
+  tr_rpcstore__checkpoint_done (store, rpc_id, store->data_end, store->list_heads, store->n_ids);
   return TRUE;
 }
 
@@ -284,7 +295,7 @@ load_checkpoint (TrRpcStore *store, GError **error)
     if (id < store->n_ids)
       store->list_heads[id] = head;
   }
-  store->ckpt_rpc_id = store->next_rpc_id - 1;
+  tr_rpcstore__checkpoint_done (store, store->next_rpc_id - 1, store->data_end, store->list_heads, store->n_ids);
   return TRUE;
 }
 
@@ -442,10 +453,13 @@ tr_rpcstore__reopen (TrRpcStore *store, guint64 committed_end, GError **error)
   /* Recovery rewrites the writer's position; a failed attempt must not leave
    * it behind (a smaller data_end would later cut acknowledged records). */
   g_autofree guint64 *old_heads = g_new0 (guint64, store->n_ids + 1);
+  g_autofree guint64 *old_ckpt_heads = g_new0 (guint64, store->n_ids + 1);
   guint64 old_next = store->next_rpc_id, old_end = store->data_end, old_ckpt = store->ckpt_rpc_id;
+  guint64 old_ckpt_end = store->ckpt_data_end;
   gboolean ok;
 
   memcpy (old_heads, store->list_heads, store->n_ids * sizeof (guint64));
+  memcpy (old_ckpt_heads, store->ckpt_list_heads, store->n_ids * sizeof (guint64));
   /* Open the new objects beside the old ones and swap only on success:
    * while the disk is still failing, readers (push) keep the old ones and go
    * on delivering what is stored.  Readers use the index and lists through
@@ -476,7 +490,9 @@ tr_rpcstore__reopen (TrRpcStore *store, guint64 committed_end, GError **error)
     memcpy (store->list_heads, old_heads, store->n_ids * sizeof (guint64));
     store->next_rpc_id = old_next;
     store->data_end = old_end;
-    store->ckpt_rpc_id = old_ckpt;
+    tr_rpcstore__checkpoint_done (store, old_ckpt, old_ckpt_end, old_ckpt_heads, store->n_ids);
+  } else {
+    store->reopen_gen++;
   }
   g_rw_lock_writer_unlock (&store->files_lock);
   if (ok) {

@@ -198,3 +198,38 @@ Test (tr_rpcstore_crash, power_loss_keeps_every_acknowledged_rpc, .timeout = 120
     tr_test_rmdir (dir);
   }
 }
+
+/* sync_mode = interval: an answered RPC may be lost by a power loss only
+ * within sync_interval_ms.  The writer must sync on that interval although
+ * commits happen on another thread and do not wake it (it used to sleep
+ * until the next checkpoint, a whole second). */
+Test (tr_rpcstore_crash, interval_mode_syncs_every_interval, .timeout = 60)
+{
+  g_autofree char *dir = tr_test_mkdtemp ();
+  g_autoptr (TrFaultIo) fault = tr_fault_io_new ();
+  g_autoptr (GError) error = NULL;
+  TrRpcStoreOptions o = options ();
+  Acks acks = { 0 };
+  TrRpcStore *store, *reopened;
+
+  acks.acked = g_array_new (FALSE, FALSE, sizeof (guint));
+  acks.ids = g_array_new (FALSE, FALSE, sizeof (guint64));
+  o.sync_mode = TR_SYNC_INTERVAL;
+  o.sync_interval_ms = 20;
+  o.checkpoint_interval_ms = 1000000; /* no checkpoint syncs the data meanwhile */
+  store = tr_rpcstore_open (tr_fault_io_get_io (fault), dir, &o, services, NULL);
+  cr_assert_not_null (store);
+  g_usleep (100 * 1000); /* the writer is asleep, nothing is unsynced */
+  submit_and_wait (store, &acks, 0, 10);
+  g_usleep (200 * 1000); /* ten intervals */
+  tr_fault_io_power_loss (fault, TR_FAULT_LOSS_DROP, 1);
+  reopened = tr_rpcstore_open (tr_io_posix (), dir, &o, services, &error);
+  cr_assert_not_null (reopened, "reopen after power loss: %s", error ? error->message : "");
+  cr_assert_eq (tr_rpcstore_head (reopened), 10, "%" G_GUINT64_FORMAT " of 10 answered rpcs survived",
+                tr_rpcstore_head (reopened));
+  tr_rpcstore_close (reopened);
+  tr_rpcstore_close (store); /* the abandoned store's files are dead */
+  g_array_unref (acks.acked);
+  g_array_unref (acks.ids);
+  tr_test_rmdir (dir);
+}
