@@ -363,6 +363,21 @@ service_free (gpointer data)
   g_free (service);
 }
 
+void
+tr_push__service_configure (TrPushService *service, const TrServiceConfig *config)
+{
+  service->max_inflight = MAX (config->max_inflight, 1);
+  service->on_failure = config->on_failure;
+  service->max_retries = config->max_retries;
+  service->retry_backoff_ms = MAX (config->retry_backoff_ms, 1);
+  service->retry_backoff_max_ms = MAX (config->retry_backoff_max_ms, service->retry_backoff_ms);
+  service->connect_timeout_ms = config->connect_timeout_ms;
+  service->socket_timeout_ms = config->socket_timeout_ms;
+  service->oneway_barrier = config->oneway_barrier;
+  g_free (service->barrier_method);
+  service->barrier_method = g_strdup (config->barrier_method);
+}
+
 static TrPushService *
 service_new (TrPush *push, const TrServiceConfig *config, GError **error)
 {
@@ -377,15 +392,7 @@ service_new (TrPush *push, const TrServiceConfig *config, GError **error)
   service = g_new0 (TrPushService, 1);
   service->name = g_strdup (config->name);
   service->service_id = (guint32) service_id;
-  service->max_inflight = MAX (config->max_inflight, 1);
-  service->on_failure = config->on_failure;
-  service->max_retries = config->max_retries;
-  service->retry_backoff_ms = MAX (config->retry_backoff_ms, 1);
-  service->retry_backoff_max_ms = MAX (config->retry_backoff_max_ms, service->retry_backoff_ms);
-  service->connect_timeout_ms = config->connect_timeout_ms;
-  service->socket_timeout_ms = config->socket_timeout_ms;
-  service->oneway_barrier = config->oneway_barrier;
-  service->barrier_method = g_strdup (config->barrier_method);
+  tr_push__service_configure (service, config);
   service->endpoints = g_ptr_array_new_with_free_func (endpoint_free);
   for (guint i = 0; i < config->endpoints->len; i++) {
     TrPushEndpoint *endpoint = endpoint_new (push, service, g_ptr_array_index (config->endpoints, i));

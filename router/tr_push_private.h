@@ -111,6 +111,11 @@ struct _TrPush {
 };
 
 /* tr_push_endpoint.c */
+/* Copies the service-wide settings of @config (window, failure policy,
+ * retries and backoff, timeouts, oneway barrier) into @service: at
+ * start-up and on reload. */
+void tr_push__service_configure (TrPushService *service, const TrServiceConfig *config);
+
 /* Runs @func (@data) on the push thread and waits until it has returned.
  * Any thread but the push thread. */
 void tr_push__run_sync (TrPush *push, void (*func) (gpointer data), gpointer data);

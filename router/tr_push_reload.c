@@ -68,16 +68,7 @@ apply_settings (TrPushService *service, const TrServiceConfig *config)
                              && (service->oneway_barrier != config->oneway_barrier
                                  || strcmp (service->barrier_method, config->barrier_method) != 0);
 
-  service->max_inflight = MAX (config->max_inflight, 1);
-  service->on_failure = config->on_failure;
-  service->max_retries = config->max_retries;
-  service->retry_backoff_ms = MAX (config->retry_backoff_ms, 1);
-  service->retry_backoff_max_ms = MAX (config->retry_backoff_max_ms, service->retry_backoff_ms);
-  service->connect_timeout_ms = config->connect_timeout_ms;
-  service->socket_timeout_ms = config->socket_timeout_ms;
-  service->oneway_barrier = config->oneway_barrier;
-  g_free (service->barrier_method);
-  service->barrier_method = g_strdup (config->barrier_method);
+  tr_push__service_configure (service, config);
   return barrier_changed;
 }
 
