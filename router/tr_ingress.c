@@ -339,8 +339,6 @@ handle_message (Conn *conn, const guint8 *msg, gsize len)
  * by one fsync come back together about a round trip later, and without
  * the wait the last of them would miss the next fsync.  Then commit the
  * whole batch here (the callbacks queue the answers) and send them. */
-static void commit_batch_now (TrIngress *ingress, int epoll_fd);
-
 static void dispatch_ready (int epoll_fd);
 
 static void
@@ -351,7 +349,7 @@ gather_batch (TrIngress *ingress, int epoll_fd)
   gint64 delay = tr_rpcstore_group_commit_delay_us (ingress->store);
   gint64 deadline = g_get_monotonic_time () + delay;
 
-  while (delay > 0 && tr_rpcbatch_len (ingress->batch) < target && !ingress->stopping) {
+  while (delay > 0 && tr_rpcbatch_len (ingress->batch) < target) {
     gint64 left = deadline - g_get_monotonic_time ();
     struct pollfd pfd = { .fd = epoll_fd, .events = POLLIN };
     struct timespec ts;

@@ -115,6 +115,20 @@ print_table (GPtrArray *rows)
   }
 }
 
+/* Ends a listing: @json is the open JSON array of its items ("[" + items),
+ * @rows the table (header first).  Prints one or the other as asked, and
+ * frees @json. */
+static void
+print_listing (const Session *session, GString *json, GPtrArray *rows)
+{
+  g_string_append (json, "]");
+  if (session->json)
+    printf ("%s\n", json->str);
+  else
+    print_table (rows);
+  g_string_free (json, TRUE);
+}
+
 static char *
 i64 (gint64 value)
 {
@@ -235,12 +249,7 @@ cmd_services (Session *session, char **args)
     g_string_append_printf (out, "], \"first_seqid\": %" G_GINT64_FORMAT ", \"head_seqid\": %" G_GINT64_FORMAT
                             ", \"endpoints\": %d}", service->first_seqid, service->head_seqid, service->endpoints);
   }
-  g_string_append (out, "]");
-  if (session->json)
-    printf ("%s\n", out->str);
-  else
-    print_table (rows);
-  g_string_free (out, TRUE);
+  print_listing (session, out, rows);
   g_ptr_array_unref (services);
   return 0;
 }
@@ -294,12 +303,7 @@ cmd_endpoints (Session *session, char **args)
                             ", \"lag_bytes\": %" G_GINT64_FORMAT "}",
                             e->delivered, e->rpcs_out_per_sec, e->lag_bytes);
   }
-  g_string_append (out, "]");
-  if (session->json)
-    printf ("%s\n", out->str);
-  else
-    print_table (rows);
-  g_string_free (out, TRUE);
+  print_listing (session, out, rows);
   g_ptr_array_unref (endpoints);
   return 0;
 }
@@ -530,12 +534,7 @@ cmd_dead_letters (Session *session, char **args)
     json_string (out, l->reason);
     g_string_append (out, "}");
   }
-  g_string_append (out, "]");
-  if (session->json)
-    printf ("%s\n", out->str);
-  else
-    print_table (rows);
-  g_string_free (out, TRUE);
+  print_listing (session, out, rows);
   g_ptr_array_unref (letters);
   return 0;
 }
