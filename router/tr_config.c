@@ -817,7 +817,7 @@ append_service (GString *out, const TrServiceConfig *s)
   for (guint i = 0; i < s->rpcs->len; i++)
     g_string_append_printf (out, "%s%s", i > 0 ? ", " : "", (char *) g_ptr_array_index (s->rpcs, i));
   g_string_append_printf (out, "\nmax_inflight = %u\non_failure = %s\nmax_retries = %u\n",
-                          s->max_inflight, on_failure_names[s->on_failure], s->max_retries);
+                          s->max_inflight, tr_config_on_failure_to_string (s->on_failure), s->max_retries);
   g_string_append_printf (out, "retry_backoff_ms = %u\nretry_backoff_max_ms = %u\n",
                           s->retry_backoff_ms, s->retry_backoff_max_ms);
   g_string_append_printf (out, "connect_timeout_ms = %u\nsocket_timeout_ms = %u\n",
@@ -831,6 +831,12 @@ append_service (GString *out, const TrServiceConfig *s)
     g_string_append_printf (out, "max_connection = %u\nstop_send = %s\nstart = %s\n", e->max_connection,
                             e->stop_send ? "true" : "false", start_names[e->start]);
   }
+}
+
+const char *
+tr_config_on_failure_to_string (TrOnFailure on_failure)
+{
+  return on_failure_names[on_failure];
 }
 
 char *

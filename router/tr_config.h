@@ -173,6 +173,9 @@ TrServiceConfig *tr_config_lookup_service (const TrConfig *config, const char *n
  * @id, valid as long as @service is. */
 TrEndpointConfig *tr_config_lookup_endpoint (const TrServiceConfig *service, const char *id);
 
+/* The configuration word of @on_failure ("block" or "skip"). */
+const char *tr_config_on_failure_to_string (TrOnFailure on_failure);
+
 /* tr_config_to_string:
  * The effective settings, defaults included, in key-file syntax (service
  * files follow router.conf, each introduced by a comment naming it).

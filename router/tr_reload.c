@@ -97,13 +97,13 @@ diff_uint (GString *out, const char *key, guint old_value, guint new_value)
 static char *
 diff_settings (const TrServiceConfig *a, const TrServiceConfig *b)
 {
-  static const char *const on_failure[] = { "block", "skip" };
   GString *out = g_string_new (NULL);
 
   diff_uint (out, "max_inflight", a->max_inflight, b->max_inflight);
   if (a->on_failure != b->on_failure)
-    g_string_append_printf (out, "%son_failure %s -> %s", out->len > 0 ? ", " : "", on_failure[a->on_failure],
-                            on_failure[b->on_failure]);
+    g_string_append_printf (out, "%son_failure %s -> %s", out->len > 0 ? ", " : "",
+                            tr_config_on_failure_to_string (a->on_failure),
+                            tr_config_on_failure_to_string (b->on_failure));
   diff_uint (out, "max_retries", a->max_retries, b->max_retries);
   diff_uint (out, "retry_backoff_ms", a->retry_backoff_ms, b->retry_backoff_ms);
   diff_uint (out, "retry_backoff_max_ms", a->retry_backoff_max_ms, b->retry_backoff_max_ms);
