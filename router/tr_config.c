@@ -829,7 +829,7 @@ append_service (GString *out, const TrServiceConfig *s)
     g_string_append_printf (out, "\n[endpoint %s]\nhost = %s\nport = %u\n", e->id, e->host,
                             e->port);
     g_string_append_printf (out, "max_connection = %u\nstop_send = %s\nstart = %s\n", e->max_connection,
-                            e->stop_send ? "true" : "false", start_names[e->start]);
+                            e->stop_send ? "true" : "false", tr_config_start_to_string (e->start));
   }
 }
 
@@ -837,6 +837,12 @@ const char *
 tr_config_on_failure_to_string (TrOnFailure on_failure)
 {
   return on_failure_names[on_failure];
+}
+
+const char *
+tr_config_start_to_string (TrEndpointStart start)
+{
+  return start_names[start];
 }
 
 char *

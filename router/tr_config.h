@@ -173,8 +173,10 @@ TrServiceConfig *tr_config_lookup_service (const TrConfig *config, const char *n
  * @id, valid as long as @service is. */
 TrEndpointConfig *tr_config_lookup_endpoint (const TrServiceConfig *service, const char *id);
 
-/* The configuration word of @on_failure ("block" or "skip"). */
+/* The configuration words of @on_failure ("block", "skip") and of an
+ * endpoint's @start ("head", "earliest"), from the loader's own tables. */
 const char *tr_config_on_failure_to_string (TrOnFailure on_failure);
+const char *tr_config_start_to_string (TrEndpointStart start);
 
 /* tr_config_to_string:
  * The effective settings, defaults included, in key-file syntax (service

@@ -140,7 +140,7 @@ diff_endpoints (GPtrArray *changes, const TrServiceConfig *a, const TrServiceCon
     if (tr_config_lookup_endpoint (a, new_endpoint->id) == NULL)
       note (changes, "endpoint %s/%s added at %s:%u (start = %s: with no send state it begins at the %s)", b->name,
             new_endpoint->id, new_endpoint->host, new_endpoint->port,
-            new_endpoint->start == TR_START_HEAD ? "head" : "earliest",
+            tr_config_start_to_string (new_endpoint->start),
             new_endpoint->start == TR_START_HEAD ? "service head" : "first stored seqid");
   }
 }
