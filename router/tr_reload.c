@@ -5,8 +5,9 @@
  * each, logged) -> store (ids and lists of new services) -> push
  * (tr_push_reload) -> ingress routing table (built here, swapped on the
  * ingress loop) -> removed services stop holding retention back
- * (tr_rpcstore_retire_service, after the swap so that RPCs routed to them
- * until then cannot pin data parts).  The first three change nothing, so an invalid file or a
+ * (tr_rpcstore_retire_service, on the ingress loop right after the swap:
+ * every RPC routed to them until then is committed, and a swap that runs
+ * late still retires them).  The first three change nothing, so an invalid file or a
  * key needing a restart leaves the running node exactly as it was.
  *
  * stop_send: the files hold what the operator last set with stop-send /
@@ -201,6 +202,8 @@ add_new_services (const TrConfig *running, const TrConfig *loaded, TrRpcStore *s
 typedef struct {
   TrIngress *ingress;
   GHashTable *routes; /* owned until swapped */
+  TrRpcStore *store;
+  GArray *retire;     /* guint32 ids of removed services */
   GMutex lock;
   GCond cond;
   gboolean done; /* protected by ->lock */
@@ -212,6 +215,7 @@ routes_request_clear (gpointer data)
   RoutesRequest *request = data;
 
   g_clear_pointer (&request->routes, g_hash_table_destroy);
+  g_clear_pointer (&request->retire, g_array_unref);
   g_mutex_clear (&request->lock);
   g_cond_clear (&request->cond);
 }
@@ -222,12 +226,24 @@ routes_request_release (gpointer data)
   g_atomic_rc_box_release_full (data, routes_request_clear);
 }
 
+static void
+retire_services (TrRpcStore *store, const GArray *ids)
+{
+  for (guint i = 0; i < ids->len; i++)
+    tr_rpcstore_retire_service (store, g_array_index (ids, guint32, i));
+}
+
 static gboolean
 on_set_routes (gpointer user_data)
 {
   RoutesRequest *request = user_data;
 
   tr_ingress_set_routes (request->ingress, g_steal_pointer (&request->routes));
+  /* Here, on the loop that commits, every RPC routed by the old table is
+   * committed already: the removed services can let retention go past
+   * their heads.  Done with the swap, so it happens even when the swap
+   * runs after swap_routes() stopped waiting. */
+  retire_services (request->store, request->retire);
   g_mutex_lock (&request->lock);
   request->done = TRUE;
   g_cond_signal (&request->cond);
@@ -235,21 +251,46 @@ on_set_routes (gpointer user_data)
   return G_SOURCE_REMOVE;
 }
 
-/* Swaps the routing table on the ingress loop and waits (bounded: during
- * shutdown the loop may never run it; the request is refcounted so a late
- * run is still safe).  FALSE if it did not happen in time. */
+/* Ids of the services @running has and @loaded has not. */
+static GArray *
+removed_service_ids (const TrConfig *running, const TrConfig *loaded, TrRpcStore *store)
+{
+  GArray *ids = g_array_new (FALSE, FALSE, sizeof (guint32));
+
+  for (guint s = 0; s < running->services->len; s++) {
+    const TrServiceConfig *service = g_ptr_array_index (running->services, s);
+    gint id = tr_rpcstore_service_id (store, service->name);
+    if (tr_config_lookup_service (loaded, service->name) == NULL && id >= 0) {
+      guint32 value = (guint32) id;
+      g_array_append_val (ids, value);
+    }
+  }
+  return ids;
+}
+
+/* Swaps the routing table on the ingress loop, retires the removed
+ * services there, and waits (bounded: during shutdown, or while the loop
+ * waits on a slow disk, it may not run in time; the request is refcounted
+ * so a late run is still complete and safe).  FALSE if it did not happen in
+ * time. */
 static gboolean
-swap_routes (const TrReloadTargets *targets, const TrConfig *loaded)
+swap_routes (const TrConfig *running, const TrReloadTargets *targets, const TrConfig *loaded)
 {
   RoutesRequest *request;
   gint64 deadline = g_get_monotonic_time () + RELOAD_INGRESS_WAIT_US;
   gboolean done;
 
-  if (targets->ingress == NULL || targets->ingress_context == NULL)
+  if (targets->ingress == NULL || targets->ingress_context == NULL) {
+    /* No producers: nothing is routed, only the retirement is left. */
+    g_autoptr (GArray) retire = removed_service_ids (running, loaded, targets->store);
+    retire_services (targets->store, retire);
     return TRUE;
+  }
   request = g_atomic_rc_box_new0 (RoutesRequest);
   request->ingress = targets->ingress;
   request->routes = tr_ingress_routes_new (targets->store, loaded);
+  request->store = targets->store;
+  request->retire = removed_service_ids (running, loaded, targets->store);
   g_mutex_init (&request->lock);
   g_cond_init (&request->cond);
   g_main_context_invoke_full (targets->ingress_context, G_PRIORITY_HIGH, on_set_routes,
@@ -262,19 +303,6 @@ swap_routes (const TrReloadTargets *targets, const TrConfig *loaded)
   g_mutex_unlock (&request->lock);
   routes_request_release (request);
   return done;
-}
-
-/* After the swap nothing new is routed to a removed service: let the store
- * move its low-water mark past the RPCs routed to it until then. */
-static void
-retire_removed_services (const TrConfig *running, const TrConfig *loaded, TrRpcStore *store)
-{
-  for (guint s = 0; s < running->services->len; s++) {
-    const TrServiceConfig *service = g_ptr_array_index (running->services, s);
-    gint id = tr_rpcstore_service_id (store, service->name);
-    if (tr_config_lookup_service (loaded, service->name) == NULL && id >= 0)
-      tr_rpcstore_retire_service (store, (guint32) id);
-  }
 }
 
 static void
@@ -302,11 +330,10 @@ tr_reload_run (const TrConfig *running, const TrReloadTargets *targets, GPtrArra
   changes = describe (running, loaded);
   if (!add_new_services (running, loaded, targets->store, error) || !tr_push_reload (targets->push, loaded, error))
     return NULL;
-  if (!swap_routes (targets, loaded))
-    g_warning ("reload: the ingress loop did not take the new routing table within %d s (shutting down?)",
+  if (!swap_routes (running, targets, loaded))
+    g_warning ("reload: the ingress loop did not take the new routing table within %d s (shutting down, or "
+               "a slow disk holds the loop); it takes it, and retires removed services, when it runs again",
                (int) (RELOAD_INGRESS_WAIT_US / G_TIME_SPAN_SECOND));
-  else
-    retire_removed_services (running, loaded, targets->store);
   log_changes (changes, running->path);
   if (changes_out != NULL)
     *changes_out = g_steal_pointer (&changes);
