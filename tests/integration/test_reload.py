@@ -494,6 +494,9 @@ def test_sighup_reload_and_refusal_logged():
         s.router.proc.send_signal(signal.SIGHUP)
         wait_until(lambda: len(b.payloads()) == 3, what="endpoint added by SIGHUP gets everything")
         b.check_sequence(first)
+        # The reload logs its changes once it has applied them all, so the
+        # added endpoint may deliver before the lines are written.
+        wait_until(lambda: "reload of " in s.router.log(), what="the reload's change lines in the log")
         log = s.router.log()
         check("SIGHUP: reloading the configuration" in log and "reload: endpoint books/b added" in log, log)
         write_service(s.router, "books", ["log_event", "no such rpc!"], {"a": a.port})
