@@ -8,6 +8,8 @@
  *   logical offset = i * part_size + position inside part i.
  *   A part other than the last may end before part_size: the rest is a
  *   hole that no valid offset points into (reads there return 0 bytes).
+ *   With tr_groupfile_zero_ahead(), any part may also end in zeros past
+ *   its last logical byte (the owner's records tell where the data ends).
  *   Other files in DIR (NAME.0.tmp, OTHER.3, ...) are ignored.
  *
  * Part life cycle:
@@ -46,8 +48,9 @@
 
 typedef struct {
   int fd;         /* -1 while closed */
-  guint64 size;   /* physical bytes in the part file */
+  guint64 size;   /* bytes of the logical stream in this part */
   gboolean dirty; /* written or truncated since the last sync */
+  guint64 alloc;  /* physical end: size plus the zeros of tr_groupfile_zero_ahead() */
 } TrGroupPart;
 
 struct _TrGroupFile {
@@ -173,7 +176,7 @@ static gboolean
 part_create (TrGroupFile *file, guint64 index, GError **error)
 {
   g_autofree char *path = part_path (file, index);
-  TrGroupPart part = { -1, 0, FALSE };
+  TrGroupPart part = { -1, 0, FALSE, 0 };
 
   g_assert (file->parts->len == 0 ? index == file->first_index : index == last_index (file) + 1);
   /* EXCLUSIVE: open listed every part, so an existing file here means a
@@ -215,6 +218,7 @@ part_write (TrGroupFile *file, guint64 index, guint64 pos, const void *buf, gsiz
   if (!tr_io_pwrite (file->io, fd, buf, len, pos, error))
     return FALSE;
   part->size = MAX (part->size, pos + len);
+  part->alloc = MAX (part->alloc, part->size);
   mark_dirty (file, index, part);
   return TRUE;
 }
@@ -306,7 +310,7 @@ static gboolean
 load_part (TrGroupFile *file, guint64 index, gboolean is_last, GError **error)
 {
   g_autofree char *path = part_path (file, index);
-  TrGroupPart part = { -1, 0, FALSE };
+  TrGroupPart part = { -1, 0, FALSE, 0 };
 
   if (!tr_io_open (file->io, path, TR_IO_WRITE, &part.fd, error))
     return FALSE;
@@ -321,6 +325,9 @@ load_part (TrGroupFile *file, guint64 index, gboolean is_last, GError **error)
                  path, part.size, file->part_size);
     return FALSE;
   }
+  /* Zeros written ahead are bytes of the file like any other until the
+   * owner, which knows its records, truncates after the last valid one. */
+  part.alloc = part.size;
   if (!is_last) {
     tr_io_close_quietly (file->io, part.fd);
     part.fd = -1;
@@ -583,6 +590,7 @@ truncate_parts (TrGroupFile *file, guint64 offset, GError **error)
     return FALSE;
   part = part_at (file, index);
   part->size = pos;
+  part->alloc = pos;
   mark_dirty (file, index, part);
   return TRUE;
 }
@@ -630,6 +638,53 @@ tr_groupfile_drop_before (TrGroupFile *file, guint64 offset, GError **error)
   return TRUE;
 }
 
+gboolean
+tr_groupfile_zero_ahead (TrGroupFile *file, guint64 ahead, gsize max_bytes, guint64 *end_out, char **path_out,
+                         GError **error)
+{
+  static const guint8 zeros[64 * 1024];
+  GError *local = NULL;
+  guint64 index, end;
+  TrGroupPart *part;
+  int fd;
+
+  g_return_val_if_fail (file != NULL && end_out != NULL && path_out != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+  *path_out = NULL;
+  *end_out = tr_groupfile_size (file);
+  if (!check_usable (file, error))
+    return FALSE;
+  if (file->parts->len == 0)
+    return TRUE; /* the first append creates the part; zeros follow then */
+  index = last_index (file);
+  part = part_at (file, index);
+  /* Whole pieces of @max_bytes, so a caller that keeps up with a stream
+   * of small appends does not write (and sync) a sliver for each. */
+  end = part->alloc < part->size + ahead ? MIN (file->part_size, part->alloc + max_bytes) : part->alloc;
+  *end_out = index * file->part_size + MAX (part->alloc, end);
+  if (part->alloc >= end)
+    return TRUE;
+  if (!part_fd (file, index, &fd, &local))
+    goto failed;
+  part = part_at (file, index);
+  while (part->alloc < end) {
+    gsize n = (gsize) MIN ((guint64) sizeof zeros, end - part->alloc);
+    if (!tr_io_pwrite (file->io, fd, zeros, n, part->alloc, &local))
+      goto failed;
+    part->alloc += n;
+  }
+  *path_out = part_path (file, index);
+  return TRUE;
+
+failed:
+  /* Not sticky: the zeros lie outside the logical stream, nothing in it
+   * was touched.  ->alloc counts only what was written. */
+  *end_out = last_index (file) * file->part_size + part_at (file, last_index (file))->alloc;
+  g_prefix_error (&local, "cannot write zeros ahead in group file %s/%s: ", file->dir, file->name);
+  g_propagate_error (error, local);
+  return FALSE;
+}
+
 /* ---- accessors ---------------------------------------------------------- */
 
 guint64
@@ -669,7 +724,7 @@ tr_groupfile_disk_bytes (TrGroupFile *file)
 
   g_return_val_if_fail (file != NULL, 0);
   for (guint k = 0; k < file->parts->len; k++)
-    total += g_array_index (file->parts, TrGroupPart, k).size;
+    total += g_array_index (file->parts, TrGroupPart, k).alloc;
   return total;
 }
 

@@ -7,7 +7,7 @@
  * ->commit_lock held: by the submitting thread, which commits its batch
  * inline (no thread hop on the commit path), and by the writer thread,
  * which only does the periodic work (interval sync, checkpoint, retention,
- * reopen after a failure).
+ * reopen after a failure, zeros ahead of the data in sync_mode always).
  * A batch is: copy the records into one buffer per part, append, fdatasync once (sync_mode always), then
  * derive index/list entries into the DoubleWriteBuffer, publish the heads and
  * call the submitters back.  Nothing is acknowledged before its record is
@@ -29,6 +29,16 @@
 
 #define TR_REOPEN_RETRY_US (500 * G_TIME_SPAN_MILLISECOND)
 #define TR_COMMIT_DELAY_MAX_US 200
+/* sync_mode always: the writer keeps TR_ZERO_AHEAD bytes of zeros written
+ * and synced after the end of the data, so that each commit's fdatasync
+ * overwrites allocated blocks instead of growing the file (see
+ * tr_groupfile_zero_ahead()).  A commit asks for more when less than
+ * TR_ZERO_LOW is left; the writer writes TR_ZERO_PIECE at a time under the
+ * locks and syncs them once, without the locks. */
+#define TR_ZERO_AHEAD (4 << 20)
+#define TR_ZERO_LOW (2 << 20)
+#define TR_ZERO_PIECE (512 << 10)
+#define TR_ZERO_RETRY_US (10 * G_TIME_SPAN_SECOND)
 /* GBytes header, two malloc headers and the ring slot of a cached message. */
 #define TR_CACHE_ENTRY_OVERHEAD 96
 
@@ -305,6 +315,14 @@ commit_batch (TrRpcStore *store, GPtrArray *batch)
     return;
   }
   store->unsynced = store->options.sync_mode != TR_SYNC_ALWAYS;
+  if (store->options.sync_mode == TR_SYNC_ALWAYS && !store->zero_requested
+      && store->data_end + TR_ZERO_LOW > store->zero_end) {
+    store->zero_requested = TRUE;
+    g_mutex_lock (&store->stop_lock);
+    store->zero_wanted = TRUE;
+    g_cond_signal (&store->stop_cond);
+    g_mutex_unlock (&store->stop_lock);
+  }
   /* The records are stored (and synced, in mode always): answer first, so
    * the producers' next requests are on their way while the index, lists
    * and cache are updated.  A failing index update does not change the
@@ -506,6 +524,68 @@ checkpoint_beside_commits (TrRpcStore *store)
   return TRUE;
 }
 
+/* Syncs part file @path through a descriptor of its own (no lock held). */
+static void
+sync_zeros (TrRpcStore *store, const char *path)
+{
+  g_autoptr (GError) error = NULL;
+  int fd = -1;
+
+  if (!tr_io_open (store->io, path, TR_IO_READ, &fd, &error) || !tr_io_fsync (store->io, fd, &error))
+    g_debug ("syncing zeros written ahead: %s", error->message); /* a reopen got there first */
+  if (fd >= 0)
+    tr_io_close_quietly (store->io, fd);
+}
+
+/* Writes zeros after the end of the data, a piece at a time under
+ * ->data_lock (commits get the locks in between), then syncs them once
+ * without any lock, so commits go on meanwhile.  Called and returns with
+ * ->commit_lock held.  A failure (a full disk) only costs speed: the
+ * commits then grow the file as without it; it is retried later. */
+static void
+zero_ahead_beside_commits (TrRpcStore *store)
+{
+  g_autofree char *written = NULL;
+
+  for (;;) {
+    g_autoptr (GError) error = NULL;
+    g_autofree char *path = NULL;
+    gboolean ok;
+
+    g_mutex_lock (&store->data_lock);
+    ok = tr_groupfile_zero_ahead (store->data, TR_ZERO_AHEAD, TR_ZERO_PIECE, &store->zero_end, &path, &error);
+    g_mutex_unlock (&store->data_lock);
+    if (!ok) {
+      /* ->zero_requested stays set: no commit wakes the writer for it
+       * again; the periodic round after the pause retries. */
+      g_warning ("cannot write zeros ahead of the data (commits go on, growing the file): %s", error->message);
+      store->zero_retry_us = g_get_monotonic_time () + TR_ZERO_RETRY_US;
+      break;
+    }
+    if (path == NULL)
+      break;
+    if (written != NULL && strcmp (written, path) != 0) {
+      /* The data moved on to the next part meanwhile. */
+      g_mutex_unlock (&store->commit_lock);
+      sync_zeros (store, written);
+      g_mutex_lock (&store->commit_lock);
+    }
+    g_free (written);
+    written = g_steal_pointer (&path);
+    g_mutex_unlock (&store->commit_lock);
+    g_mutex_lock (&store->commit_lock);
+    if (store->failure != NULL)
+      return;
+  }
+  if (store->zero_retry_us <= g_get_monotonic_time ())
+    store->zero_requested = FALSE;
+  if (written != NULL) {
+    g_mutex_unlock (&store->commit_lock);
+    sync_zeros (store, written);
+    g_mutex_lock (&store->commit_lock);
+  }
+}
+
 static void
 periodic_work (TrRpcStore *store)
 {
@@ -517,6 +597,8 @@ periodic_work (TrRpcStore *store)
     try_reopen (store); /* so delivery resumes even when no producer writes */
     return;
   }
+  if (store->options.sync_mode == TR_SYNC_ALWAYS && now >= store->zero_retry_us)
+    zero_ahead_beside_commits (store);
   if (store->unsynced && store->options.sync_mode == TR_SYNC_INTERVAL
       && now >= store->last_sync_us + (gint64) store->options.sync_interval_ms * G_TIME_SPAN_MILLISECOND
       && !sync_data (store, &error)) {
@@ -556,8 +638,10 @@ writer_main (gpointer data)
     deadline = next_deadline (store);
     g_mutex_unlock (&store->commit_lock);
     g_mutex_lock (&store->stop_lock);
-    while (!store->stopping && g_cond_wait_until (&store->stop_cond, &store->stop_lock, deadline))
+    while (!store->stopping && !store->zero_wanted
+           && g_cond_wait_until (&store->stop_cond, &store->stop_lock, deadline))
       ;
+    store->zero_wanted = FALSE;
     stopping = store->stopping;
     g_mutex_unlock (&store->stop_lock);
   }

@@ -299,8 +299,34 @@ load_checkpoint (TrRpcStore *store, GError **error)
   return TRUE;
 }
 
+/* Sets *@zeros_out when every byte from @offset to the end of its part is
+ * zero: what tr_groupfile_zero_ahead() wrote and no record overwrote. */
+static gboolean
+zeros_to_part_end (TrRpcStore *store, guint64 offset, gboolean *zeros_out, GError **error)
+{
+  guint64 part_end = (offset / store->options.group_file_size + 1) * store->options.group_file_size;
+  guint8 buf[64 * 1024];
+  gsize got = 0;
+
+  *zeros_out = FALSE;
+  while (offset < part_end) {
+    if (!tr_groupfile_read (store->data, offset, buf, (gsize) MIN ((guint64) sizeof buf, part_end - offset), &got,
+                            error))
+      return FALSE;
+    if (got == 0)
+      break;
+    for (gsize i = 0; i < got; i++)
+      if (buf[i] != 0)
+        return TRUE;
+    offset += got;
+  }
+  *zeros_out = TRUE;
+  return TRUE;
+}
+
 /* A torn or corrupt record at @offset ends the scan.  In the last part it
- * is the tail a crash left behind: cut it off and say how much was lost.
+ * is the tail a crash left behind: cut it off and say how much was lost
+ * (@why NULL: only zeros written ahead follow, nothing is lost).
  * Anywhere else the store is damaged: refuse to open, naming the place. */
 static gboolean
 handle_bad_record (TrRpcStore *store, guint64 offset, const char *why, GError **error)
@@ -309,17 +335,21 @@ handle_bad_record (TrRpcStore *store, guint64 offset, const char *why, GError **
   guint64 size = tr_groupfile_size (store->data);
   g_autofree char *path = tr_groupfile_part_path (store->data, offset);
 
-  if (offset / ps != (size - 1) / ps) {
+  if (why == NULL) {
+    g_debug ("recovery: cutting %" G_GUINT64_FORMAT " bytes of zeros written ahead after offset %" G_GUINT64_FORMAT
+             " of %s", size - offset, offset % ps, path);
+  } else if (offset / ps != (size - 1) / ps) {
     g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CORRUPT,
                  "%s at offset %" G_GUINT64_FORMAT " (part offset %" G_GUINT64_FORMAT
                  "): %s, and it is not the last part; refusing to start (restore the file or move the data dir away)",
                  path, offset, offset % ps, why);
     return FALSE;
+  } else {
+    g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_MESSAGE, "TR_FILE", path, "MESSAGE",
+                      "recovery: truncating torn tail of %s at offset %" G_GUINT64_FORMAT
+                      ": %s; %" G_GUINT64_FORMAT " bytes of unacknowledged writes dropped",
+                      path, offset % ps, why, size - offset);
   }
-  g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_MESSAGE, "TR_FILE", path, "MESSAGE",
-                    "recovery: truncating torn tail of %s at offset %" G_GUINT64_FORMAT
-                    ": %s; %" G_GUINT64_FORMAT " bytes of unacknowledged writes dropped",
-                    path, offset % ps, why, size - offset);
   return tr_groupfile_truncate (store->data, offset, error) && tr_groupfile_sync (store->data, error);
 }
 
@@ -386,8 +416,16 @@ scan_tail (TrRpcStore *store, guint *found_out, GError **error)
     }
     if (!read_tail_record (store, offset, rec, &why, error))
       return FALSE;
-    if (why != NULL)
-      return handle_bad_record (store, offset, why, error);
+    if (why != NULL) {
+      gboolean zeros;
+      if (!zeros_to_part_end (store, offset, &zeros, error))
+        return FALSE;
+      if (zeros && offset / ps != (tr_groupfile_size (store->data) - 1) / ps) {
+        offset = (offset / ps + 1) * ps; /* zeros ahead in a sealed part: the data goes on in the next */
+        continue;
+      }
+      return handle_bad_record (store, offset, zeros ? NULL : why, error);
+    }
     n = tr_get_le16 (rec->data + TR_RECORD_HEADER_SIZE + 16);
     for (guint i = 0; i < n; i++)
       ids[i] = tr_get_le32 (rec->data + TR_RECORD_HEADER_SIZE + 20 + 4 * i);
@@ -493,6 +531,7 @@ tr_rpcstore__reopen (TrRpcStore *store, guint64 committed_end, GError **error)
     tr_rpcstore__checkpoint_done (store, old_ckpt, old_ckpt_end, old_ckpt_heads, store->n_ids);
   } else {
     store->reopen_gen++;
+    store->zero_end = 0; /* the cut removed them; the next commit asks again */
   }
   g_rw_lock_writer_unlock (&store->files_lock);
   if (ok) {

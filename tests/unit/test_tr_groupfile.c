@@ -454,3 +454,72 @@ Test (tr_groupfile, random_appends_match_model)
                   model->data[i]);
   tr_groupfile_free (file);
 }
+
+/* Calls tr_groupfile_zero_ahead once; returns what it wrote (0 or more). */
+static guint64
+zero_ahead (TrGroupFile *file, guint64 ahead, gsize piece, guint64 *end_out)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *path = NULL;
+  guint64 before = tr_groupfile_disk_bytes (file);
+
+  cr_assert (tr_groupfile_zero_ahead (file, ahead, piece, end_out, &path, &error), "zero_ahead: %s",
+             error ? error->message : "?");
+  cr_assert_eq (path != NULL, tr_groupfile_disk_bytes (file) > before, "path only when something was written");
+  return tr_groupfile_disk_bytes (file) - before;
+}
+
+Test (tr_groupfile, zero_ahead_stays_outside_the_logical_file)
+{
+  g_autoptr (TrGroupFile) file = open_gf (PART);
+  g_autofree char *p0 = path_of (0);
+  g_autofree char *p1 = path_of (1);
+  guint64 end = 0;
+
+  cr_assert_eq (zero_ahead (file, 40, 16, &end), 0, "no part yet: nothing to extend");
+  cr_assert_eq (end, 0);
+  append_fill (file, 10, 'a');
+  cr_assert_eq (zero_ahead (file, 40, 16, &end), 16, "one whole piece");
+  cr_assert_eq (end, 26);
+  cr_assert_eq (zero_ahead (file, 40, 16, &end), 16);
+  cr_assert_eq (zero_ahead (file, 40, 16, &end), 16);
+  cr_assert_eq (end, 58);
+  cr_assert_eq (zero_ahead (file, 40, 16, &end), 0, "40 bytes ahead already");
+  cr_assert_eq (tr_test_file_size (p0), 58);
+  cr_assert_eq (tr_groupfile_size (file), 10, "zeros are not data");
+  cr_assert_eq (tr_groupfile_disk_bytes (file), 58);
+  cr_assert_eq (read_got (file, 10, 20), 0, "nothing to read past the logical end");
+  cr_assert_eq (append_fill (file, 20, 'b'), 10, "appends overwrite the zeros");
+  cr_assert_eq (tr_test_file_size (p0), 58, "without growing the file");
+  expect_bytes (file, 10, 20, 'b');
+  cr_assert_eq (zero_ahead (file, 90, 50, &end), 42, "never past the part size");
+  cr_assert_eq (end, PART);
+  cr_assert_eq (zero_ahead (file, 90, 50, &end), 0);
+  cr_assert_eq (append_fill (file, 80, 'c'), PART, "a roll works as without zeros");
+  cr_assert_eq (tr_test_file_size (p0), PART, "the sealed part keeps its zeros");
+  cr_assert_eq (tr_test_file_size (p1), 80);
+  cr_assert_eq (read_got (file, 30, 10), 0, "the tail of the sealed part is a hole");
+}
+
+Test (tr_groupfile, zero_ahead_then_reopen_and_truncate)
+{
+  TrGroupFile *file = open_gf (PART);
+  g_autoptr (GError) error = NULL;
+  g_autofree char *p0 = path_of (0);
+  guint64 end = 0;
+
+  append_fill (file, 30, 'a');
+  cr_assert_eq (zero_ahead (file, 50, 25, &end), 25);
+  cr_assert (tr_groupfile_sync (file, &error));
+  tr_groupfile_free (file);
+  /* Reopened, the GroupFile cannot tell zeros from data: the owner cuts. */
+  file = open_gf (PART);
+  cr_assert_eq (tr_groupfile_size (file), 55);
+  expect_bytes (file, 30, 25, 0);
+  cr_assert (tr_groupfile_truncate (file, 30, &error), "%s", error ? error->message : "");
+  cr_assert_eq (tr_groupfile_size (file), 30);
+  cr_assert_eq (tr_test_file_size (p0), 30, "the truncate removes the zeros");
+  cr_assert_eq (zero_ahead (file, 50, 25, &end), 25, "and they can be written again");
+  cr_assert_eq (append_fill (file, 5, 'b'), 30);
+  tr_groupfile_free (file);
+}

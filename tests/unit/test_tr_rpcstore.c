@@ -161,22 +161,19 @@ Test (tr_rpcstore, torn_tail_is_truncated_and_writes_continue)
   Waiter w = { 0 };
   TrRpcStore *store = tr_rpcstore_open (tr_io_posix (), dir, &o, services, &error);
   g_autofree char *last = NULL;
-  guint parts = 0;
+  guint64 offset = 0;
+  guint32 len = 0;
 
   submit_many (store, &w, 0, 100);
   wait_for (&w, 100);
+  /* The end of the data, not of the file: zeros written ahead follow it. */
+  cr_assert (tr_rpcstore_locate (store, 100, &offset, &len, NULL));
   tr_rpcstore_close (store);
-  while (tr_test_file_size ((last = g_strdup_printf ("%s/data.%u", dir, parts))) >= 0) {
-    g_free (last);
-    parts++;
-  }
-  g_free (last);
-  last = g_strdup_printf ("%s/data.%u", dir, parts - 1);
+  last = g_strdup_printf ("%s/data.%u", dir, (guint) (offset / o.group_file_size));
   {
     /* A half-written record after the last good one. */
-    gint64 size = tr_test_file_size (last);
     guint8 junk[30] = { 0x40, 0, 0, 0, 0x44, 1, 0, 0, 9, 9, 9, 9, 1, 2, 3 };
-    tr_test_patch_file (last, (guint64) size, junk, sizeof junk);
+    tr_test_patch_file (last, (offset + len) % o.group_file_size, junk, sizeof junk);
   }
   store = tr_rpcstore_open (tr_io_posix (), dir, &o, services, &error);
   cr_assert_not_null (store, "%s", error ? error->message : "");
@@ -217,6 +214,94 @@ Test (tr_rpcstore, corruption_in_a_sealed_part_refuses_to_open)
   cr_assert_null (store);
   cr_assert (g_error_matches (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CORRUPT), "%s", error->message);
   cr_assert (strstr (error->message, "data.0") != NULL, "message names the file: %s", error->message);
+  tr_test_rmdir (dir);
+}
+
+/* Pads data part @index with zeros to @to bytes, as tr_groupfile_zero_ahead() does. */
+static void
+pad_with_zeros (const char *dir, guint index, guint64 to)
+{
+  g_autofree char *path = g_strdup_printf ("%s/data.%u", dir, index);
+  gint64 size = tr_test_file_size (path);
+  g_autofree guint8 *zeros = NULL;
+
+  cr_assert (size >= 0 && (guint64) size <= to, "%s: %" G_GINT64_FORMAT " bytes", path, size);
+  zeros = g_malloc0 (to - (guint64) size + 1);
+  tr_test_patch_file (path, (guint64) size, zeros, to - (guint64) size);
+}
+
+static void
+forget_checkpoints (const char *dir)
+{
+  g_autofree char *c0 = g_strdup_printf ("%s/checkpoint.0", dir);
+  g_autofree char *c1 = g_strdup_printf ("%s/checkpoint.1", dir);
+
+  unlink (c0);
+  unlink (c1);
+}
+
+/* Zeros after the data, in the last part and at the end of sealed parts
+ * (what the writer writes ahead in sync_mode always), are not records:
+ * recovery scans past them, cuts them off the last part without calling
+ * anything lost, and a non-zero byte among them is still corruption. */
+Test (tr_rpcstore, zeros_written_ahead_are_not_data)
+{
+  g_autofree char *dir = tr_test_mkdtemp ();
+  g_autofree char *first = g_strdup_printf ("%s/data.0", dir);
+  TrRpcStoreOptions o = small_options ();
+  g_autoptr (GError) error = NULL;
+  TrRpcStore *store;
+  Waiter w = { 0 };
+  guint parts = 0;
+  int status = 0;
+  pid_t pid;
+
+  o.checkpoint_interval_ms = 100000;
+  pid = fork ();
+  if (pid == 0) {
+    Waiter cw = { 0 };
+    store = tr_rpcstore_open (tr_io_posix (), dir, &o, services, NULL);
+    submit_many (store, &cw, 0, 400);
+    wait_for (&cw, 400);
+    _exit (cw.failed == 0 ? 0 : 1); /* like kill -9 */
+  }
+  cr_assert_eq (waitpid (pid, &status, 0), pid);
+  cr_assert (WIFEXITED (status) && WEXITSTATUS (status) == 0);
+  forget_checkpoints (dir); /* recovery scans every part from the start */
+  for (;;) {
+    g_autofree char *path = g_strdup_printf ("%s/data.%u", dir, parts);
+    if (tr_test_file_size (path) < 0)
+      break;
+    parts++;
+  }
+  cr_assert (parts >= 2, "400 rpcs fill more than one 16 KiB part (%u)", parts);
+  for (guint i = 0; i < parts; i++) {
+    g_autofree char *path = g_strdup_printf ("%s/data.%u", dir, i);
+    guint64 to = i + 1 < parts ? o.group_file_size
+                               : MIN (o.group_file_size, (guint64) tr_test_file_size (path) + 3000);
+    pad_with_zeros (dir, i, to);
+  }
+  store = tr_rpcstore_open (tr_io_posix (), dir, &o, services, &error);
+  cr_assert_not_null (store, "%s", error ? error->message : "");
+  check_contents (store, 400);
+  submit_many (store, &w, 400, 20);
+  wait_for (&w, 20);
+  check_contents (store, 420);
+  tr_rpcstore_close (store);
+  store = tr_rpcstore_open (tr_io_posix (), dir, &o, services, &error);
+  cr_assert_not_null (store, "%s", error ? error->message : "");
+  check_contents (store, 420);
+  tr_rpcstore_close (store);
+
+  /* One stray byte at the very end of a sealed part's zeros: corrupt. */
+  forget_checkpoints (dir);
+  {
+    guint8 one = 1;
+    tr_test_patch_file (first, o.group_file_size - 1, &one, 1);
+  }
+  store = tr_rpcstore_open (tr_io_posix (), dir, &o, services, &error);
+  cr_assert_null (store);
+  cr_assert (g_error_matches (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CORRUPT), "%s", error->message);
   tr_test_rmdir (dir);
 }
 
