@@ -315,8 +315,12 @@ commit_batch (TrRpcStore *store, GPtrArray *batch)
     return;
   }
   store->unsynced = store->options.sync_mode != TR_SYNC_ALWAYS;
+  /* Zeros stop at the end of a part: the next part asks again once the
+   * data has rolled into it. */
   if (store->options.sync_mode == TR_SYNC_ALWAYS && !store->zero_requested
-      && store->data_end + TR_ZERO_LOW > store->zero_end) {
+      && (store->data_end >= store->zero_end
+          || (store->data_end + TR_ZERO_LOW > store->zero_end
+              && store->zero_end % store->options.group_file_size != 0))) {
     store->zero_requested = TRUE;
     g_mutex_lock (&store->stop_lock);
     store->zero_wanted = TRUE;
