@@ -619,11 +619,16 @@ periodic_work (TrRpcStore *store)
   moved = store->low_water_moved;
   store->low_water_moved = FALSE;
   g_mutex_unlock (&store->head_lock);
+  /* Also when the data filled another part: with no endpoint at all (low
+   * water "nothing needed" set once) no acknowledgement ever moves it. */
+  moved = moved || tr_groupfile_n_parts (store->data) > store->retention_parts;
   if (moved && !run_retention (store)) {
     g_mutex_lock (&store->head_lock);
     store->low_water_moved = TRUE;
     g_mutex_unlock (&store->head_lock);
   }
+  if (moved)
+    store->retention_parts = tr_groupfile_n_parts (store->data);
 }
 
 /* The writer thread does the periodic work (interval sync, checkpoint,

@@ -104,6 +104,7 @@ struct _TrRpcStore {
   gboolean zero_requested; /* a commit asked the writer for more */
   gboolean zero_wanted;    /* protected by ->stop_lock: wakes the writer for it */
   gint64 zero_retry_us;    /* after a failure (a full disk), not again before this */
+  guint retention_parts;   /* data parts after the last retention run: more means run again */
 
   /* Published state, read by any thread. */
   GMutex head_lock;

@@ -305,6 +305,37 @@ Test (tr_rpcstore, zeros_written_ahead_are_not_data)
   tr_test_rmdir (dir);
 }
 
+/* A node whose services have no endpoint: low water "nothing needed" is set
+ * once, no acknowledgement moves it again, and parts must still go. */
+Test (tr_rpcstore, retention_keeps_running_with_no_endpoint_at_all)
+{
+  g_autofree char *dir = tr_test_mkdtemp ();
+  g_autofree char *first = g_strdup_printf ("%s/data.0", dir);
+  g_autofree char *second = g_strdup_printf ("%s/data.1", dir);
+  TrRpcStoreOptions o = small_options ();
+  g_autoptr (GError) error = NULL;
+  Waiter w = { 0 };
+  TrRpcStore *store = tr_rpcstore_open (tr_io_posix (), dir, &o, services, &error);
+  TrRpcStoreStats stats;
+
+  cr_assert_not_null (store, "%s", error ? error->message : "");
+  tr_rpcstore_set_low_water (store, (guint32) tr_rpcstore_service_id (store, "books"), G_MAXUINT64);
+  tr_rpcstore_set_low_water (store, (guint32) tr_rpcstore_service_id (store, "mail"), G_MAXUINT64);
+  submit_many (store, &w, 0, 10);
+  wait_for (&w, 10);
+  g_usleep (200 * 1000); /* the one retention run the low water mark causes */
+  submit_many (store, &w, 10, 2000);
+  wait_for (&w, 2010);
+  for (int i = 0; i < 40 && (tr_test_file_size (first) >= 0 || tr_test_file_size (second) >= 0); i++)
+    g_usleep (50 * 1000);
+  cr_assert_eq (tr_test_file_size (first), -1, "data.0 should be deleted");
+  cr_assert_eq (tr_test_file_size (second), -1, "data.1 should be deleted");
+  tr_rpcstore_get_stats (store, &stats);
+  cr_assert_gt (stats.first_rpc_id, 10);
+  tr_rpcstore_close (store);
+  tr_test_rmdir (dir);
+}
+
 Test (tr_rpcstore, retention_drops_parts_only_below_low_water)
 {
   g_autofree char *dir = tr_test_mkdtemp ();
