@@ -6,6 +6,7 @@
  */
 namespace c_glib tr_demo
 namespace py tr_demo
+namespace cpp tr_demo
 
 service EventLog {
   /* Routed to the "demo" service in conf/services/demo.conf. */

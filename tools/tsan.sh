@@ -4,8 +4,9 @@
 # Criterion's runner does not start under TSan ("Could not initialize
 # inheritable arena"), so the unit and crash suites cannot run here.  Instead
 # the daemon, tr-admin, tr-bench and cglib_peer are built with gcc
-# -fsanitize=thread -O1 -g in build-tsan/ and the integration suites drive
-# them: the loop, storage writer, push and admin threads all run.
+# -fsanitize=thread -O1 -g in build-tsan/ (cpp_peer, the stock C++ Thrift
+# peer, without sanitizer) and the integration suites drive them: the loop,
+# storage writer, push and admin threads all run.
 #
 # GLib: on Linux GMutex and GCond are futexes plus atomics inside libglib, so
 # with Debian's uninstrumented libglib TSan sees none of GLib's
@@ -88,7 +89,7 @@ fi
 # --- 2. The daemon and the tools the integration tests start ---------------
 CC=gcc cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Debug -DTR_WERROR=ON -DTR_TSAN=ON \
   -DTR_TSAN_GLIB="$glib/build" >/dev/null
-cmake --build "$build" -j"$jobs" --target thriftrouter tr-admin tr-bench cglib_peer
+cmake --build "$build" -j"$jobs" --target thriftrouter tr-admin tr-bench cglib_peer cpp_peer
 if ! ldd "$build/router/thriftrouter" | grep "$glib/build/glib/libglib-2.0.so.0" >/dev/null; then
   echo "tsan.sh: thriftrouter does not load the instrumented GLib:" >&2
   ldd "$build/router/thriftrouter" >&2

@@ -92,6 +92,39 @@ def test_cglib_producer_and_endpoint():
         server.wait()
 
 
+def test_cpp_producer_and_endpoint():
+    """Apache Thrift C++ generated client -> router -> stock C++ TThreadedServer
+    endpoint, beside a python endpoint of another service: seqids 1, 2, 3 ..."""
+    import subprocess
+    from trtest import BUILD, free_port
+    peer = os.path.join(BUILD, "tests", "cpp_peer")
+    port = free_port()
+    server = subprocess.Popen([peer, "serve", str(port)], stdout=subprocess.PIPE, text=True)
+    lines = []
+    reader = threading.Thread(target=lambda: [lines.append(l.strip()) for l in server.stdout], daemon=True)
+    reader.start()
+    py = Endpoint().start()
+    router = started({"cpp": {"rpcs": ["log_event", "fire"], "endpoints": {"c": port}},
+                      "py": {"rpcs": ["log_event"], "endpoints": {"p": py.port}}})
+    try:
+        out = subprocess.run([peer, "produce", str(router.port), "50", "cpp"], capture_output=True, text=True,
+                             timeout=60)
+        check(out.returncode == 0, "C++ producer failed: %s" % out.stderr)
+        check("unknown-method ok" in out.stdout, "C++ client did not see UNKNOWN_METHOD: %s" % out.stdout)
+        expected = ["log_event cpp-%d %d" % (i, i + 1) for i in range(50)] + ["fire cpp-oneway 51"]
+        wait_until(lambda: len([l for l in lines if not l.startswith("listening")]) >= 51, what="C++ endpoint")
+        got = [l for l in lines if not l.startswith("listening")]
+        check(got[:51] == expected, "C++ endpoint got %s ... (expected %s ...)" % (got[:3], expected[:3]))
+        wait_until(lambda: len(py.payloads()) == 50, what="python endpoint")
+        py.check_sequence([("cpp-%d" % i).encode() for i in range(50)])
+    finally:
+        router.stop()
+        router.cleanup()
+        server.kill()
+        server.wait()
+        py.stop()
+
+
 def test_data_dir_of_another_node_is_refused():
     ep = Endpoint().start()
     router = started({"books": {"rpcs": ["log_event"], "endpoints": {"a": ep.port}}})
@@ -373,6 +406,7 @@ if __name__ == "__main__":
         test_fan_out_two_services_two_endpoints,
         test_unknown_rpc_gets_unknown_method_and_nothing_is_stored,
         test_cglib_producer_and_endpoint,
+        test_cpp_producer_and_endpoint,
         test_data_dir_of_another_node_is_refused,
         test_bad_input_gets_defined_outcomes_and_router_keeps_serving,
         test_endpoint_down_then_back_catches_up_in_order,
