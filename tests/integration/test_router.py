@@ -65,16 +65,24 @@ def test_unknown_rpc_gets_unknown_method_and_nothing_is_stored():
         ep.stop()
 
 
-def test_cglib_producer_and_endpoint():
-    """c_glib generated client -> router -> c_glib ThriftSimpleServer endpoint."""
+def serve_peer(name):
+    """Starts tests/NAME (cglib_peer, cpp_peer) as an endpoint on a free port.
+    Returns (path, port, process, lines): the lines it prints, collected."""
     import subprocess
     from trtest import BUILD, free_port
-    peer = os.path.join(BUILD, "tests", "cglib_peer")
+    peer = os.path.join(BUILD, "tests", name)
     port = free_port()
     server = subprocess.Popen([peer, "serve", str(port)], stdout=subprocess.PIPE, text=True)
     lines = []
     reader = threading.Thread(target=lambda: [lines.append(l.strip()) for l in server.stdout], daemon=True)
     reader.start()
+    return peer, port, server, lines
+
+
+def test_cglib_producer_and_endpoint():
+    """c_glib generated client -> router -> c_glib ThriftSimpleServer endpoint."""
+    import subprocess
+    peer, port, server, lines = serve_peer("cglib_peer")
     router = started({"demo": {"rpcs": ["log_event", "fire"], "endpoints": {"c": port}}})
     try:
         out = subprocess.run([peer, "produce", str(router.port), "50", "cg"], capture_output=True, text=True,
@@ -96,13 +104,7 @@ def test_cpp_producer_and_endpoint():
     """Apache Thrift C++ generated client -> router -> stock C++ TThreadedServer
     endpoint, beside a python endpoint of another service: seqids 1, 2, 3 ..."""
     import subprocess
-    from trtest import BUILD, free_port
-    peer = os.path.join(BUILD, "tests", "cpp_peer")
-    port = free_port()
-    server = subprocess.Popen([peer, "serve", str(port)], stdout=subprocess.PIPE, text=True)
-    lines = []
-    reader = threading.Thread(target=lambda: [lines.append(l.strip()) for l in server.stdout], daemon=True)
-    reader.start()
+    peer, port, server, lines = serve_peer("cpp_peer")
     py = Endpoint().start()
     router = started({"cpp": {"rpcs": ["log_event", "fire"], "endpoints": {"c": port}},
                       "py": {"rpcs": ["log_event"], "endpoints": {"p": py.port}}})
