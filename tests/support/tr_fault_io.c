@@ -36,6 +36,7 @@ typedef struct {
 
 struct _TrFaultIo {
   TrIo io;
+  GRecMutex lock;   /* every call: the store's writer thread uses the io too */
   GHashTable *fds;  /* int fd -> FdInfo */
   GPtrArray *events;
   guint counts[8];
@@ -152,6 +153,7 @@ static gboolean
 fault_open (TrIo *io, const char *path, TrIoFlags flags, int *fd_out, GError **error)
 {
   TrFaultIo *fault = io->user_data;
+  g_autoptr (GRecMutexLocker) locker = g_rec_mutex_locker_new (&fault->lock);
   gboolean existed = g_file_test (path, G_FILE_TEST_EXISTS);
   FdInfo *info;
 
@@ -173,6 +175,7 @@ static gboolean
 fault_close (TrIo *io, int fd, GError **error)
 {
   TrFaultIo *fault = io->user_data;
+  g_autoptr (GRecMutexLocker) locker = g_rec_mutex_locker_new (&fault->lock);
 
   g_hash_table_remove (fault->fds, GINT_TO_POINTER (fd));
   return tr_io_posix ()->vtable->close (tr_io_posix (), fd, error);
@@ -183,6 +186,7 @@ fault_pwrite (TrIo *io, int fd, const void *buf, gsize len, guint64 offset, GErr
 {
   TrFaultIo *fault = io->user_data;
   TrIo *posix = tr_io_posix ();
+  g_autoptr (GRecMutexLocker) locker = g_rec_mutex_locker_new (&fault->lock);
 
   if (!check_alive (fault, fd, error))
     return FALSE;
@@ -202,6 +206,7 @@ static gboolean
 fault_pread (TrIo *io, int fd, void *buf, gsize len, guint64 offset, gsize *got_out, GError **error)
 {
   TrFaultIo *fault = io->user_data;
+  g_autoptr (GRecMutexLocker) locker = g_rec_mutex_locker_new (&fault->lock);
 
   if (!check_alive (fault, fd, error))
     return FALSE;
@@ -228,6 +233,7 @@ fault_fsync (TrIo *io, int fd, GError **error)
 {
   TrFaultIo *fault = io->user_data;
   FdInfo *info = lookup_fd (fault, fd);
+  g_autoptr (GRecMutexLocker) locker = g_rec_mutex_locker_new (&fault->lock);
 
   if (!check_alive (fault, fd, error))
     return FALSE;
@@ -246,6 +252,7 @@ static gboolean
 fault_fsync_dir (TrIo *io, const char *dir, GError **error)
 {
   TrFaultIo *fault = io->user_data;
+  g_autoptr (GRecMutexLocker) locker = g_rec_mutex_locker_new (&fault->lock);
 
   if (should_fail (fault, TR_FAULT_FSYNC_DIR)) {
     tr_io_set_errno_error (error, fault->errnum, "cannot sync directory (injected)", dir);
@@ -267,6 +274,7 @@ fault_rename (TrIo *io, const char *from, const char *to, GError **error)
   TrFaultIo *fault = io->user_data;
   GBytes *old_to;
   Event *ev;
+  g_autoptr (GRecMutexLocker) locker = g_rec_mutex_locker_new (&fault->lock);
 
   if (should_fail (fault, TR_FAULT_RENAME)) {
     tr_io_set_errno_error (error, fault->errnum, "cannot rename (injected)", from);
@@ -301,6 +309,7 @@ static gboolean
 fault_truncate (TrIo *io, int fd, guint64 length, GError **error)
 {
   TrFaultIo *fault = io->user_data;
+  g_autoptr (GRecMutexLocker) locker = g_rec_mutex_locker_new (&fault->lock);
 
   if (!check_alive (fault, fd, error))
     return FALSE;
@@ -319,6 +328,7 @@ fault_unlink (TrIo *io, const char *path, GError **error)
   char *contents = NULL;
   gsize len = 0;
   Event *ev;
+  g_autoptr (GRecMutexLocker) locker = g_rec_mutex_locker_new (&fault->lock);
 
   if (should_fail (fault, TR_FAULT_UNLINK)) {
     tr_io_set_errno_error (error, fault->errnum, "cannot remove (injected)", path);
@@ -340,6 +350,7 @@ static gboolean
 fault_size (TrIo *io, int fd, guint64 *size_out, GError **error)
 {
   TrFaultIo *fault = io->user_data;
+  g_autoptr (GRecMutexLocker) locker = g_rec_mutex_locker_new (&fault->lock);
 
   if (!check_alive (fault, fd, error))
     return FALSE;
@@ -366,6 +377,7 @@ tr_fault_io_new (void)
 
   fault->io.vtable = &fault_vtable;
   fault->io.user_data = fault;
+  g_rec_mutex_init (&fault->lock);
   fault->fds = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL, fdinfo_free);
   fault->events = g_ptr_array_new_with_free_func (event_free);
   return fault;
@@ -378,6 +390,7 @@ tr_fault_io_free (TrFaultIo *fault)
     return;
   g_hash_table_destroy (fault->fds);
   g_ptr_array_unref (fault->events);
+  g_rec_mutex_clear (&fault->lock);
   g_free (fault);
 }
 
@@ -391,6 +404,8 @@ void
 tr_fault_io_arm (TrFaultIo *fault, guint ops, guint n, int errnum, gboolean persistent,
                  gboolean short_write)
 {
+  g_autoptr (GRecMutexLocker) locker = g_rec_mutex_locker_new (&fault->lock);
+
   fault->armed_ops = ops;
   fault->countdown = MAX (n, 1);
   fault->errnum = errnum;
@@ -402,6 +417,8 @@ tr_fault_io_arm (TrFaultIo *fault, guint ops, guint n, int errnum, gboolean pers
 void
 tr_fault_io_disarm (TrFaultIo *fault)
 {
+  g_autoptr (GRecMutexLocker) locker = g_rec_mutex_locker_new (&fault->lock);
+
   fault->armed_ops = 0;
   fault->fired = FALSE;
 }
@@ -409,6 +426,8 @@ tr_fault_io_disarm (TrFaultIo *fault)
 gboolean
 tr_fault_io_fired (TrFaultIo *fault)
 {
+  g_autoptr (GRecMutexLocker) locker = g_rec_mutex_locker_new (&fault->lock);
+
   return fault->fired;
 }
 
@@ -416,6 +435,7 @@ guint
 tr_fault_io_count (TrFaultIo *fault, guint ops)
 {
   guint total = 0;
+  g_autoptr (GRecMutexLocker) locker = g_rec_mutex_locker_new (&fault->lock);
 
   for (guint bit = 0; bit < G_N_ELEMENTS (fault->counts); bit++)
     if (ops & (1u << bit))
@@ -484,6 +504,7 @@ revert_event (Event *ev, TrFaultLoss mode, GRand *rand)
 void
 tr_fault_io_power_loss (TrFaultIo *fault, TrFaultLoss mode, guint32 seed)
 {
+  g_autoptr (GRecMutexLocker) locker = g_rec_mutex_locker_new (&fault->lock);
   g_autoptr (GRand) rand = g_rand_new_with_seed (seed);
   GHashTableIter iter;
   gpointer value;

@@ -11,7 +11,9 @@
  *    power loss every descriptor opened before it is dead: calls on it fail
  *    with EIO, close succeeds.  Reopen the store through the same TrIo.
  *
- * Single-threaded use only (tests).
+ * Thread-safe: every call takes one lock, so a power loss is atomic with
+ * respect to the store's threads (its writer writes zeros ahead of the data
+ * while the test thread commits).
  */
 #pragma once
 
