@@ -673,6 +673,10 @@ tr_groupfile_zero_ahead (TrGroupFile *file, guint64 ahead, gsize max_bytes, guin
       goto failed;
     part->alloc += n;
   }
+  /* Dirty, so the sync before a roll seals the part with its zeros synced:
+   * unsynced zeros could come back as garbage in a sealed part, which
+   * recovery must call corruption. */
+  mark_dirty (file, index, part);
   *path_out = part_path (file, index);
   return TRUE;
 

@@ -111,8 +111,8 @@ gboolean tr_groupfile_drop_before (TrGroupFile *file, guint64 offset, GError **e
  * then overwrite blocks the filesystem has already allocated, and their
  * fdatasync no longer has to commit a new file size and extent in the
  * journal (on ext4 on the project VM: 245 instead of 390 µs, and half the
- * CPU; docs/performance.md).  The zeros are not part of the logical file
- * and tr_groupfile_sync() does not sync them.  After a reopen, though, the
+ * CPU; docs/performance.md).  The zeros are not part of the logical file;
+ * the part counts as written, so tr_groupfile_sync() syncs them too.  After a reopen, though, the
  * logical size is again the physical size, zeros included: the owner finds
  * its last valid record and truncates there, as it does for a torn tail.
  * Not sticky: a failure (a full disk, say) leaves the file usable. */

@@ -528,17 +528,43 @@ checkpoint_beside_commits (TrRpcStore *store)
   return TRUE;
 }
 
-/* Syncs part file @path through a descriptor of its own (no lock held). */
-static void
-sync_zeros (TrRpcStore *store, const char *path)
+/* Syncs part file @path through a descriptor of its own (no lock held);
+ * a part a reopen removed meanwhile is not an error. */
+static gboolean
+sync_zeros (TrRpcStore *store, const char *path, GError **error)
 {
-  g_autoptr (GError) error = NULL;
+  g_autoptr (GError) local = NULL;
   int fd = -1;
+  gboolean ok = tr_io_open (store->io, path, TR_IO_READ, &fd, &local) && tr_io_fsync (store->io, fd, &local);
 
-  if (!tr_io_open (store->io, path, TR_IO_READ, &fd, &error) || !tr_io_fsync (store->io, fd, &error))
-    g_debug ("syncing zeros written ahead: %s", error->message); /* a reopen got there first */
   if (fd >= 0)
     tr_io_close_quietly (store->io, fd);
+  if (!ok && g_error_matches (local, TR_STORAGE_ERROR, TR_STORAGE_ERROR_NOT_FOUND)) {
+    g_debug ("syncing zeros written ahead: %s", local->message); /* a reopen removed the part */
+    return TRUE;
+  }
+  /* A failed fsync may have consumed a writeback error of commit pages
+   * too: like any failed sync, it makes the store reopen. */
+  if (!ok)
+    g_propagate_error (error, g_steal_pointer (&local));
+  return ok;
+}
+
+/* sync_zeros() without the commit lock; a failure fails the store. */
+static void
+sync_zeros_unlocked (TrRpcStore *store, const char *path)
+{
+  g_autoptr (GError) error = NULL;
+  gboolean ok;
+
+  g_mutex_unlock (&store->commit_lock);
+  ok = sync_zeros (store, path, &error);
+  g_mutex_lock (&store->commit_lock);
+  if (!ok) {
+    g_warning ("syncing zeros written ahead of the data failed, reopening the store: %s", error->message);
+    if (store->failure == NULL)
+      store->failure = g_steal_pointer (&error);
+  }
 }
 
 /* Writes zeros after the end of the data, a piece at a time under
@@ -568,26 +594,23 @@ zero_ahead_beside_commits (TrRpcStore *store)
     }
     if (path == NULL)
       break;
-    if (written != NULL && strcmp (written, path) != 0) {
-      /* The data moved on to the next part meanwhile. */
-      g_mutex_unlock (&store->commit_lock);
-      sync_zeros (store, written);
-      g_mutex_lock (&store->commit_lock);
-    }
+    if (written != NULL && strcmp (written, path) != 0)
+      sync_zeros_unlocked (store, written); /* the data moved on to the next part meanwhile */
     g_free (written);
     written = g_steal_pointer (&path);
+    /* GLib mutexes are not fair: yield, so a waiting commit gets in. */
     g_mutex_unlock (&store->commit_lock);
+    g_thread_yield ();
     g_mutex_lock (&store->commit_lock);
-    if (store->failure != NULL)
+    if (store->failure != NULL) {
+      store->zero_requested = FALSE;
       return;
+    }
   }
   if (store->zero_retry_us <= g_get_monotonic_time ())
     store->zero_requested = FALSE;
-  if (written != NULL) {
-    g_mutex_unlock (&store->commit_lock);
-    sync_zeros (store, written);
-    g_mutex_lock (&store->commit_lock);
-  }
+  if (written != NULL)
+    sync_zeros_unlocked (store, written);
 }
 
 static void
@@ -603,6 +626,8 @@ periodic_work (TrRpcStore *store)
   }
   if (store->options.sync_mode == TR_SYNC_ALWAYS && now >= store->zero_retry_us)
     zero_ahead_beside_commits (store);
+  if (store->failure != NULL)
+    return; /* set by a commit while the writer had let go of the lock */
   if (store->unsynced && store->options.sync_mode == TR_SYNC_INTERVAL
       && now >= store->last_sync_us + (gint64) store->options.sync_interval_ms * G_TIME_SPAN_MILLISECOND
       && !sync_data (store, &error)) {

@@ -21,6 +21,7 @@
 
 #define TR_SERVICES_MAP "services.map"
 #define TR_CHECKPOINT_FILE_SIZE (64 * 1024)
+#define TR_WHY_OUT_OF_SEQUENCE "rpc id out of sequence"
 
 TrGroupFile *
 tr_rpcstore__open_file (TrRpcStore *store, const char *name, GError **error)
@@ -335,9 +336,16 @@ handle_bad_record (TrRpcStore *store, guint64 offset, const char *why, GError **
   guint64 size = tr_groupfile_size (store->data);
   g_autofree char *path = tr_groupfile_part_path (store->data, offset);
 
-  if (why == NULL) {
+  if (why == NULL && store->options.sync_mode == TR_SYNC_ALWAYS) {
     g_debug ("recovery: cutting %" G_GUINT64_FORMAT " bytes of zeros written ahead after offset %" G_GUINT64_FORMAT
              " of %s", size - offset, offset % ps, path);
+  } else if (why == NULL) {
+    /* Not written ahead in this mode (unless by an earlier run in mode
+     * always): zeros may also be unsynced records a power loss lost. */
+    g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_MESSAGE, "TR_FILE", path, "MESSAGE",
+                      "recovery: cutting %" G_GUINT64_FORMAT " bytes of zeros after offset %" G_GUINT64_FORMAT
+                      " of %s (written ahead in sync_mode always, or unsynced writes a power loss left as zeros)",
+                      size - offset, offset % ps, path);
   } else if (offset / ps != (size - 1) / ps) {
     g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CORRUPT,
                  "%s at offset %" G_GUINT64_FORMAT " (part offset %" G_GUINT64_FORMAT
@@ -383,7 +391,7 @@ read_tail_record (TrRpcStore *store, guint64 offset, GByteArray *rec, const char
            || view.len < TR_RPCSTORE_RPC_PREFIX + 4 * (gsize) tr_get_le16 (view.payload + 16))
     *why = "record of unexpected type or size";
   else if (tr_get_le64 (view.payload) != store->next_rpc_id)
-    *why = "rpc id out of sequence";
+    *why = TR_WHY_OUT_OF_SEQUENCE;
   return TRUE;
 }
 
@@ -394,6 +402,7 @@ scan_tail (TrRpcStore *store, guint *found_out, GError **error)
   guint64 offset = store->data_end;
   g_autoptr (GByteArray) rec = g_byte_array_new ();
   g_autofree guint32 *ids = g_new (guint32, TR_RPCSTORE_MAX_SERVICES);
+  guint64 zeros_from = G_MAXUINT64; /* where skipped zeros began in the part before */
 
   *found_out = 0;
   if (tr_groupfile_size (store->data) < offset) {
@@ -416,12 +425,29 @@ scan_tail (TrRpcStore *store, guint *found_out, GError **error)
     }
     if (!read_tail_record (store, offset, rec, &why, error))
       return FALSE;
+    if (zeros_from != G_MAXUINT64) {
+      /* A part rolls only when the next record does not fit: zeros that
+       * leave room for the record after them, or a next part that does
+       * not go on with the next rpc id, are records lost in that part. */
+      guint64 room = ps - zeros_from % ps;
+      if ((why == NULL && rec->len <= room) || (why != NULL && strcmp (why, TR_WHY_OUT_OF_SEQUENCE) == 0)) {
+        g_autofree char *path = tr_groupfile_part_path (store->data, zeros_from);
+        g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CORRUPT,
+                     "%s at offset %" G_GUINT64_FORMAT " (part offset %" G_GUINT64_FORMAT
+                     "): zeros where records should be (the next part does not go on with rpc %" G_GUINT64_FORMAT
+                     "); refusing to start (restore the file or move the data dir away)",
+                     path, zeros_from, zeros_from % ps, store->next_rpc_id);
+        return FALSE;
+      }
+      zeros_from = G_MAXUINT64;
+    }
     if (why != NULL) {
       gboolean zeros;
       if (!zeros_to_part_end (store, offset, &zeros, error))
         return FALSE;
       if (zeros && offset / ps != (tr_groupfile_size (store->data) - 1) / ps) {
-        offset = (offset / ps + 1) * ps; /* zeros ahead in a sealed part: the data goes on in the next */
+        zeros_from = offset; /* zeros ahead in a sealed part: the data goes on in the next */
+        offset = (offset / ps + 1) * ps;
         continue;
       }
       return handle_bad_record (store, offset, zeros ? NULL : why, error);
@@ -532,6 +558,7 @@ tr_rpcstore__reopen (TrRpcStore *store, guint64 committed_end, GError **error)
   } else {
     store->reopen_gen++;
     store->zero_end = 0; /* the cut removed them; the next commit asks again */
+    store->zero_requested = FALSE;
   }
   g_rw_lock_writer_unlock (&store->files_lock);
   if (ok) {

@@ -305,6 +305,39 @@ Test (tr_rpcstore, zeros_written_ahead_are_not_data)
   tr_test_rmdir (dir);
 }
 
+/* Zeros in a sealed part where records were (a lost write, a zeroed
+ * block) are not zeros written ahead: the part after does not go on with
+ * the next rpc id, and opening fails naming the part with the zeros. */
+Test (tr_rpcstore, zeroed_records_in_a_sealed_part_are_corruption)
+{
+  g_autofree char *dir = tr_test_mkdtemp ();
+  g_autofree char *first = g_strdup_printf ("%s/data.0", dir);
+  TrRpcStoreOptions o = small_options ();
+  g_autoptr (GError) error = NULL;
+  Waiter w = { 0 };
+  TrRpcStore *store = tr_rpcstore_open (tr_io_posix (), dir, &o, services, &error);
+  guint64 offset = 0, last_in_first = 0;
+  guint32 len = 0;
+  g_autofree guint8 *zeros = NULL;
+
+  cr_assert_not_null (store, "%s", error ? error->message : "");
+  submit_many (store, &w, 0, 400);
+  wait_for (&w, 400);
+  for (guint64 id = 1; tr_rpcstore_locate (store, id, &offset, &len, NULL) && offset < o.group_file_size; id++)
+    last_in_first = offset;
+  tr_rpcstore_close (store);
+  cr_assert_gt (last_in_first, 0);
+  forget_checkpoints (dir);
+  zeros = g_malloc0 (o.group_file_size);
+  tr_test_patch_file (first, last_in_first, zeros, o.group_file_size - last_in_first);
+  store = tr_rpcstore_open (tr_io_posix (), dir, &o, services, &error);
+  cr_assert_null (store);
+  cr_assert (g_error_matches (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CORRUPT), "%s", error->message);
+  cr_assert (strstr (error->message, "data.0") && strstr (error->message, "zeros where records should be"), "%s",
+             error->message);
+  tr_test_rmdir (dir);
+}
+
 /* A node whose services have no endpoint: low water "nothing needed" is set
  * once, no acknowledgement moves it again, and parts must still go. */
 Test (tr_rpcstore, retention_keeps_running_with_no_endpoint_at_all)
