@@ -639,8 +639,7 @@ tr_groupfile_drop_before (TrGroupFile *file, guint64 offset, GError **error)
 }
 
 gboolean
-tr_groupfile_zero_ahead (TrGroupFile *file, guint64 ahead, gsize max_bytes, guint64 *end_out, char **path_out,
-                         GError **error)
+tr_groupfile_zero_ahead (TrGroupFile *file, guint64 ahead, gsize max_bytes, char **path_out, GError **error)
 {
   static const guint8 zeros[64 * 1024];
   GError *local = NULL;
@@ -648,10 +647,9 @@ tr_groupfile_zero_ahead (TrGroupFile *file, guint64 ahead, gsize max_bytes, guin
   TrGroupPart *part;
   int fd;
 
-  g_return_val_if_fail (file != NULL && end_out != NULL && path_out != NULL, FALSE);
+  g_return_val_if_fail (file != NULL && path_out != NULL, FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
   *path_out = NULL;
-  *end_out = tr_groupfile_size (file);
   if (!check_usable (file, error))
     return FALSE;
   if (file->parts->len == 0)
@@ -661,7 +659,6 @@ tr_groupfile_zero_ahead (TrGroupFile *file, guint64 ahead, gsize max_bytes, guin
   /* Whole pieces of @max_bytes, so a caller that keeps up with a stream
    * of small appends does not write (and sync) a sliver for each. */
   end = part->alloc < part->size + ahead ? MIN (file->part_size, part->alloc + max_bytes) : part->alloc;
-  *end_out = index * file->part_size + MAX (part->alloc, end);
   if (part->alloc >= end)
     return TRUE;
   if (!part_fd (file, index, &fd, &local))
@@ -683,13 +680,21 @@ tr_groupfile_zero_ahead (TrGroupFile *file, guint64 ahead, gsize max_bytes, guin
 failed:
   /* Not sticky: the zeros lie outside the logical stream, nothing in it
    * was touched.  ->alloc counts only what was written. */
-  *end_out = last_index (file) * file->part_size + part_at (file, last_index (file))->alloc;
   g_prefix_error (&local, "cannot write zeros ahead in group file %s/%s: ", file->dir, file->name);
   g_propagate_error (error, local);
   return FALSE;
 }
 
 /* ---- accessors ---------------------------------------------------------- */
+
+guint64
+tr_groupfile_zeroed_end (TrGroupFile *file)
+{
+  g_return_val_if_fail (file != NULL, 0);
+  if (file->parts->len == 0)
+    return tr_groupfile_size (file);
+  return last_index (file) * file->part_size + part_at (file, last_index (file))->alloc;
+}
 
 guint64
 tr_groupfile_size (TrGroupFile *file)

@@ -103,7 +103,6 @@ gboolean tr_groupfile_drop_before (TrGroupFile *file, guint64 offset, GError **e
  * @ahead: keep zeros written up to this many bytes past the logical end
  * @max_bytes: when fewer than @ahead are there, write this much (less at
  *   the end of the part); call again until @path_out stays NULL
- * @end_out: (out): logical offset where the zeros end (at least the size)
  * @path_out: (out) (transfer full) (nullable): the part written to, for the
  *   caller to fsync outside its locks; NULL when nothing was written
  * Preallocation for an owner that syncs after every append: writes zeros
@@ -116,8 +115,10 @@ gboolean tr_groupfile_drop_before (TrGroupFile *file, guint64 offset, GError **e
  * logical size is again the physical size, zeros included: the owner finds
  * its last valid record and truncates there, as it does for a torn tail.
  * Not sticky: a failure (a full disk, say) leaves the file usable. */
-gboolean tr_groupfile_zero_ahead (TrGroupFile *file, guint64 ahead, gsize max_bytes, guint64 *end_out,
-                                  char **path_out, GError **error);
+gboolean tr_groupfile_zero_ahead (TrGroupFile *file, guint64 ahead, gsize max_bytes, char **path_out,
+                                  GError **error);
+/* Logical offset where the last part's zeros end (the size when none). */
+guint64 tr_groupfile_zeroed_end (TrGroupFile *file);
 
 /* Logical end: the offset the next append would get if it fits the part. */
 guint64 tr_groupfile_size (TrGroupFile *file);

@@ -289,6 +289,17 @@ record_latency (TrRpcStore *store, GPtrArray *batch)
   g_mutex_unlock (&store->head_lock);
 }
 
+/* Wakes the writer to write zeros ahead of the data (commit lock held). */
+static void
+ask_for_zeros (TrRpcStore *store)
+{
+  store->zero_requested = TRUE;
+  g_mutex_lock (&store->stop_lock);
+  store->zero_wanted = TRUE;
+  g_cond_signal (&store->stop_cond);
+  g_mutex_unlock (&store->stop_lock);
+}
+
 static void
 commit_batch (TrRpcStore *store, GPtrArray *batch)
 {
@@ -317,15 +328,11 @@ commit_batch (TrRpcStore *store, GPtrArray *batch)
   store->unsynced = store->options.sync_mode != TR_SYNC_ALWAYS;
   /* Zeros stop at the end of a part: the next part asks again once the
    * data has rolled into it. */
-  if (store->options.sync_mode == TR_SYNC_ALWAYS && !store->zero_requested
-      && (store->data_end >= store->zero_end
-          || (store->data_end + TR_ZERO_LOW > store->zero_end
-              && store->zero_end % store->options.group_file_size != 0))) {
-    store->zero_requested = TRUE;
-    g_mutex_lock (&store->stop_lock);
-    store->zero_wanted = TRUE;
-    g_cond_signal (&store->stop_cond);
-    g_mutex_unlock (&store->stop_lock);
+  if (store->options.sync_mode == TR_SYNC_ALWAYS && !store->zero_requested) {
+    guint64 zeroed = tr_groupfile_zeroed_end (store->data);
+    if (store->data_end >= zeroed
+        || (store->data_end + TR_ZERO_LOW > zeroed && zeroed % store->options.group_file_size != 0))
+      ask_for_zeros (store);
   }
   /* The records are stored (and synced, in mode always): answer first, so
    * the producers' next requests are on their way while the index, lists
@@ -583,7 +590,7 @@ zero_ahead_beside_commits (TrRpcStore *store)
     gboolean ok;
 
     g_mutex_lock (&store->data_lock);
-    ok = tr_groupfile_zero_ahead (store->data, TR_ZERO_AHEAD, TR_ZERO_PIECE, &store->zero_end, &path, &error);
+    ok = tr_groupfile_zero_ahead (store->data, TR_ZERO_AHEAD, TR_ZERO_PIECE, &path, &error);
     g_mutex_unlock (&store->data_lock);
     if (!ok) {
       /* ->zero_requested stays set: no commit wakes the writer for it

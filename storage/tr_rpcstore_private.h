@@ -100,7 +100,6 @@ struct _TrRpcStore {
   gint64 last_reopen_us;
   gint fsync_ewma_us;      /* atomic (read by tr_rpcstore_group_commit_delay_us()): moving average of a data fsync */
   /* Zeros written ahead of the data (sync_mode always; tr_groupfile_zero_ahead()). */
-  guint64 zero_end;        /* logical offset where they end */
   gboolean zero_requested; /* a commit asked the writer for more */
   gboolean zero_wanted;    /* protected by ->stop_lock: wakes the writer for it */
   gint64 zero_retry_us;    /* after a failure (a full disk), not again before this */

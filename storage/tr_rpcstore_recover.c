@@ -557,8 +557,7 @@ tr_rpcstore__reopen (TrRpcStore *store, guint64 committed_end, GError **error)
     tr_rpcstore__checkpoint_done (store, old_ckpt, old_ckpt_end, old_ckpt_heads, store->n_ids);
   } else {
     store->reopen_gen++;
-    store->zero_end = 0; /* the cut removed them; the next commit asks again */
-    store->zero_requested = FALSE;
+    store->zero_requested = FALSE; /* the cut removed them; the next commit asks again */
   }
   g_rw_lock_writer_unlock (&store->files_lock);
   if (ok) {

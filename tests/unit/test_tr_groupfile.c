@@ -455,7 +455,8 @@ Test (tr_groupfile, random_appends_match_model)
   tr_groupfile_free (file);
 }
 
-/* Calls tr_groupfile_zero_ahead once; returns what it wrote (0 or more). */
+/* Calls tr_groupfile_zero_ahead once; returns what it wrote (0 or more)
+ * and, in *@end_out, where the zeros end now. */
 static guint64
 zero_ahead (TrGroupFile *file, guint64 ahead, gsize piece, guint64 *end_out)
 {
@@ -463,8 +464,9 @@ zero_ahead (TrGroupFile *file, guint64 ahead, gsize piece, guint64 *end_out)
   g_autofree char *path = NULL;
   guint64 before = tr_groupfile_disk_bytes (file);
 
-  cr_assert (tr_groupfile_zero_ahead (file, ahead, piece, end_out, &path, &error), "zero_ahead: %s",
+  cr_assert (tr_groupfile_zero_ahead (file, ahead, piece, &path, &error), "zero_ahead: %s",
              error ? error->message : "?");
+  *end_out = tr_groupfile_zeroed_end (file);
   cr_assert_eq (path != NULL, tr_groupfile_disk_bytes (file) > before, "path only when something was written");
   return tr_groupfile_disk_bytes (file) - before;
 }
