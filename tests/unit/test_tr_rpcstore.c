@@ -126,26 +126,44 @@ Test (tr_rpcstore, commit_lookup_and_reopen)
   tr_test_rmdir (dir);
 }
 
+static void
+forget_checkpoints (const char *dir)
+{
+  g_autofree char *c0 = g_strdup_printf ("%s/checkpoint.0", dir);
+  g_autofree char *c1 = g_strdup_printf ("%s/checkpoint.1", dir);
+
+  unlink (c0);
+  unlink (c1);
+}
+
+/* Commits @n rpcs in a child process that then exits without closing the
+ * store, like kill -9 (no close, no final checkpoint). */
+static void
+commit_then_crash (const char *dir, const TrRpcStoreOptions *o, guint n)
+{
+  int status = 0;
+  pid_t pid = fork ();
+
+  if (pid == 0) {
+    Waiter w = { 0 };
+    TrRpcStore *store = tr_rpcstore_open (tr_io_posix (), dir, o, services, NULL);
+    submit_many (store, &w, 0, n);
+    wait_for (&w, n);
+    _exit (w.failed == 0 ? 0 : 1);
+  }
+  cr_assert_eq (waitpid (pid, &status, 0), pid);
+  cr_assert (WIFEXITED (status) && WEXITSTATUS (status) == 0);
+}
+
 Test (tr_rpcstore, crash_without_close_keeps_every_acknowledged_rpc)
 {
   g_autofree char *dir = tr_test_mkdtemp ();
   TrRpcStoreOptions o = small_options ();
   g_autoptr (GError) error = NULL;
   TrRpcStore *store;
-  int status = 0;
-  pid_t pid;
 
   o.checkpoint_interval_ms = 100000; /* nothing checkpointed: recovery re-derives all */
-  pid = fork ();
-  if (pid == 0) {
-    Waiter w = { 0 };
-    store = tr_rpcstore_open (tr_io_posix (), dir, &o, services, NULL);
-    submit_many (store, &w, 0, 300);
-    wait_for (&w, 300);
-    _exit (w.failed == 0 ? 0 : 1); /* like kill -9: no close, no checkpoint */
-  }
-  cr_assert_eq (waitpid (pid, &status, 0), pid);
-  cr_assert (WIFEXITED (status) && WEXITSTATUS (status) == 0);
+  commit_then_crash (dir, &o, 300);
   store = tr_rpcstore_open (tr_io_posix (), dir, &o, services, &error);
   cr_assert_not_null (store, "%s", error ? error->message : "");
   check_contents (store, 300);
@@ -203,12 +221,7 @@ Test (tr_rpcstore, corruption_in_a_sealed_part_refuses_to_open)
    * close() would checkpoint, so copy the files first: here we just flip a
    * byte and reopen after a clean close with an old checkpoint removed. */
   tr_rpcstore_close (store);
-  {
-    g_autofree char *c0 = g_strdup_printf ("%s/checkpoint.0", dir);
-    g_autofree char *c1 = g_strdup_printf ("%s/checkpoint.1", dir);
-    unlink (c0);
-    unlink (c1);
-  }
+  forget_checkpoints (dir);
   tr_test_patch_file (first, 100, junk, sizeof junk);
   store = tr_rpcstore_open (tr_io_posix (), dir, &o, services, &error);
   cr_assert_null (store);
@@ -230,16 +243,6 @@ pad_with_zeros (const char *dir, guint index, guint64 to)
   tr_test_patch_file (path, (guint64) size, zeros, to - (guint64) size);
 }
 
-static void
-forget_checkpoints (const char *dir)
-{
-  g_autofree char *c0 = g_strdup_printf ("%s/checkpoint.0", dir);
-  g_autofree char *c1 = g_strdup_printf ("%s/checkpoint.1", dir);
-
-  unlink (c0);
-  unlink (c1);
-}
-
 /* Zeros after the data, in the last part and at the end of sealed parts
  * (what the writer writes ahead in sync_mode always), are not records:
  * recovery scans past them, cuts them off the last part without calling
@@ -253,20 +256,9 @@ Test (tr_rpcstore, zeros_written_ahead_are_not_data)
   TrRpcStore *store;
   Waiter w = { 0 };
   guint parts = 0;
-  int status = 0;
-  pid_t pid;
 
   o.checkpoint_interval_ms = 100000;
-  pid = fork ();
-  if (pid == 0) {
-    Waiter cw = { 0 };
-    store = tr_rpcstore_open (tr_io_posix (), dir, &o, services, NULL);
-    submit_many (store, &cw, 0, 400);
-    wait_for (&cw, 400);
-    _exit (cw.failed == 0 ? 0 : 1); /* like kill -9 */
-  }
-  cr_assert_eq (waitpid (pid, &status, 0), pid);
-  cr_assert (WIFEXITED (status) && WEXITSTATUS (status) == 0);
+  commit_then_crash (dir, &o, 400);
   forget_checkpoints (dir); /* recovery scans every part from the start */
   for (;;) {
     g_autofree char *path = g_strdup_printf ("%s/data.%u", dir, parts);
