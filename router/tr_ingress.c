@@ -326,7 +326,7 @@ handle_message (Conn *conn, const guint8 *msg, gsize len)
   ingress->stats.rpcs_in++;
   conn->last_submit_us = g_get_monotonic_time ();
   {
-    g_autoptr (GBytes) message = g_bytes_new (msg, len);
+    g_autoptr (GBytes) message = tr_rpcstore_copy_message (ingress->store, msg, len);
     tr_rpcbatch_add (ingress->batch, message, (const guint32 *) services->data, services->len, on_commit,
                      pending);
   }

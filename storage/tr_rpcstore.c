@@ -41,6 +41,9 @@
 #define TR_ZERO_RETRY_US (10 * G_TIME_SPAN_SECOND)
 /* GBytes header, two malloc headers and the ring slot of a cached message. */
 #define TR_CACHE_ENTRY_OVERHEAD 96
+/* write_batch()'s buffer: its first size, and the most it keeps between batches. */
+#define TR_COMMIT_BUF_SIZE (64 << 10)
+#define TR_COMMIT_BUF_KEEP (1 << 20)
 
 typedef struct {
   GBytes *message;
@@ -117,6 +120,12 @@ cache_lookup (TrRpcStore *store, guint64 rpc_id, gint64 *time_out)
   return found;
 }
 
+GBytes *
+tr_rpcstore_copy_message (TrRpcStore *store, gconstpointer data, gsize len)
+{
+  return tr_arena_copy (store->arena, data, len);
+}
+
 /* ---- commit ----------------------------------------------------------- */
 
 static gboolean sync_data (TrRpcStore *store, GError **error);
@@ -181,21 +190,24 @@ append_chunk (TrRpcStore *store, GByteArray *buf, GPtrArray *batch, guint first,
   return TRUE;
 }
 
-/* Writes every record of @batch; one append per part touched. */
+/* Writes every record of @batch into @buf and appends it; one append per
+ * part touched.  *@peak: the most @buf held. */
 static gboolean
-write_batch (TrRpcStore *store, GPtrArray *batch, gint64 now_us, GError **error)
+write_records (TrRpcStore *store, GByteArray *buf, GPtrArray *batch, gint64 now_us, gsize *peak,
+               GError **error)
 {
   guint64 part = store->options.group_file_size;
-  g_autoptr (GByteArray) buf = g_byte_array_sized_new (64 * 1024);
   guint64 room;
   guint first = 0;
 
+  g_byte_array_set_size (buf, 0);
   room = part - (tr_groupfile_size (store->data) % part);
   for (guint i = 0; i < batch->len; i++) {
     Submission *sub = g_ptr_array_index (batch, i);
     gsize before = buf->len;
     sub->rpc_id = store->next_rpc_id + i;
     encode_rpc (buf, sub, now_us);
+    *peak = MAX (*peak, buf->len);
     if (buf->len > room) {
       /* This record would cross the part end: flush what fits, the
        * GroupFile starts a new part for the rest. */
@@ -217,6 +229,23 @@ write_batch (TrRpcStore *store, GPtrArray *batch, gint64 now_us, GError **error)
     sub->checksum = tr_get_le32 (buf->data + before + 8);
   }
   return append_chunk (store, buf, batch, first, batch->len, error);
+}
+
+/* The batch buffer is kept from one batch to the next (a new one per batch
+ * came from the top of the heap and went back to the kernel: a page fault
+ * per 4 KiB each time), unless a batch of large messages made it bigger
+ * than TR_COMMIT_BUF_KEEP. */
+static gboolean
+write_batch (TrRpcStore *store, GPtrArray *batch, gint64 now_us, GError **error)
+{
+  gsize peak = 0;
+  gboolean ok = write_records (store, store->commit_buf, batch, now_us, &peak, error);
+
+  if (peak > TR_COMMIT_BUF_KEEP) {
+    g_byte_array_unref (store->commit_buf);
+    store->commit_buf = g_byte_array_sized_new (TR_COMMIT_BUF_SIZE);
+  }
+  return ok;
 }
 
 static gboolean
@@ -712,6 +741,8 @@ store_free (TrRpcStore *store)
     cache_evict_oldest (store);
   g_free (store->ring);
   g_free (store->ring_time);
+  g_clear_pointer (&store->arena, tr_arena_free);
+  g_clear_pointer (&store->commit_buf, g_byte_array_unref);
   g_free (store->list_heads);
   g_free (store->ckpt_list_heads);
   g_free (store->pub_list_heads);
@@ -760,6 +791,8 @@ tr_rpcstore_open (TrIo *io, const char *dir, const TrRpcStoreOptions *options,
   store->ring_cap = (guint) MIN (options->rpc_cache_size / 256, 1u << 20);
   store->ring = g_new0 (GBytes *, MAX (store->ring_cap, 1));
   store->ring_time = g_new0 (gint64, MAX (store->ring_cap, 1));
+  store->arena = tr_arena_new ();
+  store->commit_buf = g_byte_array_sized_new (TR_COMMIT_BUF_SIZE);
   g_mutex_init (&store->stop_lock);
   g_cond_init (&store->stop_cond);
 

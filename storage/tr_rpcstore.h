@@ -113,6 +113,14 @@ void tr_rpcstore_set_notify (TrRpcStore *store, TrRpcNotifyFunc notify, gpointer
  * and the producers would settle into alternating groups.  Any thread. */
 gint64 tr_rpcstore_group_commit_delay_us (TrRpcStore *store);
 
+/* tr_rpcstore_copy_message:
+ * Returns: (transfer full): a copy of @data[0..@len) in the memory the
+ * store's cache keeps messages in (tr_arena.h: chunks with huge pages, so
+ * the cache filling up does not cost a page fault per 4 KiB).  Callers that
+ * submit a message they read into a buffer of their own copy it with this.
+ * Thread-safe. */
+GBytes *tr_rpcstore_copy_message (TrRpcStore *store, gconstpointer data, gsize len);
+
 /* tr_rpcstore_submit:
  * Commits @message (a whole Thrift message, without the frame length) for
  * @n_services services.  @message is referenced, not copied.  @done has

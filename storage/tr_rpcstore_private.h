@@ -32,6 +32,7 @@
  */
 #pragma once
 
+#include "tr_arena.h"
 #include "tr_dwbuffer.h"
 #include "tr_groupfile.h"
 #include "tr_io.h"
@@ -82,6 +83,7 @@ struct _TrRpcStore {
    * that commits a batch (tr_rpcstore_submit_batch()) and by the writer
    * thread for each round of periodic work. */
   GMutex commit_lock;
+  GByteArray *commit_buf; /* protected by ->commit_lock: the records of a batch, kept between batches */
   GThread *writer;
   GMutex stop_lock;
   GCond stop_cond;
@@ -130,6 +132,7 @@ struct _TrRpcStore {
   gsize cache_bytes;          /* protected by ->cache_lock; payload + overhead */
   gsize cache_budget;         /* rpc_cache_size minus the ring and the block cache */
   gsize block_cache_blocks;   /* DoubleWriteBuffer read cache size */
+  TrArena *arena;             /* memory of the messages (tr_rpcstore_copy_message()) */
 
   GMutex dead_lock;
   GPtrArray *dead; /* TrGroupFile* by service id, opened lazily; protected by ->dead_lock */
