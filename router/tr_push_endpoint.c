@@ -416,6 +416,7 @@ tr_push__endpoint_fill (TrPushEndpoint *endpoint)
     if (result == QUEUE_WAIT)
       break;
   }
+  endpoint->fill_held = endpoint->next_seqid <= head;
   tail = g_queue_peek_tail (&endpoint->inflight);
   if (service->oneway_barrier && tail != NULL && tail->kind == TR_PUSH_KIND_ONEWAY)
     queue_barrier (endpoint, tail->seqid);
@@ -672,7 +673,14 @@ on_io (TrPushEndpoint *endpoint, GIOCondition condition)
     return;
   if ((condition & (G_IO_IN | G_IO_HUP | G_IO_ERR)) && !read_input (endpoint))
     return;
-  tr_push__endpoint_fill (endpoint);
+  /* Replies make room in the window; only an endpoint that the window (or
+   * an unreadable message) held back needs filling now.  RPCs committed
+   * since the last fill go out with the next wake-up (tr_push_wake(): one
+   * per commit, lingering), in one send with whatever else came meanwhile:
+   * filling on every batch of replies sent a few RPCs at a time and woke
+   * the endpoint for each. */
+  if (endpoint->fill_held)
+    tr_push__endpoint_fill (endpoint);
 }
 
 static gboolean

@@ -68,6 +68,7 @@ struct _TrPushEndpoint {
   GByteArray *in;          /* bytes read, not yet parsed */
   GQueue inflight;         /* (element-type TrPushInflight) oldest first */
   guint64 stop_fill_at;    /* seqid whose message is unreadable (0 = none) */
+  gboolean fill_held;      /* the last fill left committed RPCs unsent (window full, or waiting) */
 
   guint retries;           /* consecutive failures, for backoff */
   guint64 rpc_fail_seqid;  /* seqid of the current run of RPC-level failures */
