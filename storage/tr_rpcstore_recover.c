@@ -112,8 +112,13 @@ alloc_state (TrRpcStore *store)
   store->ckpt_list_heads = g_new0 (guint64, TR_RPCSTORE_MAX_SERVICES);
 }
 
-/* Opens data, index and the configured services' lists, and replays the
- * DoubleWriteBuffer journal into them. */
+/* Opens data, index and the list of every service in services.map, and
+ * replays the DoubleWriteBuffer journal into them.  Lists of services that
+ * are no longer configured are opened too: the journal and the tail scan
+ * must bring them up to date like the others, or a service removed by a
+ * reload just before a crash would come back, when it is configured again,
+ * with the entries of its last checkpoint interval missing (and its next
+ * seqids would repeat ones its endpoints already acknowledged). */
 static gboolean
 open_files (TrRpcStore *store, GError **error)
 {
@@ -129,8 +134,7 @@ open_files (TrRpcStore *store, GError **error)
     return FALSE;
   store->dwb = tr_dwbuffer_new (store->io, store->dir, TR_RPCSTORE_BLOCK_SIZE, cache_blocks, 4096);
   tr_dwbuffer_add_file (store->dwb, TR_RPCSTORE_INDEX_FILE_ID, store->index);
-  for (guint i = 0; store->configured[i]; i++) {
-    guint id = (guint) tr_rpcstore_service_id (store, store->configured[i]);
+  for (guint id = 0; id < store->n_ids; id++) {
     g_autofree char *name = g_strdup_printf ("list-%u", id);
     TrGroupFile *list = tr_rpcstore__open_file (store, name, error);
     if (list == NULL)
@@ -504,7 +508,15 @@ tr_rpcstore__recover (TrRpcStore *store, const char *const *services, GError **e
   if (!load_service_map (store, services, error))
     return FALSE;
   alloc_state (store);
-  return open_files (store, error) && recover_files (store, error);
+  if (!open_files (store, error) || !recover_files (store, error))
+    return FALSE;
+  /* A service that is not configured is retired from the start (as
+   * tr_rpcstore_retire_service() does for one a reload removes): it holds
+   * nothing back. */
+  for (guint id = 0; id < store->n_ids; id++)
+    if (!g_strv_contains ((const char *const *) store->configured, g_ptr_array_index (store->service_names, id)))
+      store->low_water[id] = store->list_heads[id] + 1;
+  return TRUE;
 }
 
 gboolean
@@ -594,7 +606,7 @@ add_service_locked (TrRpcStore *store, gpointer data, GError **error)
 
   add->id = id;
   if (known >= 0 && g_ptr_array_index (store->lists, id) != NULL)
-    return TRUE; /* removed earlier in this run: its list is still open */
+    return TRUE; /* known already: recovery or an earlier add opened its list */
   if (known < 0 && id >= TR_RPCSTORE_MAX_SERVICES) {
     g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_FULL, "too many services (at most %d ids)",
                  TR_RPCSTORE_MAX_SERVICES);

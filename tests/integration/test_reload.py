@@ -303,6 +303,47 @@ def test_removed_service_no_longer_holds_retention_back():
         a.stop()
 
 
+def test_removed_service_killed_restarted_then_readded_continues_its_seqids():
+    """A reload removes mail, kill -9 follows at once (before the store's
+    next checkpoint), the router restarts without mail, then with it again:
+    mail's endpoint must get the RPCs routed to it after that with the next
+    seqids.  Recovery used to skip the lists of services that were not
+    configured, so mail came back with the entries of its last checkpoint
+    interval missing and handed out seqids its endpoint had acknowledged
+    already (those RPCs were never delivered)."""
+    a, m = Endpoint().start(), Endpoint().start()
+    services = {"books": {"rpcs": ["log_event"], "endpoints": {"a": a.port}},
+                "mail": {"rpcs": ["log_event"], "endpoints": {"m": m.port}}}
+    router = Router(services).start()
+    try:
+        first = send(router, 40, b"x")
+        wait_until(lambda: len(m.payloads()) == 40, what="mail's endpoint to get 40 rpcs")
+        time.sleep(0.3)  # state_flush_ms: the endpoint's position is on disk
+        set_services(router, ["books"])
+        reload_ok(router)
+        router.kill9()
+        router.start()  # books only
+        later = send(router, 5, b"y")
+        wait_until(lambda: len(a.payloads()) == 45, what="books after the restart")
+        check(len(m.payloads()) == 40, "removed service delivered after the restart")
+        router.stop()
+        set_services(router, ["books", "mail"])
+        router.start()
+        again = send(router, 5, b"z")
+        wait_until(lambda: len(m.payloads()) == 45, timeout=20,
+                   what="mail's endpoint to get the RPCs routed to it after it came back")
+        check(seqids(m) == list(range(1, 46)), "mail seqids: %s" % seqids(m)[35:])
+        check([d for _, d in m.payloads()] == first + again, "mail got: %s" % m.payloads()[38:])
+        check([d for _, d in a.payloads()] == first + later + again, "books got something else")
+    finally:
+        try:
+            stop_cleanly(router)
+        finally:
+            router.cleanup()
+        a.stop()
+        m.stop()
+
+
 def test_service_left_without_endpoints_holds_nothing_back():
     a = Endpoint().start()
     router = Router({"books": {"rpcs": ["log_event"], "endpoints": {"a": a.port}},
@@ -546,6 +587,7 @@ if __name__ == "__main__":
         test_add_service_with_new_rpc_then_restart,
         test_remove_service_and_change_rpcs,
         test_removed_service_no_longer_holds_retention_back,
+        test_removed_service_killed_restarted_then_readded_continues_its_seqids,
         test_service_left_without_endpoints_holds_nothing_back,
         test_untouched_endpoint_no_gap_no_duplicate_across_reloads,
         test_invalid_file_and_restart_keys_refused,

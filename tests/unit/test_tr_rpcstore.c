@@ -550,6 +550,64 @@ Test (tr_rpcstore, add_service_while_running)
   tr_test_rmdir (dir);
 }
 
+/* A service removed by a reload, then kill -9 before the next checkpoint,
+ * then a restart without it: recovery must still bring its list up to date,
+ * so that adding it back later gives it every entry (and new seqids after
+ * them), and it must not hold retention back meanwhile. */
+Test (tr_rpcstore, unconfigured_service_list_is_recovered_and_holds_nothing_back)
+{
+  static const char *const books_only[] = { "books", NULL };
+  g_autofree char *dir = tr_test_mkdtemp ();
+  g_autofree char *first = g_strdup_printf ("%s/data.0", dir);
+  TrRpcStoreOptions o = small_options ();
+  g_autoptr (GError) error = NULL;
+  Waiter w = { 0 };
+  TrRpcStore *store;
+  guint32 books;
+
+  o.checkpoint_interval_ms = 100000; /* nothing checkpointed: recovery re-derives all */
+  commit_then_crash (dir, &o, 300);
+
+  o.checkpoint_interval_ms = 50;
+  store = tr_rpcstore_open (tr_io_posix (), dir, &o, books_only, &error);
+  cr_assert_not_null (store, "%s", error ? error->message : "");
+  books = (guint32) tr_rpcstore_service_id (store, "books");
+  cr_assert_eq (tr_rpcstore_service_head (store, 1), 150, "mail's list was not recovered");
+  /* Only books has endpoints: once it needs nothing, the first data part
+   * goes, whatever mail's list says. */
+  tr_rpcstore_set_low_water (store, books, G_MAXUINT64);
+  for (guint i = 300; i < 700; i++) {
+    g_autoptr (GBytes) msg = make_message (i);
+    tr_rpcstore_submit (store, msg, &books, 1, on_commit, &w);
+  }
+  wait_for (&w, 400);
+  cr_assert_eq (w.failed, 0);
+  for (int i = 0; i < 40 && tr_test_file_size (first) >= 0; i++)
+    g_usleep (50 * 1000);
+  cr_assert_eq (tr_test_file_size (first), -1, "data.0 should be deleted: an unconfigured service held it");
+  tr_rpcstore_close (store);
+
+  /* Both configured again: mail has its 150 entries, in order. */
+  store = tr_rpcstore_open (tr_io_posix (), dir, &o, services, &error);
+  cr_assert_not_null (store, "%s", error ? error->message : "");
+  cr_assert_eq (tr_rpcstore_service_head (store, 1), 150);
+  cr_assert_eq (tr_rpcstore_service_head (store, books), 700);
+  for (guint64 seq = 1; seq <= 150; seq++) {
+    guint64 rpc = 0;
+    if (!tr_rpcstore_service_lookup (store, 1, seq, &rpc, &error)) {
+      /* Retention may have dropped the list parts that only pointed into
+       * the deleted data part; what is left must still be right. */
+      cr_assert (g_error_matches (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_NOT_FOUND), "seq %" G_GUINT64_FORMAT
+                 ": %s", seq, error->message);
+      g_clear_error (&error);
+      continue;
+    }
+    cr_assert_eq (rpc, 2 * seq - 1);
+  }
+  tr_rpcstore_close (store);
+  tr_test_rmdir (dir);
+}
+
 /* Retention must keep up while commits never pause: the checkpoint runs
  * beside the commits, so the head moves on during it, and retention works
  * from what the checkpoint covers (it used to wait for a checkpoint that
