@@ -44,6 +44,10 @@
 /* write_batch()'s buffer: its first size, and the most it keeps between batches. */
 #define TR_COMMIT_BUF_SIZE (64 << 10)
 #define TR_COMMIT_BUF_KEEP (1 << 20)
+/* Below this rpc_cache_size the cache keeps its messages in malloc'd
+ * memory: it fills within a second or so (a bounded number of page faults),
+ * and the arena's few chunks of slack would be large next to it. */
+#define TR_ARENA_MIN_CACHE ((gsize) 16 << 20)
 
 typedef struct {
   GBytes *message;
@@ -123,7 +127,7 @@ cache_lookup (TrRpcStore *store, guint64 rpc_id, gint64 *time_out)
 GBytes *
 tr_rpcstore_copy_message (TrRpcStore *store, gconstpointer data, gsize len)
 {
-  return tr_arena_copy (store->arena, data, len);
+  return store->arena ? tr_arena_copy (store->arena, data, len) : g_bytes_new (data, len);
 }
 
 /* ---- commit ----------------------------------------------------------- */
@@ -791,7 +795,7 @@ tr_rpcstore_open (TrIo *io, const char *dir, const TrRpcStoreOptions *options,
   store->ring_cap = (guint) MIN (options->rpc_cache_size / 256, 1u << 20);
   store->ring = g_new0 (GBytes *, MAX (store->ring_cap, 1));
   store->ring_time = g_new0 (gint64, MAX (store->ring_cap, 1));
-  store->arena = tr_arena_new ();
+  store->arena = options->rpc_cache_size >= TR_ARENA_MIN_CACHE ? tr_arena_new () : NULL;
   store->commit_buf = g_byte_array_sized_new (TR_COMMIT_BUF_SIZE);
   g_mutex_init (&store->stop_lock);
   g_cond_init (&store->stop_cond);

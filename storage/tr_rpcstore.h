@@ -115,8 +115,9 @@ gint64 tr_rpcstore_group_commit_delay_us (TrRpcStore *store);
 
 /* tr_rpcstore_copy_message:
  * Returns: (transfer full): a copy of @data[0..@len) in the memory the
- * store's cache keeps messages in (tr_arena.h: chunks with huge pages, so
- * the cache filling up does not cost a page fault per 4 KiB).  Callers that
+ * store's cache keeps messages in (with rpc_cache_size of 16 MiB or more,
+ * tr_arena.h: chunks with huge pages, so the cache filling up does not cost
+ * a page fault per 4 KiB).  Callers that
  * submit a message they read into a buffer of their own copy it with this.
  * Thread-safe. */
 GBytes *tr_rpcstore_copy_message (TrRpcStore *store, gconstpointer data, gsize len);

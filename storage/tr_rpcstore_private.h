@@ -132,7 +132,7 @@ struct _TrRpcStore {
   gsize cache_bytes;          /* protected by ->cache_lock; payload + overhead */
   gsize cache_budget;         /* rpc_cache_size minus the ring and the block cache */
   gsize block_cache_blocks;   /* DoubleWriteBuffer read cache size */
-  TrArena *arena;             /* memory of the messages (tr_rpcstore_copy_message()) */
+  TrArena *arena;             /* (nullable) memory of the messages (tr_rpcstore_copy_message()) */
 
   GMutex dead_lock;
   GPtrArray *dead; /* TrGroupFile* by service id, opened lazily; protected by ->dead_lock */

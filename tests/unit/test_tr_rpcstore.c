@@ -126,6 +126,36 @@ Test (tr_rpcstore, commit_lookup_and_reopen)
   tr_test_rmdir (dir);
 }
 
+/* From rpc_cache_size 16M the cache keeps messages in the arena
+ * (tr_arena.h); the store must serve them from there and release them on
+ * close. */
+Test (tr_rpcstore, large_cache_keeps_messages_in_the_arena)
+{
+  g_autofree char *dir = tr_test_mkdtemp ();
+  TrRpcStoreOptions o = small_options ();
+  guint32 both[2];
+  Waiter w = { 0 };
+  TrRpcStore *store;
+  g_autoptr (GError) error = NULL;
+
+  o.rpc_cache_size = 16 << 20;
+  store = tr_rpcstore_open (tr_io_posix (), dir, &o, services, &error);
+  cr_assert_not_null (store, "%s", error ? error->message : "");
+  both[0] = (guint32) tr_rpcstore_service_id (store, "books");
+  both[1] = (guint32) tr_rpcstore_service_id (store, "mail");
+  for (guint i = 0; i < 500; i++) {
+    g_autoptr (GBytes) msg = make_message (i);
+    g_autoptr (GBytes) copy = tr_rpcstore_copy_message (store, g_bytes_get_data (msg, NULL), g_bytes_get_size (msg));
+    cr_assert (g_bytes_equal (copy, msg));
+    tr_rpcstore_submit (store, copy, both, i % 2 ? 1 : 2, on_commit, &w);
+  }
+  wait_for (&w, 500);
+  cr_assert_eq (w.failed, 0);
+  check_contents (store, 500);
+  tr_rpcstore_close (store);
+  tr_test_rmdir (dir);
+}
+
 static void
 forget_checkpoints (const char *dir)
 {
