@@ -356,6 +356,11 @@ call_status (TrAdmin *admin, const Args *args, GByteArray *result, Refusal *refu
   tr_thrift_write_field_double (result, 11, rate);
   tr_thrift_write_field_i64 (result, 12, p50);
   tr_thrift_write_field_i64 (result, 13, p99);
+  tr_thrift_write_field_i64 (result, 14, (gint64) store.cache_rpcs);
+  tr_thrift_write_field_i64 (result, 15, (gint64) store.cache_bytes);
+  tr_thrift_write_field_i64 (result, 16, (gint64) store.cache_limit);
+  tr_thrift_write_field_i64 (result, 17, (gint64) store.reads_from_cache);
+  tr_thrift_write_field_i64 (result, 18, (gint64) store.reads_from_disk);
   tr_thrift_write_field_stop (result);
   return TRUE;
 }

@@ -119,6 +119,9 @@ cache_lookup (TrRpcStore *store, guint64 rpc_id, gint64 *time_out)
     found = g_bytes_ref (store->ring[rpc_id % store->ring_cap]);
     if (time_out)
       *time_out = store->ring_time[rpc_id % store->ring_cap];
+    store->cache_hits++;
+  } else {
+    store->cache_misses++;
   }
   g_mutex_unlock (&store->cache_lock);
   return found;
@@ -1326,4 +1329,11 @@ tr_rpcstore_get_stats (TrRpcStore *store, TrRpcStoreStats *stats_out)
   stats_out->data_parts = store->data ? tr_groupfile_n_parts (store->data) : 0;
   g_mutex_unlock (&store->data_lock);
   g_rw_lock_reader_unlock (&store->files_lock);
+  g_mutex_lock (&store->cache_lock);
+  stats_out->cache_rpcs = store->cache_lo <= store->cache_hi ? store->cache_hi - store->cache_lo + 1 : 0;
+  stats_out->cache_bytes = store->cache_bytes;
+  stats_out->cache_limit = store->cache_budget;
+  stats_out->reads_from_cache = store->cache_hits;
+  stats_out->reads_from_disk = store->cache_misses;
+  g_mutex_unlock (&store->cache_lock);
 }

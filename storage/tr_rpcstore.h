@@ -226,6 +226,11 @@ typedef struct {
   guint64 batches;      /* group commits done */
   guint64 commit_errors;
   guint64 commit_latency[TR_RPCSTORE_LATENCY_BUCKETS]; /* cumulative since open */
+  guint64 cache_rpcs;       /* messages in the cache now */
+  guint64 cache_bytes;      /* what they count against the cache limit (overhead included) */
+  guint64 cache_limit;      /* rpc_cache_size minus the ring and the block cache */
+  guint64 reads_from_cache; /* tr_rpcstore_get() served from the cache, since open */
+  guint64 reads_from_disk;  /* ... and from disk */
 } TrRpcStoreStats;
 
 void tr_rpcstore_get_stats (TrRpcStore *store, TrRpcStoreStats *stats_out);

@@ -131,6 +131,7 @@ struct _TrRpcStore {
   guint64 cache_lo, cache_hi; /* protected by ->cache_lock; empty when lo > hi */
   gsize cache_bytes;          /* protected by ->cache_lock; payload + overhead */
   gsize cache_budget;         /* rpc_cache_size minus the ring and the block cache */
+  guint64 cache_hits, cache_misses; /* protected by ->cache_lock: tr_rpcstore_get() lookups */
   gsize block_cache_blocks;   /* DoubleWriteBuffer read cache size */
   TrArena *arena;             /* (nullable) memory of the messages (tr_rpcstore_copy_message()) */
 

@@ -39,6 +39,15 @@ struct NodeStatus {
    * was committed in that time. */
   12: i64 commit_p50_us
   13: i64 commit_p99_us
+  /* The RPC cache (rpc_cache_size): RPCs and bytes it holds now (bytes
+   * count each entry's overhead), and its limit for messages. */
+  14: i64 cache_rpcs
+  15: i64 cache_bytes
+  16: i64 cache_limit_bytes
+  /* Messages read for delivery since start-up: from the cache, and from
+   * disk (an endpoint further behind than the cache holds). */
+  17: i64 reads_from_cache
+  18: i64 reads_from_disk
 }
 
 struct ServiceInfo {

@@ -183,11 +183,14 @@ cmd_status (Session *session, char **args)
                             ", \"producer_connections\": %d, \"rpcs_in\": %" G_GINT64_FORMAT
                             ", \"rpcs_committed\": %" G_GINT64_FORMAT ", \"commit_errors\": %" G_GINT64_FORMAT
                             ", \"rpcs_in_per_sec\": %.1f, \"commit_p50_us\": %" G_GINT64_FORMAT
-                            ", \"commit_p99_us\": %" G_GINT64_FORMAT "}",
+                            ", \"commit_p99_us\": %" G_GINT64_FORMAT ", \"cache_rpcs\": %" G_GINT64_FORMAT
+                            ", \"cache_bytes\": %" G_GINT64_FORMAT ", \"cache_limit_bytes\": %" G_GINT64_FORMAT
+                            ", \"reads_from_cache\": %" G_GINT64_FORMAT ", \"reads_from_disk\": %" G_GINT64_FORMAT "}",
                             status->epoch, status->head_rpc_id, status->store_bytes, status->store_parts,
                             status->producer_connections, status->rpcs_in, status->rpcs_committed,
                             status->commit_errors, status->rpcs_in_per_sec, status->commit_p50_us,
-                            status->commit_p99_us);
+                            status->commit_p99_us, status->cache_rpcs, status->cache_bytes,
+                            status->cache_limit_bytes, status->reads_from_cache, status->reads_from_disk);
     printf ("%s\n", out->str);
     g_string_free (out, TRUE);
   } else {
@@ -204,6 +207,11 @@ cmd_status (Session *session, char **args)
     printf ("rpcs_in_per_sec       %.1f  (last 10 s)\n", status->rpcs_in_per_sec);
     printf ("commit_p50_us         <= %" G_GINT64_FORMAT "  (last 10 s)\n", status->commit_p50_us);
     printf ("commit_p99_us         <= %" G_GINT64_FORMAT "  (last 10 s)\n", status->commit_p99_us);
+    printf ("cache_rpcs            %" G_GINT64_FORMAT "\n", status->cache_rpcs);
+    printf ("cache_bytes           %" G_GINT64_FORMAT " of %" G_GINT64_FORMAT "\n", status->cache_bytes,
+            status->cache_limit_bytes);
+    printf ("reads_from_cache      %" G_GINT64_FORMAT "\n", status->reads_from_cache);
+    printf ("reads_from_disk       %" G_GINT64_FORMAT "\n", status->reads_from_disk);
   }
   g_object_unref (status);
   return 0;

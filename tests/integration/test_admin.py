@@ -79,9 +79,15 @@ def test_status_services_endpoints_table_and_json():
         check(status["server_id"] == "it-1" and status["server_type"] == "MASTER", str(status))
         check(status["head_rpc_id"] == 10 and status["rpcs_committed"] == 10, str(status))
         check(status["producer_connections"] == 1 and status["store_parts"] >= 1, str(status))
+        # 10 RPCs in the 64M cache; endpoint a read them from it, b is stopped.
+        check(status["cache_rpcs"] == 10 and 10 * 12 < status["cache_bytes"] < status["cache_limit_bytes"],
+              str(status))
+        check(status["reads_from_cache"] >= 10 and status["reads_from_disk"] == 0, str(status))
         p.close()
         table = ok(router, "status")
         check(re.search(r"^head_rpc_id\s+10$", table, re.M) is not None, table)
+        check(re.search(r"^cache_bytes\s+[1-9][0-9]* of [1-9][0-9]*$", table, re.M) is not None, table)
+        check(re.search(r"^reads_from_disk\s+0$", table, re.M) is not None, table)
 
         services = json.loads(ok(router, "--json", "services"))
         check([s["name"] for s in services] == ["books", "mail"], str(services))
@@ -525,6 +531,27 @@ def test_status_rates_after_traffic():
         ep.stop()
 
 
+def test_status_counts_reads_from_disk_without_a_cache():
+    """rpc_cache_size = 0: nothing is cached, every delivery reads the disk,
+    and status says so."""
+    ep = Endpoint().start()
+    router = Router({"books": {"rpcs": ["log_event"], "endpoints": {"a": ep.port}}}, rpc_cache_size="0").start()
+    try:
+        p = Producer(router.port)
+        for i in range(20):
+            p.log_event(b"disk%d" % i)
+        p.close()
+        wait_until(lambda: len(ep.payloads()) == 20, what="delivery")
+        status = json.loads(ok(router, "--json", "status"))
+        check(status["cache_rpcs"] == 0 and status["cache_bytes"] == 0 and status["cache_limit_bytes"] == 0,
+              str(status))
+        check(status["reads_from_cache"] == 0 and status["reads_from_disk"] >= 20, str(status))
+    finally:
+        router.stop()
+        router.cleanup()
+        ep.stop()
+
+
 def test_endpoint_delivered_rate_and_lag_bytes():
     eps = [Endpoint().start() for _ in range(2)]
     router = Router({"books": {"rpcs": ["log_event", "fire"],
@@ -645,6 +672,7 @@ if __name__ == "__main__":
         test_dead_letters_after_on_failure_skip,
         test_skip_by_n,
         test_status_rates_after_traffic,
+        test_status_counts_reads_from_disk_without_a_cache,
         test_endpoint_delivered_rate_and_lag_bytes,
         test_stop_send_write_survives_kill9_loop,
     ])
