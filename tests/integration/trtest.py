@@ -82,6 +82,8 @@ class _Recorder:
             fail = self.endpoint.fail_next
             if fail > 0:
                 self.endpoint.fail_next -= 1
+            elif seqid is not None and seqid > self.endpoint.max_seqid:
+                self.endpoint.max_seqid = seqid
         if fail > 0:
             with self.endpoint.lock:
                 self.endpoint.calls.pop()
@@ -123,6 +125,7 @@ class Endpoint:
     def __init__(self, port=None):
         self.port = port or free_port()
         self.calls = []
+        self.max_seqid = 0
         self.lock = threading.Lock()
         self.fail_next = 0
         self._local = threading.local()
@@ -183,6 +186,14 @@ class Endpoint:
     def received(self, name=None):
         with self.lock:
             return [c for c in self.calls if name is None or c[0] == name]
+
+    def highest_seqid(self):
+        """The highest seqid received: with seqids 1..n in order and
+        duplicates only as re-sends, how many were delivered.  O(1), for
+        polling while millions arrive (payloads() is O(n) and, holding the
+        GIL, slows down the endpoint's own server threads)."""
+        with self.lock:
+            return self.max_seqid
 
     def payloads(self, dedupe=True):
         """Payloads in seqid order, duplicates (re-deliveries) dropped."""
