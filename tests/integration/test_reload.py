@@ -332,6 +332,7 @@ def test_removed_service_killed_restarted_then_readded_continues_its_seqids():
         again = send(router, 5, b"z")
         wait_until(lambda: len(m.payloads()) == 45, timeout=20,
                    what="mail's endpoint to get the RPCs routed to it after it came back")
+        wait_until(lambda: len(a.payloads()) == 50, what="books to get the last 5 too")
         check(seqids(m) == list(range(1, 46)), "mail seqids: %s" % seqids(m)[35:])
         check([d for _, d in m.payloads()] == first + again, "mail got: %s" % m.payloads()[38:])
         check([d for _, d in a.payloads()] == first + later + again, "books got something else")
