@@ -118,7 +118,10 @@ alloc_state (TrRpcStore *store)
  * must bring them up to date like the others, or a service removed by a
  * reload just before a crash would come back, when it is configured again,
  * with the entries of its last checkpoint interval missing (and its next
- * seqids would repeat ones its endpoints already acknowledged). */
+ * seqids would repeat ones its endpoints already acknowledged).  A list of
+ * an unconfigured service that cannot be opened does not stop the node (it
+ * routes nothing to that service): it stays closed, with a warning, and
+ * adding the service back reports the error. */
 static gboolean
 open_files (TrRpcStore *store, GError **error)
 {
@@ -135,10 +138,20 @@ open_files (TrRpcStore *store, GError **error)
   store->dwb = tr_dwbuffer_new (store->io, store->dir, TR_RPCSTORE_BLOCK_SIZE, cache_blocks, 4096);
   tr_dwbuffer_add_file (store->dwb, TR_RPCSTORE_INDEX_FILE_ID, store->index);
   for (guint id = 0; id < store->n_ids; id++) {
+    const char *service = g_ptr_array_index (store->service_names, id);
     g_autofree char *name = g_strdup_printf ("list-%u", id);
-    TrGroupFile *list = tr_rpcstore__open_file (store, name, error);
-    if (list == NULL)
+    g_autoptr (GError) local = NULL;
+    TrGroupFile *list = tr_rpcstore__open_file (store, name, &local);
+    if (list == NULL && g_strv_contains ((const char *const *) store->configured, service)) {
+      g_propagate_error (error, g_steal_pointer (&local));
       return FALSE;
+    }
+    if (list == NULL) {
+      g_warning ("service '%s' is not configured and its list cannot be opened, so it stays closed "
+                 "(adding the service back will fail the same way): %s",
+                 service, local->message);
+      continue;
+    }
     g_ptr_array_index (store->lists, id) = list;
     tr_dwbuffer_add_file (store->dwb, TR_RPCSTORE_LIST_FILE_ID (id), list);
   }

@@ -5,6 +5,8 @@
 #include "tr_test_util.h"
 
 #include <criterion/criterion.h>
+#include <glib/gstdio.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -635,6 +637,50 @@ Test (tr_rpcstore, unconfigured_service_list_is_recovered_and_holds_nothing_back
     cr_assert_eq (rpc, 2 * seq - 1);
   }
   tr_rpcstore_close (store);
+  tr_test_rmdir (dir);
+}
+
+/* The list of a service that is no longer configured cannot be opened:
+ * the node still starts (it routes nothing there), and only configuring the
+ * service again fails, naming the problem. */
+Test (tr_rpcstore, unreadable_list_of_unconfigured_service_does_not_stop_the_node)
+{
+  static const char *const books_only[] = { "books", NULL };
+  g_autofree char *dir = tr_test_mkdtemp ();
+  g_autofree char *part = g_strdup_printf ("%s/list-1.0", dir);
+  TrRpcStoreOptions o = small_options ();
+  g_autoptr (GError) error = NULL;
+  Waiter w = { 0 };
+  TrRpcStore *store = tr_rpcstore_open (tr_io_posix (), dir, &o, services, &error);
+  guint32 books;
+
+  cr_assert_not_null (store, "%s", error ? error->message : "");
+  submit_many (store, &w, 0, 20);
+  wait_for (&w, 20);
+  tr_rpcstore_close (store);
+  /* A directory where mail's first list part should be: opening it fails. */
+  cr_assert_eq (unlink (part), 0);
+  cr_assert_eq (g_mkdir (part, 0755), 0);
+
+  store = tr_rpcstore_open (tr_io_posix (), dir, &o, books_only, &error);
+  cr_assert_not_null (store, "an unconfigured service's list stopped the node: %s", error ? error->message : "");
+  books = (guint32) tr_rpcstore_service_id (store, "books");
+  cr_assert_eq (tr_rpcstore_service_head (store, books), 20);
+  for (guint i = 20; i < 30; i++) {
+    g_autoptr (GBytes) msg = make_message (i);
+    tr_rpcstore_submit (store, msg, &books, 1, on_commit, &w);
+  }
+  wait_for (&w, 30);
+  cr_assert_eq (w.failed, 0);
+  cr_assert_eq (tr_rpcstore_add_service (store, "mail", &error), -1, "adding mail back should fail");
+  cr_assert_not_null (strstr (error->message, "list-1"), "%s", error->message);
+  g_clear_error (&error);
+  tr_rpcstore_close (store);
+
+  store = tr_rpcstore_open (tr_io_posix (), dir, &o, services, &error);
+  cr_assert_null (store, "a configured service's unreadable list must stop the node");
+  cr_assert_not_null (strstr (error->message, "list-1"), "%s", error->message);
+  g_rmdir (part);
   tr_test_rmdir (dir);
 }
 
