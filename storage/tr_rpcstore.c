@@ -1,7 +1,9 @@
-/* tr_rpcstore.c - group commit, reads, cache and retention of the RPC store.
+/* tr_rpcstore.c - open and close, group commit, cache and reads of the RPC
+ * store.
  *
  * Formats: tr_rpcstore_private.h and docs/format/rpcstore.md.
- * Recovery: tr_rpcstore_recover.c.
+ * Recovery: tr_rpcstore_recover.c.  The writer thread (periodic work,
+ * retention): tr_rpcstore_writer.c.  Dead-letter lists: tr_rpcstore_dead.c.
  *
  * Every mutation of the data, index and list files happens with
  * ->commit_lock held: by the submitting thread, which commits its batch
@@ -29,16 +31,6 @@
 
 #define TR_REOPEN_RETRY_US (500 * G_TIME_SPAN_MILLISECOND)
 #define TR_COMMIT_DELAY_MAX_US 200
-/* sync_mode always: the writer keeps TR_ZERO_AHEAD bytes of zeros written
- * and synced after the end of the data, so that each commit's fdatasync
- * overwrites allocated blocks instead of growing the file (see
- * tr_groupfile_zero_ahead()).  A commit asks for more when less than
- * TR_ZERO_LOW is left; the writer writes TR_ZERO_PIECE at a time under the
- * locks and syncs them once, without the locks. */
-#define TR_ZERO_AHEAD (4 << 20)
-#define TR_ZERO_LOW (2 << 20)
-#define TR_ZERO_PIECE (512 << 10)
-#define TR_ZERO_RETRY_US (10 * G_TIME_SPAN_SECOND)
 /* GBytes header, two malloc headers and the ring slot of a cached message. */
 #define TR_CACHE_ENTRY_OVERHEAD 96
 /* write_batch()'s buffer: its first size, and the most it keeps between batches. */
@@ -135,7 +127,6 @@ tr_rpcstore_copy_message (TrRpcStore *store, gconstpointer data, gsize len)
 
 /* ---- commit ----------------------------------------------------------- */
 
-static gboolean sync_data (TrRpcStore *store, GError **error);
 
 static void
 fail_batch (TrRpcStore *store, GPtrArray *batch, const GError *error)
@@ -224,7 +215,7 @@ write_records (TrRpcStore *store, GByteArray *buf, GPtrArray *batch, gint64 now_
       /* Seal the old part before the new one gets data: after a power loss
        * a torn tail may then only ever be in the last part, which recovery
        * cuts; a torn sealed part would be refused as corruption. */
-      if (store->options.sync_mode != TR_SYNC_NONE && !sync_data (store, error))
+      if (store->options.sync_mode != TR_SYNC_NONE && !tr_rpcstore__sync_data (store, error))
         return FALSE;
       first = i;
       room = part;
@@ -255,8 +246,8 @@ write_batch (TrRpcStore *store, GPtrArray *batch, gint64 now_us, GError **error)
   return ok;
 }
 
-static gboolean
-sync_data (TrRpcStore *store, GError **error)
+gboolean
+tr_rpcstore__sync_data (TrRpcStore *store, GError **error)
 {
   gint64 start = g_get_monotonic_time ();
   gboolean ok;
@@ -289,8 +280,8 @@ publish (TrRpcStore *store, guint64 head)
 /* After a data-file failure: reopen it and cut it back to the end of the
  * last committed record, so the store accepts writes again by itself when
  * the disk recovers.  Throttled; FALSE while the disk is still failing. */
-static gboolean
-try_reopen (TrRpcStore *store)
+gboolean
+tr_rpcstore__try_reopen (TrRpcStore *store)
 {
   g_autoptr (GError) error = NULL;
   gint64 now = g_get_monotonic_time ();
@@ -344,14 +335,14 @@ commit_batch (TrRpcStore *store, GPtrArray *batch)
   guint64 end_before;
   gboolean ok;
 
-  if (store->failure != NULL && !try_reopen (store)) {
+  if (store->failure != NULL && !tr_rpcstore__try_reopen (store)) {
     fail_batch (store, batch, store->failure);
     return;
   }
   end_before = store->data_end;
   ok = write_batch (store, batch, now_us, &error);
   if (ok && store->options.sync_mode == TR_SYNC_ALWAYS)
-    ok = sync_data (store, &error);
+    ok = tr_rpcstore__sync_data (store, &error);
   if (!ok) {
     g_prefix_error (&error, "commit of %u rpcs failed: ", batch->len);
     g_warning ("%s", error->message);
@@ -395,334 +386,6 @@ commit_batch (TrRpcStore *store, GPtrArray *batch)
   store->next_rpc_id += batch->len;
   store->rpcs_committed += batch->len;
   publish (store, store->next_rpc_id - 1);
-}
-
-/* ---- retention -------------------------------------------------------- */
-
-/* Reads the 16-byte entry @entry_no (0-based) of DoubleWriteBuffer file @file_id. */
-static gboolean
-read_entry (TrRpcStore *store, guint32 file_id, guint64 entry_no, guint8 entry[TR_RPCSTORE_ENTRY_SIZE],
-            GError **error)
-{
-  guint64 pos = entry_no * TR_RPCSTORE_ENTRY_SIZE;
-  gboolean ok;
-
-  /* Caller holds ->files_lock (reader side) or ->commit_lock. */
-  if (store->dwb == NULL) {
-    g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CLOSED, "the store failed and is being reopened");
-    ok = FALSE;
-  } else {
-    ok = tr_dwbuffer_read (store->dwb, file_id, pos / TR_RPCSTORE_BLOCK_SIZE,
-                           (guint32) (pos % TR_RPCSTORE_BLOCK_SIZE), entry, TR_RPCSTORE_ENTRY_SIZE, error);
-  }
-  return ok;
-}
-
-/* Oldest rpc id any configured service still needs; head + 1 if none. */
-static guint64
-min_needed_rpc (TrRpcStore *store)
-{
-  guint64 min_rpc = store->next_rpc_id;
-
-  for (guint id = 0; id < store->n_ids; id++) {
-    guint64 low, head, rpc;
-    g_autoptr (GError) error = NULL;
-    if (g_ptr_array_index (store->lists, id) == NULL)
-      continue;
-    g_mutex_lock (&store->head_lock);
-    low = store->low_water[id];
-    head = store->pub_list_heads[id];
-    g_mutex_unlock (&store->head_lock);
-    if (low == 0)
-      return 1; /* a service whose endpoints have not reported yet pins everything */
-    if (low > head)
-      continue;
-    if (!tr_rpcstore_service_lookup (store, id, low, &rpc, &error))
-      return 1;
-    min_rpc = MIN (min_rpc, rpc);
-  }
-  return min_rpc;
-}
-
-/* Deletes whole parts nobody needs (DESIGN §2.9), up to what the last
- * checkpoint covers: recovery scans from the checkpoint's data offset and
- * re-derives entries after its heads, so nothing it may need goes.  Runs
- * right after a checkpoint; commits may have gone on beside it. */
-static gboolean
-run_retention (TrRpcStore *store)
-{
-  g_autoptr (GError) error = NULL;
-  guint8 entry[TR_RPCSTORE_ENTRY_SIZE];
-  guint64 min_rpc = MIN (min_needed_rpc (store), store->ckpt_rpc_id + 1);
-  guint64 first_rpc, drop_offset;
-  gboolean ok = TRUE;
-
-  g_mutex_lock (&store->head_lock);
-  first_rpc = store->first_rpc_id;
-  g_mutex_unlock (&store->head_lock);
-  if (min_rpc <= first_rpc)
-    return TRUE;
-  if (min_rpc == store->ckpt_rpc_id + 1) {
-    drop_offset = store->ckpt_data_end; /* everything checkpointed is consumed */
-  } else if (read_entry (store, TR_RPCSTORE_INDEX_FILE_ID, min_rpc - 1, entry, &error)) {
-    drop_offset = tr_get_le64 (entry);
-  } else {
-    goto out;
-  }
-  g_mutex_lock (&store->data_lock);
-  ok = tr_groupfile_drop_before (store->data, drop_offset, &error);
-  g_mutex_unlock (&store->data_lock);
-  if (ok)
-    ok = tr_dwbuffer_drop_before (store->dwb, TR_RPCSTORE_INDEX_FILE_ID,
-                                  (min_rpc - 1) * TR_RPCSTORE_ENTRY_SIZE, &error);
-  for (guint id = 0; ok && id < store->n_ids; id++) {
-    guint64 low;
-    if (g_ptr_array_index (store->lists, id) == NULL)
-      continue;
-    g_mutex_lock (&store->head_lock);
-    low = store->low_water[id];
-    g_mutex_unlock (&store->head_lock);
-    ok = tr_dwbuffer_drop_before (store->dwb, TR_RPCSTORE_LIST_FILE_ID (id),
-                                  (MIN (low, store->ckpt_list_heads[id] + 1) - 1) * TR_RPCSTORE_ENTRY_SIZE,
-                                  &error);
-  }
-  g_mutex_lock (&store->head_lock);
-  store->first_rpc_id = tr_groupfile_first_offset (store->index) / TR_RPCSTORE_ENTRY_SIZE + 1;
-  for (guint id = 0; id < store->n_ids; id++) {
-    TrGroupFile *list = g_ptr_array_index (store->lists, id);
-    if (list != NULL)
-      store->list_first[id] = tr_groupfile_first_offset (list) / TR_RPCSTORE_ENTRY_SIZE + 1;
-  }
-  g_mutex_unlock (&store->head_lock);
-out:
-  if (error != NULL)
-    g_warning ("retention skipped: %s", error->message);
-  return TRUE;
-}
-
-/* ---- writer thread ---------------------------------------------------- */
-
-static gint64
-next_deadline (TrRpcStore *store)
-{
-  gint64 deadline = store->last_checkpoint_us
-                    + (gint64) store->options.checkpoint_interval_ms * G_TIME_SPAN_MILLISECOND;
-
-  /* Commits mark data unsynced on their own thread without waking the
-   * writer, so in interval mode it wakes every interval whether or not
-   * anything is unsynced yet (an idle wake-up costs nothing). */
-  if (store->options.sync_mode == TR_SYNC_INTERVAL)
-    deadline = MIN (deadline, (store->unsynced ? store->last_sync_us : g_get_monotonic_time ())
-                                  + (gint64) store->options.sync_interval_ms * G_TIME_SPAN_MILLISECOND);
-  return deadline;
-}
-
-/* ---- exclusive tasks (tr_rpcstore__run_exclusive) ----------------------- */
-
-gboolean
-tr_rpcstore__run_exclusive (TrRpcStore *store, TrRpcStoreTask func, gpointer data, GError **error)
-{
-  gboolean ok;
-
-  /* ->commit_lock serialises every mutation: commits, the writer's
-   * periodic work and these tasks. */
-  g_mutex_lock (&store->commit_lock);
-  ok = func (store, data, error);
-  g_mutex_unlock (&store->commit_lock);
-  return ok;
-}
-
-/* Periodic checkpoint.  Its syncs (data file, then the DoubleWriteBuffer's
- * four barriers) take milliseconds, so they run without ->commit_lock:
- * commits go on meanwhile instead of every producer waiting for them.
- * Called and returns with ->commit_lock held; FALSE if it failed (the store
- * is then marked failed and reopens). */
-static gboolean
-checkpoint_beside_commits (TrRpcStore *store)
-{
-  g_autoptr (GByteArray) state = g_byte_array_new ();
-  g_autoptr (GError) error = NULL;
-  guint64 rpc_id = tr_rpcstore__checkpoint_capture (store, state);
-  guint64 data_end = store->data_end;
-  guint n_ids = store->n_ids;
-  g_autofree guint64 *heads = g_new (guint64, MAX (n_ids, 1));
-  guint gen = store->reopen_gen;
-  gboolean ok = TRUE, stale;
-
-  memcpy (heads, store->list_heads, n_ids * sizeof (guint64));
-  g_mutex_unlock (&store->commit_lock);
-  g_rw_lock_reader_lock (&store->files_lock);
-  /* A reopen between the capture and here recovered (and checkpointed)
-   * from the disk itself; the captured state may claim more than survived
-   * a failed fsync, so it is dropped. */
-  stale = store->reopen_gen != gen;
-  if (!stale)
-    ok = tr_rpcstore__checkpoint_write (store, state, &error);
-  g_rw_lock_reader_unlock (&store->files_lock);
-  g_mutex_lock (&store->commit_lock);
-  if (!ok) {
-    g_warning ("checkpoint failed, reopening the store: %s", error->message);
-    if (store->failure == NULL)
-      store->failure = g_steal_pointer (&error);
-    return FALSE;
-  }
-  if (!stale && store->reopen_gen == gen)
-    tr_rpcstore__checkpoint_done (store, rpc_id, data_end, heads, n_ids);
-  return TRUE;
-}
-
-/* Syncs part file @path through a descriptor of its own (no lock held);
- * a part a reopen removed meanwhile is not an error. */
-static gboolean
-sync_zeros (TrRpcStore *store, const char *path, GError **error)
-{
-  g_autoptr (GError) local = NULL;
-  int fd = -1;
-  gboolean ok = tr_io_open (store->io, path, TR_IO_READ, &fd, &local) && tr_io_fsync (store->io, fd, &local);
-
-  if (fd >= 0)
-    tr_io_close_quietly (store->io, fd);
-  if (!ok && g_error_matches (local, TR_STORAGE_ERROR, TR_STORAGE_ERROR_NOT_FOUND)) {
-    g_debug ("syncing zeros written ahead: %s", local->message); /* a reopen removed the part */
-    return TRUE;
-  }
-  /* A failed fsync may have consumed a writeback error of commit pages
-   * too: like any failed sync, it makes the store reopen. */
-  if (!ok)
-    g_propagate_error (error, g_steal_pointer (&local));
-  return ok;
-}
-
-/* sync_zeros() without the commit lock; a failure fails the store. */
-static void
-sync_zeros_unlocked (TrRpcStore *store, const char *path)
-{
-  g_autoptr (GError) error = NULL;
-  gboolean ok;
-
-  g_mutex_unlock (&store->commit_lock);
-  ok = sync_zeros (store, path, &error);
-  g_mutex_lock (&store->commit_lock);
-  if (!ok) {
-    g_warning ("syncing zeros written ahead of the data failed, reopening the store: %s", error->message);
-    if (store->failure == NULL)
-      store->failure = g_steal_pointer (&error);
-  }
-}
-
-/* Writes zeros after the end of the data, a piece at a time under
- * ->data_lock (commits get the locks in between), then syncs them once
- * without any lock, so commits go on meanwhile.  Called and returns with
- * ->commit_lock held.  A failure (a full disk) only costs speed: the
- * commits then grow the file as without it; it is retried later. */
-static void
-zero_ahead_beside_commits (TrRpcStore *store)
-{
-  g_autofree char *written = NULL;
-
-  for (;;) {
-    g_autoptr (GError) error = NULL;
-    g_autofree char *path = NULL;
-    gboolean ok;
-
-    g_mutex_lock (&store->data_lock);
-    ok = tr_groupfile_zero_ahead (store->data, TR_ZERO_AHEAD, TR_ZERO_PIECE, &path, &error);
-    g_mutex_unlock (&store->data_lock);
-    if (!ok) {
-      /* ->zero_requested stays set: no commit wakes the writer for it
-       * again; the periodic round after the pause retries. */
-      g_warning ("cannot write zeros ahead of the data (commits go on, growing the file): %s", error->message);
-      store->zero_retry_us = g_get_monotonic_time () + TR_ZERO_RETRY_US;
-      break;
-    }
-    if (path == NULL)
-      break;
-    if (written != NULL && strcmp (written, path) != 0)
-      sync_zeros_unlocked (store, written); /* the data moved on to the next part meanwhile */
-    g_free (written);
-    written = g_steal_pointer (&path);
-    /* GLib mutexes are not fair: yield, so a waiting commit gets in. */
-    g_mutex_unlock (&store->commit_lock);
-    g_thread_yield ();
-    g_mutex_lock (&store->commit_lock);
-    if (store->failure != NULL) {
-      store->zero_requested = FALSE;
-      return;
-    }
-  }
-  if (store->zero_retry_us <= g_get_monotonic_time ())
-    store->zero_requested = FALSE;
-  if (written != NULL)
-    sync_zeros_unlocked (store, written);
-}
-
-static void
-periodic_work (TrRpcStore *store)
-{
-  g_autoptr (GError) error = NULL;
-  gint64 now = g_get_monotonic_time ();
-  gboolean moved;
-
-  if (store->failure != NULL) {
-    try_reopen (store); /* so delivery resumes even when no producer writes */
-    return;
-  }
-  if (store->options.sync_mode == TR_SYNC_ALWAYS && now >= store->zero_retry_us)
-    zero_ahead_beside_commits (store);
-  if (store->failure != NULL)
-    return; /* set by a commit while the writer had let go of the lock */
-  if (store->unsynced && store->options.sync_mode == TR_SYNC_INTERVAL
-      && now >= store->last_sync_us + (gint64) store->options.sync_interval_ms * G_TIME_SPAN_MILLISECOND
-      && !sync_data (store, &error)) {
-    g_warning ("interval sync failed: %s", error->message);
-    store->failure = g_steal_pointer (&error);
-    return;
-  }
-  if (now < store->last_checkpoint_us + (gint64) store->options.checkpoint_interval_ms * G_TIME_SPAN_MILLISECOND)
-    return;
-  store->last_checkpoint_us = now;
-  if (store->ckpt_rpc_id + 1 != store->next_rpc_id && !checkpoint_beside_commits (store))
-    return;
-  g_mutex_lock (&store->head_lock);
-  moved = store->low_water_moved;
-  store->low_water_moved = FALSE;
-  g_mutex_unlock (&store->head_lock);
-  /* Also when the data filled another part: with no endpoint at all (low
-   * water "nothing needed" set once) no acknowledgement ever moves it. */
-  moved = moved || tr_groupfile_n_parts (store->data) > store->retention_parts;
-  if (moved && !run_retention (store)) {
-    g_mutex_lock (&store->head_lock);
-    store->low_water_moved = TRUE;
-    g_mutex_unlock (&store->head_lock);
-  }
-  if (moved)
-    store->retention_parts = tr_groupfile_n_parts (store->data);
-}
-
-/* The writer thread does the periodic work (interval sync, checkpoint,
- * retention, reopen after a failure) and nothing else: commits happen on
- * the submitting thread.  It sleeps until the next deadline or close. */
-static gpointer
-writer_main (gpointer data)
-{
-  TrRpcStore *store = data;
-  gboolean stopping = FALSE;
-
-  while (!stopping) {
-    gint64 deadline;
-    g_mutex_lock (&store->commit_lock);
-    periodic_work (store);
-    deadline = next_deadline (store);
-    g_mutex_unlock (&store->commit_lock);
-    g_mutex_lock (&store->stop_lock);
-    while (!store->stopping && !store->zero_wanted
-           && g_cond_wait_until (&store->stop_cond, &store->stop_lock, deadline))
-      ;
-    store->zero_wanted = FALSE;
-    stopping = store->stopping;
-    g_mutex_unlock (&store->stop_lock);
-  }
-  return NULL;
 }
 
 /* ---- public API ------------------------------------------------------- */
@@ -821,7 +484,7 @@ tr_rpcstore_open (TrIo *io, const char *dir, const TrRpcStoreOptions *options,
     store->cache_budget = options->rpc_cache_size > fixed ? options->rpc_cache_size - fixed : 0;
   }
   store->last_checkpoint_us = store->last_sync_us = g_get_monotonic_time ();
-  store->writer = g_thread_new ("tr-writer", writer_main, store);
+  store->writer = g_thread_new ("tr-writer", tr_rpcstore__writer_main, store);
   return store;
 }
 
@@ -839,7 +502,7 @@ tr_rpcstore_close (TrRpcStore *store)
   g_thread_join (store->writer);
   /* Clean shutdown: everything committed is made durable and checkpointed,
    * so the next start scans nothing. */
-  if (store->failure == NULL && store->unsynced && !sync_data (store, &error)) {
+  if (store->failure == NULL && store->unsynced && !tr_rpcstore__sync_data (store, &error)) {
     g_warning ("final sync failed: %s", error->message);
     g_clear_error (&error);
   }
@@ -987,6 +650,24 @@ tr_rpcstore_service_first (TrRpcStore *store, guint32 service_id)
 }
 
 gboolean
+tr_rpcstore__read_entry (TrRpcStore *store, guint32 file_id, guint64 entry_no, guint8 entry[TR_RPCSTORE_ENTRY_SIZE],
+                         GError **error)
+{
+  guint64 pos = entry_no * TR_RPCSTORE_ENTRY_SIZE;
+  gboolean ok;
+
+  /* Caller holds ->files_lock (reader side) or ->commit_lock. */
+  if (store->dwb == NULL) {
+    g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CLOSED, "the store failed and is being reopened");
+    ok = FALSE;
+  } else {
+    ok = tr_dwbuffer_read (store->dwb, file_id, pos / TR_RPCSTORE_BLOCK_SIZE,
+                           (guint32) (pos % TR_RPCSTORE_BLOCK_SIZE), entry, TR_RPCSTORE_ENTRY_SIZE, error);
+  }
+  return ok;
+}
+
+gboolean
 tr_rpcstore_service_lookup (TrRpcStore *store, guint32 service_id, guint64 seqid, guint64 *rpc_id_out,
                             GError **error)
 {
@@ -1007,7 +688,7 @@ tr_rpcstore_service_lookup (TrRpcStore *store, guint32 service_id, guint64 seqid
     return FALSE;
   }
   g_rw_lock_reader_lock (&store->files_lock);
-  ok = read_entry (store, TR_RPCSTORE_LIST_FILE_ID (service_id), seqid - 1, entry, error);
+  ok = tr_rpcstore__read_entry (store, TR_RPCSTORE_LIST_FILE_ID (service_id), seqid - 1, entry, error);
   g_rw_lock_reader_unlock (&store->files_lock);
   if (!ok)
     return FALSE;
@@ -1041,7 +722,7 @@ tr_rpcstore_locate (TrRpcStore *store, guint64 rpc_id, guint64 *offset_out, guin
     return FALSE;
   }
   g_rw_lock_reader_lock (&store->files_lock);
-  ok = read_entry (store, TR_RPCSTORE_INDEX_FILE_ID, rpc_id - 1, entry, error);
+  ok = tr_rpcstore__read_entry (store, TR_RPCSTORE_INDEX_FILE_ID, rpc_id - 1, entry, error);
   g_rw_lock_reader_unlock (&store->files_lock);
   if (!ok)
     return FALSE;
@@ -1063,7 +744,7 @@ read_record_locked (TrRpcStore *store, guint64 rpc_id, gint64 *time_out, GError 
   gsize got = 0;
   guint16 n;
 
-  if (!read_entry (store, TR_RPCSTORE_INDEX_FILE_ID, rpc_id - 1, entry, error))
+  if (!tr_rpcstore__read_entry (store, TR_RPCSTORE_INDEX_FILE_ID, rpc_id - 1, entry, error))
     return NULL;
   len = tr_get_le32 (entry + 8);
   if (len < TR_RECORD_SIZE (TR_RPCSTORE_RPC_PREFIX) || len > store->options.group_file_size) {
@@ -1140,177 +821,6 @@ tr_rpcstore_set_low_water (TrRpcStore *store, guint32 service_id, guint64 seqid)
     store->low_water_moved = TRUE;
   store->low_water[service_id] = seqid;
   g_mutex_unlock (&store->head_lock);
-}
-
-static void
-dead_letter_clear (gpointer data)
-{
-  g_free (((TrDeadLetter *) data)->reason);
-}
-
-/* Reads the dead-letter record at @offset into @rec; FALSE (and @error only
- * on an I/O error) when there is no valid one. */
-static gboolean
-read_dead_record (TrGroupFile *file, guint64 offset, GByteArray *rec, TrRecordView *view, gboolean *io_failed,
-                  GError **error)
-{
-  guint32 limit = (guint32) MIN (tr_groupfile_part_size (file) - TR_RECORD_HEADER_SIZE, G_MAXUINT32);
-  guint8 header[TR_RECORD_HEADER_SIZE];
-  gsize got = 0;
-  guint32 len;
-
-  if (!tr_groupfile_read (file, offset, header, sizeof header, &got, error)) {
-    *io_failed = TRUE;
-    return FALSE;
-  }
-  if (got < sizeof header || !tr_record_peek_len (header, limit, &len))
-    return FALSE;
-  g_byte_array_set_size (rec, (guint) TR_RECORD_SIZE (len));
-  if (!tr_groupfile_read (file, offset, rec->data, rec->len, &got, error)) {
-    *io_failed = TRUE;
-    return FALSE;
-  }
-  return got == rec->len && tr_record_decode (rec->data, rec->len, limit, view) == TR_RECORD_OK
-         && view->type == TR_RPCSTORE_REC_DEAD && view->len >= 16;
-}
-
-/* Walks the dead-letter records of @file from its first offset (skipping
- * the unused ends of sealed parts), appending those with index >=
- * @from_index to @letters (nullable) until it holds @max.  Stores the offset
- * where the walk stopped in @stop_out: the end of the file, or the first
- * torn or corrupt record.  FALSE only on an I/O error.  Caller holds
- * ->dead_lock. */
-static gboolean
-scan_dead_locked (TrGroupFile *file, guint64 from_index, guint max, GArray *letters, guint64 *count_out,
-                  guint64 *stop_out, GError **error)
-{
-  g_autoptr (GByteArray) rec = g_byte_array_new ();
-  guint64 ps = tr_groupfile_part_size (file);
-  guint64 end = tr_groupfile_size (file);
-  guint64 offset = tr_groupfile_first_offset (file);
-  guint64 index = 0;
-  gboolean io_failed = FALSE;
-
-  while (offset < end && (letters == NULL || letters->len < max)) {
-    TrRecordView view;
-    guint8 probe;
-    gsize got = 0;
-    if (!tr_groupfile_read (file, offset, &probe, 1, &got, error))
-      return FALSE;
-    if (got == 0) { /* the unused end of a sealed part: go on at the next part */
-      offset = MIN ((offset / ps + 1) * ps, end);
-      continue;
-    }
-    if (!read_dead_record (file, offset, rec, &view, &io_failed, error)) {
-      if (io_failed)
-        return FALSE;
-      break; /* torn or corrupt: the walk ends here */
-    }
-    if (letters != NULL && index >= from_index) {
-      TrDeadLetter letter = { index, tr_get_le64 (view.payload), tr_get_le64 (view.payload + 8),
-                              g_strndup ((const char *) view.payload + 16, view.len - 16) };
-      g_array_append_val (letters, letter);
-    }
-    index++;
-    offset += view.total;
-  }
-  *count_out = index;
-  *stop_out = letters != NULL && letters->len >= max ? end : offset;
-  return TRUE;
-}
-
-/* The dead-letter GroupFile of @service_id, opened on first use.  A torn
- * record at the end of the last part (a crash during an append) is cut
- * off then, so later dead letters are not appended behind it.  Caller holds
- * ->dead_lock. */
-static TrGroupFile *
-dead_file_locked (TrRpcStore *store, guint32 service_id, GError **error)
-{
-  TrGroupFile *file = g_ptr_array_index (store->dead, service_id);
-  g_autofree char *name = NULL;
-  guint64 count, stop, end, ps;
-
-  if (file != NULL)
-    return file;
-  name = g_strdup_printf ("dead-%u", service_id);
-  file = tr_rpcstore__open_file (store, name, error);
-  if (file == NULL || !scan_dead_locked (file, 0, 0, NULL, &count, &stop, error)) {
-    g_clear_pointer (&file, tr_groupfile_free);
-    return NULL;
-  }
-  end = tr_groupfile_size (file);
-  ps = tr_groupfile_part_size (file);
-  if (stop < end) {
-    g_autofree char *path = tr_groupfile_part_path (file, stop);
-    if (stop / ps != (end - 1) / ps) {
-      g_warning ("%s: dead-letter record %" G_GUINT64_FORMAT " at offset %" G_GUINT64_FORMAT
-                 " is corrupt and not in the last part; listings end there", path, count, stop % ps);
-    } else if (tr_groupfile_truncate (file, stop, error) && tr_groupfile_sync (file, error)) {
-      g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_MESSAGE, "TR_FILE", path, "MESSAGE",
-                        "truncating torn tail of %s at offset %" G_GUINT64_FORMAT ": %" G_GUINT64_FORMAT
-                        " bytes after %" G_GUINT64_FORMAT " dead letters dropped",
-                        path, stop % ps, end - stop, count);
-    } else {
-      g_clear_pointer (&file, tr_groupfile_free);
-      return NULL;
-    }
-  }
-  g_ptr_array_index (store->dead, service_id) = file;
-  return file;
-}
-
-gboolean
-tr_rpcstore_add_dead_letter (TrRpcStore *store, guint32 service_id, guint64 seqid, guint64 rpc_id,
-                             const char *reason, GError **error)
-{
-  g_autoptr (GByteArray) payload = g_byte_array_new ();
-  g_autoptr (GBytes) record = NULL;
-  TrGroupFile *file;
-  guint8 head[16];
-  guint64 offset;
-  gboolean ok;
-
-  g_return_val_if_fail (service_id < tr_rpcstore__n_ids (store), FALSE);
-  tr_put_le64 (head, seqid);
-  tr_put_le64 (head + 8, rpc_id);
-  g_byte_array_append (payload, head, sizeof head);
-  g_byte_array_append (payload, (const guint8 *) reason, (guint) strlen (reason));
-  record = tr_record_encode (TR_RPCSTORE_REC_DEAD, payload->data, payload->len);
-  g_mutex_lock (&store->dead_lock);
-  file = dead_file_locked (store, service_id, error);
-  ok = file != NULL
-       && tr_groupfile_append (file, g_bytes_get_data (record, NULL), g_bytes_get_size (record), &offset, error)
-       && tr_groupfile_sync (file, error);
-  g_mutex_unlock (&store->dead_lock);
-  return ok;
-}
-
-GArray *
-tr_rpcstore_list_dead_letters (TrRpcStore *store, guint32 service_id, guint64 from_index, guint max,
-                               guint64 *unreadable_bytes_out, GError **error)
-{
-  g_autoptr (GArray) letters = g_array_new (FALSE, TRUE, sizeof (TrDeadLetter));
-  guint64 count = 0, stop = 0, end = 0;
-  TrGroupFile *file;
-  gboolean ok;
-
-  g_return_val_if_fail (store != NULL && service_id < tr_rpcstore__n_ids (store), NULL);
-  g_array_set_clear_func (letters, dead_letter_clear);
-  g_mutex_lock (&store->dead_lock);
-  file = dead_file_locked (store, service_id, error);
-  ok = file != NULL && scan_dead_locked (file, from_index, max, letters, &count, &stop, error);
-  if (ok)
-    end = tr_groupfile_size (file);
-  g_mutex_unlock (&store->dead_lock);
-  if (!ok)
-    return NULL;
-  if (stop < end)
-    g_warning ("dead letters of service %s: a corrupt record ends the listing after %" G_GUINT64_FORMAT
-               " records; %" G_GUINT64_FORMAT " bytes unreadable",
-               (const char *) g_ptr_array_index (store->service_names, service_id), count, end - stop);
-  if (unreadable_bytes_out != NULL)
-    *unreadable_bytes_out = end - stop;
-  return g_steal_pointer (&letters);
 }
 
 void

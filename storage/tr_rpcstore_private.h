@@ -1,6 +1,8 @@
-/* tr_rpcstore_private.h - shared between tr_rpcstore.c (commit, reads,
- * retention) and tr_rpcstore_recover.c (open-time recovery).  Not for use
- * outside storage/.
+/* tr_rpcstore_private.h - shared between the files of the RPC store:
+ * tr_rpcstore.c (open, close, commit, cache, reads), tr_rpcstore_writer.c
+ * (the writer thread: periodic work, retention), tr_rpcstore_dead.c
+ * (dead-letter lists) and tr_rpcstore_recover.c (recovery, service map).
+ * Not for use outside storage/.
  *
  * On-disk formats (docs/format/rpcstore.md, version 1), all little-endian:
  *
@@ -48,6 +50,16 @@ G_BEGIN_DECLS
 #define TR_RPCSTORE_RPC_PREFIX 20
 #define TR_RPCSTORE_ENTRY_SIZE 16
 #define TR_RPCSTORE_BLOCK_SIZE 4096
+/* sync_mode always: the writer keeps TR_ZERO_AHEAD bytes of zeros written
+ * and synced after the end of the data, so that each commit's fdatasync
+ * overwrites allocated blocks instead of growing the file (see
+ * tr_groupfile_zero_ahead()).  A commit asks for more when less than
+ * TR_ZERO_LOW is left; the writer writes TR_ZERO_PIECE at a time under the
+ * locks and syncs them once, without the locks. */
+#define TR_ZERO_AHEAD (4 << 20)
+#define TR_ZERO_LOW (2 << 20)
+#define TR_ZERO_PIECE (512 << 10)
+#define TR_ZERO_RETRY_US (10 * G_TIME_SPAN_SECOND)
 #define TR_RPCSTORE_MAX_SERVICES 4096
 #define TR_RPCSTORE_INDEX_FILE_ID 0
 #define TR_RPCSTORE_CHECKPOINT_VERSION 1
@@ -188,6 +200,21 @@ typedef gboolean (*TrRpcStoreTask) (TrRpcStore *store, gpointer data, GError **e
  * beside the writer's periodic work, and returns its result.  Not from a
  * commit callback (the lock is held there). */
 gboolean tr_rpcstore__run_exclusive (TrRpcStore *store, TrRpcStoreTask func, gpointer data, GError **error);
+
+/* Reads the 16-byte entry @entry_no (0-based) of DoubleWriteBuffer file
+ * @file_id.  Caller holds ->files_lock (reader side) or ->commit_lock. */
+gboolean tr_rpcstore__read_entry (TrRpcStore *store, guint32 file_id, guint64 entry_no,
+                                  guint8 entry[TR_RPCSTORE_ENTRY_SIZE], GError **error);
+
+/* Syncs the data file (->commit_lock held). */
+gboolean tr_rpcstore__sync_data (TrRpcStore *store, GError **error);
+
+/* After a data-file failure: reopens the store, throttled; FALSE while the
+ * disk is still failing (->commit_lock held). */
+gboolean tr_rpcstore__try_reopen (TrRpcStore *store);
+
+/* The writer thread's main function (tr_rpcstore_writer.c). */
+gpointer tr_rpcstore__writer_main (gpointer data);
 
 /* Opens (creating if needed) a GroupFile of the store, named @name. */
 TrGroupFile *tr_rpcstore__open_file (TrRpcStore *store, const char *name, GError **error);
