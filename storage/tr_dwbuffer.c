@@ -1,19 +1,6 @@
 /* tr_dwbuffer.c - DoubleWriteBuffer (API and rules in tr_dwbuffer.h).
  *
- * Journal DIR/double_write_prepare, version 1 (docs/format/dwbuffer.md).
- * Every record is framed by tr_record (12-byte header, XXH3 checksum over
- * header bytes 0..7 + payload); all integers little-endian:
- *
- *   header (type 0x41):  0 magic "TRDWJ1" (6) | 6 version u16 = 1 |
- *                        8 block_size u32 | 12 n_blocks u32 | 16 batch_seq u64
- *                        (24 bytes)
- *   block  (type 0x42):  0 file_id u32 | 4 block_id u64 | 12 block bytes
- *                        (12 + block_size bytes), n_blocks of them
- *   commit (type 0x43):  0 n_blocks u32 | 4 batch_seq u64 (12 bytes)
- *
- * The journal is complete when the header, n_blocks block records and the
- * commit record are all valid, back to back from offset 0, and the commit
- * repeats the header's n_blocks and batch_seq.  Anything else is incomplete.
+ * The journal (format and replay): tr_dwbuffer_journal.c.
  *
  * Why the order of a sync is safe (the commit states):
  *
@@ -37,73 +24,11 @@
  */
 #include "tr_dwbuffer.h"
 
-#include "tr_endian.h"
-#include "tr_record.h"
+#include "tr_dwbuffer_private.h"
 #include "tr_storage_error.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-#define JOURNAL_TYPE_HEADER 0x41
-#define JOURNAL_TYPE_BLOCK 0x42
-#define JOURNAL_TYPE_COMMIT 0x43
-#define JOURNAL_VERSION 1
-#define JOURNAL_MAGIC "TRDWJ1"
-#define JOURNAL_MAGIC_LEN 6
-#define HEADER_PAYLOAD 24
-#define BLOCK_PREFIX 12
-#define COMMIT_PAYLOAD 12
-
-typedef struct {
-  guint64 block_id;
-  guint32 file_id;
-} BlockKey;
-
-/* One dirty block; the key comes first so a Block * is also its hash key. */
-typedef struct {
-  BlockKey key;
-  guint8 data[];
-} Block;
-
-typedef struct {
-  BlockKey key;
-  gboolean used;
-  gboolean referenced; /* CLOCK bit: set on every hit */
-  guint8 *data;        /* block_size bytes, allocated on first use */
-} CacheSlot;
-
-struct _TrDwBuffer {
-  TrIo *io;
-  char *dir;
-  char *journal_path;
-  guint32 block_size;
-  gsize cache_blocks;
-  gsize max_dirty_blocks;
-  GHashTable *files; /* guint32 file id -> TrGroupFile * (borrowed); fixed after recover() */
-  gboolean recovered;
-  GThread *thread;
-
-  GMutex file_lock; /* serialises every call on the registered GroupFiles */
-
-  GMutex lock;
-  GCond cond;                /* waiters: backpressure, wait_sync, sync; with ->lock */
-  GCond wake;                /* the sync thread; with ->lock */
-  GHashTable *active;        /* Block * -> itself; protected by ->lock */
-  GHashTable *flushing;      /* same, or NULL; protected by ->lock (contents immutable) */
-  gboolean flush_running;    /* protected by ->lock */
-  guint64 epoch;             /* bumped on every swap and flush end; protected by ->lock */
-  guint64 write_gen;         /* writes so far; protected by ->lock */
-  guint64 durable_gen;       /* writes known durable; protected by ->lock */
-  guint64 batch_seq;         /* last journal batch number; protected by ->lock */
-  gboolean failed;           /* sticky FAILED state; protected by ->lock */
-  gboolean stop;             /* sync thread must exit; protected by ->lock */
-  gboolean sync_requested;   /* protected by ->lock */
-  guint interval_ms;         /* protected by ->lock */
-  CacheSlot *slots;          /* cache_blocks slots; protected by ->lock */
-  gsize hand;                /* CLOCK hand; protected by ->lock */
-  GHashTable *cache_index;   /* BlockKey * (in a slot) -> CacheSlot *; protected by ->lock */
-  TrDwBufferStats stats;     /* protected by ->lock (sizes filled in get_stats) */
-};
 
 static guint
 block_key_hash (gconstpointer key)
@@ -127,8 +52,8 @@ block_table_new (void)
   return g_hash_table_new_full (block_key_hash, block_key_equal, NULL, g_free);
 }
 
-static Block *
-block_new (TrDwBuffer *dwb, const BlockKey *key)
+Block *
+tr_dwbuffer__block_new (TrDwBuffer *dwb, const BlockKey *key)
 {
   Block *block = g_malloc (sizeof (Block) + dwb->block_size);
 
@@ -220,8 +145,8 @@ load_block (TrDwBuffer *dwb, const BlockKey *key, guint8 *out, GError **error)
   return TRUE;
 }
 
-static gint
-compare_blocks (gconstpointer a, gconstpointer b)
+gint
+tr_dwbuffer__compare_blocks (gconstpointer a, gconstpointer b)
 {
   const BlockKey *ka = &(*(Block *const *) a)->key;
   const BlockKey *kb = &(*(Block *const *) b)->key;
@@ -234,8 +159,8 @@ compare_blocks (gconstpointer a, gconstpointer b)
 }
 
 /* Writes @blocks in place (already sorted) and syncs every file touched. */
-static gboolean
-apply_blocks (TrDwBuffer *dwb, Block **blocks, guint n, GError **error)
+gboolean
+tr_dwbuffer__apply_blocks (TrDwBuffer *dwb, Block **blocks, guint n, GError **error)
 {
   gboolean ok = TRUE;
 
@@ -261,235 +186,6 @@ apply_blocks (TrDwBuffer *dwb, Block **blocks, guint n, GError **error)
   return ok;
 }
 
-/* ---- the journal ---- */
-
-static guint8 *
-journal_encode (TrDwBuffer *dwb, Block **blocks, guint n, guint64 seq, gsize *len_out)
-{
-  gsize block_rec = TR_RECORD_SIZE (BLOCK_PREFIX + dwb->block_size);
-  gsize len = TR_RECORD_SIZE (HEADER_PAYLOAD) + n * block_rec + TR_RECORD_SIZE (COMMIT_PAYLOAD);
-  guint8 *buf = g_malloc (len);
-  guint8 *p = buf, *payload;
-
-  payload = p + TR_RECORD_HEADER_SIZE;
-  memcpy (payload, JOURNAL_MAGIC, JOURNAL_MAGIC_LEN);
-  tr_put_le16 (payload + 6, JOURNAL_VERSION);
-  tr_put_le32 (payload + 8, dwb->block_size);
-  tr_put_le32 (payload + 12, n);
-  tr_put_le64 (payload + 16, seq);
-  tr_record_encode_header (p, JOURNAL_TYPE_HEADER, payload, HEADER_PAYLOAD);
-  p += TR_RECORD_SIZE (HEADER_PAYLOAD);
-  for (guint i = 0; i < n; i++, p += block_rec) {
-    payload = p + TR_RECORD_HEADER_SIZE;
-    tr_put_le32 (payload, blocks[i]->key.file_id);
-    tr_put_le64 (payload + 4, blocks[i]->key.block_id);
-    memcpy (payload + BLOCK_PREFIX, blocks[i]->data, dwb->block_size);
-    tr_record_encode_header (p, JOURNAL_TYPE_BLOCK, payload, BLOCK_PREFIX + dwb->block_size);
-  }
-  payload = p + TR_RECORD_HEADER_SIZE;
-  tr_put_le32 (payload, n);
-  tr_put_le64 (payload + 4, seq);
-  tr_record_encode_header (p, JOURNAL_TYPE_COMMIT, payload, COMMIT_PAYLOAD);
-  *len_out = len;
-  return buf;
-}
-
-/* Creates the journal, writes it whole and makes it durable (CLEAN ->
- * JOURNALED).  A stale file of that name cannot exist after recover(), but
- * it is truncated anyway so a short new journal never ends in old records. */
-static gboolean
-journal_write (TrDwBuffer *dwb, Block **blocks, guint n, guint64 seq, GError **error)
-{
-  gsize len;
-  g_autofree guint8 *buf = journal_encode (dwb, blocks, n, seq, &len);
-  int fd = -1;
-  gboolean ok;
-
-  if (!tr_io_open (dwb->io, dwb->journal_path, TR_IO_WRITE | TR_IO_CREATE, &fd, error))
-    return FALSE;
-  ok = tr_io_truncate (dwb->io, fd, 0, error) && tr_io_pwrite (dwb->io, fd, buf, len, 0, error)
-       && tr_io_fsync (dwb->io, fd, error);
-  if (ok)
-    ok = tr_io_close (dwb->io, fd, error);
-  else
-    tr_io_close_quietly (dwb->io, fd);
-  /* The journal is a new directory entry: without the dir fsync a power loss
-   * could lose the whole file while blocks written in place are torn. */
-  return ok && tr_io_fsync_dir (dwb->io, dwb->dir, error);
-}
-
-/* APPLIED -> CLEAN.  The dir fsync makes sure a later power loss cannot
- * resurrect this journal over newer in-place data written without one. */
-static gboolean
-journal_remove (TrDwBuffer *dwb, GError **error)
-{
-  return tr_io_unlink (dwb->io, dwb->journal_path, error)
-         && tr_io_fsync_dir (dwb->io, dwb->dir, error);
-}
-
-typedef struct {
-  guint32 n_blocks;
-  guint64 seq;
-  GPtrArray *blocks; /* Block *, owned */
-} JournalContent;
-
-typedef enum {
-  JOURNAL_COMPLETE,
-  JOURNAL_INCOMPLETE, /* torn by a crash before it was durable: discard */
-  JOURNAL_FOREIGN,    /* valid header for another block size: cannot replay */
-} JournalState;
-
-/* Parses @buf, filling @out; sets @why unless the journal is complete. */
-static JournalState
-journal_parse (TrDwBuffer *dwb, const guint8 *buf, gsize len, JournalContent *out,
-               const char **why)
-{
-  guint32 max_len = BLOCK_PREFIX + dwb->block_size;
-  TrRecordView rec;
-  gsize pos = 0;
-
-  if (tr_record_decode (buf, len, max_len, &rec) != TR_RECORD_OK || rec.type != JOURNAL_TYPE_HEADER
-      || rec.len != HEADER_PAYLOAD || memcmp (rec.payload, JOURNAL_MAGIC, JOURNAL_MAGIC_LEN) != 0
-      || tr_get_le16 (rec.payload + 6) != JOURNAL_VERSION) {
-    *why = "no valid header record";
-    return JOURNAL_INCOMPLETE;
-  }
-  if (tr_get_le32 (rec.payload + 8) != dwb->block_size) {
-    *why = "journal block size differs from the configured one";
-    return JOURNAL_FOREIGN;
-  }
-  out->n_blocks = tr_get_le32 (rec.payload + 12);
-  out->seq = tr_get_le64 (rec.payload + 16);
-  pos = rec.total;
-  for (guint32 i = 0; i < out->n_blocks; i++) {
-    Block *block;
-    BlockKey key;
-
-    if (tr_record_decode (buf + pos, len - pos, max_len, &rec) != TR_RECORD_OK
-        || rec.type != JOURNAL_TYPE_BLOCK || rec.len != max_len) {
-      *why = "torn or missing block record";
-      return JOURNAL_INCOMPLETE;
-    }
-    key.file_id = tr_get_le32 (rec.payload);
-    key.block_id = tr_get_le64 (rec.payload + 4);
-    block = block_new (dwb, &key);
-    memcpy (block->data, rec.payload + BLOCK_PREFIX, dwb->block_size);
-    g_ptr_array_add (out->blocks, block);
-    pos += rec.total;
-  }
-  if (tr_record_decode (buf + pos, len - pos, max_len, &rec) != TR_RECORD_OK
-      || rec.type != JOURNAL_TYPE_COMMIT || rec.len != COMMIT_PAYLOAD
-      || tr_get_le32 (rec.payload) != out->n_blocks || tr_get_le64 (rec.payload + 4) != out->seq) {
-    *why = "no valid commit record";
-    return JOURNAL_INCOMPLETE;
-  }
-  if (pos + rec.total != len)
-    g_warning ("%s: %" G_GSIZE_FORMAT " bytes after the commit record ignored", dwb->journal_path,
-               len - pos - rec.total);
-  return JOURNAL_COMPLETE;
-}
-
-static void
-log_discarded (TrDwBuffer *dwb, const char *why, gsize len)
-{
-  g_autofree char *message
-      = g_strdup_printf ("incomplete double-write journal discarded (%s, %" G_GSIZE_FORMAT " bytes)",
-                         why, len);
-
-  g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_MESSAGE, "MESSAGE", "%s", message, "TR_FILE", "%s",
-                    dwb->journal_path);
-}
-
-static gboolean
-journal_read (TrDwBuffer *dwb, guint8 **buf_out, gsize *len_out, GError **error)
-{
-  guint64 size = 0;
-  int fd = -1;
-  gboolean ok;
-
-  if (!tr_io_open (dwb->io, dwb->journal_path, TR_IO_READ, &fd, error))
-    return FALSE;
-  ok = tr_io_size (dwb->io, fd, &size, error);
-  if (ok) {
-    *buf_out = g_malloc (size > 0 ? size : 1);
-    *len_out = size;
-    ok = tr_io_pread_full (dwb->io, fd, *buf_out, size, 0, dwb->journal_path, error);
-    if (!ok)
-      g_clear_pointer (buf_out, g_free);
-  }
-  tr_io_close_quietly (dwb->io, fd);
-  return ok;
-}
-
-static gboolean
-replay (TrDwBuffer *dwb, JournalContent *content, GError **error)
-{
-  Block **blocks = (Block **) content->blocks->pdata;
-
-  for (guint i = 0; i < content->blocks->len; i++) {
-    if (!g_hash_table_contains (dwb->files, GUINT_TO_POINTER (blocks[i]->key.file_id))) {
-      g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CORRUPT,
-                   "%s: complete journal names unregistered file id %u", dwb->journal_path,
-                   blocks[i]->key.file_id);
-      return FALSE;
-    }
-  }
-  g_ptr_array_sort (content->blocks, compare_blocks);
-  if (!apply_blocks (dwb, blocks, content->blocks->len, error))
-    return FALSE;
-  g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_MESSAGE, "MESSAGE",
-                    "double-write journal batch %" G_GUINT64_FORMAT " replayed: %u blocks",
-                    content->seq, content->n_blocks, "TR_FILE", "%s", dwb->journal_path);
-  return TRUE;
-}
-
-/* Any recovery failure leaves the buffer FAILED: the files may be half
- * repaired, so nothing may read or write them before a new recovery. */
-static gboolean
-recover_failed (TrDwBuffer *dwb, GError **error)
-{
-  dwb->failed = TRUE;
-  g_prefix_error (error, "double-write recovery: ");
-  return FALSE;
-}
-
-gboolean
-tr_dwbuffer_recover (TrDwBuffer *dwb, GError **error)
-{
-  g_autofree guint8 *buf = NULL;
-  g_autoptr (GPtrArray) blocks = g_ptr_array_new_with_free_func (g_free);
-  JournalContent content = { 0, 0, blocks };
-  JournalState state;
-  const char *why = NULL;
-  gsize len = 0;
-
-  g_return_val_if_fail (dwb != NULL && !dwb->recovered, FALSE);
-  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
-
-  dwb->recovered = TRUE;
-  if (!tr_io_exists (dwb->journal_path))
-    return TRUE;
-  if (!journal_read (dwb, &buf, &len, error))
-    return recover_failed (dwb, error);
-  state = journal_parse (dwb, buf, len, &content, &why);
-  if (state == JOURNAL_FOREIGN) {
-    g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CORRUPT, "%s: %s", dwb->journal_path, why);
-    return recover_failed (dwb, error);
-  }
-  if (state == JOURNAL_COMPLETE) {
-    if (!replay (dwb, &content, error))
-      return recover_failed (dwb, error);
-    dwb->batch_seq = content.seq;
-  } else {
-    /* Incomplete: the sync died before the journal was durable, so no block
-     * of this batch was written in place; the files hold the last sync. */
-    log_discarded (dwb, why, len);
-  }
-  if (!journal_remove (dwb, error))
-    return recover_failed (dwb, error);
-  return TRUE;
-}
-
 /* ---- flushing ---- */
 
 /* Step 1, under ->lock: swaps the buffers.  Returns the sorted blocks of the
@@ -508,7 +204,7 @@ swap_buffers_locked (TrDwBuffer *dwb, guint *n_out, guint64 *gen_out, guint64 *s
   *gen_out = dwb->write_gen;
   *seq_out = ++dwb->batch_seq;
   blocks = (Block **) g_hash_table_get_keys_as_array (dwb->flushing, n_out);
-  qsort (blocks, *n_out, sizeof (Block *), compare_blocks);
+  qsort (blocks, *n_out, sizeof (Block *), tr_dwbuffer__compare_blocks);
   g_cond_broadcast (&dwb->cond); /* writers held back by max_dirty_blocks */
   return blocks;
 }
@@ -540,8 +236,8 @@ flush_once (TrDwBuffer *dwb, GError **error)
   g_mutex_unlock (&dwb->lock);
 
   /* No lock held: the flushing buffer is immutable until we drop it. */
-  ok = journal_write (dwb, blocks, n, seq, error) && apply_blocks (dwb, blocks, n, error)
-       && journal_remove (dwb, error);
+  ok = tr_dwbuffer__journal_write (dwb, blocks, n, seq, error) && tr_dwbuffer__apply_blocks (dwb, blocks, n, error)
+       && tr_dwbuffer__journal_remove (dwb, error);
 
   g_mutex_lock (&dwb->lock);
   if (ok) {
@@ -717,7 +413,7 @@ get_dirty_block_locked (TrDwBuffer *dwb, const BlockKey *key, GError **error)
       backpressure_locked (dwb);
       continue;
     }
-    block = block_new (dwb, key);
+    block = tr_dwbuffer__block_new (dwb, key);
     clean = lookup_clean_locked (dwb, key);
     if (clean != NULL) {
       memcpy (block->data, clean, dwb->block_size);
