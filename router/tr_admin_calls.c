@@ -1,0 +1,600 @@
+/* tr_admin_calls.c - the admin calls (status, services, endpoints,
+ * set_stop_send, skip, rewind, dump, dead_letters, reload) and what only
+ * they use: ingress counters, lookups, rates, the reload and the call table
+ * (tr_admin__find_call()).  The server that decodes, authorises and
+ * answers them is tr_admin.c; both run on the admin thread.
+ *
+ * Rates: once a second the admin thread samples the store's stats (head
+ * rpc id and the cumulative commit latency histogram) into a ring of
+ * ADMIN_RATE_SAMPLES; status compares the live stats with the oldest sample
+ * of the last ADMIN_RATE_WINDOW_S seconds.
+ */
+#undef G_LOG_DOMAIN
+#define G_LOG_DOMAIN "tr-admin"
+
+#include "tr_admin_private.h"
+
+#include "tr_dwfile.h"
+#include "tr_reload.h"
+#include "tr_router_error.h"
+#include "tr_storage_error.h"
+#include "tr_thrift_value.h"
+
+#include <string.h>
+
+#define ADMIN_INGRESS_WAIT_US (2 * G_TIME_SPAN_SECOND)
+#define ADMIN_MAX_DEAD_LETTERS 10000
+
+/* ---- ingress counters, asked on the ingress loop ---- */
+
+typedef struct {
+  TrIngress *ingress;
+  TrIngressStats stats;
+  GMutex lock;
+  GCond cond;
+  gboolean done; /* protected by ->lock */
+} IngressRequest;
+
+static void
+ingress_request_clear (gpointer data)
+{
+  IngressRequest *request = data;
+
+  g_mutex_clear (&request->lock);
+  g_cond_clear (&request->cond);
+}
+
+static gboolean
+on_ingress_stats (gpointer user_data)
+{
+  IngressRequest *request = user_data;
+
+  tr_ingress_get_stats (request->ingress, &request->stats);
+  g_mutex_lock (&request->lock);
+  request->done = TRUE;
+  g_cond_signal (&request->cond);
+  g_mutex_unlock (&request->lock);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+ingress_request_release (gpointer data)
+{
+  g_atomic_rc_box_release_full (data, ingress_request_clear);
+}
+
+/* The request is refcounted: if the ingress loop does not answer within
+ * the bound (shutdown), the admin thread gives up and the late callback
+ * still has a valid request to write into. */
+static gboolean
+get_ingress_stats (TrAdmin *admin, TrIngressStats *out)
+{
+  IngressRequest *request;
+  gint64 deadline = g_get_monotonic_time () + ADMIN_INGRESS_WAIT_US;
+  gboolean done;
+
+  memset (out, 0, sizeof *out);
+  if (admin->ingress == NULL || admin->ingress_context == NULL)
+    return FALSE;
+  request = g_atomic_rc_box_new0 (IngressRequest);
+  request->ingress = admin->ingress;
+  g_mutex_init (&request->lock);
+  g_cond_init (&request->cond);
+  g_main_context_invoke_full (admin->ingress_context, G_PRIORITY_DEFAULT, on_ingress_stats,
+                              g_atomic_rc_box_acquire (request), ingress_request_release);
+  g_mutex_lock (&request->lock);
+  while (!request->done)
+    if (!g_cond_wait_until (&request->cond, &request->lock, deadline))
+      break;
+  done = request->done;
+  if (done)
+    *out = request->stats;
+  g_mutex_unlock (&request->lock);
+  ingress_request_release (request);
+  return done;
+}
+
+/* ---- lookups ---- */
+
+static char *
+arg_dup (const Args *args, guint id)
+{
+  return g_strndup ((const char *) args->str[id], args->str[id] != NULL ? args->str_len[id] : 0);
+}
+
+gboolean
+tr_admin__refuse (Refusal *refusal, TrAdminCode code, const char *format, ...)
+{
+  va_list ap;
+
+  va_start (ap, format);
+  refusal->code = code;
+  refusal->message = g_strdup_vprintf (format, ap);
+  va_end (ap);
+  return FALSE;
+}
+
+static const TrServiceConfig *
+find_service (TrAdmin *admin, const char *name, Refusal *refusal)
+{
+  const TrServiceConfig *service = tr_config_lookup_service (admin->config, name);
+
+  if (service == NULL)
+    tr_admin__refuse (refusal, TR_ADMIN_CODE_UNKNOWN_SERVICE, "no service '%s' on this node", name);
+  return service;
+}
+
+static const TrEndpointConfig *
+find_endpoint (TrAdmin *admin, const char *service_name, const char *endpoint_id, Refusal *refusal)
+{
+  const TrServiceConfig *service = find_service (admin, service_name, refusal);
+  const TrEndpointConfig *endpoint;
+
+  if (service == NULL)
+    return NULL;
+  if ((endpoint = tr_config_lookup_endpoint (service, endpoint_id)) != NULL)
+    return endpoint;
+  tr_admin__refuse (refusal, TR_ADMIN_CODE_UNKNOWN_ENDPOINT, "service '%s' has no endpoint '%s'", service_name,
+                    endpoint_id);
+  return NULL;
+}
+
+/* TR_ROUTER_ERROR from push control -> AdminError. */
+static gboolean
+refuse_error (Refusal *refusal, const GError *error)
+{
+  TrAdminCode code = TR_ADMIN_CODE_FAILED;
+
+  if (g_error_matches (error, TR_ROUTER_ERROR, TR_ROUTER_ERROR_INVALID))
+    code = TR_ADMIN_CODE_OUT_OF_RANGE;
+  else if (g_error_matches (error, TR_ROUTER_ERROR, TR_ROUTER_ERROR_NOT_FOUND))
+    code = TR_ADMIN_CODE_UNKNOWN_ENDPOINT;
+  return tr_admin__refuse (refusal, code, "%s", error->message);
+}
+
+/* ---- rates ---- */
+
+static void
+take_sample (TrAdmin *admin, RateSample *sample)
+{
+  TrRpcStoreStats stats;
+
+  tr_rpcstore_get_stats (admin->store, &stats);
+  sample->time_us = g_get_monotonic_time ();
+  sample->head_rpc_id = stats.head_rpc_id;
+  memcpy (sample->latency, stats.commit_latency, sizeof sample->latency);
+}
+
+gboolean
+tr_admin__on_rate_tick (gpointer user_data)
+{
+  TrAdmin *admin = user_data;
+
+  take_sample (admin, &admin->samples[admin->next_sample]);
+  admin->next_sample = (admin->next_sample + 1) % ADMIN_RATE_SAMPLES;
+  return G_SOURCE_CONTINUE;
+}
+
+/* Upper bound (us) of the log2 bucket holding quantile @q of @counts. */
+static gint64
+latency_quantile (const guint64 *counts, guint64 total, double q)
+{
+  guint64 rank = (guint64) (q * (double) total + 0.999999), seen = 0;
+
+  for (guint b = 0; b < TR_RPCSTORE_LATENCY_BUCKETS; b++) {
+    seen += counts[b];
+    if (seen >= MAX (rank, 1))
+      return (gint64) 1 << (b + 1);
+  }
+  return 0;
+}
+
+/* RPCs/s and commit latency p50/p99 over the last ADMIN_RATE_WINDOW_S
+ * seconds (less right after start-up). */
+static void
+current_rates (TrAdmin *admin, double *rate_out, gint64 *p50_out, gint64 *p99_out)
+{
+  RateSample now;
+  const RateSample *oldest = NULL;
+  guint64 diff[TR_RPCSTORE_LATENCY_BUCKETS], total = 0;
+
+  take_sample (admin, &now);
+  for (guint i = 0; i < ADMIN_RATE_SAMPLES; i++) {
+    const RateSample *s = &admin->samples[i];
+    if (s->time_us == 0 || now.time_us - s->time_us > ADMIN_RATE_WINDOW_S * G_TIME_SPAN_SECOND + G_TIME_SPAN_SECOND / 2)
+      continue;
+    if (oldest == NULL || s->time_us < oldest->time_us)
+      oldest = s;
+  }
+  *rate_out = 0;
+  *p50_out = *p99_out = 0;
+  if (oldest == NULL || now.time_us <= oldest->time_us)
+    return;
+  *rate_out = (double) (now.head_rpc_id - oldest->head_rpc_id) * G_TIME_SPAN_SECOND
+              / (double) (now.time_us - oldest->time_us);
+  for (guint b = 0; b < TR_RPCSTORE_LATENCY_BUCKETS; b++) {
+    diff[b] = now.latency[b] - oldest->latency[b];
+    total += diff[b];
+  }
+  if (total > 0) {
+    *p50_out = latency_quantile (diff, total, 0.50);
+    *p99_out = latency_quantile (diff, total, 0.99);
+  }
+}
+
+/* ---- calls: each appends its return value as result field 0 (nothing
+ * for void) to @result, or fills @refusal and returns FALSE ---- */
+
+static gboolean
+call_status (TrAdmin *admin, const Args *args, GByteArray *result, Refusal *refusal)
+{
+  static const char *const types[] = { "MASTER", "BACKUP", "REPLY" };
+  TrRpcStoreStats store;
+  TrIngressStats ingress;
+  double rate;
+  gint64 p50, p99;
+
+  (void) args;
+  (void) refusal;
+  tr_rpcstore_get_stats (admin->store, &store);
+  get_ingress_stats (admin, &ingress);
+  current_rates (admin, &rate, &p50, &p99);
+  tr_thrift_write_field_begin (result, TR_TTYPE_STRUCT, 0);
+  tr_thrift_write_field_string (result, 1, admin->config->server_id);
+  tr_thrift_write_field_string (result, 2, types[admin->config->server_type]);
+  tr_thrift_write_field_i64 (result, 3, (gint64) admin->epoch);
+  tr_thrift_write_field_i64 (result, 4, (gint64) store.head_rpc_id);
+  tr_thrift_write_field_i64 (result, 5, (gint64) store.data_bytes);
+  tr_thrift_write_field_i32 (result, 6, (gint32) store.data_parts);
+  tr_thrift_write_field_i32 (result, 7, (gint32) ingress.connections);
+  tr_thrift_write_field_i64 (result, 8, (gint64) ingress.rpcs_in);
+  tr_thrift_write_field_i64 (result, 9, (gint64) ingress.rpcs_committed);
+  tr_thrift_write_field_i64 (result, 10, (gint64) (ingress.commit_errors + store.commit_errors));
+  tr_thrift_write_field_double (result, 11, rate);
+  tr_thrift_write_field_i64 (result, 12, p50);
+  tr_thrift_write_field_i64 (result, 13, p99);
+  tr_thrift_write_field_i64 (result, 14, (gint64) store.cache_rpcs);
+  tr_thrift_write_field_i64 (result, 15, (gint64) store.cache_bytes);
+  tr_thrift_write_field_i64 (result, 16, (gint64) store.cache_limit);
+  tr_thrift_write_field_i64 (result, 17, (gint64) store.reads_from_cache);
+  tr_thrift_write_field_i64 (result, 18, (gint64) store.reads_from_disk);
+  tr_thrift_write_field_stop (result);
+  return TRUE;
+}
+
+static gboolean
+call_services (TrAdmin *admin, const Args *args, GByteArray *result, Refusal *refusal)
+{
+  GPtrArray *services = admin->config->services;
+
+  (void) args;
+  (void) refusal;
+  tr_thrift_write_field_begin (result, TR_TTYPE_LIST, 0);
+  tr_thrift_write_list_begin (result, TR_TTYPE_STRUCT, services->len);
+  for (guint i = 0; i < services->len; i++) {
+    const TrServiceConfig *service = g_ptr_array_index (services, i);
+    gint id = tr_rpcstore_service_id (admin->store, service->name);
+    tr_thrift_write_field_string (result, 1, service->name);
+    tr_thrift_write_field_begin (result, TR_TTYPE_LIST, 2);
+    tr_thrift_write_list_begin (result, TR_TTYPE_STRING, service->rpcs->len);
+    for (guint r = 0; r < service->rpcs->len; r++)
+      tr_thrift_write_string (result, g_ptr_array_index (service->rpcs, r));
+    tr_thrift_write_field_i64 (result, 3, id < 0 ? 0 : (gint64) tr_rpcstore_service_head (admin->store, (guint32) id));
+    tr_thrift_write_field_i64 (result, 4,
+                               id < 0 ? 0 : (gint64) tr_rpcstore_service_first (admin->store, (guint32) id));
+    tr_thrift_write_field_i32 (result, 5, (gint32) service->endpoints->len);
+    tr_thrift_write_field_stop (result);
+  }
+  return TRUE;
+}
+
+/* Bytes of the data store from the first unacknowledged RPC of @e to its
+ * service head (see lag_bytes in admin.thrift); -1 if unreadable. */
+static gint64
+lag_bytes (TrAdmin *admin, const TrPushEndpointStats *e)
+{
+  gint id = tr_rpcstore_service_id (admin->store, e->service);
+  guint64 first_seqid, first_rpc, head_rpc, first_offset, head_offset;
+  guint32 first_len, head_len;
+
+  if (id < 0 || e->acked >= e->head)
+    return 0;
+  first_seqid = MAX (e->acked + 1, tr_rpcstore_service_first (admin->store, (guint32) id));
+  if (!tr_rpcstore_service_lookup (admin->store, (guint32) id, first_seqid, &first_rpc, NULL)
+      || !tr_rpcstore_service_lookup (admin->store, (guint32) id, e->head, &head_rpc, NULL)
+      || !tr_rpcstore_locate (admin->store, first_rpc, &first_offset, &first_len, NULL)
+      || !tr_rpcstore_locate (admin->store, head_rpc, &head_offset, &head_len, NULL)
+      || head_offset + head_len < first_offset)
+    return -1;
+  return (gint64) (head_offset + head_len - first_offset);
+}
+
+static gboolean
+call_endpoints (TrAdmin *admin, const Args *args, GByteArray *result, Refusal *refusal)
+{
+  g_autofree char *service = arg_dup (args, 2);
+  g_autoptr (GArray) stats = NULL;
+  guint count = 0;
+
+  if (service[0] != '\0' && find_service (admin, service, refusal) == NULL)
+    return FALSE;
+  stats = tr_push_get_stats (admin->push);
+  for (guint i = 0; i < stats->len; i++)
+    if (service[0] == '\0' || strcmp (g_array_index (stats, TrPushEndpointStats, i).service, service) == 0)
+      count++;
+  tr_thrift_write_field_begin (result, TR_TTYPE_LIST, 0);
+  tr_thrift_write_list_begin (result, TR_TTYPE_STRUCT, count);
+  for (guint i = 0; i < stats->len; i++) {
+    const TrPushEndpointStats *e = &g_array_index (stats, TrPushEndpointStats, i);
+    if (service[0] != '\0' && strcmp (e->service, service) != 0)
+      continue;
+    tr_thrift_write_field_string (result, 1, e->service);
+    tr_thrift_write_field_string (result, 2, e->endpoint);
+    tr_thrift_write_field_string (result, 3, tr_push_endpoint_state_to_string (e->state));
+    tr_thrift_write_field_i64 (result, 4, (gint64) e->acked);
+    tr_thrift_write_field_i64 (result, 5, (gint64) e->head);
+    tr_thrift_write_field_i64 (result, 6, e->head > e->acked ? (gint64) (e->head - e->acked) : 0);
+    tr_thrift_write_field_i32 (result, 7, (gint32) e->retries);
+    tr_thrift_write_field_string (result, 8, e->last_error);
+    tr_thrift_write_field_bool (result, 9, e->state == TR_PUSH_STOPPED);
+    tr_thrift_write_field_i64 (result, 10, (gint64) e->delivered);
+    tr_thrift_write_field_double (result, 11, e->rpcs_out_per_sec);
+    tr_thrift_write_field_i64 (result, 12, lag_bytes (admin, e));
+    tr_thrift_write_field_stop (result);
+  }
+  return TRUE;
+}
+
+/* Writes stop_send of [endpoint ID] into the service file, keeping every
+ * other key and every comment, through DoubleWriteFile. */
+static gboolean
+persist_stop_send (const TrServiceConfig *service, const char *endpoint, gboolean stop, GError **error)
+{
+  g_autoptr (GKeyFile) keyfile = g_key_file_new ();
+  g_autoptr (GBytes) old = NULL;
+  g_autofree char *group = g_strconcat ("endpoint ", endpoint, NULL);
+  g_autofree char *text = NULL;
+  gsize len = 0;
+  const char *data;
+  gsize data_len;
+
+  old = tr_dwfile_read (tr_io_posix (), service->path, error);
+  if (old == NULL)
+    return FALSE;
+  data = g_bytes_get_data (old, &data_len);
+  if (!g_key_file_load_from_data (keyfile, data != NULL ? data : "", data_len, G_KEY_FILE_KEEP_COMMENTS, error)) {
+    g_prefix_error (error, "%s: ", service->path);
+    return FALSE;
+  }
+  g_key_file_set_boolean (keyfile, group, "stop_send", stop);
+  text = g_key_file_to_data (keyfile, &len, NULL);
+  return tr_dwfile_replace (tr_io_posix (), service->path, text, len, error);
+}
+
+static gboolean
+call_set_stop_send (TrAdmin *admin, const Args *args, GByteArray *result, Refusal *refusal)
+{
+  g_autofree char *service_name = arg_dup (args, 2);
+  g_autofree char *endpoint = arg_dup (args, 3);
+  gboolean stop = args->num[4] != 0;
+  g_autoptr (GError) error = NULL;
+  const TrServiceConfig *service;
+  TrEndpointConfig *endpoint_config;
+
+  (void) result;
+  /* Cast: the config is the admin thread's (see ->config). */
+  if ((endpoint_config = (TrEndpointConfig *) find_endpoint (admin, service_name, endpoint, refusal)) == NULL)
+    return FALSE;
+  service = tr_config_lookup_service (admin->config, service_name);
+  /* File first: if it cannot be written, nothing changed at all. */
+  if (!persist_stop_send (service, endpoint, stop, &error))
+    return tr_admin__refuse (refusal, TR_ADMIN_CODE_FAILED, "cannot write stop_send into %s (nothing changed): %s",
+                             service->path, error->message);
+  if (!tr_push_set_stop_send (admin->push, service_name, endpoint, stop, &error))
+    return refuse_error (refusal, error);
+  endpoint_config->stop_send = stop; /* running config = file, for the next reload's comparison */
+  g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_MESSAGE, "TR_SERVICE", service_name, "TR_ENDPOINT", endpoint,
+                    "TR_FILE", service->path, "MESSAGE", "admin: %s/%s stop_send = %s (written to %s)",
+                    service_name, endpoint, stop ? "true" : "false", service->path);
+  return TRUE;
+}
+
+/* skip (@forward) or rewind; skip with by >= 1 (field 5) skips that many
+ * rpcs instead of going to to_seqid, in one step on the push thread. */
+static gboolean
+call_move (TrAdmin *admin, const Args *args, Refusal *refusal, gboolean forward, guint64 *to_out)
+{
+  g_autofree char *service = arg_dup (args, 2);
+  g_autofree char *endpoint = arg_dup (args, 3);
+  gint64 to_seqid = args->num[4];
+  gint64 by = forward ? args->num[5] : 0;
+  guint64 to = (guint64) to_seqid;
+  g_autoptr (GError) error = NULL;
+  gboolean ok;
+
+  if (find_endpoint (admin, service, endpoint, refusal) == NULL)
+    return FALSE;
+  if (by < 0 || (by > 0 && to_seqid != 0))
+    return tr_admin__refuse (refusal, TR_ADMIN_CODE_OUT_OF_RANGE, "skip by %" G_GINT64_FORMAT " (with to_seqid %"
+                             G_GINT64_FORMAT "): give either a seqid or a count >= 1", by, to_seqid);
+  if (by == 0 && to_seqid <= 0)
+    return tr_admin__refuse (refusal, TR_ADMIN_CODE_OUT_OF_RANGE, "seqid %" G_GINT64_FORMAT " is not a seqid (>= 1)",
+                             to_seqid);
+  if (by > 0)
+    ok = tr_push_skip_by (admin->push, service, endpoint, (guint64) by, &to, &error);
+  else if (forward)
+    ok = tr_push_skip (admin->push, service, endpoint, to, &error);
+  else
+    ok = tr_push_rewind (admin->push, service, endpoint, to, &error);
+  if (!ok)
+    return refuse_error (refusal, error);
+  g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_MESSAGE, "TR_SERVICE", service, "TR_ENDPOINT", endpoint, "MESSAGE",
+                    "admin: %s %s/%s to seqid %" G_GUINT64_FORMAT, forward ? "skip" : "rewind", service, endpoint,
+                    to);
+  if (to_out != NULL)
+    *to_out = to;
+  return TRUE;
+}
+
+static gboolean
+call_skip (TrAdmin *admin, const Args *args, GByteArray *result, Refusal *refusal)
+{
+  guint64 to = 0;
+
+  if (!call_move (admin, args, refusal, TRUE, &to))
+    return FALSE;
+  tr_thrift_write_field_i64 (result, 0, (gint64) to);
+  return TRUE;
+}
+
+static gboolean
+call_rewind (TrAdmin *admin, const Args *args, GByteArray *result, Refusal *refusal)
+{
+  (void) result;
+  return call_move (admin, args, refusal, FALSE, NULL);
+}
+
+static gboolean
+call_dump (TrAdmin *admin, const Args *args, GByteArray *result, Refusal *refusal)
+{
+  gint64 rpc_id = args->num[2];
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GBytes) message = NULL;
+  TrRpcStoreStats stats;
+  const guint8 *data;
+  gsize len;
+
+  tr_rpcstore_get_stats (admin->store, &stats);
+  if (rpc_id <= 0 || (guint64) rpc_id > stats.head_rpc_id)
+    return tr_admin__refuse (refusal, TR_ADMIN_CODE_OUT_OF_RANGE, "rpc %" G_GINT64_FORMAT " does not exist (head is %"
+                             G_GUINT64_FORMAT ")", rpc_id, stats.head_rpc_id);
+  message = tr_rpcstore_get (admin->store, (guint64) rpc_id, NULL, &error);
+  if (message == NULL && g_error_matches (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_NOT_FOUND))
+    return tr_admin__refuse (refusal, TR_ADMIN_CODE_OUT_OF_RANGE, "rpc %" G_GINT64_FORMAT " is no longer stored "
+                             "(retention; first stored is %" G_GUINT64_FORMAT "): %s", rpc_id, stats.first_rpc_id,
+                             error->message);
+  if (message == NULL)
+    return tr_admin__refuse (refusal, TR_ADMIN_CODE_FAILED, "rpc %" G_GINT64_FORMAT ": %s", rpc_id, error->message);
+  data = g_bytes_get_data (message, &len);
+  tr_thrift_write_field_begin (result, TR_TTYPE_STRING, 0);
+  tr_thrift_write_binary (result, data, len);
+  return TRUE;
+}
+
+static gboolean
+call_dead_letters (TrAdmin *admin, const Args *args, GByteArray *result, Refusal *refusal)
+{
+  g_autofree char *service = arg_dup (args, 2);
+  gint64 from = args->num[3];
+  gint64 max = args->num[4];
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GArray) letters = NULL;
+  guint64 unreadable = 0;
+  gint id;
+
+  if (find_service (admin, service, refusal) == NULL)
+    return FALSE;
+  if (from < 0 || max < 1 || max > ADMIN_MAX_DEAD_LETTERS)
+    return tr_admin__refuse (refusal, TR_ADMIN_CODE_OUT_OF_RANGE, "dead letters from %" G_GINT64_FORMAT " max %"
+                             G_GINT64_FORMAT ": from must be >= 0 and max 1..%d", from, max, ADMIN_MAX_DEAD_LETTERS);
+  id = tr_rpcstore_service_id (admin->store, service);
+  if (id < 0)
+    return tr_admin__refuse (refusal, TR_ADMIN_CODE_FAILED, "service '%s' has no store id", service);
+  letters = tr_rpcstore_list_dead_letters (admin->store, (guint32) id, (guint64) from, (guint) max, &unreadable,
+                                           &error);
+  if (letters == NULL)
+    return tr_admin__refuse (refusal, TR_ADMIN_CODE_FAILED, "dead letters of '%s': %s", service, error->message);
+  /* A torn tail is logged by the store (with the bytes lost); the listing
+   * simply ends there. */
+  tr_thrift_write_field_begin (result, TR_TTYPE_LIST, 0);
+  tr_thrift_write_list_begin (result, TR_TTYPE_STRUCT, letters->len);
+  for (guint i = 0; i < letters->len; i++) {
+    const TrDeadLetter *l = &g_array_index (letters, TrDeadLetter, i);
+    tr_thrift_write_field_i64 (result, 1, (gint64) l->index);
+    tr_thrift_write_field_i64 (result, 2, (gint64) l->seqid);
+    tr_thrift_write_field_i64 (result, 3, (gint64) l->rpc_id);
+    tr_thrift_write_field_string (result, 4, l->reason);
+    tr_thrift_write_field_stop (result);
+  }
+  return TRUE;
+}
+
+/* ---- reload (tr_reload.c; also SIGHUP through tr_admin_reload_async) ---- */
+
+/* Reloads on the admin thread; the new configuration replaces ->config. */
+static gboolean
+reload (TrAdmin *admin, GPtrArray **changes_out, GError **error)
+{
+  TrReloadTargets targets = { admin->store, admin->push, admin->ingress, admin->ingress_context };
+  TrConfig *config = tr_reload_run (admin->config, &targets, changes_out, error);
+
+  if (config == NULL)
+    return FALSE;
+  tr_config_free (admin->reloaded);
+  admin->reloaded = config;
+  admin->config = config;
+  return TRUE;
+}
+
+static gboolean
+call_reload (TrAdmin *admin, const Args *args, GByteArray *result, Refusal *refusal)
+{
+  g_autoptr (GPtrArray) changes = NULL;
+  g_autoptr (GError) error = NULL;
+  TrAdminCode code = TR_ADMIN_CODE_FAILED;
+
+  (void) args;
+  if (!reload (admin, &changes, &error)) {
+    g_warning ("reload refused (tr-admin), running configuration unchanged: %s", error->message);
+    if (g_error_matches (error, TR_CONFIG_ERROR, TR_CONFIG_ERROR_RESTART))
+      code = TR_ADMIN_CODE_RESTART_NEEDED;
+    else if (error->domain == TR_CONFIG_ERROR)
+      code = TR_ADMIN_CODE_INVALID_CONFIG;
+    return tr_admin__refuse (refusal, code, "reload refused, running configuration unchanged: %s", error->message);
+  }
+  tr_thrift_write_field_begin (result, TR_TTYPE_LIST, 0);
+  tr_thrift_write_list_begin (result, TR_TTYPE_STRING, changes->len);
+  for (guint i = 0; i < changes->len; i++)
+    tr_thrift_write_string (result, g_ptr_array_index (changes, i));
+  return TRUE;
+}
+
+static gboolean
+on_signal_reload (gpointer user_data)
+{
+  g_autoptr (GError) error = NULL;
+
+  if (!reload (user_data, NULL, &error))
+    g_warning ("reload refused (SIGHUP), running configuration unchanged: %s", error->message);
+  return G_SOURCE_REMOVE;
+}
+
+void
+tr_admin_reload_async (TrAdmin *admin)
+{
+  g_return_if_fail (admin != NULL);
+
+  g_main_context_invoke (admin->context, on_signal_reload, admin);
+}
+
+/* ---- the call table ---- */
+
+static const struct {
+  const char *name;
+  CallFunc func;
+} calls[] = {
+  { "status", call_status },     { "services", call_services }, { "endpoints", call_endpoints },
+  { "set_stop_send", call_set_stop_send }, { "skip", call_skip }, { "rewind", call_rewind },
+  { "dump", call_dump },         { "dead_letters", call_dead_letters }, { "reload", call_reload },
+};
+
+CallFunc
+tr_admin__find_call (const char *name, gsize name_len)
+{
+  CallFunc func = NULL;
+
+  for (guint i = 0; i < G_N_ELEMENTS (calls); i++)
+    if (strlen (calls[i].name) == name_len && memcmp (calls[i].name, name, name_len) == 0)
+      func = calls[i].func;
+  return func;
+}
