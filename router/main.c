@@ -91,12 +91,6 @@ store_options (const TrConfig *config)
   return options;
 }
 
-static void
-push_wake (gpointer user_data, guint64 head)
-{
-  tr_push_wake (user_data, head);
-}
-
 /* Every producer and endpoint connection is a descriptor: raise the soft
  * limit to the hard one, and say so when max_connections cannot fit. */
 static void
@@ -149,7 +143,7 @@ run (TrConfig *config)
     tr_rpcstore_close (store);
     return 1;
   }
-  tr_rpcstore_set_notify (store, push_wake, push);
+  tr_rpcstore_set_notify (store, tr_push_on_store_event, push);
   /* SIGTERM/SIGINT handlers go in before the producer port opens: whoever
    * sees the port listening may stop the node at once, and that must be a
    * clean stop (the signal waits in GLib until the loop runs), not death by

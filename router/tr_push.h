@@ -45,8 +45,15 @@ typedef struct _TrPush TrPush;
  * from the state files). */
 TrPush *tr_push_new (TrRpcStore *store, const TrConfig *config, GError **error);
 
-/* tr_push_wake: new RPCs were committed (up to global @head).  Any thread. */
+/* tr_push_wake: new RPCs were committed (up to global @head).  Any thread.
+ * They go out with the next pass, at most 1 ms later (TR_PUSH_LINGER_MS), so that
+ * the RPCs of several commits share one send per endpoint. */
 void tr_push_wake (TrPush *push, guint64 head);
+
+/* tr_push_on_store_event: the store's TrRpcNotifyFunc (@push is the
+ * TrPush): wakes the push thread after commits (tr_push_wake()), and at once
+ * when a large batch starts its fdatasync (see tr_push.c). */
+void tr_push_on_store_event (gpointer push, TrRpcNotify what, guint64 value);
 
 /* Stops the push thread, closes every connection, and writes every
  * endpoint's acknowledged seqid durably.  NULL is ignored. */

@@ -274,7 +274,7 @@ publish (TrRpcStore *store, guint64 head)
   store->batches++;
   g_mutex_unlock (&store->head_lock);
   if (store->notify)
-    store->notify (store->notify_data, head);
+    store->notify (store->notify_data, TR_RPC_NOTIFY_COMMITTED, head);
 }
 
 /* After a data-file failure: reopen it and cut it back to the end of the
@@ -341,8 +341,11 @@ commit_batch (TrRpcStore *store, GPtrArray *batch)
   }
   end_before = store->data_end;
   ok = write_batch (store, batch, now_us, &error);
-  if (ok && store->options.sync_mode == TR_SYNC_ALWAYS)
+  if (ok && store->options.sync_mode == TR_SYNC_ALWAYS) {
+    if (store->notify)
+      store->notify (store->notify_data, TR_RPC_NOTIFY_SYNCING, batch->len);
     ok = tr_rpcstore__sync_data (store, &error);
+  }
   if (!ok) {
     g_prefix_error (&error, "commit of %u rpcs failed: ", batch->len);
     g_warning ("%s", error->message);

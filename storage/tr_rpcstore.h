@@ -62,9 +62,18 @@ typedef struct _TrRpcStore TrRpcStore;
  * @rpc_id its global id) or failed (@error set, nothing stored). */
 typedef void (*TrRpcCommitFunc) (gpointer user_data, guint64 rpc_id, const GError *error);
 
-/* Called after each committed batch, with the new global head, on the
- * thread that committed it.  Used to wake the push side. */
-typedef void (*TrRpcNotifyFunc) (gpointer user_data, guint64 head_rpc_id);
+/* What a TrRpcNotifyFunc is told, on the thread that commits, under the
+ * commit lock (so it must be quick and must not call into the store). */
+typedef enum {
+  /* A batch is committed and readable: @value is the new global head. */
+  TR_RPC_NOTIFY_COMMITTED,
+  /* sync_mode always: a batch of @value RPCs is written and its fdatasync
+   * starts now; the committing thread waits for the disk meanwhile. */
+  TR_RPC_NOTIFY_SYNCING,
+} TrRpcNotify;
+
+/* Used to wake the push side (tr_push_on_store_event()). */
+typedef void (*TrRpcNotifyFunc) (gpointer user_data, TrRpcNotify what, guint64 value);
 
 /* tr_rpcstore_open:
  * @io: (transfer none): I/O backend, outlives the store

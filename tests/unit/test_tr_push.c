@@ -276,19 +276,13 @@ open_store (guint16 port, const char *extra, gboolean stop_send)
 }
 
 static void
-on_wake (gpointer user_data, guint64 head)
-{
-  tr_push_wake (user_data, head);
-}
-
-static void
 start_push (void)
 {
   g_autoptr (GError) error = NULL;
 
   fx.push = tr_push_new (fx.store, fx.config, &error);
   cr_assert_not_null (fx.push, "push: %s", error ? error->message : "");
-  tr_rpcstore_set_notify (fx.store, on_wake, fx.push);
+  tr_rpcstore_set_notify (fx.store, tr_push_on_store_event, fx.push);
 }
 
 static void

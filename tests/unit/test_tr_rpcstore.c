@@ -128,6 +128,71 @@ Test (tr_rpcstore, commit_lookup_and_reopen)
   tr_test_rmdir (dir);
 }
 
+/* The notify callback (how the push side learns of commits): with
+ * sync_mode always a batch is announced as SYNCING with its size before its
+ * fdatasync, then COMMITTED with the new head; other modes never announce a
+ * sync.  Both run on the committing thread, so no lock is needed here. */
+static void
+record_event (gpointer user_data, TrRpcNotify what, guint64 value)
+{
+  guint64 pair[2] = { what, value };
+
+  g_array_append_vals ((GArray *) user_data, pair, 2);
+}
+
+static void
+check_notify_events (TrSyncMode mode)
+{
+  g_autofree char *dir = tr_test_mkdtemp ();
+  TrRpcStoreOptions o = small_options ();
+  g_autoptr (GArray) events = g_array_new (FALSE, FALSE, sizeof (guint64));
+  guint32 books;
+  Waiter w = { 0 };
+  TrRpcStore *store;
+  TrRpcBatch *batch = tr_rpcbatch_new ();
+  g_autoptr (GError) error = NULL;
+  guint64 expect_always[] = { TR_RPC_NOTIFY_SYNCING, 20, TR_RPC_NOTIFY_COMMITTED, 20,
+                              TR_RPC_NOTIFY_SYNCING, 3,  TR_RPC_NOTIFY_COMMITTED, 23 };
+  guint64 expect_other[] = { TR_RPC_NOTIFY_COMMITTED, 20, TR_RPC_NOTIFY_COMMITTED, 23 };
+  const guint64 *expect = mode == TR_SYNC_ALWAYS ? expect_always : expect_other;
+  guint n_expect = mode == TR_SYNC_ALWAYS ? G_N_ELEMENTS (expect_always) : G_N_ELEMENTS (expect_other);
+
+  o.sync_mode = mode;
+  store = tr_rpcstore_open (tr_io_posix (), dir, &o, services, &error);
+  cr_assert_not_null (store, "%s", error ? error->message : "");
+  books = (guint32) tr_rpcstore_service_id (store, "books");
+  tr_rpcstore_set_notify (store, record_event, events);
+  for (guint round = 0; round < 2; round++) {
+    guint n = round == 0 ? 20 : 3;
+    for (guint i = 0; i < n; i++) {
+      g_autoptr (GBytes) msg = make_message (i);
+      tr_rpcbatch_add (batch, msg, &books, 1, on_commit, &w);
+    }
+    tr_rpcstore_submit_batch (store, batch);
+  }
+  wait_for (&w, 23);
+  cr_assert_eq (w.failed, 0);
+  tr_rpcstore_set_notify (store, NULL, NULL);
+  cr_assert_eq (events->len, n_expect, "%u values recorded, expected %u", events->len, n_expect);
+  for (guint i = 0; i < n_expect; i++)
+    cr_assert_eq (g_array_index (events, guint64, i), expect[i], "value %u: %" G_GUINT64_FORMAT " != %" G_GUINT64_FORMAT,
+                  i, g_array_index (events, guint64, i), expect[i]);
+  tr_rpcbatch_free (batch);
+  tr_rpcstore_close (store);
+  tr_test_rmdir (dir);
+}
+
+Test (tr_rpcstore, notify_announces_the_sync_of_a_batch_then_its_commit)
+{
+  check_notify_events (TR_SYNC_ALWAYS);
+}
+
+Test (tr_rpcstore, notify_announces_no_sync_in_interval_and_none)
+{
+  check_notify_events (TR_SYNC_INTERVAL);
+  check_notify_events (TR_SYNC_NONE);
+}
+
 /* From rpc_cache_size 16M the cache keeps messages in the arena
  * (tr_arena.h); the store must serve them from there and release them on
  * close. */
