@@ -15,6 +15,7 @@
 #include "tr_admin_private.h"
 
 #include "tr_dwfile.h"
+#include "tr_invoke.h"
 #include "tr_reload.h"
 #include "tr_router_error.h"
 #include "tr_storage_error.h"
@@ -30,68 +31,35 @@
 typedef struct {
   TrIngress *ingress;
   TrIngressStats stats;
-  GMutex lock;
-  GCond cond;
-  gboolean done; /* protected by ->lock */
 } IngressRequest;
 
 static void
-ingress_request_clear (gpointer data)
+on_ingress_stats (gpointer data)
 {
   IngressRequest *request = data;
 
-  g_mutex_clear (&request->lock);
-  g_cond_clear (&request->cond);
-}
-
-static gboolean
-on_ingress_stats (gpointer user_data)
-{
-  IngressRequest *request = user_data;
-
   tr_ingress_get_stats (request->ingress, &request->stats);
-  g_mutex_lock (&request->lock);
-  request->done = TRUE;
-  g_cond_signal (&request->cond);
-  g_mutex_unlock (&request->lock);
-  return G_SOURCE_REMOVE;
 }
 
-static void
-ingress_request_release (gpointer data)
-{
-  g_atomic_rc_box_release_full (data, ingress_request_clear);
-}
-
-/* The request is refcounted: if the ingress loop does not answer within
- * the bound (shutdown), the admin thread gives up and the late callback
- * still has a valid request to write into. */
+/* Bounded: if the ingress loop does not answer in time (shutdown, a slow
+ * disk), the admin thread gives up and the request is left to the late
+ * run (tr_invoke_wait()). */
 static gboolean
 get_ingress_stats (TrAdmin *admin, TrIngressStats *out)
 {
   IngressRequest *request;
-  gint64 deadline = g_get_monotonic_time () + ADMIN_INGRESS_WAIT_US;
-  gboolean done;
 
   memset (out, 0, sizeof *out);
   if (admin->ingress == NULL || admin->ingress_context == NULL)
     return FALSE;
-  request = g_atomic_rc_box_new0 (IngressRequest);
+  request = g_new0 (IngressRequest, 1);
   request->ingress = admin->ingress;
-  g_mutex_init (&request->lock);
-  g_cond_init (&request->cond);
-  g_main_context_invoke_full (admin->ingress_context, G_PRIORITY_DEFAULT, on_ingress_stats,
-                              g_atomic_rc_box_acquire (request), ingress_request_release);
-  g_mutex_lock (&request->lock);
-  while (!request->done)
-    if (!g_cond_wait_until (&request->cond, &request->lock, deadline))
-      break;
-  done = request->done;
-  if (done)
-    *out = request->stats;
-  g_mutex_unlock (&request->lock);
-  ingress_request_release (request);
-  return done;
+  if (!tr_invoke_wait (admin->ingress_context, G_PRIORITY_DEFAULT, on_ingress_stats, request, g_free,
+                       g_get_monotonic_time () + ADMIN_INGRESS_WAIT_US))
+    return FALSE;
+  *out = request->stats;
+  g_free (request);
+  return TRUE;
 }
 
 /* ---- lookups ---- */

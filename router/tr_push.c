@@ -34,6 +34,7 @@
 #include "tr_push_private.h"
 
 #include "tr_endian.h"
+#include "tr_invoke.h"
 #include "tr_storage_error.h"
 
 #include <glib/gstdio.h>
@@ -555,41 +556,12 @@ tr_push_free (TrPush *push)
 
 /* ---- calls run on the push thread ---- */
 
-typedef struct {
-  void (*func) (gpointer data);
-  gpointer data;
-  GMutex lock;
-  GCond cond;
-  gboolean done; /* protected by ->lock */
-} SyncCall;
-
-static gboolean
-on_sync_call (gpointer user_data)
-{
-  SyncCall *call = user_data;
-
-  call->func (call->data);
-  g_mutex_lock (&call->lock);
-  call->done = TRUE;
-  g_cond_signal (&call->cond);
-  g_mutex_unlock (&call->lock);
-  return G_SOURCE_REMOVE;
-}
-
 void
 tr_push__run_sync (TrPush *push, void (*func) (gpointer data), gpointer data)
 {
-  SyncCall call = { .func = func, .data = data };
-
-  g_mutex_init (&call.lock);
-  g_cond_init (&call.cond);
-  g_main_context_invoke (push->context, on_sync_call, &call);
-  g_mutex_lock (&call.lock);
-  while (!call.done)
-    g_cond_wait (&call.cond, &call.lock);
-  g_mutex_unlock (&call.lock);
-  g_mutex_clear (&call.lock);
-  g_cond_clear (&call.cond);
+  /* No limit: the push thread never blocks for long, and @data is often
+   * on the caller's stack. */
+  tr_invoke_wait (push->context, G_PRIORITY_DEFAULT, func, data, NULL, G_MAXINT64);
 }
 
 typedef struct {

@@ -20,6 +20,8 @@
 
 #include "tr_reload.h"
 
+#include "tr_invoke.h"
+
 #include <string.h>
 
 #define RELOAD_INGRESS_WAIT_US (5 * G_TIME_SPAN_SECOND)
@@ -204,26 +206,16 @@ typedef struct {
   GHashTable *routes; /* owned until swapped */
   TrRpcStore *store;
   GArray *retire;     /* guint32 ids of removed services */
-  GMutex lock;
-  GCond cond;
-  gboolean done; /* protected by ->lock */
 } RoutesRequest;
 
 static void
-routes_request_clear (gpointer data)
+routes_request_free (gpointer data)
 {
   RoutesRequest *request = data;
 
   g_clear_pointer (&request->routes, g_hash_table_destroy);
   g_clear_pointer (&request->retire, g_array_unref);
-  g_mutex_clear (&request->lock);
-  g_cond_clear (&request->cond);
-}
-
-static void
-routes_request_release (gpointer data)
-{
-  g_atomic_rc_box_release_full (data, routes_request_clear);
+  g_free (request);
 }
 
 static void
@@ -233,10 +225,10 @@ retire_services (TrRpcStore *store, const GArray *ids)
     tr_rpcstore_retire_service (store, g_array_index (ids, guint32, i));
 }
 
-static gboolean
-on_set_routes (gpointer user_data)
+static void
+on_set_routes (gpointer data)
 {
-  RoutesRequest *request = user_data;
+  RoutesRequest *request = data;
 
   tr_ingress_set_routes (request->ingress, g_steal_pointer (&request->routes));
   /* Here, on the loop that commits, every RPC routed by the old table is
@@ -244,11 +236,6 @@ on_set_routes (gpointer user_data)
    * their heads.  Done with the swap, so it happens even when the swap
    * runs after swap_routes() stopped waiting. */
   retire_services (request->store, request->retire);
-  g_mutex_lock (&request->lock);
-  request->done = TRUE;
-  g_cond_signal (&request->cond);
-  g_mutex_unlock (&request->lock);
-  return G_SOURCE_REMOVE;
 }
 
 /* Ids of the services @running has and @loaded has not. */
@@ -270,15 +257,13 @@ removed_service_ids (const TrConfig *running, const TrConfig *loaded, TrRpcStore
 
 /* Swaps the routing table on the ingress loop, retires the removed
  * services there, and waits (bounded: during shutdown, or while the loop
- * waits on a slow disk, it may not run in time; the request is refcounted
- * so a late run is still complete and safe).  FALSE if it did not happen in
- * time. */
+ * waits on a slow disk, it may not run in time; the request then goes to
+ * the late run, which is still complete and safe: tr_invoke_wait()).  FALSE
+ * if it did not happen in time. */
 static gboolean
 swap_routes (const TrConfig *running, const TrReloadTargets *targets, const TrConfig *loaded)
 {
   RoutesRequest *request;
-  gint64 deadline = g_get_monotonic_time () + RELOAD_INGRESS_WAIT_US;
-  gboolean done;
 
   if (targets->ingress == NULL || targets->ingress_context == NULL) {
     /* No producers: nothing is routed, only the retirement is left. */
@@ -286,23 +271,16 @@ swap_routes (const TrConfig *running, const TrReloadTargets *targets, const TrCo
     retire_services (targets->store, retire);
     return TRUE;
   }
-  request = g_atomic_rc_box_new0 (RoutesRequest);
+  request = g_new0 (RoutesRequest, 1);
   request->ingress = targets->ingress;
   request->routes = tr_ingress_routes_new (targets->store, loaded);
   request->store = targets->store;
   request->retire = removed_service_ids (running, loaded, targets->store);
-  g_mutex_init (&request->lock);
-  g_cond_init (&request->cond);
-  g_main_context_invoke_full (targets->ingress_context, G_PRIORITY_HIGH, on_set_routes,
-                              g_atomic_rc_box_acquire (request), routes_request_release);
-  g_mutex_lock (&request->lock);
-  while (!request->done)
-    if (!g_cond_wait_until (&request->cond, &request->lock, deadline))
-      break;
-  done = request->done;
-  g_mutex_unlock (&request->lock);
-  routes_request_release (request);
-  return done;
+  if (!tr_invoke_wait (targets->ingress_context, G_PRIORITY_HIGH, on_set_routes, request, routes_request_free,
+                       g_get_monotonic_time () + RELOAD_INGRESS_WAIT_US))
+    return FALSE;
+  routes_request_free (request);
+  return TRUE;
 }
 
 static void
