@@ -188,6 +188,21 @@ TrFrameStatus tr_frame_next (const guint8 *buf, gsize avail, guint32 max_frame_s
  * body is not looked at. */
 TrFrameStatus tr_frame_parse_header (const guint8 *msg, gsize len, TrMsgHeader *out);
 
+/* tr_frame_wire_seqid:
+ * A service seqid (1, 2, 3, ... without end) as the Thrift i32 that carries
+ * it: its low 32 bits, two's complement.  So 2^31 - 1 is followed by -2^31,
+ * ..., -1, 0, 1, ...  Pushes carry this value and replies are matched
+ * against it, so delivery goes on across the wrap. */
+static inline gint32
+tr_frame_wire_seqid (guint64 seqid)
+{
+  guint32 low = (guint32) (seqid & 0xffffffffu);
+
+  /* Spelled out: converting a value above G_MAXINT32 to gint32 directly is
+   * implementation-defined in C. */
+  return low <= (guint32) G_MAXINT32 ? (gint32) low : (gint32) (low - 0x80000000u) + G_MININT32;
+}
+
 /* tr_frame_rewrite_seqid:
  * Overwrites the seqid of the message @msg (parsed into @header) in place. */
 void tr_frame_rewrite_seqid (guint8 *msg, const TrMsgHeader *header, gint32 seqid);

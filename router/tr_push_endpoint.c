@@ -32,8 +32,9 @@
  * delivered once fully written to the socket.  The barrier may take the
  * in-flight count one past max_inflight.
  *
- * Limits: seqids go on the wire as Thrift i32, so a service's seqid wraps
- * (and the echo check fails) past 2^31 - 1 RPCs.  The host name is resolved
+ * Limits: seqids go on the wire as Thrift i32 (tr_frame_wire_seqid()): past
+ * 2^31 - 1 RPCs in a service the endpoint sees them wrap to -2^31; replies
+ * are matched on the same 32 bits, so delivery goes on.  The host name is resolved
  * with a blocking getaddrinfo() at every connect attempt; fine for
  * addresses and /etc/hosts names, a slow DNS server stalls the push thread.
  * A message the store cannot read or parse is treated as an RPC-level
@@ -376,7 +377,7 @@ queue_message (TrPushEndpoint *endpoint, guint64 seqid)
   if (status != TR_FRAME_OK)
     return unreadable (endpoint, seqid, rpc_id, tr_frame_status_to_string (status));
 
-  prefix_len = tr_frame_push_prefix (data, len, &header, (gint32) seqid, prefix);
+  prefix_len = tr_frame_push_prefix (data, len, &header, tr_frame_wire_seqid (seqid), prefix);
   g_byte_array_append (endpoint->out, prefix, (guint) prefix_len);
   g_byte_array_append (endpoint->out, data + header.body_offset, (guint) (len - header.body_offset));
   endpoint->out_total += prefix_len + len - header.body_offset;
@@ -391,7 +392,7 @@ queue_barrier (TrPushEndpoint *endpoint, guint64 seqid)
   const char *method = endpoint->service->barrier_method;
   guint before = endpoint->out->len;
 
-  tr_frame_build_call (endpoint->out, TR_MSG_CALL, method, strlen (method), (gint32) seqid, NULL, 0);
+  tr_frame_build_call (endpoint->out, TR_MSG_CALL, method, strlen (method), tr_frame_wire_seqid (seqid), NULL, 0);
   endpoint->out_total += endpoint->out->len - before;
   push_inflight (endpoint, seqid, 0, TR_PUSH_KIND_BARRIER);
 }
@@ -467,9 +468,9 @@ handle_reply (TrPushEndpoint *endpoint, const guint8 *msg, gsize len)
                    reply.header.seqid);
     return FALSE;
   }
-  if (reply.header.seqid != (gint32) expected->seqid) {
+  if (reply.header.seqid != tr_frame_wire_seqid (expected->seqid)) {
     endpoint_fail (endpoint, FAIL_CONNECTION, 0, 0, "endpoint answered seqid %d, expected %d", reply.header.seqid,
-                   (gint32) expected->seqid);
+                   tr_frame_wire_seqid (expected->seqid));
     return FALSE;
   }
   endpoint->last_progress = g_get_monotonic_time ();

@@ -268,6 +268,47 @@ Test (tr_frame, seqid_rewrite)
   cr_assert (memcmp (prefix + 4, msg, h.body_offset) == 0);
 }
 
+/* Service seqids have no end; the wire carries their low 32 bits as an i32,
+ * and a pushed message parses back to exactly that value. */
+Test (tr_frame, wire_seqid_wraps_modulo_2_32)
+{
+  static const struct {
+    guint64 seqid;
+    gint32 wire;
+  } cases[] = {
+    { 1, 1 },
+    { G_MAXINT32, G_MAXINT32 },
+    { (guint64) G_MAXINT32 + 1, G_MININT32 },
+    { (guint64) G_MAXINT32 + 2, G_MININT32 + 1 },
+    { G_MAXUINT32, -1 },
+    { (guint64) G_MAXUINT32 + 1, 0 },
+    { (guint64) G_MAXUINT32 + 2, 1 },
+    { ((guint64) 5 << 32) + 7, 7 },
+  };
+  guint8 msg[sizeof capture_call - 4];
+  TrMsgHeader h;
+
+  memcpy (msg, capture_call + 4, sizeof msg);
+  cr_assert_eq (tr_frame_parse_header (msg, sizeof msg, &h), TR_FRAME_OK);
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++) {
+    guint8 prefix[TR_FRAME_PUSH_PREFIX_MAX];
+    g_autoptr (GByteArray) joined = g_byte_array_new ();
+    TrMsgHeader h2;
+    gsize n;
+    gint32 wire = tr_frame_wire_seqid (cases[i].seqid);
+
+    cr_assert_eq (wire, cases[i].wire, "seqid %" G_GUINT64_FORMAT ": wire %d, expected %d", cases[i].seqid, wire,
+                  cases[i].wire);
+    /* Consecutive seqids stay consecutive on the wire, modulo 2^32. */
+    cr_assert_eq ((guint32) tr_frame_wire_seqid (cases[i].seqid + 1), (guint32) wire + 1u);
+    n = tr_frame_push_prefix (msg, sizeof msg, &h, wire, prefix);
+    g_byte_array_append (joined, prefix + 4, (guint) n - 4);
+    g_byte_array_append (joined, msg + h.body_offset, (guint) (sizeof msg - h.body_offset));
+    cr_assert_eq (tr_frame_parse_header (joined->data, joined->len, &h2), TR_FRAME_OK);
+    cr_assert_eq (h2.seqid, cases[i].wire);
+  }
+}
+
 Test (tr_frame, build_call_round_trip)
 {
   g_autoptr (GByteArray) out = g_byte_array_new ();
