@@ -34,9 +34,13 @@
  *
  * Limits: seqids go on the wire as Thrift i32 (tr_frame_wire_seqid()): past
  * 2^31 - 1 RPCs in a service the endpoint sees them wrap to -2^31; replies
- * are matched on the same 32 bits, so delivery goes on.  The host name is resolved
- * with a blocking getaddrinfo() at every connect attempt; fine for
- * addresses and /etc/hosts names, a slow DNS server stalls the push thread.
+ * are matched on the same 32 bits, so delivery goes on.
+ *
+ * Connecting: an IP address is used as is; a name is looked up with GIO's
+ * resolver, off the push thread (a slow DNS server delays only that
+ * endpoint, up to connect_timeout_ms), again at every reconnection, and
+ * each address it gives is tried in turn before the attempt counts as
+ * failed.
  * A message the store cannot read or parse is treated as an RPC-level
  * failure of its seqid (so on_failure = skip dead-letters it).
  */
@@ -48,7 +52,6 @@
 #include "tr_frame.h"
 
 #include <errno.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
@@ -84,8 +87,8 @@ set_state (TrPushEndpoint *endpoint, TrPushEndpointState state)
   endpoint->state = state;
 }
 
-void
-tr_push__endpoint_close (TrPushEndpoint *endpoint)
+static void
+drop_socket (TrPushEndpoint *endpoint)
 {
   if (endpoint->fd_tag != NULL) {
     g_source_remove_unix_fd (endpoint->source, endpoint->fd_tag);
@@ -95,6 +98,19 @@ tr_push__endpoint_close (TrPushEndpoint *endpoint)
     close (endpoint->fd);
     endpoint->fd = -1;
   }
+}
+
+void
+tr_push__endpoint_close (TrPushEndpoint *endpoint)
+{
+  drop_socket (endpoint);
+  if (endpoint->resolving != NULL) {
+    /* on_resolved() then returns without touching the endpoint. */
+    g_cancellable_cancel (endpoint->resolving);
+    g_clear_object (&endpoint->resolving);
+  }
+  /* The next attempt resolves the name again. */
+  g_clear_pointer (&endpoint->addresses, g_ptr_array_unref);
   g_byte_array_set_size (endpoint->out, 0);
   g_byte_array_set_size (endpoint->in, 0);
   endpoint->out_pos = 0;
@@ -542,59 +558,107 @@ read_input (TrPushEndpoint *endpoint)
 
 /* ---- connecting ---- */
 
+static void connect_endpoint (TrPushEndpoint *endpoint);
+
+/* "127.0.0.1:9000" for an IP host, "name (127.0.0.1:9000)" for a name:
+ * which address failed is what the operator needs. */
+static char *
+describe_address (TrPushEndpoint *endpoint, GSocketAddress *address)
+{
+  GInetAddress *ip = g_inet_socket_address_get_address (G_INET_SOCKET_ADDRESS (address));
+  g_autofree char *text = g_inet_address_to_string (ip);
+  gboolean v6 = g_inet_address_get_family (ip) == G_SOCKET_FAMILY_IPV6;
+  g_autofree char *with_port = g_strdup_printf (v6 ? "[%s]:%u" : "%s:%u", text, endpoint->port);
+
+  if (g_strcmp0 (text, endpoint->host) == 0)
+    return g_steal_pointer (&with_port);
+  return g_strdup_printf ("%s (%s)", endpoint->host, with_port);
+}
+
+/* The address being connected to (the one before ->next_address). */
+static char *
+describe_current (TrPushEndpoint *endpoint)
+{
+  if (endpoint->addresses == NULL || endpoint->next_address == 0)
+    return g_strdup_printf ("%s:%u", endpoint->host, endpoint->port);
+  return describe_address (endpoint, g_ptr_array_index (endpoint->addresses, endpoint->next_address - 1));
+}
+
+static gboolean
+more_addresses (TrPushEndpoint *endpoint)
+{
+  return endpoint->addresses != NULL && endpoint->next_address < endpoint->addresses->len;
+}
+
+/* A connection attempt to one address failed: try the next one at once,
+ * or fail the attempt when none is left (backoff; the name is resolved
+ * again next time). */
+static void
+address_failed (TrPushEndpoint *endpoint, const char *why)
+{
+  if (more_addresses (endpoint)) {
+    tr_push__log (endpoint, G_LOG_LEVEL_INFO, endpoint->acked + 1, "%s; trying the next address", why);
+    drop_socket (endpoint);
+    connect_endpoint (endpoint);
+    return;
+  }
+  endpoint_fail (endpoint, FAIL_CONNECTION, 0, 0, "%s", why);
+}
+
 static void
 on_connected (TrPushEndpoint *endpoint)
 {
   int error = 0;
   socklen_t error_len = sizeof error;
+  g_autofree char *where = describe_current (endpoint);
 
   if (getsockopt (endpoint->fd, SOL_SOCKET, SO_ERROR, &error, &error_len) < 0)
     error = errno;
   if (error != 0) {
-    endpoint_fail (endpoint, FAIL_CONNECTION, 0, 0, "connect to %s:%u: %s", endpoint->host, endpoint->port,
-                   g_strerror (error));
+    g_autofree char *why = g_strdup_printf ("connect to %s: %s", where, g_strerror (error));
+    address_failed (endpoint, why);
     return;
   }
+  g_clear_pointer (&endpoint->addresses, g_ptr_array_unref);
   set_state (endpoint, TR_PUSH_SENDING);
   g_source_set_ready_time (endpoint->source, -1);
   tr_push__log (endpoint, endpoint->retries == 0 ? G_LOG_LEVEL_MESSAGE : G_LOG_LEVEL_INFO, endpoint->acked + 1,
-                "connected to %s:%u, sending from seqid %" G_GUINT64_FORMAT, endpoint->host, endpoint->port,
-                endpoint->acked + 1);
+                "connected to %s, sending from seqid %" G_GUINT64_FORMAT, where, endpoint->acked + 1);
   tr_push__endpoint_watch (endpoint, G_IO_IN);
   tr_push__endpoint_fill (endpoint);
 }
 
-/* Returns a non-blocking socket connecting to the endpoint, or -1 with
- * the reason in @why (transfer full). */
+/* Starts a non-blocking connection to the next address in ->addresses.
+ * Returns the socket, or -1 with the reason in @why (transfer full) when
+ * it cannot even start. */
 static int
 start_connect (TrPushEndpoint *endpoint, char **why)
 {
-  struct addrinfo hints = { 0 };
-  struct addrinfo *addresses = NULL;
-  char port[8];
+  GSocketAddress *address = g_ptr_array_index (endpoint->addresses, endpoint->next_address++);
+  struct sockaddr_storage native;
+  gssize native_len = g_socket_address_get_native_size (address);
+  g_autoptr (GError) error = NULL;
   int one = 1;
   int fd, rc;
 
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_NUMERICSERV;
-  g_snprintf (port, sizeof port, "%u", endpoint->port);
-  rc = getaddrinfo (endpoint->host, port, &hints, &addresses);
-  if (rc != 0) {
-    *why = g_strdup_printf ("cannot resolve %s: %s", endpoint->host, gai_strerror (rc));
+  if (native_len <= 0 || !g_socket_address_to_native (address, &native, sizeof native, &error)) {
+    g_autofree char *where = describe_current (endpoint);
+    *why = g_strdup_printf ("connect to %s: unusable address%s%s", where, error ? ": " : "",
+                            error ? error->message : "");
     return -1;
   }
-  fd = socket (addresses->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  fd = socket (native.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     *why = g_strdup_printf ("socket: %s", g_strerror (errno));
-    freeaddrinfo (addresses);
     return -1;
   }
   if (setsockopt (fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0)
     g_debug ("%s/%s: TCP_NODELAY: %s", endpoint->service->name, endpoint->id, g_strerror (errno));
-  rc = connect (fd, addresses->ai_addr, addresses->ai_addrlen);
-  freeaddrinfo (addresses);
+  rc = connect (fd, (struct sockaddr *) &native, (socklen_t) native_len);
   if (rc < 0 && errno != EINPROGRESS) {
-    *why = g_strdup_printf ("connect to %s:%u: %s", endpoint->host, endpoint->port, g_strerror (errno));
+    int saved_errno = errno;
+    g_autofree char *where = describe_current (endpoint);
+    *why = g_strdup_printf ("connect to %s: %s", where, g_strerror (saved_errno));
     close (fd);
     return -1;
   }
@@ -602,13 +666,73 @@ start_connect (TrPushEndpoint *endpoint, char **why)
 }
 
 static void
+on_resolved (GObject *resolver, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (GError) error = NULL;
+  GList *found = g_resolver_lookup_by_name_finish (G_RESOLVER (resolver), result, &error);
+  TrPushEndpoint *endpoint = user_data;
+
+  /* Cancelled by tr_push__endpoint_close(): the endpoint may be gone. */
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    return;
+  g_clear_object (&endpoint->resolving);
+  if (found == NULL) {
+    /* GLib's own text repeats the name, in quotes a C locale cannot show. */
+    const char *why = g_error_matches (error, G_RESOLVER_ERROR, G_RESOLVER_ERROR_NOT_FOUND) ? "no such host"
+                      : g_error_matches (error, G_RESOLVER_ERROR, G_RESOLVER_ERROR_TEMPORARY_FAILURE)
+                          ? "temporary failure in name resolution"
+                          : error->message;
+    endpoint_fail (endpoint, FAIL_CONNECTION, 0, 0, "cannot resolve %s: %s", endpoint->host, why);
+    return;
+  }
+  endpoint->addresses = g_ptr_array_new_with_free_func (g_object_unref);
+  endpoint->next_address = 0;
+  for (GList *l = found; l != NULL; l = l->next)
+    g_ptr_array_add (endpoint->addresses, g_inet_socket_address_new (l->data, endpoint->port));
+  g_resolver_free_addresses (found);
+  connect_endpoint (endpoint);
+}
+
+/* Fills ->addresses: at once for an IP address (TRUE); for a name, starts
+ * a lookup on GIO's resolver threads and returns FALSE (the endpoint waits
+ * in CONNECTING, bounded by connect_timeout_ms; on_resolved() goes on). */
+static gboolean
+resolve (TrPushEndpoint *endpoint)
+{
+  GSocketAddress *literal = g_inet_socket_address_new_from_string (endpoint->host, endpoint->port);
+  GResolver *resolver;
+
+  if (literal != NULL) {
+    endpoint->addresses = g_ptr_array_new_with_free_func (g_object_unref);
+    endpoint->next_address = 0;
+    g_ptr_array_add (endpoint->addresses, literal);
+    return TRUE;
+  }
+  /* The result comes back on this thread's default context: the push
+   * thread's, where every endpoint function runs. */
+  resolver = g_resolver_get_default ();
+  endpoint->resolving = g_cancellable_new ();
+  g_resolver_lookup_by_name_async (resolver, endpoint->host, endpoint->resolving, on_resolved, endpoint);
+  g_object_unref (resolver);
+  set_state (endpoint, TR_PUSH_CONNECTING);
+  set_timer_ms (endpoint, endpoint->service->connect_timeout_ms);
+  return FALSE;
+}
+
+static void
 connect_endpoint (TrPushEndpoint *endpoint)
 {
   g_autofree char *why = NULL;
-  int fd = start_connect (endpoint, &why);
+  int fd;
 
+  if (!more_addresses (endpoint)) {
+    g_clear_pointer (&endpoint->addresses, g_ptr_array_unref);
+    if (!resolve (endpoint))
+      return;
+  }
+  fd = start_connect (endpoint, &why);
   if (fd < 0) {
-    endpoint_fail (endpoint, FAIL_CONNECTION, 0, 0, "%s", why);
+    address_failed (endpoint, why);
     return;
   }
   endpoint->fd = fd;
@@ -644,8 +768,15 @@ on_timer (TrPushEndpoint *endpoint)
     connect_endpoint (endpoint);
     break;
   case TR_PUSH_CONNECTING:
-    endpoint_fail (endpoint, FAIL_CONNECTION, 0, 0, "connect to %s:%u timed out after %u ms", endpoint->host,
-                   endpoint->port, service->connect_timeout_ms);
+    if (endpoint->resolving != NULL) {
+      endpoint_fail (endpoint, FAIL_CONNECTION, 0, 0, "resolving %s timed out after %u ms", endpoint->host,
+                     service->connect_timeout_ms);
+    } else {
+      g_autofree char *where = describe_current (endpoint);
+      g_autofree char *why = g_strdup_printf ("connect to %s timed out after %u ms", where,
+                                              service->connect_timeout_ms);
+      address_failed (endpoint, why);
+    }
     break;
   case TR_PUSH_SENDING:
     if (g_queue_is_empty (&endpoint->inflight))

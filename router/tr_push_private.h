@@ -14,6 +14,7 @@
 #include "tr_push.h"
 #include "tr_rotatefile.h"
 
+#include <gio/gio.h>
 #include <glib.h>
 
 G_BEGIN_DECLS
@@ -59,6 +60,9 @@ struct _TrPushEndpoint {
   gpointer fd_tag;         /* (nullable) g_source_add_unix_fd() tag */
   GIOCondition fd_events;  /* what fd_tag currently waits for */
   int fd;                  /* -1 when not connected */
+  GCancellable *resolving; /* (nullable) the lookup of ->host in flight */
+  GPtrArray *addresses;    /* (nullable) (element-type GSocketAddress) ->host resolved, tried in turn */
+  guint next_address;      /* index in ->addresses of the next one to try */
   gint64 last_progress;    /* monotonic µs of the last reply / start of waiting */
 
   GByteArray *out;         /* bytes queued for the socket */

@@ -1,6 +1,8 @@
 """Integration tests: the real thriftrouter daemon with python3-thrift
 producers and TThreadedServer endpoints on loopback (DESIGN.md §2, §7)."""
 import os
+import shutil
+import socket
 import struct
 import threading
 import time
@@ -234,6 +236,80 @@ def test_endpoint_down_then_back_catches_up_in_order():
         ep.stop()
 
 
+def test_endpoint_by_host_name_and_an_unresolvable_one():
+    """host = localhost goes through the name lookup (off the push thread)
+    and delivers; a name that does not resolve fails that endpoint only,
+    with a log line naming it, and it keeps being retried."""
+    ep = Endpoint().start()
+    lost = Endpoint().start()
+    router = started({
+        "books": {"rpcs": ["log_event"], "endpoints": {"byname": (ep.port, "false", "localhost")}},
+        "mail": {"rpcs": ["log_event"],
+                 "endpoints": {"nowhere": (lost.port, "false", "no-such-host.invalid")}},
+    })
+    try:
+        p = Producer(router.port)
+        sent = [b"by-name-%d" % i for i in range(50)]
+        for d in sent:
+            p.log_event(d)
+        p.close()
+        wait_until(lambda: len(ep.payloads()) >= 50, what="delivery to the endpoint named localhost")
+        ep.check_sequence(sent)
+        wait_until(lambda: "cannot resolve no-such-host.invalid" in router.log(),
+                   what="the resolution failure in the log")
+        check(lost.payloads() == [], "an unresolvable host received something")
+        check(router.proc.poll() is None, "router exited")
+    finally:
+        router.stop()
+        router.cleanup()
+        ep.stop()
+        lost.stop()
+
+
+def test_every_address_of_a_name_is_tried():
+    """A name with two addresses, ::1 and 127.0.0.1 (an /etc/hosts of its
+    own, bind-mounted in a private mount namespace: root and unshare(1)
+    needed, skipped otherwise). Two endpoints use that name, one listening
+    on ::1 only and one on 127.0.0.1 only: whatever order the resolver
+    gives, one of them is refused at the first address and must be reached
+    at the second."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("mount") is None:
+        print("  skipped: needs root, unshare(1) and mount(8)")
+        return
+    try:
+        socket.socket(socket.AF_INET6).bind(("::1", 0))
+    except OSError:
+        print("  skipped: no IPv6 loopback")
+        return
+    v6 = Endpoint(host="::1").start()
+    v4 = Endpoint(port=v6.port + 1 if v6.port < 65535 else None).start()
+    router = Router({
+        "books": {"rpcs": ["log_event"], "endpoints": {"six": (v6.port, "false", "trmulti")}},
+        "mail": {"rpcs": ["log_event"], "endpoints": {"four": (v4.port, "false", "trmulti")}},
+    })
+    hosts = os.path.join(router.tmp, "hosts")
+    with open(hosts, "w") as f:
+        f.write("127.0.0.1 localhost\n::1 trmulti\n127.0.0.1 trmulti\n")
+    router.command_prefix = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                             'mount --bind "$0" /etc/hosts && exec "$@"', hosts]
+    try:
+        router.start()
+        p = Producer(router.port)
+        sent = [b"two-addresses-%d" % i for i in range(20)]
+        for d in sent:
+            p.log_event(d)
+        p.close()
+        wait_until(lambda: len(v6.payloads()) >= 20 and len(v4.payloads()) >= 20,
+                   what="delivery to both endpoints of the two-address name")
+        v6.check_sequence(sent)
+        v4.check_sequence(sent)
+    finally:
+        router.stop()
+        router.cleanup()
+        v6.stop()
+        v4.stop()
+
+
 def test_endpoint_exception_is_retried_in_order():
     ep = Endpoint().start()
     ep.fail_next = 3
@@ -412,6 +488,8 @@ if __name__ == "__main__":
         test_data_dir_of_another_node_is_refused,
         test_bad_input_gets_defined_outcomes_and_router_keeps_serving,
         test_endpoint_down_then_back_catches_up_in_order,
+        test_endpoint_by_host_name_and_an_unresolvable_one,
+        test_every_address_of_a_name_is_tried,
         test_endpoint_exception_is_retried_in_order,
         test_stop_send_holds_position_and_clean_restart_resumes,
         test_kill9_under_load_loses_nothing_acknowledged,

@@ -120,10 +120,12 @@ class _SeqidProcessor(EventLog.Processor):
 
 
 class Endpoint:
-    """A stock Python TThreadedServer subscriber on 127.0.0.1 that records calls."""
+    """A stock Python TThreadedServer subscriber (on 127.0.0.1 unless told
+    otherwise) that records calls."""
 
-    def __init__(self, port=None):
+    def __init__(self, port=None, host="127.0.0.1"):
         self.port = port or free_port()
+        self.host = host
         self.calls = []
         self.max_seqid = 0
         self.lock = threading.Lock()
@@ -134,7 +136,7 @@ class Endpoint:
 
     def start(self):
         processor = _SeqidProcessor(_Recorder(self), self)
-        transport = TSocket.TServerSocket(host="127.0.0.1", port=self.port)
+        transport = TSocket.TServerSocket(host=self.host, port=self.port)
         transport.listen()
         transport.listen = lambda: None  # serve() would listen again
         self.stopped = False
@@ -171,7 +173,7 @@ class Endpoint:
             return
         self.stopped = True
         try:
-            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()  # wake accept()
+            socket.create_connection((self.host, self.port), timeout=1).close()  # wake accept()
         except OSError:
             pass
         self.thread.join(timeout=5)
@@ -267,6 +269,7 @@ class Router:
         self.services = services
         self.router_keys = router_keys
         self.proc = None
+        self.command_prefix = []  # e.g. unshare(1): the daemon is exec'd, so its PID is proc.pid
         self.log_path = os.path.join(self.tmp, "router.log")
         self.write_config()
 
@@ -292,10 +295,11 @@ class Router:
                     if k not in ("rpcs", "endpoints"):
                         f.write("%s = %s\n" % (k, v))
                 for eid, port in svc["endpoints"].items():
-                    stop = "false"
+                    # port, or (port, stop_send) or (port, stop_send, host)
+                    stop, host = "false", "127.0.0.1"
                     if isinstance(port, tuple):
-                        port, stop = port
-                    f.write("\n[endpoint %s]\nhost = 127.0.0.1\nport = %d\nstop_send = %s\n" % (eid, port, stop))
+                        port, stop, host = (port + (host,))[:3]
+                    f.write("\n[endpoint %s]\nhost = %s\nport = %d\nstop_send = %s\n" % (eid, host, port, stop))
 
     @property
     def data_dir(self):
@@ -304,7 +308,8 @@ class Router:
     def start(self, timeout=20):
         log = open(self.log_path, "ab")
         env = dict(os.environ, G_MESSAGES_DEBUG="")
-        self.proc = subprocess.Popen([DAEMON, "-c", os.path.join(self.tmp, "router.conf")], stdout=log,
+        self.proc = subprocess.Popen(self.command_prefix + [DAEMON, "-c", os.path.join(self.tmp, "router.conf")],
+                                     stdout=log,
                                      stderr=log, env=env)
         log.close()
 
