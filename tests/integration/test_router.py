@@ -15,6 +15,17 @@ def started(services, **keys):
     return Router(services, **keys).start()
 
 
+def send_calls(router, prefix, count):
+    """Calls log_event with prefix-0 .. prefix-(count-1) through one
+    producer connection; returns the payloads sent."""
+    p = Producer(router.port)
+    sent = [b"%s-%d" % (prefix, i) for i in range(count)]
+    for d in sent:
+        p.log_event(d)
+    p.close()
+    return sent
+
+
 def test_fan_out_two_services_two_endpoints():
     eps = [Endpoint().start() for _ in range(4)]
     router = started({
@@ -248,11 +259,7 @@ def test_endpoint_by_host_name_and_an_unresolvable_one():
                  "endpoints": {"nowhere": (lost.port, "false", "no-such-host.invalid")}},
     })
     try:
-        p = Producer(router.port)
-        sent = [b"by-name-%d" % i for i in range(50)]
-        for d in sent:
-            p.log_event(d)
-        p.close()
+        sent = send_calls(router, b"by-name", 50)
         wait_until(lambda: len(ep.payloads()) >= 50, what="delivery to the endpoint named localhost")
         ep.check_sequence(sent)
         wait_until(lambda: "cannot resolve no-such-host.invalid" in router.log(),
@@ -294,11 +301,7 @@ def test_every_address_of_a_name_is_tried():
                              'mount --bind "$0" /etc/hosts && exec "$@"', hosts]
     try:
         router.start()
-        p = Producer(router.port)
-        sent = [b"two-addresses-%d" % i for i in range(20)]
-        for d in sent:
-            p.log_event(d)
-        p.close()
+        sent = send_calls(router, b"two-addresses", 20)
         wait_until(lambda: len(v6.payloads()) >= 20 and len(v4.payloads()) >= 20,
                    what="delivery to both endpoints of the two-address name")
         v6.check_sequence(sent)
@@ -318,11 +321,7 @@ def test_endpoint_exception_is_retried_in_order():
     # under rejections needs one RPC in flight.
     router = started({"books": {"rpcs": ["log_event"], "endpoints": {"a": ep.port}, "max_inflight": 1}})
     try:
-        p = Producer(router.port)
-        sent = [b"r-%d" % i for i in range(20)]
-        for d in sent:
-            p.log_event(d)
-        p.close()
+        sent = send_calls(router, b"r", 20)
         wait_until(lambda: len(ep.payloads()) >= 20, what="delivery after retries")
         ep.check_sequence(sent)
     finally:
