@@ -342,6 +342,14 @@ push_thread (gpointer user_data)
   TrPush *push = user_data;
 
   g_main_context_push_thread_default (push->context);
+  /* GIO registers a type on its first use, under g_once; two resolver
+   * threads that both build the first addresses do it at once.  That is
+   * safe, but the g_once fast path is inlined in Debian's uninstrumented
+   * libgio, so ThreadSanitizer (tools/tsan.sh) reports a race in it.
+   * Registering the address types here, before any lookup, keeps GIO's
+   * own registration off the resolver threads. */
+  g_type_ensure (G_TYPE_INET_ADDRESS);
+  g_type_ensure (G_TYPE_INET_SOCKET_ADDRESS);
   for (guint s = 0; s < push->services->len; s++) {
     TrPushService *service = g_ptr_array_index (push->services, s);
     for (guint i = 0; i < service->endpoints->len; i++)

@@ -304,8 +304,12 @@ def test_every_address_of_a_name_is_tried():
     try:
         router.start()
         sent = send_calls(router, b"two-addresses", 20)
-        wait_until(lambda: len(v6.payloads()) >= 20 and len(v4.payloads()) >= 20,
-                   what="delivery to both endpoints of the two-address name")
+        try:
+            wait_until(lambda: len(v6.payloads()) >= 20 and len(v4.payloads()) >= 20,
+                       what="delivery to both endpoints of the two-address name")
+        except AssertionError as e:
+            raise AssertionError("%s (::1 got %d, 127.0.0.1 got %d); router log:\n%s"
+                                 % (e, len(v6.payloads()), len(v4.payloads()), router.log()[-4000:]))
         v6.check_sequence(sent)
         v4.check_sequence(sent)
     finally:

@@ -5,7 +5,8 @@ with independent Thrift peers: python3-thrift generated clients as
 producers and TThreadedServer endpoints that record every call they get
 (with the seqid the router put in the header).  Run with Debian's
 /usr/bin/python3 (python3-thrift).  Every wait is bounded; only processes
-started here are stopped, by PID.
+started here are stopped, by PID.  TR_DEBUG_LOG=all shows the daemon's
+debug and info lines in its log (the G_MESSAGES_DEBUG it is started with).
 """
 import os
 import shutil
@@ -307,7 +308,7 @@ class Router:
 
     def start(self, timeout=20):
         log = open(self.log_path, "ab")
-        env = dict(os.environ, G_MESSAGES_DEBUG="")
+        env = dict(os.environ, G_MESSAGES_DEBUG=os.environ.get("TR_DEBUG_LOG", ""))
         self.proc = subprocess.Popen(self.command_prefix + [DAEMON, "-c", os.path.join(self.tmp, "router.conf")],
                                      stdout=log,
                                      stderr=log, env=env)
