@@ -57,6 +57,7 @@ typedef struct {
   GByteArray *in;
   GByteArray *out;
   gsize out_pos;
+  guint64 requests; /* frames read: a protocol hint only before the first */
 } AdminConn;
 
 /* ---- token ---- */
@@ -262,10 +263,13 @@ conn_read (AdminConn *conn)
     if (status == TR_FRAME_NEED_MORE)
       break;
     if (status != TR_FRAME_OK) {
+      const char *hint = conn->requests == 0 ? tr_frame_protocol_hint (in->data, in->len) : NULL;
       g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_WARNING, "TR_PEER", conn->peer, "MESSAGE",
-                        "admin: closing %s: %s", conn->peer, tr_frame_status_to_string (status));
+                        "admin: closing %s: %s%s%s", conn->peer, tr_frame_status_to_string (status),
+                        hint ? "; " : "", hint ? hint : "");
       return FALSE;
     }
+    conn->requests++;
     if (!handle_message (conn, in->data + pos + TR_FRAME_LEN_SIZE, frame_len))
       return FALSE;
     pos += TR_FRAME_LEN_SIZE + frame_len;

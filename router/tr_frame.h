@@ -167,6 +167,15 @@ const char *tr_frame_status_to_string (TrFrameStatus status);
  * bytes, each in [A-Za-z0-9_.:].  @name need not be NUL-terminated. */
 gboolean tr_frame_valid_rpc_name (const char *name, gsize len);
 
+/* tr_frame_protocol_hint:
+ * Looks at the first bytes a peer sent on a connection, @buf[0..@avail),
+ * where a frame should start, after a parse of them failed.  Returns
+ * (transfer none) a static sentence naming the likely mistake when they
+ * look like another Thrift transport or protocol (unframed, compact,
+ * THeader), HTTP or TLS; NULL when they look like none of these.  Only
+ * meaningful for a connection's first frame: later garbage is just that. */
+const char *tr_frame_protocol_hint (const guint8 *buf, gsize avail);
+
 /* tr_frame_next:
  * Looks at the start of a connection's input buffer @buf[0..@avail).
  * Returns TR_FRAME_OK when a whole frame (4-byte length + payload) is present

@@ -64,6 +64,7 @@ struct _Conn {
   gint64 last_submit_us; /* monotonic time of its last RPC (commit hint) */
   guint refs;
   char *peer;
+  guint64 frames;  /* whole frames read: a protocol hint only before the first */
 };
 
 typedef struct {
@@ -275,6 +276,17 @@ on_commit (gpointer user_data, guint64 rpc_id, const GError *error)
 
 /* ---- input ------------------------------------------------------------ */
 
+/* The sentence a bad first frame gets appended: what the peer seems to
+ * speak instead (tr_frame_protocol_hint()), or nothing. */
+static char *
+protocol_hint (gboolean first_frame, const guint8 *frame, gsize avail)
+{
+  const char *hint = first_frame ? tr_frame_protocol_hint (frame, avail) : NULL;
+
+  return hint != NULL ? g_strconcat ("; ", hint, NULL) : g_strdup ("");
+}
+
+/* @msg: the frame's payload, right after its length (in ->in). */
 static void
 handle_message (Conn *conn, const guint8 *msg, gsize len)
 {
@@ -284,9 +296,11 @@ handle_message (Conn *conn, const guint8 *msg, gsize len)
   char name[TR_FRAME_MAX_NAME_LEN + 1];
   GArray *services;
   Pending *pending;
+  gboolean first_frame = conn->frames++ == 0;
 
   if (status != TR_FRAME_OK) {
-    g_autofree char *what = g_strdup_printf ("malformed message: %s", tr_frame_status_to_string (status));
+    g_autofree char *hint = protocol_hint (first_frame, msg - TR_FRAME_LEN_SIZE, len + TR_FRAME_LEN_SIZE);
+    g_autofree char *what = g_strdup_printf ("malformed message: %s%s", tr_frame_status_to_string (status), hint);
     ingress->stats.bad_frames++;
     log_bad_input (conn, LIMIT_BAD_FRAME, what);
     /* No answer can echo a name we refuse to handle (too long): close. */
@@ -386,9 +400,10 @@ conn_parse_frames (Conn *conn)
     if (status == TR_FRAME_NEED_MORE)
       break;
     if (status != TR_FRAME_OK) {
-      g_autofree char *what = g_strdup_printf ("%s (limit %u bytes); closing the connection",
+      g_autofree char *hint = protocol_hint (conn->frames == 0, conn->in->data + offset, conn->in->len - offset);
+      g_autofree char *what = g_strdup_printf ("%s (limit %u bytes)%s; closing the connection",
                                                tr_frame_status_to_string (status),
-                                               conn->ingress->max_frame_size);
+                                               conn->ingress->max_frame_size, hint);
       conn->ingress->stats.bad_frames++;
       log_bad_input (conn, LIMIT_BAD_FRAME, what);
       conn_close (conn, what);

@@ -7,6 +7,7 @@ import logging
 import os
 import random
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -316,6 +317,13 @@ def test_token_on_and_off_and_insecure_listen():
             check(e.code == 4, "code %d" % e.code)
         check(client.status("s3cret-token").server_id == "it-1", "token via python client")
         transport.close()
+        # An admin client without the framed transport: closed, and the log says why.
+        unframed = socket.create_connection(("127.0.0.1", port), timeout=10)
+        unframed.sendall(b"\x80\x01\x00\x01\x00\x00\x00\x06status\x00\x00\x00\x01\x00")
+        check(unframed.recv(100) == b"", "unframed admin request answered")
+        unframed.close()
+        wait_until(lambda: "admin: closing" in router.log() and "TFramedTransport" in router.log(),
+                   what="the admin log line naming the framed transport")
     finally:
         router.stop()
         router.cleanup()
@@ -391,7 +399,6 @@ def test_slow_admin_client_blocks_nobody():
     ep = Endpoint().start()
     router = Router({"books": {"rpcs": ["log_event"], "endpoints": {"a": ep.port}}}).start()
     try:
-        import socket
         idle = socket.create_connection(("127.0.0.1", admin_port(router)))
         half = socket.create_connection(("127.0.0.1", admin_port(router)))
         half.sendall(b"\x00\x00\x01\x00\x80\x01")  # half a frame, never finished

@@ -225,6 +225,72 @@ def test_bad_input_gets_defined_outcomes_and_router_keeps_serving():
         ep.stop()
 
 
+def test_stock_clients_with_the_wrong_transport_are_told_what_is_wrong():
+    """Stock python3-thrift clients set up with a transport or protocol the
+    router does not speak (unframed, compact, THeader, HTTP, TLS) fail their
+    call, and the router's log line names the likely mistake; nothing is
+    stored, and a framed binary client is served meanwhile."""
+    import ssl
+    from thrift.protocol import TBinaryProtocol, TCompactProtocol, THeaderProtocol
+    from thrift.transport import THeaderTransport, THttpClient, TSocket, TSSLSocket, TTransport
+    from tr_demo import EventLog
+
+    ep = Endpoint().start()
+    router = started({"books": {"rpcs": ["log_event"], "endpoints": {"a": ep.port}}})
+
+    def over_socket(make_transport, make_protocol, socket_class=TSocket.TSocket, **socket_args):
+        sock = socket_class("127.0.0.1", router.port, **socket_args)
+        sock.setTimeout(5000)
+        transport = make_transport(sock)
+        return transport, make_protocol(transport)
+
+    def header(transport):
+        return THeaderProtocol.THeaderProtocol(transport, (THeaderTransport.THeaderClientType.HEADERS,))
+
+    def http():
+        transport = THttpClient.THttpClient("http://127.0.0.1:%d/" % router.port)
+        transport.setTimeout(5000)
+        return transport, TBinaryProtocol.TBinaryProtocol(transport)
+
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    tls.check_hostname = False
+    tls.verify_mode = ssl.CERT_NONE
+    cases = [
+        ("unframed binary", "TFramedTransport",
+         lambda: over_socket(TTransport.TBufferedTransport, TBinaryProtocol.TBinaryProtocol)),
+        ("framed compact", "the binary protocol",
+         lambda: over_socket(TTransport.TFramedTransport, TCompactProtocol.TCompactProtocol)),
+        ("THeader", "THeader", lambda: over_socket(lambda s: s, header)),
+        ("HTTP", "HTTP", http),
+        ("TLS", "TLS", lambda: over_socket(TTransport.TFramedTransport, TBinaryProtocol.TBinaryProtocol,
+                                           TSSLSocket.TSSLSocket, ssl_context=tls)),
+    ]
+    try:
+        for what, words, make in cases:
+            try:
+                transport, protocol = make()
+                transport.open()
+                EventLog.Client(protocol).log_event(b"wrong-" + what.encode())
+                raise AssertionError("%s: the call succeeded" % what)
+            except AssertionError:
+                raise
+            except Exception:
+                pass  # refused, as it must be
+            wait_until(lambda: any(words in line and "this looks like" in line for line in router.log().splitlines()),
+                       timeout=10, what="a log line naming %r for the %s client" % (words, what))
+            p = Producer(router.port)
+            p.log_event(b"right-after-" + what.encode())
+            p.close()
+            time.sleep(1.1)  # bad-frame lines are rate-limited to one a second
+        wait_until(lambda: len(ep.payloads()) >= len(cases), what="delivery of the framed binary calls")
+        ep.check_sequence([b"right-after-" + what.encode() for what, _, _ in cases])
+        check(router.proc.poll() is None, "router exited")
+    finally:
+        router.stop()
+        router.cleanup()
+        ep.stop()
+
+
 def test_endpoint_down_then_back_catches_up_in_order():
     ep = Endpoint()
     router = started({"books": {"rpcs": ["log_event"], "endpoints": {"a": ep.port}}})
@@ -492,6 +558,7 @@ if __name__ == "__main__":
         test_cpp_producer_and_endpoint,
         test_data_dir_of_another_node_is_refused,
         test_bad_input_gets_defined_outcomes_and_router_keeps_serving,
+        test_stock_clients_with_the_wrong_transport_are_told_what_is_wrong,
         test_endpoint_down_then_back_catches_up_in_order,
         test_endpoint_by_host_name_and_an_unresolvable_one,
         test_every_address_of_a_name_is_tried,

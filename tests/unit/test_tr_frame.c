@@ -608,3 +608,37 @@ Test (tr_frame, read_field_begin)
     cr_assert_eq (tr_frame_read_field_begin (body, cut, &pos, &type, &id), TR_FRAME_TRUNCATED, "cut %zu", cut);
   }
 }
+
+/* The first bytes of what stock clients send when set up with the wrong
+ * transport or protocol each get a hint naming the mistake; a well-formed
+ * framed binary call, and bytes too short to tell, get none. */
+Test (tr_frame, protocol_hint_names_the_wrong_transport_or_protocol)
+{
+  static const struct {
+    const char *what;
+    guint8 bytes[8];
+    gsize len;
+    const char *expect; /* a word the hint must contain, or NULL for none */
+  } cases[] = {
+    { "unframed binary", { 0x80, 0x01, 0x00, 0x01, 0x00, 0x00, 0x00, 0x09 }, 8, "TFramedTransport" },
+    { "unframed compact", { 0x82, 0x21, 0x00, 0x09, 'l', 'o', 'g', '_' }, 8, "compact" },
+    { "framed compact", { 0x00, 0x00, 0x00, 0x20, 0x82, 0x21, 0x00, 0x09 }, 8, "TBinaryProtocol" },
+    { "THeader", { 0x00, 0x00, 0x00, 0x30, 0x0f, 0xff, 0x00, 0x00 }, 8, "THeader" },
+    { "HTTP", { 'P', 'O', 'S', 'T', ' ', '/', ' ', 'H' }, 8, "HTTP" },
+    { "TLS", { 0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01 }, 8, "TLS" },
+    { "framed binary", { 0x00, 0x00, 0x00, 0x20, 0x80, 0x01, 0x00, 0x01 }, 8, NULL },
+    { "one byte", { 0x80 }, 1, NULL },
+    { "short framed", { 0x00, 0x00, 0x00, 0x20, 0x82 }, 5, NULL },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++) {
+    const char *hint = tr_frame_protocol_hint (cases[i].bytes, cases[i].len);
+    if (cases[i].expect == NULL)
+      cr_assert_null (hint, "%s: unexpected hint \"%s\"", cases[i].what, hint);
+    else
+      cr_assert (hint != NULL && strstr (hint, cases[i].expect) != NULL, "%s: hint \"%s\" lacks \"%s\"",
+                 cases[i].what, hint ? hint : "(none)", cases[i].expect);
+  }
+  /* The whole capture of a stock call is well-formed: no hint. */
+  cr_assert_null (tr_frame_protocol_hint (capture_call, sizeof capture_call));
+}
