@@ -88,25 +88,25 @@ tr_frame_protocol_hint (const guint8 *buf, gsize avail)
     return NULL;
   /* A strict binary header where the frame length belongs. */
   if (buf[0] == 0x80 && buf[1] == 0x01)
-    return "this looks like an unframed binary-protocol message: the client must use the framed transport "
+    return "this looks like an unframed binary-protocol message: the peer must use the framed transport "
            "(TFramedTransport)";
   /* TCompactProtocol: protocol id 0x82, then version 1 in the low 5 bits. */
   if (buf[0] == 0x82 && (buf[1] & 0x1f) == 1)
-    return "this looks like an unframed compact-protocol message: the client must use the framed transport "
+    return "this looks like an unframed compact-protocol message: the peer must use the framed transport "
            "and the binary protocol (TBinaryProtocol)";
   if (buf[0] == 0x16 && buf[1] == 0x03)
     return "this looks like a TLS handshake: the router listens in plain TCP";
   if (avail >= 4) {
     for (guint i = 0; i < G_N_ELEMENTS (http_methods); i++)
       if (memcmp (buf, http_methods[i], 4) == 0)
-        return "this looks like HTTP: the client must use the framed transport over plain TCP, not THttpClient";
+        return "this looks like HTTP: the peer must use the framed transport over plain TCP, not HTTP";
   }
   if (avail >= 6 && buf[4] == 0x82 && (buf[5] & 0x1f) == 1)
-    return "this looks like a framed compact-protocol message: the client must use the binary protocol "
+    return "this looks like a framed compact-protocol message: the peer must use the binary protocol "
            "(TBinaryProtocol)";
   /* THeader: a frame whose first 16 bits are the magic 0x0FFF. */
   if (avail >= 6 && buf[4] == 0x0f && buf[5] == 0xff)
-    return "this looks like the THeader transport: the client must use the framed transport and the binary "
+    return "this looks like the THeader transport: the peer must use the framed transport and the binary "
            "protocol";
   return NULL;
 }

@@ -292,6 +292,29 @@ endpoint_fail (TrPushEndpoint *endpoint, FailKind kind, guint64 seqid, guint64 r
 
 /* ---- sending ---- */
 
+/* The oldest in-flight entry that awaits a reply (not a oneway). */
+static TrPushInflight *
+expected_entry (TrPushEndpoint *endpoint)
+{
+  for (GList *l = endpoint->inflight.head; l != NULL; l = l->next) {
+    TrPushInflight *entry = l->data;
+    if (entry->kind != TR_PUSH_KIND_ONEWAY)
+      return entry;
+  }
+  return NULL;
+}
+
+/* A server that is not framed binary reads a push as garbage and hangs
+ * up (EOF, or a reset when our bytes were still unread) without a word:
+ * say so when nothing was answered yet on this connection. */
+static const char *
+hangup_hint (TrPushEndpoint *endpoint)
+{
+  if (endpoint->replies == 0 && expected_entry (endpoint) != NULL)
+    return " before its first reply (a server without the framed transport or the binary protocol does this)";
+  return "";
+}
+
 /* Writes what the socket takes.  Returns FALSE if the endpoint failed. */
 static gboolean
 flush_out (TrPushEndpoint *endpoint)
@@ -307,7 +330,8 @@ flush_out (TrPushEndpoint *endpoint)
       break;
     if (n < 0) {
       int saved_errno = errno;
-      endpoint_fail (endpoint, FAIL_CONNECTION, 0, 0, "send: %s", g_strerror (saved_errno));
+      endpoint_fail (endpoint, FAIL_CONNECTION, 0, 0, "send: %s%s", g_strerror (saved_errno),
+                     saved_errno == ECONNRESET || saved_errno == EPIPE ? hangup_hint (endpoint) : "");
       return FALSE;
     }
     endpoint->out_pos += (gsize) n;
@@ -454,17 +478,6 @@ printable (const guint8 *text, gsize len)
   return copy;
 }
 
-static TrPushInflight *
-expected_entry (TrPushEndpoint *endpoint)
-{
-  for (GList *l = endpoint->inflight.head; l != NULL; l = l->next) {
-    TrPushInflight *entry = l->data;
-    if (entry->kind != TR_PUSH_KIND_ONEWAY)
-      return entry;
-  }
-  return NULL;
-}
-
 /* Returns FALSE if the endpoint failed. */
 static gboolean
 handle_reply (TrPushEndpoint *endpoint, const guint8 *msg, gsize len)
@@ -475,7 +488,12 @@ handle_reply (TrPushEndpoint *endpoint, const guint8 *msg, gsize len)
   g_autofree char *text = NULL;
 
   if (status != TR_FRAME_OK) {
-    endpoint_fail (endpoint, FAIL_CONNECTION, 0, 0, "unparsable reply: %s", tr_frame_status_to_string (status));
+    /* @msg follows its frame length in ->in: the hint reads from there. */
+    const char *hint = endpoint->replies == 0 ? tr_frame_protocol_hint (msg - TR_FRAME_LEN_SIZE,
+                                                                        len + TR_FRAME_LEN_SIZE)
+                                              : NULL;
+    endpoint_fail (endpoint, FAIL_CONNECTION, 0, 0, "unparsable reply: %s%s%s", tr_frame_status_to_string (status),
+                   hint ? "; " : "", hint ? hint : "");
     return FALSE;
   }
   expected = expected_entry (endpoint);
@@ -490,6 +508,7 @@ handle_reply (TrPushEndpoint *endpoint, const guint8 *msg, gsize len)
     return FALSE;
   }
   endpoint->last_progress = g_get_monotonic_time ();
+  endpoint->replies++;
   if (reply.header.type == TR_MSG_EXCEPTION)
     text = printable (reply.exception_message, reply.exception_message_len);
   if (expected->kind == TR_PUSH_KIND_BARRIER) {
@@ -531,12 +550,13 @@ read_input (TrPushEndpoint *endpoint)
   while (n < 0 && errno == EINTR);
   g_byte_array_set_size (in, old + (guint) MAX (n, 0));
   if (n == 0) {
-    endpoint_fail (endpoint, FAIL_CONNECTION, 0, 0, "connection closed by the endpoint");
+    endpoint_fail (endpoint, FAIL_CONNECTION, 0, 0, "connection closed by the endpoint%s", hangup_hint (endpoint));
     return FALSE;
   }
   if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
     int saved_errno = errno;
-    endpoint_fail (endpoint, FAIL_CONNECTION, 0, 0, "recv: %s", g_strerror (saved_errno));
+    endpoint_fail (endpoint, FAIL_CONNECTION, 0, 0, "recv: %s%s", g_strerror (saved_errno),
+                   saved_errno == ECONNRESET ? hangup_hint (endpoint) : "");
     return FALSE;
   }
   for (;;) {
@@ -545,7 +565,9 @@ read_input (TrPushEndpoint *endpoint)
     if (status == TR_FRAME_NEED_MORE)
       break;
     if (status != TR_FRAME_OK) {
-      endpoint_fail (endpoint, FAIL_CONNECTION, 0, 0, "bad reply frame: %s", tr_frame_status_to_string (status));
+      const char *hint = endpoint->replies == 0 ? tr_frame_protocol_hint (in->data + pos, in->len - pos) : NULL;
+      endpoint_fail (endpoint, FAIL_CONNECTION, 0, 0, "bad reply frame: %s%s%s", tr_frame_status_to_string (status),
+                     hint ? "; " : "", hint ? hint : "");
       return FALSE;
     }
     if (!handle_reply (endpoint, in->data + pos + TR_FRAME_LEN_SIZE, frame_len))
@@ -620,6 +642,7 @@ on_connected (TrPushEndpoint *endpoint)
     return;
   }
   g_clear_pointer (&endpoint->addresses, g_ptr_array_unref);
+  endpoint->replies = 0;
   set_state (endpoint, TR_PUSH_SENDING);
   g_source_set_ready_time (endpoint->source, -1);
   tr_push__log (endpoint, endpoint->retries == 0 ? G_LOG_LEVEL_MESSAGE : G_LOG_LEVEL_INFO, endpoint->acked + 1,

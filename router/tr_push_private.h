@@ -64,6 +64,7 @@ struct _TrPushEndpoint {
   GPtrArray *addresses;    /* (nullable) (element-type GSocketAddress) ->host resolved, tried in turn */
   guint next_address;      /* index in ->addresses of the next one to try */
   gint64 last_progress;    /* monotonic µs of the last reply / start of waiting */
+  guint64 replies;         /* replies read on the current connection */
 
   GByteArray *out;         /* bytes queued for the socket */
   gsize out_pos;           /* bytes of ->out already written */

@@ -291,6 +291,40 @@ def test_stock_clients_with_the_wrong_transport_are_told_what_is_wrong():
         ep.stop()
 
 
+def test_stock_servers_with_the_wrong_transport_are_named_and_then_caught_up():
+    """Stock python3-thrift endpoints set up with the wrong transport or
+    protocol (TBufferedTransport; TFramedTransport with TCompactProtocol)
+    cannot read the router's pushes and hang up.  Nothing is acknowledged,
+    the router's log line says what a server doing this is likely missing,
+    and once a framed binary server takes the port it gets every RPC, in
+    order."""
+    from thrift.protocol import TBinaryProtocol, TCompactProtocol
+    from thrift.transport import TTransport
+
+    cases = [("unframed binary", TTransport.TBufferedTransportFactory(), TBinaryProtocol.TBinaryProtocolFactory()),
+             ("framed compact", TTransport.TFramedTransportFactory(), TCompactProtocol.TCompactProtocolFactory())]
+    for what, transport_factory, protocol_factory in cases:
+        wrong = Endpoint(transport_factory=transport_factory, protocol_factory=protocol_factory).start()
+        router = started({"books": {"rpcs": ["log_event"], "endpoints": {"a": wrong.port}}})
+        right = None
+        try:
+            sent = send_calls(router, what.encode(), 10)
+            wait_until(lambda: "before its first reply (a server without the framed transport or the binary "
+                               "protocol does this)" in router.log(),
+                       what="the log line about the %s endpoint" % what)
+            check(wrong.payloads() == [], "%s endpoint decoded a push: %r" % (what, wrong.payloads()[:3]))
+            wrong.stop()
+            right = Endpoint(port=wrong.port).start()
+            wait_until(lambda: len(right.payloads()) >= len(sent), what="catch-up after the %s endpoint" % what)
+            right.check_sequence(sent)
+        finally:
+            router.stop()
+            router.cleanup()
+            wrong.stop()
+            if right is not None:
+                right.stop()
+
+
 def test_endpoint_down_then_back_catches_up_in_order():
     ep = Endpoint()
     router = started({"books": {"rpcs": ["log_event"], "endpoints": {"a": ep.port}}})
@@ -559,6 +593,7 @@ if __name__ == "__main__":
         test_data_dir_of_another_node_is_refused,
         test_bad_input_gets_defined_outcomes_and_router_keeps_serving,
         test_stock_clients_with_the_wrong_transport_are_told_what_is_wrong,
+        test_stock_servers_with_the_wrong_transport_are_named_and_then_caught_up,
         test_endpoint_down_then_back_catches_up_in_order,
         test_endpoint_by_host_name_and_an_unresolvable_one,
         test_every_address_of_a_name_is_tried,

@@ -124,9 +124,12 @@ class Endpoint:
     """A stock Python TThreadedServer subscriber (on 127.0.0.1 unless told
     otherwise) that records calls."""
 
-    def __init__(self, port=None, host="127.0.0.1"):
+    def __init__(self, port=None, host="127.0.0.1", transport_factory=None, protocol_factory=None):
         self.port = port or free_port()
         self.host = host
+        # Framed binary unless a test sets up a misconfigured server.
+        self.transport_factory = transport_factory or TTransport.TFramedTransportFactory()
+        self.protocol_factory = protocol_factory or TBinaryProtocol.TBinaryProtocolFactory()
         self.calls = []
         self.max_seqid = 0
         self.lock = threading.Lock()
@@ -155,8 +158,8 @@ class Endpoint:
             return client
 
         transport.accept = guarded_accept
-        self.server = TServer.TThreadedServer(processor, transport, TTransport.TFramedTransportFactory(),
-                                              TBinaryProtocol.TBinaryProtocolFactory(), daemon=True)
+        self.server = TServer.TThreadedServer(processor, transport, self.transport_factory, self.protocol_factory,
+                                              daemon=True)
         self.transport = transport
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
