@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <thrift/c_glib/protocol/thrift_binary_protocol.h>
+#include <thrift/c_glib/thrift_application_exception.h>
 #include <thrift/c_glib/transport/thrift_framed_transport.h>
 #include <thrift/c_glib/transport/thrift_socket.h>
 
@@ -149,6 +150,13 @@ call_failed (const char *what, tr_adminAdminError *admin_error, GError *error)
                 admin_error->message != NULL ? admin_error->message : "");
     g_object_unref (admin_error);
     rc = EXIT_REFUSED;
+  } else if (g_error_matches (error, THRIFT_APPLICATION_EXCEPTION_ERROR,
+                              THRIFT_APPLICATION_EXCEPTION_ERROR_UNKNOWN_METHOD)) {
+    /* The producer port, or an endpoint, answers any admin call so. */
+    g_printerr ("tr-admin: %s: the server at this address does not know the admin calls (%s): it is not a "
+                "thriftrouter admin port; use admin_listen from router.conf, not listen\n",
+                what, error->message);
+    rc = EXIT_UNREACHABLE;
   } else {
     g_printerr ("tr-admin: %s: cannot reach the router: %s\n", what, error != NULL ? error->message : "?");
     rc = EXIT_UNREACHABLE;

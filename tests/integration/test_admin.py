@@ -276,6 +276,10 @@ def test_refusals_and_exit_codes():
             check(out == "", "nothing on stdout when refused: %r" % out)
         rc, out, err = tr_admin(None, "-a", "127.0.0.1:%d" % free_port(), "status")
         check(rc == 3 and "cannot reach" in err, "unreachable: %d %s" % (rc, err))
+        # The producer port instead of the admin port: said so.
+        rc, out, err = tr_admin(None, "-a", "127.0.0.1:%d" % router.port, "status")
+        check(rc == 3 and "not a thriftrouter admin port" in err and "admin_listen" in err,
+              "producer port: %d %s" % (rc, err))
         for cmd in ["status", "services", "endpoints", "stop-send", "start-send", "skip", "rewind", "dump"]:
             rc, out, _ = tr_admin(None, cmd, "--help")
             check(rc == 0 and ("Usage: tr-admin [OPTIONS] " + cmd) in out, "%s --help: %d %s" % (cmd, rc, out))
