@@ -123,7 +123,9 @@ serve_call (AdminConn *conn, const guint8 *msg, gsize len, const TrMsgHeader *he
   TrFrameStatus status;
 
   if (func == NULL) {
-    g_autofree char *text = g_strdup_printf ("unknown admin method '%.*s'", (int) header->name_len, name);
+    g_autofree char *text = g_strdup_printf ("unknown admin method '%.*s' (this is thriftrouter's admin port: "
+                                             "producers call its listen port)",
+                                             (int) header->name_len, name);
     tr_frame_build_exception (conn->out, name, header->name_len, header->seqid, TR_APP_EXC_UNKNOWN_METHOD, text);
     return;
   }

@@ -13,7 +13,8 @@ import sys
 import threading
 import time
 
-from trtest import BUILD, SOURCE, Endpoint, Producer, Router, check, free_port, run_tests, wait_until
+from trtest import (BUILD, SOURCE, Endpoint, Producer, Router, TApplicationException, check, free_port, run_tests,
+                    wait_until)
 
 TR_ADMIN = os.path.join(BUILD, "tools", "tr-admin")
 
@@ -276,6 +277,15 @@ def test_refusals_and_exit_codes():
             check(out == "", "nothing on stdout when refused: %r" % out)
         rc, out, err = tr_admin(None, "-a", "127.0.0.1:%d" % free_port(), "status")
         check(rc == 3 and "cannot reach" in err, "unreachable: %d %s" % (rc, err))
+        # A producer calling the admin port: UNKNOWN_METHOD naming the listen port.
+        p = Producer(admin_port(router))
+        try:
+            p.log_event(b"to-the-wrong-port")
+            raise AssertionError("the admin port accepted log_event")
+        except TApplicationException as e:
+            check(e.type == TApplicationException.UNKNOWN_METHOD and "listen port" in e.message,
+                  "producer on the admin port: %d %s" % (e.type, e.message))
+        p.close()
         # The producer port instead of the admin port: said so.
         rc, out, err = tr_admin(None, "-a", "127.0.0.1:%d" % router.port, "status")
         check(rc == 3 and "not a thriftrouter admin port" in err and "admin_listen" in err,
