@@ -575,6 +575,55 @@ is_loopback (const char *host)
   return g_str_has_prefix (host, "127.") || strcmp (host, "::1") == 0 || strcmp (host, "localhost") == 0;
 }
 
+/* "host:port", "[v6]:port". */
+static char *
+format_hostport (const char *host, guint16 port)
+{
+  if (strchr (host, ':') != NULL)
+    return g_strdup_printf ("[%s]:%u", host, port);
+  return g_strdup_printf ("%s:%u", host, port);
+}
+
+/* Whether a connection to @host:@port reaches the socket listening on
+ * @listen_host:@listen_port: the same host text, or a loopback name for a
+ * loopback or wildcard listen address.  (A name that resolves to this
+ * machine's other addresses is not caught: no lookups at load time.) */
+static gboolean
+reaches (const char *host, guint16 port, const char *listen_host, guint16 listen_port)
+{
+  gboolean wildcard = strcmp (listen_host, "0.0.0.0") == 0 || strcmp (listen_host, "::") == 0;
+
+  if (port != listen_port)
+    return FALSE;
+  if (g_ascii_strcasecmp (host, listen_host) == 0)
+    return TRUE;
+  return (wildcard || is_loopback (listen_host)) && is_loopback (host);
+}
+
+/* An endpoint at the router's own listen address would get every RPC back
+ * as a producer call, stored and pushed again without end; one at the
+ * admin address can only fail.  Both are start-up errors. */
+static gboolean
+check_endpoints_are_not_self (const Reader *r, const TrConfig *c, const TrServiceConfig *service)
+{
+  for (guint i = 0; i < service->endpoints->len; i++) {
+    const TrEndpointConfig *e = g_ptr_array_index (service->endpoints, i);
+    const char *what = reaches (e->host, e->port, c->listen_host, c->listen_port) ? "listen"
+                       : reaches (e->host, e->port, c->admin_host, c->admin_port) ? "admin_listen"
+                                                                                    : NULL;
+    if (what != NULL) {
+      g_autofree char *at = format_hostport (e->host, e->port);
+      g_set_error (r->error, TR_CONFIG_ERROR, TR_CONFIG_ERROR_INVALID,
+                   "%s: [endpoint %s] host, port: %s is this router's own %s address (in %s)%s", service->path,
+                   e->id, at, what, r->path,
+                   strcmp (what, "listen") == 0 ? ": every RPC would be routed back into the router without end"
+                                                : ": the admin service answers no RPC");
+      return FALSE;
+    }
+  }
+  return TRUE;
+}
+
 /* The token file must exist and hold a non-empty token (read again by the
  * admin server at start; its content never goes into TrConfig). */
 static gboolean
@@ -656,6 +705,10 @@ read_services (const Reader *r, TrConfig *c)
     if (service == NULL) {
       if (r->error != NULL && g_error_matches (*r->error, TR_CONFIG_ERROR, TR_CONFIG_ERROR_IO))
         g_prefix_error (r->error, "%s: [%s] services: service '%s': ", r->path, GROUP_ROUTER, name);
+      return FALSE;
+    }
+    if (!check_endpoints_are_not_self (r, c, service)) {
+      tr_service_config_free (service);
       return FALSE;
     }
     g_ptr_array_add (c->services, service);
@@ -771,14 +824,6 @@ format_size (guint64 n)
       return g_strdup_printf ("%" G_GUINT64_FORMAT "%c", n >> shift, suffixes[i]);
   }
   return g_strdup_printf ("%" G_GUINT64_FORMAT, n);
-}
-
-static char *
-format_hostport (const char *host, guint16 port)
-{
-  if (strchr (host, ':') != NULL)
-    return g_strdup_printf ("[%s]:%u", host, port);
-  return g_strdup_printf ("%s:%u", host, port);
 }
 
 static void

@@ -562,3 +562,38 @@ Test (tr_config, side_copy_replayed_before_parsing, .init = setup, .fini = teard
   cr_assert (tr_config_lookup_endpoint (service, "x")->stop_send, "the side copy's content was not used");
   cr_assert_not (g_file_test (side, G_FILE_TEST_EXISTS), "side copy left behind");
 }
+
+/* An endpoint at the router's own listen or admin address is refused at
+ * load, naming the service file, the endpoint, the address and which of
+ * the router's addresses it is; other loopback ports and other interfaces
+ * load. */
+Test (tr_config, endpoint_at_the_routers_own_address, .init = setup, .fini = teardown)
+{
+  static const struct {
+    const char *router_keys; /* after [router] services = s */
+    const char *endpoint;    /* the [endpoint a] group's keys */
+    const char *needle;      /* NULL: loads */
+  } cases[] = {
+    { "", "port = 9090\n", "s.conf: [endpoint a] host, port: 127.0.0.1:9090 is this router's own listen address" },
+    { "", "host = localhost\nport = 9091\n", "localhost:9091 is this router's own admin_listen address" },
+    { "listen = 0.0.0.0:7000\n", "host = 127.0.0.2\nport = 7000\n", "own listen address" },
+    { "listen = [::]:7000\n", "host = ::1\nport = 7000\n", "[::1]:7000 is this router's own listen address" },
+    { "listen = 10.1.2.3:7000\n", "host = 10.1.2.3\nport = 7000\n", "own listen address" },
+    { "", "port = 9092\n", NULL },
+    { "listen = 10.1.2.3:7000\n", "host = 127.0.0.1\nport = 7000\n", NULL },
+    { "", "host = 10.9.9.9\nport = 9090\n", NULL },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++) {
+    g_autofree char *router = g_strconcat ("[router]\nservices = s\n", cases[i].router_keys, NULL);
+    g_autofree char *service = g_strconcat ("[service]\nrpcs = a\n[endpoint a]\n", cases[i].endpoint, NULL);
+    write_router (router);
+    write_service ("s", service);
+    if (cases[i].needle != NULL) {
+      expect_error (TR_CONFIG_ERROR_INVALID, cases[i].needle, "router.conf", NULL);
+    } else {
+      g_autoptr (TrConfig) config = load_ok ();
+      cr_assert_eq (config->services->len, 1);
+    }
+  }
+}
