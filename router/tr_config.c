@@ -833,19 +833,24 @@ append_router (GString *out, const TrConfig *c)
   g_autofree char *admin = format_hostport (c->admin_host, c->admin_port);
   g_autofree char *cache = format_size (c->rpc_cache_size);
   g_autofree char *part = format_size (c->group_file_size);
+  g_autofree char *frame = format_size (c->max_frame_size);
 
   g_string_append_printf (out, "# %s\n[router]\n", c->path);
   g_string_append_printf (out, "server_id = %s\nserver_type = %s\n", c->server_id,
                           server_type_names[c->server_type]);
   g_string_append_printf (out, "listen = %s\nadmin_listen = %s\n", listen, admin);
-  g_string_append_printf (out, "admin_token_file = %s\nadmin_allow_insecure = %s\n",
-                          c->admin_token_file != NULL ? c->admin_token_file : "",
-                          c->admin_allow_insecure ? "true" : "false");
+  /* An empty value is a load error: an unset token file stays a comment,
+   * so the output loads back. */
+  if (c->admin_token_file != NULL)
+    g_string_append_printf (out, "admin_token_file = %s\n", c->admin_token_file);
+  else
+    g_string_append (out, "# admin_token_file: not set, the admin port takes no token\n");
+  g_string_append_printf (out, "admin_allow_insecure = %s\n", c->admin_allow_insecure ? "true" : "false");
   g_string_append_printf (out, "data_dir = %s\nsync_mode = %s\nsync_interval_ms = %u\n",
                           c->data_dir, sync_mode_names[c->sync_mode], c->sync_interval_ms);
   g_string_append_printf (out, "rpc_cache_size = %s\ngroup_file_size = %s\n", cache, part);
-  g_string_append_printf (out, "max_frame_size = %u\nstate_flush_ms = %u\nmax_connections = %u\n",
-                          c->max_frame_size, c->state_flush_ms, c->max_connections);
+  g_string_append_printf (out, "max_frame_size = %s\nstate_flush_ms = %u\nmax_connections = %u\n", frame,
+                          c->state_flush_ms, c->max_connections);
   g_string_append (out, "services = ");
   for (guint i = 0; i < c->services->len; i++) {
     const TrServiceConfig *s = g_ptr_array_index (c->services, i);

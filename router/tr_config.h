@@ -19,8 +19,8 @@
  *     sync_interval_ms 1..3600000                                default 10
  *     rpc_cache_size   size (K/M/G suffix, 1024-based), may be 0 default 64M
  *     group_file_size  size, >= 64K                              default 2G
- *     max_frame_size   size, 64 .. min(2G-1, group_file_size/2)  default 16384000
- *     state_flush_ms   0..3600000 (0 = after every ack)          default 100
+ *     max_frame_size   size, 64 .. min(2G-1, group_file_size/2)  default 16384000 (16000K)
+ *     state_flush_ms   0..3600000 (0 = after each reply batch)   default 100
  *     max_connections  producer connection cap, 1..1000000       default 1024
  *     services         list of service names (, or ;)            default empty
  *

@@ -177,7 +177,24 @@ Test (tr_config, defaults, .init = setup, .fini = teardown)
   text = tr_config_to_string (config);
   cr_assert (strstr (text, "rpc_cache_size = 64M\n") != NULL, "%s", text);
   cr_assert (strstr (text, "group_file_size = 2G\n") != NULL, "%s", text);
+  cr_assert (strstr (text, "max_frame_size = 16000K\n") != NULL, "%s", text);
   cr_assert (strstr (text, "on_failure = block\n") != NULL, "%s", text);
+  /* The printed settings load back: [router] as router.conf, each service
+   * section as its file. */
+  {
+    const char *service_part = strstr (text, "\n\n# ");
+    g_autofree char *router_part = NULL;
+    g_autoptr (TrConfig) again = NULL;
+    g_autofree char *text_again = NULL;
+
+    cr_assert_not_null (service_part, "%s", text);
+    router_part = g_strndup (text, (gsize) (service_part - text));
+    write_router (router_part);
+    write_service ("s", strchr (service_part + 3, '\n') + 1);
+    again = load_ok ();
+    text_again = tr_config_to_string (again);
+    cr_assert_str_eq (text_again, text);
+  }
 }
 
 Test (tr_config, explicit_values, .init = setup, .fini = teardown)
