@@ -401,9 +401,13 @@ conn_parse_frames (Conn *conn)
       break;
     if (status != TR_FRAME_OK) {
       g_autofree char *hint = protocol_hint (conn->frames == 0, conn->in->data + offset, conn->in->len - offset);
-      g_autofree char *what = g_strdup_printf ("%s (limit %u bytes)%s; closing the connection",
-                                               tr_frame_status_to_string (status),
-                                               conn->ingress->max_frame_size, hint);
+      g_autofree char *limit = status == TR_FRAME_TOO_LARGE
+                                   ? g_strdup_printf (" (%u bytes; max_frame_size is %u)",
+                                                      tr_get_be32 (conn->in->data + offset),
+                                                      conn->ingress->max_frame_size)
+                                   : g_strdup ("");
+      g_autofree char *what = g_strdup_printf ("%s%s%s; closing the connection", tr_frame_status_to_string (status),
+                                               limit, hint);
       conn->ingress->stats.bad_frames++;
       log_bad_input (conn, LIMIT_BAD_FRAME, what);
       conn_close (conn, what);
