@@ -28,7 +28,11 @@
  * entry in flight; any answer to it acknowledges the oneways before it.
  * With oneway_barrier on, every run of oneways is followed by a CALL of
  * barrier_method carrying the last oneway's seqid; its answer (normally
- * UNKNOWN_METHOD) acknowledges the run.  With it off, a oneway counts as
+ * UNKNOWN_METHOD) acknowledges the run; after a oneway named
+ * "Service:method" (TMultiplexedProtocol) the barrier is named
+ * "Service:barrier_method", so a TMultiplexedProcessor endpoint hands it to
+ * that service, which answers UNKNOWN_METHOD, instead of hanging up on a
+ * name without a service.  With it off, a oneway counts as
  * delivered once fully written to the socket.  The barrier may take the
  * in-flight count one past max_inflight.
  *
@@ -392,6 +396,20 @@ unreadable (TrPushEndpoint *endpoint, guint64 seqid, guint64 rpc_id, const char 
   return QUEUE_FAILED;
 }
 
+/* The "Service:" part of a oneway's name (up to its last ':'), empty when
+ * it has none: the barrier queued after it carries the same part. */
+static void
+remember_barrier_prefix (TrPushEndpoint *endpoint, const TrMsgHeader *header)
+{
+  gsize len = header->name_len;
+
+  while (len > 0 && header->name[len - 1] != ':')
+    len--;
+  len = MIN (len, sizeof endpoint->barrier_prefix - 1);
+  memcpy (endpoint->barrier_prefix, header->name, len);
+  endpoint->barrier_prefix_len = len;
+}
+
 static QueueResult
 queue_message (TrPushEndpoint *endpoint, guint64 seqid)
 {
@@ -417,6 +435,8 @@ queue_message (TrPushEndpoint *endpoint, guint64 seqid)
   if (status != TR_FRAME_OK)
     return unreadable (endpoint, seqid, rpc_id, tr_frame_status_to_string (status));
 
+  if (header.type == TR_MSG_ONEWAY)
+    remember_barrier_prefix (endpoint, &header);
   prefix_len = tr_frame_push_prefix (data, len, &header, tr_frame_wire_seqid (seqid), prefix);
   g_byte_array_append (endpoint->out, prefix, (guint) prefix_len);
   g_byte_array_append (endpoint->out, data + header.body_offset, (guint) (len - header.body_offset));
@@ -431,8 +451,10 @@ queue_barrier (TrPushEndpoint *endpoint, guint64 seqid)
 {
   const char *method = endpoint->service->barrier_method;
   guint before = endpoint->out->len;
+  g_autofree char *name = g_strdup_printf ("%.*s%s", (int) endpoint->barrier_prefix_len, endpoint->barrier_prefix,
+                                           method);
 
-  tr_frame_build_call (endpoint->out, TR_MSG_CALL, method, strlen (method), tr_frame_wire_seqid (seqid), NULL, 0);
+  tr_frame_build_call (endpoint->out, TR_MSG_CALL, name, strlen (name), tr_frame_wire_seqid (seqid), NULL, 0);
   endpoint->out_total += endpoint->out->len - before;
   push_inflight (endpoint, seqid, 0, TR_PUSH_KIND_BARRIER);
 }

@@ -11,6 +11,7 @@
  */
 #pragma once
 
+#include "tr_frame.h"
 #include "tr_push.h"
 #include "tr_rotatefile.h"
 
@@ -65,6 +66,8 @@ struct _TrPushEndpoint {
   guint next_address;      /* index in ->addresses of the next one to try */
   gint64 last_progress;    /* monotonic µs of the last reply / start of waiting */
   guint64 replies;         /* replies read on the current connection */
+  char barrier_prefix[TR_FRAME_MAX_NAME_LEN + 1]; /* "Service:" of the last oneway queued, for its barrier */
+  gsize barrier_prefix_len;
 
   GByteArray *out;         /* bytes queued for the socket */
   gsize out_pos;           /* bytes of ->out already written */

@@ -325,6 +325,35 @@ def test_stock_servers_with_the_wrong_transport_are_named_and_then_caught_up():
                 right.stop()
 
 
+def test_multiplexed_producer_and_endpoint():
+    """A stock TMultiplexedProtocol producer sends "EventLog:log_event" and
+    "EventLog:fire"; a service subscribing those names delivers them to a
+    TMultiplexedProcessor endpoint as sent.  The barrier after the closing
+    oneway carries the "EventLog:" prefix, so the processor answers it
+    (UNKNOWN_METHOD) and the oneway is acknowledged once: a barrier without
+    the prefix made the processor hang up, and the oneway was resent
+    without end."""
+    ep = Endpoint(multiplexed="EventLog").start()
+    router = started({"books": {"rpcs": ["EventLog:log_event", "EventLog:fire"], "endpoints": {"a": ep.port}}})
+    try:
+        p = Producer(router.port, multiplexed="EventLog")
+        sent = [b"mux-%d" % i for i in range(10)]
+        for d in sent:
+            p.log_event(d)
+        p.fire(b"mux-oneway")
+        p.close()
+        sent.append(b"mux-oneway")
+        wait_until(lambda: len(ep.payloads()) >= len(sent), what="delivery to the multiplexed endpoint")
+        time.sleep(0.5)  # a resend loop would show here
+        ep.check_sequence(sent)
+        check(len(ep.received()) == len(sent), "%d calls received for %d sent" % (len(ep.received()), len(sent)))
+        check("backoff" not in router.log(), "the endpoint failed:\n" + router.log())
+    finally:
+        router.stop()
+        router.cleanup()
+        ep.stop()
+
+
 def test_endpoint_down_then_back_catches_up_in_order():
     ep = Endpoint()
     router = started({"books": {"rpcs": ["log_event"], "endpoints": {"a": ep.port}}})
@@ -594,6 +623,7 @@ if __name__ == "__main__":
         test_bad_input_gets_defined_outcomes_and_router_keeps_serving,
         test_stock_clients_with_the_wrong_transport_are_told_what_is_wrong,
         test_stock_servers_with_the_wrong_transport_are_named_and_then_caught_up,
+        test_multiplexed_producer_and_endpoint,
         test_endpoint_down_then_back_catches_up_in_order,
         test_endpoint_by_host_name_and_an_unresolvable_one,
         test_every_address_of_a_name_is_tried,

@@ -28,7 +28,8 @@ if not os.path.isdir(os.path.join(_GEN, "tr_demo")):
     subprocess.check_call(["thrift", "--gen", "py", "-out", _GEN, os.path.join(SOURCE, "thrift", "demo.thrift")])
 sys.path.insert(0, _GEN)
 
-from thrift.protocol import TBinaryProtocol  # noqa: E402
+from thrift.protocol import TBinaryProtocol, TMultiplexedProtocol  # noqa: E402
+from thrift.TMultiplexedProcessor import TMultiplexedProcessor  # noqa: E402
 from thrift.server import TServer  # noqa: E402
 from thrift.transport import TSocket, TTransport  # noqa: E402
 from thrift.Thrift import TApplicationException  # noqa: E402
@@ -124,9 +125,10 @@ class Endpoint:
     """A stock Python TThreadedServer subscriber (on 127.0.0.1 unless told
     otherwise) that records calls."""
 
-    def __init__(self, port=None, host="127.0.0.1", transport_factory=None, protocol_factory=None):
+    def __init__(self, port=None, host="127.0.0.1", transport_factory=None, protocol_factory=None, multiplexed=None):
         self.port = port or free_port()
         self.host = host
+        self.multiplexed = multiplexed  # a service name: serve through a TMultiplexedProcessor
         # Framed binary unless a test sets up a misconfigured server.
         self.transport_factory = transport_factory or TTransport.TFramedTransportFactory()
         self.protocol_factory = protocol_factory or TBinaryProtocol.TBinaryProtocolFactory()
@@ -140,6 +142,10 @@ class Endpoint:
 
     def start(self):
         processor = _SeqidProcessor(_Recorder(self), self)
+        if self.multiplexed:
+            multiplexer = TMultiplexedProcessor()
+            multiplexer.registerProcessor(self.multiplexed, processor)
+            processor = multiplexer
         transport = TSocket.TServerSocket(host=self.host, port=self.port)
         transport.listen()
         transport.listen = lambda: None  # serve() would listen again
@@ -226,11 +232,14 @@ class Endpoint:
 class Producer:
     """A stock python3-thrift client (framed, binary) talking to the router."""
 
-    def __init__(self, port, timeout_ms=20000):
+    def __init__(self, port, timeout_ms=20000, multiplexed=None):
         self.socket = TSocket.TSocket("127.0.0.1", port)
         self.socket.setTimeout(timeout_ms)
         self.transport = TTransport.TFramedTransport(self.socket)
-        self.client = EventLog.Client(TBinaryProtocol.TBinaryProtocol(self.transport))
+        protocol = TBinaryProtocol.TBinaryProtocol(self.transport)
+        if multiplexed:  # a service name: calls are named "SERVICE:method"
+            protocol = TMultiplexedProtocol.TMultiplexedProtocol(protocol, multiplexed)
+        self.client = EventLog.Client(protocol)
         self.transport.open()
 
     def __getattr__(self, name):
