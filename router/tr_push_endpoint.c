@@ -315,7 +315,8 @@ static const char *
 hangup_hint (TrPushEndpoint *endpoint)
 {
   if (endpoint->replies == 0 && expected_entry (endpoint) != NULL)
-    return " before its first reply (a server without the framed transport or the binary protocol does this)";
+    return " before its first reply (a server that is not framed binary does this, and so does a "
+           "TMultiplexedProcessor sent a name without 'SERVICE:')";
   return "";
 }
 

@@ -309,8 +309,7 @@ def test_stock_servers_with_the_wrong_transport_are_named_and_then_caught_up():
         right = None
         try:
             sent = send_calls(router, what.encode(), 10)
-            wait_until(lambda: "before its first reply (a server without the framed transport or the binary "
-                               "protocol does this)" in router.log(),
+            wait_until(lambda: "before its first reply (a server that is not framed binary does this" in router.log(),
                        what="the log line about the %s endpoint" % what)
             check(wrong.payloads() == [], "%s endpoint decoded a push: %r" % (what, wrong.payloads()[:3]))
             wrong.stop()
