@@ -3,8 +3,8 @@
  * Invariants: every read is bounds-checked against the caller's length
  * before it happens; lengths read from the wire are handled as gint64 or
  * checked for sign before any arithmetic, so no input can overflow an
- * offset.  Nothing here allocates except the builders and
- * tr_frame_to_strict().  Pure functions, thread-safe.
+ * offset.  Nothing here allocates except the builders.  Pure functions,
+ * thread-safe.
  */
 #include "tr_frame.h"
 
@@ -202,14 +202,6 @@ tr_frame_parse_header (const guint8 *msg, gsize len, TrMsgHeader *out)
   return TR_FRAME_OK;
 }
 
-void
-tr_frame_rewrite_seqid (guint8 *msg, const TrMsgHeader *header, gint32 seqid)
-{
-  g_return_if_fail (msg != NULL && header != NULL && header->seqid_valid);
-
-  tr_put_be32 (msg + header->seqid_offset, (guint32) seqid);
-}
-
 /* Writes [len][strict header] for a body of @body_len bytes; returns the
  * bytes written.  The frame length is checked by callers (<= G_MAXINT32). */
 static gsize
@@ -237,23 +229,6 @@ tr_frame_push_prefix (const guint8 *msg, gsize len, const TrMsgHeader *header, g
 
   return write_prefix (out, header->type, header->name, header->name_len, seqid,
                        len - header->body_offset);
-}
-
-GBytes *
-tr_frame_to_strict (const guint8 *msg, gsize len, const TrMsgHeader *header, gint32 seqid)
-{
-  guint8 prefix[TR_FRAME_PUSH_PREFIX_MAX];
-  gsize prefix_len = tr_frame_push_prefix (msg, len, header, seqid, prefix);
-  gsize body_len;
-  guint8 *buf;
-
-  g_return_val_if_fail (prefix_len > 0, NULL);
-  body_len = len - header->body_offset;
-  buf = g_malloc (prefix_len + body_len);
-  memcpy (buf, prefix, prefix_len);
-  if (body_len > 0)
-    memcpy (buf + prefix_len, msg + header->body_offset, body_len);
-  return g_bytes_new_take (buf, prefix_len + body_len);
 }
 
 /* Appends [len][strict header] to @out for a body of @body_len bytes. */

@@ -212,25 +212,16 @@ tr_frame_wire_seqid (guint64 seqid)
   return low <= (guint32) G_MAXINT32 ? (gint32) low : (gint32) (low - 0x80000000u) + G_MININT32;
 }
 
-/* tr_frame_rewrite_seqid:
- * Overwrites the seqid of the message @msg (parsed into @header) in place. */
-void tr_frame_rewrite_seqid (guint8 *msg, const TrMsgHeader *header, gint32 seqid);
-
 /* tr_frame_push_prefix:
- * For the push path, zero-copy: writes into @out the frame length and a
- * strict header with @seqid for the message @msg[0..@len) (strict or old,
- * parsed into @header), and returns the number of bytes written (at most
- * TR_FRAME_PUSH_PREFIX_MAX).  Send
- *   [@out, returned length] [@msg + @header->body_offset, @len - body_offset]
- * with one writev: together they are one complete framed strict message. */
+ * For the push path: writes into @out the frame length and a strict header
+ * with @seqid for the message @msg[0..@len) (strict or old, parsed into
+ * @header), and returns the number of bytes written (at most
+ * TR_FRAME_PUSH_PREFIX_MAX).  The prefix followed by
+ *   [@msg + @header->body_offset, @len - body_offset]
+ * is one complete framed strict message; the push appends both to the
+ * endpoint's output buffer, so the stored message is never modified. */
 gsize tr_frame_push_prefix (const guint8 *msg, gsize len, const TrMsgHeader *header, gint32 seqid,
                             guint8 out[TR_FRAME_PUSH_PREFIX_MAX]);
-
-/* tr_frame_to_strict:
- * Like tr_frame_push_prefix() but returns prefix + body copied into one
- * buffer (tools, tests, replication of small messages).
- * Returns: (transfer full): the framed strict message. */
-GBytes *tr_frame_to_strict (const guint8 *msg, gsize len, const TrMsgHeader *header, gint32 seqid);
 
 /* ---- builders: each appends one complete frame (length prefix included)
  * to @out, which may already hold earlier frames.  Headers are strict.

@@ -1,17 +1,29 @@
 #!/usr/bin/env bash
 # tools/deps.sh - installs the Debian 12 packages thriftrouter needs, if missing.
-# Sourced by tools/test.sh and tools/run.sh. Needs root (or sudo) to install.
+# Sourced by tools/run.sh (tr_install_deps run: build and run the router, and
+# the README's python examples) and tools/test.sh (tr_install_deps test:
+# everything the suites, sanitizer passes and fuzzers use as well).
+# Needs root (or sudo) to install.
 set -euo pipefail
 
-TR_PACKAGES=(cmake pkg-config gcc libglib2.0-dev libthrift-c-glib-dev thrift-compiler
-             libxxhash-dev libcriterion-dev python3-thrift
-             g++ libthrift-dev libboost-dev  # tests/integration/cpp_peer.cpp: the C++ Thrift peer
-             clang libclang-rt-14-dev  # tools/fuzz.sh: clang + libFuzzer/ASan runtimes
-             meson dpkg-dev)           # tools/tsan.sh: builds GLib with -fsanitize=thread
+# Building and running the router, tr-admin and tools/examples/*.py.
+TR_PACKAGES_RUN=(cmake make pkg-config gcc libc6-dev libglib2.0-dev libthrift-c-glib-dev thrift-compiler
+                 libxxhash-dev
+                 python3 python3-thrift python3-six)  # python3-thrift imports six without depending on it
+# Only for tools/test.sh.
+TR_PACKAGES_TEST=(libcriterion-dev
+                  g++ libthrift-dev libboost-dev     # tests/integration/cpp_peer.cpp: the C++ Thrift peer
+                  valgrind                           # tests/integration/test_valgrind.py
+                  util-linux mount                   # unshare(1), mount(8): tests run as root
+                  clang libclang-rt-14-dev           # tools/fuzz.sh: clang + libFuzzer/ASan runtimes
+                  meson dpkg-dev)                    # tools/tsan.sh: builds GLib with -fsanitize=thread
 
+# tr_install_deps run|test
 tr_install_deps() {
+  local want=("${TR_PACKAGES_RUN[@]}")
+  [ "${1:-test}" = run ] || want+=("${TR_PACKAGES_TEST[@]}")
   local missing=()
-  for p in "${TR_PACKAGES[@]}"; do
+  for p in "${want[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
   [ ${#missing[@]} -eq 0 ] && return 0

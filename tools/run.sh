@@ -11,9 +11,9 @@ set -euo pipefail
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$top"
 . tools/deps.sh
-tr_install_deps
+tr_install_deps run
 
 jobs=$(nproc 2>/dev/null || echo 2)
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j"$jobs" >&2
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTR_BUILD_TESTS=OFF >/dev/null
+cmake --build build -j"$jobs" --target thriftrouter tr-admin >&2
 exec build/router/thriftrouter -c conf/router.conf "$@"

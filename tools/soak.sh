@@ -7,8 +7,8 @@ set -euo pipefail
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$top"
 . tools/deps.sh
-tr_install_deps
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+tr_install_deps test
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTR_BUILD_TESTS=ON >/dev/null
 cmake --build build -j"$(nproc)"
 cd build
 TR_SOAK_SECONDS=${1:-1800} TR_BUILD_DIR=$PWD TR_SOURCE_DIR=.. exec /usr/bin/python3 ../tests/integration/soak.py

@@ -18,18 +18,18 @@ set -euo pipefail
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$top"
 . tools/deps.sh
-tr_install_deps
+tr_install_deps test
 
 jobs=$(nproc 2>/dev/null || echo 2)
 export TR_TEST_SEED=${TR_TEST_SEED:-20261122}
 echo "test.sh: TR_TEST_SEED=$TR_TEST_SEED"
 
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTR_WERROR=ON >/dev/null
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTR_WERROR=ON -DTR_BUILD_TESTS=ON >/dev/null
 cmake --build build -j"$jobs"
 (cd build && ctest --output-on-failure -j1 --timeout 900)
 
 if [ "${TR_SKIP_ASAN:-0}" != 1 ]; then
-  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DTR_WERROR=ON -DTR_SANITIZE=ON >/dev/null
+  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DTR_WERROR=ON -DTR_SANITIZE=ON -DTR_BUILD_TESTS=ON >/dev/null
   cmake --build build-asan -j"$jobs"
   (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
      LSAN_OPTIONS=suppressions="$top/tests/lsan.supp":print_suppressions=0 \

@@ -43,7 +43,7 @@ suites=${TR_TSAN_SUITES:-test_router test_admin test_reload test_misbehaving_end
 start=$(date +%s)
 
 . tools/deps.sh
-tr_install_deps
+tr_install_deps test
 for tool in meson ninja dpkg-source apt-get gcc; do
   command -v $tool >/dev/null || { echo "tsan.sh: $tool not found (tools/deps.sh installs it)" >&2; exit 1; }
 done

@@ -5,9 +5,9 @@
  * byte stream (tr_frame_next in a loop, each frame payload parsed).  Every
  * payload goes through tr_frame_parse_header, tr_frame_parse_reply and
  * tr_frame_skip with every type id; when the header parses, the push path
- * (tr_frame_push_prefix, tr_frame_to_strict) must produce a strict framed
- * message that re-parses to the same name, type and body with the new
- * seqid, and tr_frame_rewrite_seqid must change only the seqid. */
+ * (tr_frame_push_prefix followed by the body, as the push sends it) must
+ * produce a strict framed message that re-parses to the same name, type
+ * and body with the new seqid. */
 #include <string.h>
 
 #include "fuzz_util.h"
@@ -31,16 +31,18 @@ check_round_trip (const guint8 *msg, gsize len, const TrMsgHeader *h)
   gint32 seqid = (gint32) ((guint32) h->seqid ^ 0x5a5a5a5au);
   guint8 prefix[TR_FRAME_PUSH_PREFIX_MAX];
   gsize prefix_len = tr_frame_push_prefix (msg, len, h, seqid, prefix);
-  g_autoptr (GBytes) strict = tr_frame_to_strict (msg, len, h, seqid);
-  gsize slen = 0;
-  const guint8 *s = g_bytes_get_data (strict, &slen);
+  g_autoptr (GByteArray) strict = g_byte_array_new ();
+  const guint8 *s;
+  gsize slen;
   gsize body_len = len - h->body_offset;
   guint32 frame_len = 0;
   TrMsgHeader h2;
 
   FUZZ_CHECK (prefix_len > 0 && prefix_len <= TR_FRAME_PUSH_PREFIX_MAX);
-  FUZZ_CHECK (slen == prefix_len + body_len);
-  FUZZ_CHECK (memcmp (s, prefix, prefix_len) == 0);
+  g_byte_array_append (strict, prefix, (guint) prefix_len);
+  g_byte_array_append (strict, msg + h->body_offset, (guint) body_len);
+  s = strict->data;
+  slen = strict->len;
   FUZZ_CHECK (tr_frame_next (s, slen, G_MAXUINT32, &frame_len) == TR_FRAME_OK);
   FUZZ_CHECK ((gsize) frame_len + TR_FRAME_LEN_SIZE == slen);
   FUZZ_CHECK (tr_frame_parse_header (s + TR_FRAME_LEN_SIZE, frame_len, &h2) == TR_FRAME_OK);
@@ -51,17 +53,6 @@ check_round_trip (const guint8 *msg, gsize len, const TrMsgHeader *h)
   FUZZ_CHECK (h2.body_offset + body_len == frame_len);
   FUZZ_CHECK (body_len == 0 || memcmp (s + TR_FRAME_LEN_SIZE + h2.body_offset, msg + h->body_offset, body_len) == 0);
 
-  /* In-place seqid rewrite: only the 4 seqid bytes change. */
-  {
-    g_autofree guint8 *copy = g_memdup2 (msg, len);
-    TrMsgHeader h3;
-
-    tr_frame_rewrite_seqid (copy, h, seqid);
-    FUZZ_CHECK (tr_frame_parse_header (copy, len, &h3) == TR_FRAME_OK);
-    FUZZ_CHECK (h3.seqid == seqid && h3.type == h->type && h3.body_offset == h->body_offset);
-    FUZZ_CHECK (memcmp (copy, msg, h->seqid_offset) == 0);
-    FUZZ_CHECK (memcmp (copy + h->seqid_offset + 4, msg + h->seqid_offset + 4, len - h->seqid_offset - 4) == 0);
-  }
 }
 
 static void

@@ -8,6 +8,7 @@ import os
 import subprocess
 import time
 
+from trtest import Skip
 from trtest import Endpoint, Producer, Router, TApplicationException, check, run_tests, wait_until
 
 
@@ -21,8 +22,7 @@ def _remount(path, size):
 
 def test_disk_full_then_space_returns():
     if os.geteuid() != 0:
-        print("  SKIPPED: needs root to mount a small tmpfs")
-        return
+        raise Skip("needs root to mount a small tmpfs")
     ep = Endpoint()  # down while the disk fills: everything must come from the store
     router = Router({"books": {"rpcs": ["log_event"], "endpoints": {"a": ep.port}}},
                     group_file_size="256K", max_frame_size="64K", rpc_cache_size="1M")

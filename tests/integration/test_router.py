@@ -4,9 +4,11 @@ import os
 import shutil
 import socket
 import struct
+import subprocess
 import threading
 import time
 
+from trtest import Skip
 from trtest import (Endpoint, Producer, Router, TApplicationException, check, raw_call, run_tests, sanitizer,
                     wait_until)
 
@@ -409,13 +411,17 @@ def test_every_address_of_a_name_is_tried():
     gives, one of them is refused at the first address and must be reached
     at the second."""
     if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("mount") is None:
-        print("  skipped: needs root, unshare(1) and mount(8)")
-        return
+        raise Skip("needs root, unshare(1) and mount(8)")
+    # Inside a chroot (a debootstrap test root, some containers) the private
+    # mount namespace cannot be had: "cannot change root filesystem propagation".
+    probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "true"],
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        raise Skip("no private mount namespace here (unshare: %s)" % probe.stderr.strip())
     try:
         socket.socket(socket.AF_INET6).bind(("::1", 0))
     except OSError:
-        print("  skipped: no IPv6 loopback")
-        return
+        raise Skip("no IPv6 loopback")
     # Each port is picked free on 127.0.0.1 (free_port), so nothing answers
     # the wrong family's address for either endpoint.
     v6 = Endpoint(host="::1").start()
@@ -577,11 +583,9 @@ def test_rss_bounded_while_stopped_endpoint_backlog_grows():
     import subprocess
     from trtest import BUILD
     if sanitizer() == "address":
-        print("  SKIPPED under AddressSanitizer: shadow memory and quarantine make RSS meaningless")
-        return
+        raise Skip("under AddressSanitizer, shadow memory and quarantine make RSS meaningless")
     if sanitizer() == "thread":
-        print("  SKIPPED under ThreadSanitizer: its shadow memory and per-thread history make RSS meaningless")
-        return
+        raise Skip("under ThreadSanitizer, its shadow memory and per-thread history make RSS meaningless")
     ep = Endpoint()
     router = started({"books": {"rpcs": ["log_event"], "endpoints": {"a": (ep.port, "true")}}},
                      rpc_cache_size="4M", sync_mode="none", group_file_size="64M")

@@ -16,11 +16,9 @@ from trtest import Endpoint, Producer, Router, TApplicationException, check, run
 
 def test_daemon_under_valgrind():
     if trtest.sanitizer() is not None:
-        print("  SKIPPED: valgrind cannot run a sanitizer build (%s)" % trtest.sanitizer())
-        return
+        raise trtest.Skip("valgrind cannot run a sanitizer build (%s)" % trtest.sanitizer())
     if shutil.which("valgrind") is None:
-        print("  SKIPPED: valgrind is not installed")
-        return
+        raise trtest.Skip("valgrind is not installed (tools/deps.sh installs it)")
     vglog = tempfile.mktemp(prefix="tr-vg-", suffix=".log")
     ep = Endpoint().start()
     router = Router({"books": {"rpcs": ["log_event", "fire"], "endpoints": {"a": ep.port}}})

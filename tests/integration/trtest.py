@@ -36,7 +36,17 @@ from thrift.Thrift import TApplicationException  # noqa: E402
 from tr_demo import EventLog  # noqa: E402
 
 __all__ = ["Router", "Endpoint", "Producer", "free_port", "wait_until", "TApplicationException", "EventLog",
-           "raw_call", "check", "sanitizer"]
+           "raw_call", "check", "sanitizer", "Skip", "SKIP_EXIT"]
+
+# The exit code of a suite whose every selected test was skipped; tests/CMakeLists.txt
+# gives it to CTest as SKIP_RETURN_CODE, so a test that cannot run here shows as skipped.
+SKIP_EXIT = 77
+
+
+class Skip(Exception):
+    """Raised by a test that cannot run on this machine (no root, no valgrind, a
+    sanitizer build where the check means nothing); the message is the reason,
+    printed as 'SKIP name: reason'.  Never raised for a failure."""
 
 
 def sanitizer():
@@ -379,9 +389,18 @@ class Router:
 
 
 def run_tests(tests):
-    """Runs test functions in order; prints 'N passed, N failed'; exits 1 on failure."""
+    """Runs test functions in order, or only those named on the command line
+    (CTest runs each test on its own); prints PASS, SKIP (with the reason) or
+    FAIL per test and 'N passed, N skipped, N failed'.  Exits 1 on a failure,
+    2 when a name given is not a test of this suite, SKIP_EXIT when every test
+    that ran was skipped, 0 otherwise."""
     only = sys.argv[1:]
-    passed = failed = 0
+    known = [t.__name__ for t in tests]
+    unknown = [name for name in only if name not in known]
+    if unknown:
+        print("no test named %s in %s (it has: %s)" % (", ".join(unknown), sys.argv[0], ", ".join(known)))
+        sys.exit(2)
+    passed = skipped = failed = 0
     for test in tests:
         if only and test.__name__ not in only:
             continue
@@ -390,10 +409,15 @@ def run_tests(tests):
             test()
             passed += 1
             print("PASS %s (%.1fs)" % (test.__name__, time.time() - start), flush=True)
+        except Skip as e:
+            skipped += 1
+            print("SKIP %s: %s" % (test.__name__, e), flush=True)
         except Exception as e:  # report and go on with the next test
             failed += 1
             import traceback
             traceback.print_exc()
             print("FAIL %s: %s" % (test.__name__, e), flush=True)
-    print("%d passed, %d failed" % (passed, failed))
-    sys.exit(1 if failed else 0)
+    print("%d passed, %d skipped, %d failed" % (passed, skipped, failed))
+    if failed:
+        sys.exit(1)
+    sys.exit(SKIP_EXIT if skipped and not passed else 0)
