@@ -239,7 +239,9 @@ conn_read (AdminConn *conn)
       break;
     if (status != TR_FRAME_OK) {
       const char *hint = conn->requests == 0 ? tr_frame_protocol_hint (in->data, in->len) : NULL;
-      tr_net_log_limited (conn->admin->log_limit, "bad frame", G_LOG_LEVEL_WARNING, conn->net.peer,
+      /* One line per second per diagnosis: status and hint are constants. */
+      g_autofree char *kind = g_strconcat (tr_frame_status_to_string (status), hint ? hint : "", NULL);
+      tr_net_log_limited (conn->admin->log_limit, kind, G_LOG_LEVEL_WARNING, conn->net.peer,
                           "admin: closing %s: %s%s%s", conn->net.peer, tr_frame_status_to_string (status),
                           hint ? "; " : "", hint ? hint : "");
       return FALSE;

@@ -80,10 +80,15 @@ struct _TrIngress {
   TrNetLogLimit *log_limit; /* one line per second per kind of message */
 };
 
-/* Kinds of rate-limited log lines (tr_net_log_limited()). */
-#define LIMIT_BAD_FRAME "bad frame"
+/* Kinds of rate-limited log lines (tr_net_log_limited()): one line per
+ * second per kind, so that one diagnosis never hides another.  A bad frame's
+ * kind is its status and protocol hint (log_bad_frame()). */
+#define LIMIT_REPLY "producer sent a reply"
 #define LIMIT_UNKNOWN "unknown rpc"
-#define LIMIT_CONN "connection"
+#define LIMIT_MID_FRAME "disconnected mid-frame"
+#define LIMIT_ACCEPT "accept failed"
+#define LIMIT_WATCH "cannot watch"
+#define LIMIT_MAX_CONNECTIONS "max_connections"
 #define LIMIT_COMMIT "commit"
 
 static void conn_close (Conn *conn, const char *why);
@@ -96,6 +101,16 @@ log_bad_input (Conn *conn, const char *kind, const char *what)
 {
   tr_net_log_limited (conn->ingress->log_limit, kind, G_LOG_LEVEL_WARNING, conn->net.peer, "producer %s: %s",
                       conn->net.peer, what);
+}
+
+/* @hint: "; <what the peer seems to speak>" or "" (protocol_hint()).
+ * The kind is built from constant strings only: the set stays small. */
+static void
+log_bad_frame (Conn *conn, TrFrameStatus status, const char *hint, const char *what)
+{
+  g_autofree char *kind = g_strconcat (tr_frame_status_to_string (status), hint, NULL);
+
+  log_bad_input (conn, kind, what);
 }
 
 static void
@@ -257,7 +272,7 @@ handle_message (Conn *conn, const guint8 *msg, gsize len)
     g_autofree char *hint = protocol_hint (first_frame, msg - TR_FRAME_LEN_SIZE, len + TR_FRAME_LEN_SIZE);
     g_autofree char *what = g_strdup_printf ("malformed message: %s%s", tr_frame_status_to_string (status), hint);
     ingress->stats.bad_frames++;
-    log_bad_input (conn, LIMIT_BAD_FRAME, what);
+    log_bad_frame (conn, status, hint, what);
     /* No answer can echo a name we refuse to handle (too long): close. */
     if (!header.seqid_valid || header.name_len > TR_FRAME_MAX_NAME_LEN) {
       conn_close (conn, what);
@@ -268,7 +283,7 @@ handle_message (Conn *conn, const guint8 *msg, gsize len)
   }
   if (header.type != TR_MSG_CALL && header.type != TR_MSG_ONEWAY) {
     ingress->stats.bad_frames++;
-    log_bad_input (conn, LIMIT_BAD_FRAME, "sent a REPLY/EXCEPTION message; producers send CALL or ONEWAY");
+    log_bad_input (conn, LIMIT_REPLY, "sent a REPLY/EXCEPTION message; producers send CALL or ONEWAY");
     answer_exception (conn, &header, TR_APP_EXC_INVALID_MESSAGE_TYPE,
                       "thriftrouter accepts only CALL and ONEWAY messages");
     return;
@@ -365,7 +380,7 @@ conn_parse_frames (Conn *conn)
       g_autofree char *what = g_strdup_printf ("%s%s%s; closing the connection", tr_frame_status_to_string (status),
                                                limit, hint);
       conn->ingress->stats.bad_frames++;
-      log_bad_input (conn, LIMIT_BAD_FRAME, what);
+      log_bad_frame (conn, status, hint, what);
       conn_close (conn, what);
       return FALSE;
     }
@@ -389,7 +404,7 @@ conn_read (Conn *conn)
       break;
     if (status == TR_NET_IO_CLOSED) {
       if (conn->net.in->len > 0)
-        log_bad_input (conn, LIMIT_CONN, "disconnected in the middle of a frame");
+        log_bad_input (conn, LIMIT_MID_FRAME, "disconnected in the middle of a frame");
       conn_close (conn, g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED) ? "closed by the producer"
                                                                                           : error->message);
       return;
@@ -497,7 +512,7 @@ conn_open (TrIngress *ingress, int client)
   g_queue_init (&conn->pending);
   conn->events = EPOLLIN;
   if (!tr_net_epoll_add (ingress->epoll_fd, client, EPOLLIN, conn, &error)) {
-    tr_net_log_limited (ingress->log_limit, LIMIT_CONN, G_LOG_LEVEL_WARNING, conn->net.peer,
+    tr_net_log_limited (ingress->log_limit, LIMIT_WATCH, G_LOG_LEVEL_WARNING, conn->net.peer,
                         "cannot watch producer connection %s, closing it: %s", conn->net.peer, error->message);
     tr_net_conn_clear (&conn->net);
     g_free (conn);
@@ -522,13 +537,13 @@ accept_cb (gint fd, GIOCondition condition, gpointer data)
     int client = tr_net_accept (fd, &error);
     if (client < 0) {
       if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
-        tr_net_log_limited (ingress->log_limit, LIMIT_CONN, G_LOG_LEVEL_WARNING, NULL, "port %u: %s",
+        tr_net_log_limited (ingress->log_limit, LIMIT_ACCEPT, G_LOG_LEVEL_WARNING, NULL, "port %u: %s",
                             ingress->port, error->message);
       break;
     }
     if (ingress->stats.connections >= ingress->max_connections) {
       ingress->stats.refused++;
-      tr_net_log_limited (ingress->log_limit, LIMIT_CONN, G_LOG_LEVEL_WARNING, NULL,
+      tr_net_log_limited (ingress->log_limit, LIMIT_MAX_CONNECTIONS, G_LOG_LEVEL_WARNING, NULL,
                           "refusing a producer connection: max_connections (%u) reached", ingress->max_connections);
       close (client);
       continue;

@@ -320,13 +320,20 @@ tr_net_log_limit_admit (TrNetLogLimit *limit, const char *kind, guint *suppresse
   return TRUE;
 }
 
+/* "" when nothing was suppressed: a "(0 … suppressed)" tail on every line
+ * only made lines longer. */
 static char *
 suppressed_suffix (const TrNetLogLimit *limit, guint suppressed)
 {
+  if (suppressed == 0)
+    return g_strdup ("");
   if (limit->interval_us == G_TIME_SPAN_SECOND)
     return g_strdup_printf (" (%u similar messages suppressed in the last second)", suppressed);
-  return g_strdup_printf (" (%u similar messages suppressed in the last %" G_GINT64_FORMAT " s)", suppressed,
-                          limit->interval_us / G_TIME_SPAN_SECOND);
+  if (limit->interval_us % G_TIME_SPAN_SECOND == 0)
+    return g_strdup_printf (" (%u similar messages suppressed in the last %" G_GINT64_FORMAT " s)", suppressed,
+                            limit->interval_us / G_TIME_SPAN_SECOND);
+  return g_strdup_printf (" (%u similar messages suppressed in the last %" G_GINT64_FORMAT " ms)", suppressed,
+                          limit->interval_us / G_TIME_SPAN_MILLISECOND);
 }
 
 void

@@ -155,7 +155,7 @@ gboolean tr_net_log_limit_admit (TrNetLogLimit *limit, const char *kind, guint *
  * If a line of @kind is admitted, logs @format at @level in the limit's
  * domain, with the structured field TR_PEER = @peer when @peer is not NULL,
  * and " (N similar messages suppressed in the last second)" (or "… the
- * last S s") appended only when N > 0. */
+ * last S s", "… the last M ms") appended only when N > 0. */
 void tr_net_log_limited (TrNetLogLimit *limit, const char *kind, GLogLevelFlags level, const char *peer,
                          const char *format, ...) G_GNUC_PRINTF (5, 6);
 

@@ -210,3 +210,57 @@ Test (tr_net, log_limit_bounds_the_number_of_kinds)
   cr_assert (!tr_net_log_limit_admit (limit, "and another", &suppressed), "kinds past the limit share one count");
   cr_assert (!tr_net_log_limit_admit (limit, "kind 0", &suppressed), "known kinds keep their own count");
 }
+
+/* Lines written by tr_net_log_limited(), captured instead of printed. */
+static GPtrArray *captured;
+
+static GLogWriterOutput
+capture_writer (GLogLevelFlags level, const GLogField *fields, gsize n_fields, gpointer user_data)
+{
+  (void) level;
+  (void) user_data;
+  for (gsize i = 0; i < n_fields; i++)
+    if (strcmp (fields[i].key, "MESSAGE") == 0)
+      g_ptr_array_add (captured, g_strdup (fields[i].value));
+  return G_LOG_WRITER_HANDLED;
+}
+
+static void
+capture_start (void)
+{
+  captured = g_ptr_array_new_with_free_func (g_free);
+  g_log_set_writer_func (capture_writer, NULL, NULL);
+}
+
+Test (tr_net, log_line_says_suppressed_only_when_something_was, .init = capture_start)
+{
+  g_autoptr (TrNetLogLimit) limit = tr_net_log_limit_new ("tr-test", 20 * G_TIME_SPAN_MILLISECOND);
+  gint64 deadline = g_get_monotonic_time () + 10 * G_TIME_SPAN_SECOND;
+
+  tr_net_log_limited (limit, "a", G_LOG_LEVEL_WARNING, "peer:1", "first %d", 1);
+  cr_assert_eq (captured->len, 1);
+  cr_assert_str_eq (g_ptr_array_index (captured, 0), "first 1", "nothing was suppressed: no suffix");
+  tr_net_log_limited (limit, "a", G_LOG_LEVEL_WARNING, NULL, "refused");
+  cr_assert_eq (captured->len, 1, "a second line of the kind within the interval is suppressed");
+  while (captured->len < 2) {
+    cr_assert_lt (g_get_monotonic_time (), deadline, "never admitted again");
+    g_usleep (5000);
+    tr_net_log_limited (limit, "a", G_LOG_LEVEL_WARNING, NULL, "again");
+  }
+  cr_assert (g_str_has_prefix (g_ptr_array_index (captured, 1), "again ("), "%s",
+             (char *) g_ptr_array_index (captured, 1));
+  cr_assert (g_str_has_suffix (g_ptr_array_index (captured, 1), " similar messages suppressed in the last 20 ms)"),
+             "%s", (char *) g_ptr_array_index (captured, 1));
+}
+
+Test (tr_net, log_lines_of_two_kinds_do_not_suppress_each_other, .init = capture_start)
+{
+  g_autoptr (TrNetLogLimit) limit = tr_net_log_limit_new ("tr-test", G_TIME_SPAN_HOUR);
+
+  tr_net_log_limited (limit, "unframed", G_LOG_LEVEL_WARNING, NULL, "unframed binary");
+  tr_net_log_limited (limit, "framed compact", G_LOG_LEVEL_WARNING, NULL, "framed compact");
+  tr_net_log_limited (limit, "unframed", G_LOG_LEVEL_WARNING, NULL, "unframed binary again");
+  cr_assert_eq (captured->len, 2);
+  cr_assert_str_eq (g_ptr_array_index (captured, 0), "unframed binary");
+  cr_assert_str_eq (g_ptr_array_index (captured, 1), "framed compact");
+}
