@@ -636,6 +636,10 @@ tr_ingress_new (TrRpcStore *store, const TrConfig *config, GError **error)
   g_return_val_if_fail (store != NULL && config != NULL, NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
   ingress = g_new0 (TrIngress, 1);
+  /* Not 0 (g_new0): tr_ingress_free() after a failed start must not close
+   * fd 0, which this ingress never opened. */
+  ingress->listen_fd = -1;
+  ingress->epoll_fd = -1;
   ingress->store = store;
   ingress->max_frame_size = config->max_frame_size;
   ingress->max_connections = config->max_connections;
