@@ -322,8 +322,8 @@ tr_net_log_limit_admit (TrNetLogLimit *limit, const char *kind, guint *suppresse
 
 /* "" when nothing was suppressed: a "(0 … suppressed)" tail on every line
  * only made lines longer. */
-static char *
-suppressed_suffix (const TrNetLogLimit *limit, guint suppressed)
+char *
+tr_net_log_limit_suffix (const TrNetLogLimit *limit, guint suppressed)
 {
   if (suppressed == 0)
     return g_strdup ("");
@@ -350,7 +350,7 @@ tr_net_log_limited (TrNetLogLimit *limit, const char *kind, GLogLevelFlags level
   va_start (ap, format);
   text = g_strdup_vprintf (format, ap);
   va_end (ap);
-  suffix = suppressed_suffix (limit, suppressed);
+  suffix = tr_net_log_limit_suffix (limit, suppressed);
   if (peer != NULL)
     g_log_structured (limit->log_domain, level, "TR_PEER", peer, "MESSAGE", "%s%s", text, suffix);
   else

@@ -151,6 +151,15 @@ void tr_net_log_limit_free (TrNetLogLimit *limit);
  * themselves with their own structured fields (push). */
 gboolean tr_net_log_limit_admit (TrNetLogLimit *limit, const char *kind, guint *suppressed_out);
 
+/* tr_net_log_limit_suffix:
+ * The tail of an admitted line that follows @suppressed refused ones, as
+ * tr_net_log_limited() writes it: "" when @suppressed is 0, else
+ * " (N similar messages suppressed in the last second)" ("… last S s",
+ * "… last M ms" for other intervals).  For callers of
+ * tr_net_log_limit_admit(), so that every limited line reads alike.
+ * Returns: (transfer full). */
+char *tr_net_log_limit_suffix (const TrNetLogLimit *limit, guint suppressed);
+
 /* tr_net_log_limited:
  * If a line of @kind is admitted, logs @format at @level in the limit's
  * domain, with the structured field TR_PEER = @peer when @peer is not NULL,

@@ -197,6 +197,19 @@ Test (tr_net, log_limit_admits_again_after_the_interval_with_the_count)
   cr_assert_eq (suppressed, refused, "the admitted line reports every refused one");
 }
 
+Test (tr_net, log_limit_suffix_names_the_count_and_the_interval)
+{
+  g_autoptr (TrNetLogLimit) second = tr_net_log_limit_new ("tr-test", G_TIME_SPAN_SECOND);
+  g_autoptr (TrNetLogLimit) ten = tr_net_log_limit_new ("tr-test", 10 * G_TIME_SPAN_SECOND);
+  g_autofree char *none = tr_net_log_limit_suffix (second, 0);
+  g_autofree char *three = tr_net_log_limit_suffix (second, 3);
+  g_autofree char *five = tr_net_log_limit_suffix (ten, 5);
+
+  cr_assert_str_eq (none, "");
+  cr_assert_str_eq (three, " (3 similar messages suppressed in the last second)");
+  cr_assert_str_eq (five, " (5 similar messages suppressed in the last 10 s)");
+}
+
 Test (tr_net, log_limit_bounds_the_number_of_kinds)
 {
   g_autoptr (TrNetLogLimit) limit = tr_net_log_limit_new ("tr-test", G_TIME_SPAN_HOUR);
