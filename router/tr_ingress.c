@@ -498,9 +498,9 @@ conn_close (Conn *conn, const char *why)
   conn_unref (conn); /* the socket's reference; pending answers hold theirs */
 }
 
-/* A new producer connection; FALSE (and @client closed) if it cannot be
- * watched. */
-static gboolean
+/* A new producer connection, or (logged) @client closed again if it
+ * cannot be watched. */
+static void
 conn_open (TrIngress *ingress, int client)
 {
   g_autoptr (GError) error = NULL;
@@ -516,14 +516,13 @@ conn_open (TrIngress *ingress, int client)
                         "cannot watch producer connection %s, closing it: %s", conn->net.peer, error->message);
     tr_net_conn_clear (&conn->net);
     g_free (conn);
-    return FALSE;
+    return;
   }
   g_hash_table_add (ingress->conns, conn);
   ingress->stats.connections++;
   ingress->stats.accepted++;
   g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_INFO, "TR_PEER", conn->net.peer, "MESSAGE", "producer %s connected",
                     conn->net.peer);
-  return TRUE;
 }
 
 static gboolean
