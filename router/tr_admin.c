@@ -26,37 +26,34 @@
 #include "tr_admin_private.h"
 
 #include "tr_frame.h"
+#include "tr_net.h"
 #include "tr_thrift_value.h"
 
-#include <errno.h>
 #include <gio/gio.h>
 #include <glib-unix.h>
-#include <netdb.h>
-#include <netinet/in.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #define ADMIN_MAX_REQUEST_FRAME (64 * 1024)
 #define ADMIN_OUT_HIGH_WATER (1024 * 1024)
 #define ADMIN_READ_CHUNK (16 * 1024)
 #define ADMIN_MAX_CONNECTIONS 64
+#define ADMIN_LISTEN_BACKLOG 64
 
 typedef struct {
   GSource base;
   gpointer conn;
 } ConnSource;
 
+/* Admin connections are watched by one GSource each on the admin
+ * context, not by an epoll set as producers are: there are at most
+ * ADMIN_MAX_CONNECTIONS, and a call is rare. */
 typedef struct {
   TrAdmin *admin;
-  int fd;
-  char *peer;
+  TrNetConn net; /* socket, peer name, in/out buffers */
   GSource *source;
   gpointer fd_tag;
   GIOCondition events;
-  GByteArray *in;
-  GByteArray *out;
-  gsize out_pos;
   guint64 requests; /* frames read: a protocol hint only before the first */
 } AdminConn;
 
@@ -110,7 +107,7 @@ decode_args (const guint8 *body, gsize len, Args *args)
   }
 }
 
-/* Serves one CALL; appends the answer frame to conn->out. */
+/* Serves one CALL; appends the answer frame to conn->net.out. */
 static void
 serve_call (AdminConn *conn, const guint8 *msg, gsize len, const TrMsgHeader *header)
 {
@@ -126,19 +123,19 @@ serve_call (AdminConn *conn, const guint8 *msg, gsize len, const TrMsgHeader *he
     g_autofree char *text = g_strdup_printf ("unknown admin method '%.*s' (this is thriftrouter's admin port: "
                                              "producers call its listen port)",
                                              (int) header->name_len, name);
-    tr_frame_build_exception (conn->out, name, header->name_len, header->seqid, TR_APP_EXC_UNKNOWN_METHOD, text);
+    tr_frame_build_exception (conn->net.out, name, header->name_len, header->seqid, TR_APP_EXC_UNKNOWN_METHOD, text);
     return;
   }
   status = decode_args (msg + header->body_offset, len - header->body_offset, &args);
   if (status != TR_FRAME_OK) {
     g_autofree char *text = g_strdup_printf ("bad arguments: %s", tr_frame_status_to_string (status));
-    tr_frame_build_exception (conn->out, name, header->name_len, header->seqid, TR_APP_EXC_PROTOCOL_ERROR, text);
+    tr_frame_build_exception (conn->net.out, name, header->name_len, header->seqid, TR_APP_EXC_PROTOCOL_ERROR, text);
     return;
   }
   if (!token_ok (admin, args.str[1], args.str[1] != NULL ? args.str_len[1] : 0)) {
     tr_admin__refuse (&refusal, TR_ADMIN_CODE_NOT_AUTHORISED, "not authorised: wrong or missing admin token");
-    g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_MESSAGE, "TR_PEER", conn->peer, "MESSAGE",
-                      "admin: refused a call from %s: wrong or missing token", conn->peer);
+    tr_net_log_limited (admin->log_limit, "wrong token", G_LOG_LEVEL_MESSAGE, conn->net.peer,
+                        "admin: refused a call from %s: wrong or missing token", conn->net.peer);
   } else if (func (admin, &args, result, &refusal)) {
     tr_thrift_write_field_stop (result);
   }
@@ -151,7 +148,7 @@ serve_call (AdminConn *conn, const guint8 *msg, gsize len, const TrMsgHeader *he
     tr_thrift_write_field_stop (result);
     g_free (refusal.message);
   }
-  tr_frame_build_call (conn->out, TR_MSG_REPLY, name, header->name_len, header->seqid, result->data, result->len);
+  tr_frame_build_call (conn->net.out, TR_MSG_REPLY, name, header->name_len, header->seqid, result->data, result->len);
 }
 
 /* Handles one frame payload.  Returns FALSE to close the connection. */
@@ -163,7 +160,7 @@ handle_message (AdminConn *conn, const guint8 *msg, gsize len)
 
   if (status != TR_FRAME_OK && header.seqid_valid && header.name_len <= TR_FRAME_MAX_NAME_LEN &&
       header.type == TR_MSG_CALL) {
-    tr_frame_build_exception (conn->out, (const char *) header.name, header.name_len, header.seqid,
+    tr_frame_build_exception (conn->net.out, (const char *) header.name, header.name_len, header.seqid,
                               TR_APP_EXC_PROTOCOL_ERROR, tr_frame_status_to_string (status));
     return TRUE;
   }
@@ -190,11 +187,7 @@ conn_free (gpointer data)
     g_source_destroy (conn->source);
     g_source_unref (conn->source);
   }
-  if (conn->fd >= 0)
-    close (conn->fd);
-  g_byte_array_unref (conn->in);
-  g_byte_array_unref (conn->out);
-  g_free (conn->peer);
+  tr_net_conn_clear (&conn->net);
   g_free (conn);
 }
 
@@ -220,45 +213,25 @@ conn_close (AdminConn *conn)
   g_source_unref (idle);
 }
 
-/* Returns FALSE if the connection failed. */
+/* Returns FALSE if the connection failed (the client is gone: nothing to
+ * log, as before an answer could be sent). */
 static gboolean
 conn_flush (AdminConn *conn)
 {
-  while (conn->out_pos < conn->out->len) {
-    ssize_t n = send (conn->fd, conn->out->data + conn->out_pos, conn->out->len - conn->out_pos, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-      break;
-    if (n < 0)
-      return FALSE;
-    conn->out_pos += (gsize) n;
-  }
-  if (conn->out_pos == conn->out->len) {
-    g_byte_array_set_size (conn->out, 0);
-    conn->out_pos = 0;
-  }
-  return TRUE;
+  return tr_net_conn_flush (&conn->net, NULL) != TR_NET_IO_CLOSED;
 }
 
 /* Returns FALSE if the connection is to be closed. */
 static gboolean
 conn_read (AdminConn *conn)
 {
-  GByteArray *in = conn->in;
-  guint old = in->len;
+  GByteArray *in = conn->net.in;
   gsize pos = 0;
-  ssize_t n;
+  gsize n = 0;
+  TrNetIoStatus io = tr_net_conn_read (&conn->net, ADMIN_READ_CHUNK, &n, NULL);
 
-  g_byte_array_set_size (in, old + ADMIN_READ_CHUNK);
-  do
-    n = recv (conn->fd, in->data + old, ADMIN_READ_CHUNK, 0);
-  while (n < 0 && errno == EINTR);
-  g_byte_array_set_size (in, old + (guint) MAX (n, 0));
-  if (n == 0)
-    return FALSE;
-  if (n < 0)
-    return errno == EAGAIN || errno == EWOULDBLOCK;
+  if (io != TR_NET_IO_OK)
+    return io == TR_NET_IO_AGAIN;
   for (;;) {
     guint32 frame_len = 0;
     TrFrameStatus status = tr_frame_next (in->data + pos, in->len - pos, ADMIN_MAX_REQUEST_FRAME, &frame_len);
@@ -266,19 +239,21 @@ conn_read (AdminConn *conn)
       break;
     if (status != TR_FRAME_OK) {
       const char *hint = conn->requests == 0 ? tr_frame_protocol_hint (in->data, in->len) : NULL;
-      g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_WARNING, "TR_PEER", conn->peer, "MESSAGE",
-                        "admin: closing %s: %s%s%s", conn->peer, tr_frame_status_to_string (status),
-                        hint ? "; " : "", hint ? hint : "");
+      /* One line per second per diagnosis: status and hint are constants. */
+      g_autofree char *kind = g_strconcat (tr_frame_status_to_string (status), hint ? hint : "", NULL);
+      tr_net_log_limited (conn->admin->log_limit, kind, G_LOG_LEVEL_WARNING, conn->net.peer,
+                          "admin: closing %s: %s%s%s", conn->net.peer, tr_frame_status_to_string (status),
+                          hint ? "; " : "", hint ? hint : "");
       return FALSE;
     }
     conn->requests++;
     if (!handle_message (conn, in->data + pos + TR_FRAME_LEN_SIZE, frame_len))
       return FALSE;
     pos += TR_FRAME_LEN_SIZE + frame_len;
-    if (conn->out->len - conn->out_pos > ADMIN_OUT_HIGH_WATER)
+    if (tr_net_conn_out_pending (&conn->net) > ADMIN_OUT_HIGH_WATER)
       break;
   }
-  g_byte_array_remove_range (in, 0, (guint) pos);
+  tr_net_conn_consume (&conn->net, pos);
   return TRUE;
 }
 
@@ -293,9 +268,9 @@ conn_io (AdminConn *conn, GIOCondition condition)
     conn_close (conn);
     return;
   }
-  if (conn->out->len - conn->out_pos > ADMIN_OUT_HIGH_WATER)
+  if (tr_net_conn_out_pending (&conn->net) > ADMIN_OUT_HIGH_WATER)
     conn_watch (conn, G_IO_OUT);
-  else if (conn->out->len > conn->out_pos)
+  else if (tr_net_conn_out_pending (&conn->net) > 0)
     conn_watch (conn, G_IO_IN | G_IO_OUT);
   else
     conn_watch (conn, G_IO_IN);
@@ -327,20 +302,6 @@ conn_watch (AdminConn *conn, GIOCondition events)
   }
 }
 
-static char *
-peer_name (int fd)
-{
-  struct sockaddr_storage address;
-  socklen_t address_len = sizeof address;
-  char host[NI_MAXHOST], port[NI_MAXSERV];
-
-  if (getpeername (fd, (struct sockaddr *) &address, &address_len) < 0 ||
-      getnameinfo ((struct sockaddr *) &address, address_len, host, sizeof host, port, sizeof port,
-                   NI_NUMERICHOST | NI_NUMERICSERV) != 0)
-    return g_strdup ("?");
-  return g_strdup_printf ("%s:%s", host, port);
-}
-
 static gboolean
 on_accept (gint fd, GIOCondition condition, gpointer user_data)
 {
@@ -349,23 +310,27 @@ on_accept (gint fd, GIOCondition condition, gpointer user_data)
   (void) fd;
   (void) condition;
   for (;;) {
-    int client = accept4 (admin->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    g_autoptr (GError) error = NULL;
+    int client = tr_net_accept (admin->listen_fd, &error);
     AdminConn *conn;
-    if (client < 0)
-      break; /* EAGAIN, or a transient error: the next readiness retries */
+    if (client < 0) {
+      /* Nothing waiting, or a transient error (EMFILE, ENOBUFS): the next
+       * readiness retries. */
+      if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
+        tr_net_log_limited (admin->log_limit, "accept", G_LOG_LEVEL_WARNING, NULL, "admin: port %u: %s",
+                            admin->port, error->message);
+      break;
+    }
     if (g_hash_table_size (admin->conns) >= ADMIN_MAX_CONNECTIONS) {
-      g_autofree char *peer = peer_name (client);
-      g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_WARNING, "TR_PEER", peer, "MESSAGE",
-                        "admin: refusing %s: %d admin connections open", peer, ADMIN_MAX_CONNECTIONS);
+      g_autofree char *peer = tr_net_peer_name (client);
+      tr_net_log_limited (admin->log_limit, "max connections", G_LOG_LEVEL_WARNING, peer,
+                          "admin: refusing %s: %d admin connections open", peer, ADMIN_MAX_CONNECTIONS);
       close (client);
       continue;
     }
     conn = g_new0 (AdminConn, 1);
     conn->admin = admin;
-    conn->fd = client;
-    conn->peer = peer_name (client);
-    conn->in = g_byte_array_new ();
-    conn->out = g_byte_array_new ();
+    tr_net_conn_init (&conn->net, client);
     conn->source = g_source_new (&conn_source_funcs, sizeof (ConnSource));
     ((ConnSource *) conn->source)->conn = conn;
     g_source_set_name (conn->source, "tr-admin connection");
@@ -373,50 +338,12 @@ on_accept (gint fd, GIOCondition condition, gpointer user_data)
     conn->events = G_IO_IN;
     g_source_attach (conn->source, admin->context);
     g_hash_table_add (admin->conns, conn);
-    g_debug ("admin: connection from %s", conn->peer);
+    g_debug ("admin: connection from %s", conn->net.peer);
   }
   return G_SOURCE_CONTINUE;
 }
 
 /* ---- life cycle ---- */
-
-static int
-listen_on (const char *host, guint16 port, guint16 *port_out, GError **error)
-{
-  struct addrinfo hints = { 0 };
-  struct addrinfo *res = NULL;
-  struct sockaddr_storage bound;
-  socklen_t bound_len = sizeof bound;
-  char service[8];
-  int one = 1;
-  int fd, rc;
-
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-  g_snprintf (service, sizeof service, "%u", port);
-  rc = getaddrinfo (host, service, &hints, &res);
-  if (rc != 0) {
-    g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, "admin_listen %s:%u: %s", host, port, gai_strerror (rc));
-    return -1;
-  }
-  fd = socket (res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd >= 0)
-    setsockopt (fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (fd < 0 || bind (fd, res->ai_addr, res->ai_addrlen) < 0 || listen (fd, 64) < 0 ||
-      getsockname (fd, (struct sockaddr *) &bound, &bound_len) < 0) {
-    int saved_errno = errno;
-    g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved_errno), "admin_listen %s:%u: %s", host, port,
-                 g_strerror (saved_errno));
-    if (fd >= 0)
-      close (fd);
-    freeaddrinfo (res);
-    return -1;
-  }
-  freeaddrinfo (res);
-  *port_out = g_ntohs (bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *) &bound)->sin6_port
-                                                   : ((struct sockaddr_in *) &bound)->sin_port);
-  return fd;
-}
 
 static gboolean
 read_token (TrAdmin *admin, const char *path, GError **error)
@@ -464,6 +391,7 @@ admin_free_unstarted (TrAdmin *admin)
     close (admin->listen_fd);
   g_main_loop_unref (admin->loop);
   g_main_context_unref (admin->context);
+  tr_net_log_limit_free (admin->log_limit);
   if (admin->token != NULL)
     memset (admin->token, 0, admin->token_len);
   g_free (admin->token);
@@ -489,8 +417,14 @@ tr_admin_new (TrConfig *config, TrRpcStore *store, TrPush *push, TrIngress *ingr
   admin->context = g_main_context_new ();
   admin->loop = g_main_loop_new (admin->context, FALSE);
   admin->conns = g_hash_table_new_full (NULL, NULL, conn_free, NULL);
-  if ((config->admin_token_file != NULL && !read_token (admin, config->admin_token_file, error)) ||
-      (admin->listen_fd = listen_on (config->admin_host, config->admin_port, &admin->port, error)) < 0) {
+  admin->log_limit = tr_net_log_limit_new (G_LOG_DOMAIN, G_TIME_SPAN_SECOND);
+  if (config->admin_token_file != NULL && !read_token (admin, config->admin_token_file, error)) {
+    admin_free_unstarted (admin);
+    return NULL;
+  }
+  admin->listen_fd = tr_net_listen (config->admin_host, config->admin_port, ADMIN_LISTEN_BACKLOG, &admin->port, error);
+  if (admin->listen_fd < 0) {
+    g_prefix_error (error, "admin_listen: ");
     admin_free_unstarted (admin);
     return NULL;
   }

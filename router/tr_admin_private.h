@@ -11,6 +11,7 @@
 #pragma once
 
 #include "tr_admin.h"
+#include "tr_net.h"
 
 #include <glib.h>
 
@@ -44,6 +45,7 @@ struct _TrAdmin {
   GThread *thread;
   GSource *listen_source;
   GHashTable *conns; /* (element-type AdminConn) owned; admin thread only */
+  TrNetLogLimit *log_limit; /* per-connection warnings; admin thread only */
   GSource *rate_source;
   RateSample samples[ADMIN_RATE_SAMPLES]; /* ring; admin thread only */
   guint next_sample;

@@ -20,18 +20,13 @@
 #include "tr_ingress.h"
 
 #include "tr_frame.h"
+#include "tr_net.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <gio/gio.h>
 #include <glib-unix.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #define TR_READ_CHUNK (64 * 1024)
@@ -39,6 +34,7 @@
 #define TR_MAX_OUT_PER_CONN (4 * 1024 * 1024)
 #define TR_ACTIVE_WINDOW_US (100 * G_TIME_SPAN_MILLISECOND)
 #define TR_HINT_INTERVAL_MS 50
+#define TR_LISTEN_BACKLOG 1024
 
 typedef struct _Conn Conn;
 
@@ -55,22 +51,13 @@ typedef struct {
 
 struct _Conn {
   TrIngress *ingress;
-  int fd;           /* -1 once closed */
+  TrNetConn net;    /* socket (fd -1 once closed), peer name, in/out buffers */
   guint32 events;   /* EPOLL* events the connection is registered for */
-  GByteArray *in;
-  GByteArray *out;
-  gsize out_sent;
   GQueue pending;  /* Pending*, request order */
   gint64 last_submit_us; /* monotonic time of its last RPC (commit hint) */
   guint refs;
-  char *peer;
   guint64 frames;  /* whole frames read: a protocol hint only before the first */
 };
-
-typedef struct {
-  gint64 last_us;
-  guint suppressed;
-} RateLimit;
 
 struct _TrIngress {
   TrRpcStore *store;
@@ -90,52 +77,47 @@ struct _TrIngress {
   guint n_pending;          /* submitted, not yet completed */
   gboolean stopping;        /* shutting down: no more reads */
   TrIngressStats stats;
-  RateLimit limits[4];
+  TrNetLogLimit *log_limit; /* one line per second per kind of message */
 };
 
-enum { LIMIT_BAD_FRAME, LIMIT_UNKNOWN, LIMIT_CONN, LIMIT_COMMIT };
+/* Kinds of rate-limited log lines (tr_net_log_limited()): one line per
+ * second per kind, so that one diagnosis never hides another.  A bad frame's
+ * kind is its status and protocol hint (log_bad_frame()). */
+#define LIMIT_REPLY "producer sent a reply"
+#define LIMIT_UNKNOWN "unknown rpc"
+#define LIMIT_MID_FRAME "disconnected mid-frame"
+#define LIMIT_ACCEPT "accept failed"
+#define LIMIT_WATCH "cannot watch"
+#define LIMIT_MAX_CONNECTIONS "max_connections"
+#define LIMIT_COMMIT "commit"
 
 static void conn_close (Conn *conn, const char *why);
 static void conn_update_condition (Conn *conn);
 
 /* ---- helpers ---------------------------------------------------------- */
 
-/* TRUE if a message of this kind may be logged now; folds the rest into a
- * count reported with the next one. */
-static gboolean
-rate_ok (TrIngress *ingress, int kind, guint *suppressed_out)
+static void
+log_bad_input (Conn *conn, const char *kind, const char *what)
 {
-  RateLimit *limit = &ingress->limits[kind];
-  gint64 now = g_get_monotonic_time ();
-
-  if (now - limit->last_us < G_TIME_SPAN_SECOND) {
-    limit->suppressed++;
-    return FALSE;
-  }
-  limit->last_us = now;
-  *suppressed_out = limit->suppressed;
-  limit->suppressed = 0;
-  return TRUE;
+  tr_net_log_limited (conn->ingress->log_limit, kind, G_LOG_LEVEL_WARNING, conn->net.peer, "producer %s: %s",
+                      conn->net.peer, what);
 }
 
+/* @hint: "; <what the peer seems to speak>" or "" (protocol_hint()).
+ * The kind is built from constant strings only: the set stays small. */
 static void
-log_bad_input (Conn *conn, int kind, const char *what)
+log_bad_frame (Conn *conn, TrFrameStatus status, const char *hint, const char *what)
 {
-  guint suppressed = 0;
+  g_autofree char *kind = g_strconcat (tr_frame_status_to_string (status), hint, NULL);
 
-  if (rate_ok (conn->ingress, kind, &suppressed))
-    g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_WARNING, "TR_PEER", conn->peer, "MESSAGE",
-                      "producer %s: %s (%u similar messages suppressed in the last second)", conn->peer,
-                      what, suppressed);
+  log_bad_input (conn, kind, what);
 }
 
 static void
 conn_free (Conn *conn)
 {
-  g_assert (conn->fd < 0 && g_queue_is_empty (&conn->pending));
-  g_byte_array_unref (conn->in);
-  g_byte_array_unref (conn->out);
-  g_free (conn->peer);
+  g_assert (conn->net.fd < 0 && g_queue_is_empty (&conn->pending));
+  tr_net_conn_clear (&conn->net);
   g_free (conn);
 }
 
@@ -169,22 +151,13 @@ pending_free (Pending *pending)
 static void
 conn_flush (Conn *conn)
 {
-  while (conn->fd >= 0 && conn->out_sent < conn->out->len) {
-    ssize_t n = send (conn->fd, conn->out->data + conn->out_sent, conn->out->len - conn->out_sent,
-                      MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-      break;
-    if (n <= 0) {
-      conn_close (conn, g_strerror (errno));
-      return;
-    }
-    conn->out_sent += (gsize) n;
-  }
-  if (conn->out_sent == conn->out->len) {
-    g_byte_array_set_size (conn->out, 0);
-    conn->out_sent = 0;
+  g_autoptr (GError) error = NULL;
+
+  if (conn->net.fd < 0)
+    return;
+  if (tr_net_conn_flush (&conn->net, &error) == TR_NET_IO_CLOSED) {
+    conn_close (conn, error->message);
+    return;
   }
   conn_update_condition (conn);
 }
@@ -197,13 +170,12 @@ conn_emit_ready (Conn *conn)
 
   while ((head = g_queue_peek_head (&conn->pending)) != NULL && head->ready) {
     g_queue_pop_head (&conn->pending);
-    if (head->answer != NULL && conn->fd >= 0)
-      g_byte_array_append (conn->out, head->answer->data, head->answer->len);
+    if (head->answer != NULL && conn->net.fd >= 0)
+      g_byte_array_append (conn->net.out, head->answer->data, head->answer->len);
     pending_free (head);
     conn_unref (conn);
   }
-  if (conn->fd >= 0)
-    conn_flush (conn);
+  conn_flush (conn);
 }
 
 /* Queues an answer known at once (errors), behind earlier pending answers. */
@@ -241,11 +213,9 @@ complete_pending (TrIngress *ingress, Pending *pending)
   if (pending->error != NULL) {
     g_autofree char *message = g_strdup_printf ("thriftrouter could not store the rpc: %s",
                                                 pending->error->message);
-    guint suppressed = 0;
     ingress->stats.commit_errors++;
-    if (rate_ok (ingress, LIMIT_COMMIT, &suppressed))
-      g_warning ("answering INTERNAL_ERROR to %s: %s (%u more suppressed)", conn->peer,
-                 pending->error->message, suppressed);
+    tr_net_log_limited (ingress->log_limit, LIMIT_COMMIT, G_LOG_LEVEL_WARNING, conn->net.peer,
+                        "answering INTERNAL_ERROR to %s: %s", conn->net.peer, pending->error->message);
     if (!pending->oneway) {
       pending->answer = g_byte_array_new ();
       tr_frame_build_exception (pending->answer, pending->name, strlen (pending->name), pending->seqid,
@@ -302,7 +272,7 @@ handle_message (Conn *conn, const guint8 *msg, gsize len)
     g_autofree char *hint = protocol_hint (first_frame, msg - TR_FRAME_LEN_SIZE, len + TR_FRAME_LEN_SIZE);
     g_autofree char *what = g_strdup_printf ("malformed message: %s%s", tr_frame_status_to_string (status), hint);
     ingress->stats.bad_frames++;
-    log_bad_input (conn, LIMIT_BAD_FRAME, what);
+    log_bad_frame (conn, status, hint, what);
     /* No answer can echo a name we refuse to handle (too long): close. */
     if (!header.seqid_valid || header.name_len > TR_FRAME_MAX_NAME_LEN) {
       conn_close (conn, what);
@@ -313,7 +283,7 @@ handle_message (Conn *conn, const guint8 *msg, gsize len)
   }
   if (header.type != TR_MSG_CALL && header.type != TR_MSG_ONEWAY) {
     ingress->stats.bad_frames++;
-    log_bad_input (conn, LIMIT_BAD_FRAME, "sent a REPLY/EXCEPTION message; producers send CALL or ONEWAY");
+    log_bad_input (conn, LIMIT_REPLY, "sent a REPLY/EXCEPTION message; producers send CALL or ONEWAY");
     answer_exception (conn, &header, TR_APP_EXC_INVALID_MESSAGE_TYPE,
                       "thriftrouter accepts only CALL and ONEWAY messages");
     return;
@@ -391,53 +361,52 @@ commit_batch_now (TrIngress *ingress, int epoll_fd)
 static gboolean
 conn_parse_frames (Conn *conn)
 {
+  GByteArray *in = conn->net.in;
   gsize offset = 0;
 
-  while (conn->fd >= 0) {
+  while (conn->net.fd >= 0) {
     guint32 frame_len = 0;
-    TrFrameStatus status = tr_frame_next (conn->in->data + offset, conn->in->len - offset,
-                                          conn->ingress->max_frame_size, &frame_len);
+    TrFrameStatus status = tr_frame_next (in->data + offset, in->len - offset, conn->ingress->max_frame_size,
+                                          &frame_len);
     if (status == TR_FRAME_NEED_MORE)
       break;
     if (status != TR_FRAME_OK) {
-      g_autofree char *hint = protocol_hint (conn->frames == 0, conn->in->data + offset, conn->in->len - offset);
+      g_autofree char *hint = protocol_hint (conn->frames == 0, in->data + offset, in->len - offset);
       g_autofree char *limit = status == TR_FRAME_TOO_LARGE
                                    ? g_strdup_printf (" (%u bytes; max_frame_size is %u)",
-                                                      tr_get_be32 (conn->in->data + offset),
+                                                      tr_get_be32 (in->data + offset),
                                                       conn->ingress->max_frame_size)
                                    : g_strdup ("");
       g_autofree char *what = g_strdup_printf ("%s%s%s; closing the connection", tr_frame_status_to_string (status),
                                                limit, hint);
       conn->ingress->stats.bad_frames++;
-      log_bad_input (conn, LIMIT_BAD_FRAME, what);
+      log_bad_frame (conn, status, hint, what);
       conn_close (conn, what);
       return FALSE;
     }
-    handle_message (conn, conn->in->data + offset + TR_FRAME_LEN_SIZE, frame_len);
+    handle_message (conn, in->data + offset + TR_FRAME_LEN_SIZE, frame_len);
     offset += TR_FRAME_LEN_SIZE + frame_len;
   }
-  if (offset > 0 && conn->fd >= 0)
-    g_byte_array_remove_range (conn->in, 0, (guint) offset);
-  return conn->fd >= 0;
+  if (conn->net.fd < 0)
+    return FALSE;
+  tr_net_conn_consume (&conn->net, offset);
+  return TRUE;
 }
 
 static void
 conn_read (Conn *conn)
 {
-  for (int round = 0; round < 16 && conn->fd >= 0; round++) {
-    gsize old = conn->in->len;
-    ssize_t n;
-    g_byte_array_set_size (conn->in, (guint) (old + TR_READ_CHUNK));
-    n = recv (conn->fd, conn->in->data + old, TR_READ_CHUNK, MSG_DONTWAIT);
-    g_byte_array_set_size (conn->in, (guint) (old + (n > 0 ? (gsize) n : 0)));
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+  for (int round = 0; round < 16 && conn->net.fd >= 0; round++) {
+    g_autoptr (GError) error = NULL;
+    gsize n = 0;
+    TrNetIoStatus status = tr_net_conn_read (&conn->net, TR_READ_CHUNK, &n, &error);
+    if (status == TR_NET_IO_AGAIN)
       break;
-    if (n <= 0) {
-      if (conn->in->len > 0)
-        log_bad_input (conn, LIMIT_CONN, "disconnected in the middle of a frame");
-      conn_close (conn, n == 0 ? "closed by the producer" : g_strerror (errno));
+    if (status == TR_NET_IO_CLOSED) {
+      if (conn->net.in->len > 0)
+        log_bad_input (conn, LIMIT_MID_FRAME, "disconnected in the middle of a frame");
+      conn_close (conn, g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED) ? "closed by the producer"
+                                                                                          : error->message);
       return;
     }
     if (!conn_parse_frames (conn))
@@ -455,20 +424,25 @@ conn_read (Conn *conn)
 static void
 conn_update_condition (Conn *conn)
 {
+  g_autoptr (GError) error = NULL;
   guint32 events = 0;
 
-  if (conn->fd < 0)
+  if (conn->net.fd < 0)
     return;
   if (!conn->ingress->stopping && g_queue_get_length (&conn->pending) <= TR_MAX_PENDING_PER_CONN
-      && conn->out->len < TR_MAX_OUT_PER_CONN)
+      && conn->net.out->len < TR_MAX_OUT_PER_CONN)
     events |= EPOLLIN;
-  if (conn->out_sent < conn->out->len)
+  if (tr_net_conn_out_pending (&conn->net) > 0)
     events |= EPOLLOUT;
-  if (events != conn->events) {
-    struct epoll_event ev = { .events = events, .data.ptr = conn };
-    epoll_ctl (conn->ingress->epoll_fd, EPOLL_CTL_MOD, conn->fd, &ev);
-    conn->events = events;
+  if (events == conn->events)
+    return;
+  /* A connection whose readiness can no longer be watched would hang its
+   * producer: close it, the producer reconnects. */
+  if (!tr_net_epoll_modify (conn->ingress->epoll_fd, conn->net.fd, events, conn, &error)) {
+    conn_close (conn, error->message);
+    return;
   }
+  conn->events = events;
 }
 
 static void
@@ -477,7 +451,7 @@ conn_dispatch (Conn *conn, guint32 ready)
   conn->refs++; /* keep it alive through this dispatch */
   if (ready & (EPOLLERR | EPOLLHUP | EPOLLIN))
     conn_read (conn);
-  if (conn->fd >= 0 && (ready & EPOLLOUT))
+  if (conn->net.fd >= 0 && (ready & EPOLLOUT))
     conn_flush (conn);
   conn_unref (conn);
 }
@@ -508,31 +482,47 @@ static void
 conn_close (Conn *conn, const char *why)
 {
   TrIngress *ingress = conn->ingress;
+  g_autoptr (GError) error = NULL;
 
-  if (conn->fd < 0)
+  if (conn->net.fd < 0)
     return;
-  g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_INFO, "TR_PEER", conn->peer, "MESSAGE",
-                    "producer %s disconnected: %s", conn->peer, why);
-  epoll_ctl (ingress->epoll_fd, EPOLL_CTL_DEL, conn->fd, NULL);
-  close (conn->fd);
-  conn->fd = -1;
+  g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_INFO, "TR_PEER", conn->net.peer, "MESSAGE",
+                    "producer %s disconnected: %s", conn->net.peer, why);
+  /* close() drops the registration too (the fd is never duplicated); a
+   * failure here means the set and the connection disagree: say so. */
+  if (!tr_net_epoll_remove (ingress->epoll_fd, conn->net.fd, &error))
+    g_warning ("producer %s: %s", conn->net.peer, error->message);
+  tr_net_conn_close (&conn->net);
   g_hash_table_remove (ingress->conns, conn);
   ingress->stats.connections--;
   conn_unref (conn); /* the socket's reference; pending answers hold theirs */
 }
 
-static char *
-peer_name (int fd)
+/* A new producer connection, or (logged) @client closed again if it
+ * cannot be watched. */
+static void
+conn_open (TrIngress *ingress, int client)
 {
-  struct sockaddr_storage addr;
-  socklen_t len = sizeof addr;
-  char host[NI_MAXHOST], port[NI_MAXSERV];
+  g_autoptr (GError) error = NULL;
+  Conn *conn = g_new0 (Conn, 1);
 
-  if (getpeername (fd, (struct sockaddr *) &addr, &len) < 0
-      || getnameinfo ((struct sockaddr *) &addr, len, host, sizeof host, port, sizeof port,
-                      NI_NUMERICHOST | NI_NUMERICSERV) != 0)
-    return g_strdup_printf ("fd %d", fd);
-  return g_strdup_printf ("%s:%s", host, port);
+  conn->ingress = ingress;
+  conn->refs = 1;
+  tr_net_conn_init (&conn->net, client);
+  g_queue_init (&conn->pending);
+  conn->events = EPOLLIN;
+  if (!tr_net_epoll_add (ingress->epoll_fd, client, EPOLLIN, conn, &error)) {
+    tr_net_log_limited (ingress->log_limit, LIMIT_WATCH, G_LOG_LEVEL_WARNING, conn->net.peer,
+                        "cannot watch producer connection %s, closing it: %s", conn->net.peer, error->message);
+    tr_net_conn_clear (&conn->net);
+    g_free (conn);
+    return;
+  }
+  g_hash_table_add (ingress->conns, conn);
+  ingress->stats.connections++;
+  ingress->stats.accepted++;
+  g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_INFO, "TR_PEER", conn->net.peer, "MESSAGE", "producer %s connected",
+                    conn->net.peer);
 }
 
 static gboolean
@@ -542,51 +532,22 @@ accept_cb (gint fd, GIOCondition condition, gpointer data)
 
   (void) condition;
   for (int i = 0; i < 64; i++) {
-    int one = 1;
-    int client = accept4 (fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    Conn *conn;
+    g_autoptr (GError) error = NULL;
+    int client = tr_net_accept (fd, &error);
     if (client < 0) {
-      guint suppressed = 0;
-      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && rate_ok (ingress, LIMIT_CONN, &suppressed))
-        g_warning ("accept on port %u failed: %s", ingress->port, g_strerror (errno));
+      if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
+        tr_net_log_limited (ingress->log_limit, LIMIT_ACCEPT, G_LOG_LEVEL_WARNING, NULL, "port %u: %s",
+                            ingress->port, error->message);
       break;
     }
     if (ingress->stats.connections >= ingress->max_connections) {
-      guint suppressed = 0;
       ingress->stats.refused++;
-      if (rate_ok (ingress, LIMIT_CONN, &suppressed))
-        g_warning ("refusing a producer connection: max_connections (%u) reached (%u more suppressed)",
-                   ingress->max_connections, suppressed);
+      tr_net_log_limited (ingress->log_limit, LIMIT_MAX_CONNECTIONS, G_LOG_LEVEL_WARNING, NULL,
+                          "refusing a producer connection: max_connections (%u) reached", ingress->max_connections);
       close (client);
       continue;
     }
-    setsockopt (client, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    conn = g_new0 (Conn, 1);
-    conn->ingress = ingress;
-    conn->fd = client;
-    conn->refs = 1;
-    conn->in = g_byte_array_new ();
-    conn->out = g_byte_array_new ();
-    conn->peer = peer_name (client);
-    g_queue_init (&conn->pending);
-    conn->events = EPOLLIN;
-    {
-      struct epoll_event ev = { .events = EPOLLIN, .data.ptr = conn };
-      if (epoll_ctl (ingress->epoll_fd, EPOLL_CTL_ADD, client, &ev) < 0) {
-        g_warning ("cannot watch producer connection: %s", g_strerror (errno));
-        close (client);
-        g_byte_array_unref (conn->in);
-        g_byte_array_unref (conn->out);
-        g_free (conn->peer);
-        g_free (conn);
-        continue;
-      }
-    }
-    g_hash_table_add (ingress->conns, conn);
-    ingress->stats.connections++;
-    ingress->stats.accepted++;
-    g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_INFO, "TR_PEER", conn->peer, "MESSAGE",
-                      "producer %s connected", conn->peer);
+    conn_open (ingress, client);
   }
   return G_SOURCE_CONTINUE;
 }
@@ -666,46 +627,6 @@ update_commit_hint (gpointer data)
   return G_SOURCE_CONTINUE;
 }
 
-static int
-listen_on (const char *host, guint16 port, guint16 *bound_port, GError **error)
-{
-  struct addrinfo hints = { 0 }, *res = NULL;
-  char service[8];
-  int fd = -1, one = 1, rc;
-
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-  g_snprintf (service, sizeof service, "%u", port);
-  rc = getaddrinfo (host, service, &hints, &res);
-  if (rc != 0) {
-    g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT, "cannot resolve listen address %s:%u: %s", host,
-                 port, gai_strerror (rc));
-    return -1;
-  }
-  fd = socket (res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd >= 0)
-    setsockopt (fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (fd < 0 || bind (fd, res->ai_addr, res->ai_addrlen) < 0 || listen (fd, 1024) < 0) {
-    int saved = errno;
-    g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved), "cannot listen on %s:%u: %s", host, port,
-                 g_strerror (saved));
-    if (fd >= 0)
-      close (fd);
-    freeaddrinfo (res);
-    return -1;
-  }
-  freeaddrinfo (res);
-  {
-    struct sockaddr_storage addr;
-    socklen_t len = sizeof addr;
-    getsockname (fd, (struct sockaddr *) &addr, &len);
-    *bound_port = ntohs (addr.ss_family == AF_INET6 ? ((struct sockaddr_in6 *) &addr)->sin6_port
-                                                    : ((struct sockaddr_in *) &addr)->sin_port);
-  }
-  return fd;
-}
-
 TrIngress *
 tr_ingress_new (TrRpcStore *store, const TrConfig *config, GError **error)
 {
@@ -714,22 +635,25 @@ tr_ingress_new (TrRpcStore *store, const TrConfig *config, GError **error)
   g_return_val_if_fail (store != NULL && config != NULL, NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
   ingress = g_new0 (TrIngress, 1);
+  /* Not 0 (g_new0): tr_ingress_free() after a failed start must not close
+   * fd 0, which this ingress never opened. */
+  ingress->listen_fd = -1;
+  ingress->epoll_fd = -1;
   ingress->store = store;
   ingress->max_frame_size = config->max_frame_size;
   ingress->max_connections = config->max_connections;
   ingress->conns = g_hash_table_new (g_direct_hash, g_direct_equal);
   ingress->batch = tr_rpcbatch_new ();
   ingress->commit_hint = 1;
-  ingress->epoll_fd = epoll_create1 (EPOLL_CLOEXEC);
+  ingress->log_limit = tr_net_log_limit_new (G_LOG_DOMAIN, G_TIME_SPAN_SECOND);
   build_routes (ingress, config);
+  ingress->epoll_fd = tr_net_epoll_new (error);
   if (ingress->epoll_fd < 0) {
-    int saved = errno;
-    g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved), "cannot create an epoll set: %s",
-                 g_strerror (saved));
     tr_ingress_free (ingress);
     return NULL;
   }
-  ingress->listen_fd = listen_on (config->listen_host, config->listen_port, &ingress->port, error);
+  ingress->listen_fd = tr_net_listen (config->listen_host, config->listen_port, TR_LISTEN_BACKLOG, &ingress->port,
+                                      error);
   if (ingress->listen_fd < 0) {
     tr_ingress_free (ingress);
     return NULL;
@@ -743,15 +667,17 @@ tr_ingress_new (TrRpcStore *store, const TrConfig *config, GError **error)
 void
 tr_ingress_stop_accepting (TrIngress *ingress)
 {
-  GHashTableIter iter;
-  gpointer key;
+  GList *conns;
 
   /* Stop reading too: what a producer sends now gets no answer (it was not
-   * acknowledged, so it may be retried), and the drain can end. */
+   * acknowledged, so it may be retried), and the drain can end.  A list of
+   * the connections, not an iterator: conn_update_condition() may close one
+   * (and so remove it from ->conns). */
   ingress->stopping = TRUE;
-  g_hash_table_iter_init (&iter, ingress->conns);
-  while (g_hash_table_iter_next (&iter, &key, NULL))
-    conn_update_condition (key);
+  conns = g_hash_table_get_keys (ingress->conns);
+  for (GList *l = conns; l != NULL; l = l->next)
+    conn_update_condition (l->data);
+  g_list_free (conns);
   if (ingress->listen_source != 0)
     g_source_remove (ingress->listen_source);
   ingress->listen_source = 0;
@@ -770,7 +696,7 @@ tr_ingress_pending (TrIngress *ingress)
   g_hash_table_iter_init (&iter, ingress->conns);
   while (g_hash_table_iter_next (&iter, &key, NULL)) {
     const Conn *conn = key;
-    if (conn->out_sent < conn->out->len)
+    if (tr_net_conn_out_pending (&conn->net) > 0)
       n++;
   }
   return n;
@@ -812,5 +738,6 @@ tr_ingress_free (TrIngress *ingress)
   g_hash_table_destroy (ingress->conns);
   g_hash_table_destroy (ingress->routes);
   tr_rpcbatch_free (ingress->batch);
+  tr_net_log_limit_free (ingress->log_limit);
   g_free (ingress);
 }

@@ -282,10 +282,36 @@ def test_stock_clients_with_the_wrong_transport_are_told_what_is_wrong():
                        timeout=10, what="a log line naming %r for the %s client" % (words, what))
             p = Producer(router.port)
             p.log_event(b"right-after-" + what.encode())
-            p.close()
-            time.sleep(1.1)  # bad-frame lines are rate-limited to one a second
+            p.close()  # no pause: each diagnosis is rate-limited on its own
         wait_until(lambda: len(ep.payloads()) >= len(cases), what="delivery of the framed binary calls")
         ep.check_sequence([b"right-after-" + what.encode() for what, _, _ in cases])
+        check(router.proc.poll() is None, "router exited")
+    finally:
+        router.stop()
+        router.cleanup()
+        ep.stop()
+
+
+def test_two_different_bad_clients_within_a_second_each_get_their_log_line():
+    """Bad-input lines are rate-limited per kind of diagnosis, not all
+    together: an unframed binary client and a framed compact client that
+    arrive within the same second each get their own line, and a line after
+    which nothing was suppressed carries no "(0 … suppressed)" suffix."""
+    ep = Endpoint().start()
+    router = started({"books": {"rpcs": ["log_event"], "endpoints": {"a": ep.port}}})
+    try:
+        name = b"log_event"
+        unframed = struct.pack(">Ii", 0x80010001, len(name)) + name + struct.pack(">i", 1) + b"\x00"
+        compact = b"\x82\x21\x01" + bytes([len(name)]) + name + b"\x00"
+        start = time.monotonic()
+        raw_call(router.port, unframed)
+        raw_call(router.port, _frame(compact))
+        check(time.monotonic() - start < 1.0, "both clients must come within one second (took %.2fs)"
+              % (time.monotonic() - start))
+        for words in ("unframed binary-protocol", "framed compact-protocol"):
+            wait_until(lambda: any(words in line for line in router.log().splitlines()), timeout=10,
+                       what="a log line naming the %s client:\n%s" % (words, router.log()))
+        check("(0 similar messages suppressed" not in router.log(), "empty suppression suffix:\n" + router.log())
         check(router.proc.poll() is None, "router exited")
     finally:
         router.stop()
@@ -625,6 +651,7 @@ if __name__ == "__main__":
         test_data_dir_of_another_node_is_refused,
         test_bad_input_gets_defined_outcomes_and_router_keeps_serving,
         test_stock_clients_with_the_wrong_transport_are_told_what_is_wrong,
+        test_two_different_bad_clients_within_a_second_each_get_their_log_line,
         test_stock_servers_with_the_wrong_transport_are_named_and_then_caught_up,
         test_multiplexed_producer_and_endpoint,
         test_endpoint_down_then_back_catches_up_in_order,
