@@ -70,6 +70,7 @@ tr_push__endpoint_disconnect (TrPushEndpoint *endpoint)
   endpoint->retries = 0;
   endpoint->rpc_fail_seqid = 0;
   endpoint->rpc_fail_count = 0;
+  endpoint->window = 0;
 }
 
 void

@@ -20,6 +20,9 @@
  *  - after any failure the connection is closed, inflight dropped and
  *    next_seqid = acked + 1: delivery restarts at the first unacknowledged
  *    seqid, so an endpoint may see duplicates but never a gap;
+ *  - after an RPC failure of seqid S only S is in flight until S is
+ *    acknowledged or dead-lettered (window_limit()): the RPCs behind S are
+ *    not replayed at every retry;
  *  - the endpoint is sent one connection's worth of messages only: with
  *    max_connection > 1 one connection is still used (per-endpoint order).
  *
@@ -126,6 +129,21 @@ tr_push__endpoint_close (TrPushEndpoint *endpoint)
 
 /* ---- acknowledgement ---- */
 
+/* How many messages may be in flight.  After an RPC failure only the
+ * failing seqid goes out until it is acknowledged (or dead-lettered): the
+ * endpoint's server processes everything pipelined behind a refused RPC,
+ * so a full window would replay those RPCs at every retry.  Then the
+ * window doubles with each acknowledgement back to max_inflight. */
+static guint
+window_limit (const TrPushEndpoint *endpoint)
+{
+  guint max_inflight = endpoint->service->max_inflight;
+
+  if (endpoint->rpc_fail_seqid > endpoint->acked)
+    return 1;
+  return endpoint->window == 0 ? max_inflight : MIN (endpoint->window, max_inflight);
+}
+
 static void
 progress (TrPushEndpoint *endpoint)
 {
@@ -133,6 +151,8 @@ progress (TrPushEndpoint *endpoint)
   if (endpoint->acked >= endpoint->rpc_fail_seqid) {
     endpoint->rpc_fail_seqid = 0;
     endpoint->rpc_fail_count = 0;
+    if (endpoint->window != 0)
+      endpoint->window = endpoint->window >= endpoint->service->max_inflight / 2 ? 0 : endpoint->window * 2;
   }
   tr_push__acked (endpoint);
 }
@@ -215,6 +235,7 @@ rpc_failed (TrPushEndpoint *endpoint, guint64 seqid, guint64 rpc_id, const char 
     endpoint->rpc_fail_count = 0;
   }
   endpoint->rpc_fail_count++;
+  endpoint->window = 1; /* window_limit() */
   if (endpoint->rpc_fail_count <= service->max_retries)
     return;
   if (service->on_failure == TR_ON_FAILURE_BLOCK) {
@@ -470,7 +491,7 @@ tr_push__endpoint_fill (TrPushEndpoint *endpoint)
   if (endpoint->state != TR_PUSH_SENDING)
     return;
   head = tr_rpcstore_service_head (endpoint->push->store, service->service_id);
-  while (g_queue_get_length (&endpoint->inflight) < service->max_inflight && endpoint->next_seqid <= head) {
+  while (g_queue_get_length (&endpoint->inflight) < window_limit (endpoint) && endpoint->next_seqid <= head) {
     QueueResult result;
     if (endpoint->stop_fill_at != 0 && !g_queue_is_empty (&endpoint->inflight))
       break;

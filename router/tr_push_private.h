@@ -81,6 +81,8 @@ struct _TrPushEndpoint {
   guint retries;           /* consecutive failures, for backoff */
   guint64 rpc_fail_seqid;  /* seqid of the current run of RPC-level failures */
   guint rpc_fail_count;
+  guint window;            /* in-flight limit since the last RPC failure (1 until ->rpc_fail_seqid is
+                            * acknowledged, then doubling per acknowledgement); 0 = max_inflight */
   char *last_error;        /* (nullable) */
   guint64 delivered;       /* RPCs acknowledged by the endpoint since start (or its reload) */
   gint64 rate_time[TR_PUSH_RATE_SAMPLES];      /* monotonic µs; 0 = empty */

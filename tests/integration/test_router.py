@@ -464,6 +464,40 @@ def test_endpoint_exception_is_retried_in_order():
         ep.stop()
 
 
+def test_rpcs_behind_a_refused_one_are_not_replayed_at_every_retry():
+    """Defaults (max_inflight 64, on_failure = block): the endpoint refuses
+    seqid 1 five times.  Seqids 2 and 3 went out pipelined behind it once;
+    while seqid 1 keeps failing only it is sent (window 1), so 2 and 3
+    arrive at most twice (once behind the first failure, once after 1 got
+    through), not once per retry."""
+    refusals = 5
+    ep = Endpoint()
+    ep.refuse = {1: refusals}
+    router = started({"books": {"rpcs": ["log_event"], "endpoints": {"a": ep.port}}})
+    try:
+        # All three are committed before the endpoint listens: they go out in
+        # one send, pipelined.
+        sent = send_calls(router, b"behind", 3)
+        ep.start()
+        wait_until(lambda: len(ep.payloads()) >= 3, what="delivery after the refusals")
+        # 2 and 3 reached the handler before 1 was accepted (pipelining).
+        check(sorted(ep.payloads()) == list(enumerate(sent, 1)), "payloads differ: %s" % ep.payloads())
+        with ep.lock:
+            arrivals = dict(ep.arrivals)
+        print("  arrivals per seqid: %s" % arrivals)
+        check(arrivals.get(1) == refusals + 1, "seqid 1 arrived %s times, expected %d" % (arrivals.get(1), refusals + 1))
+        for seqid in (2, 3):
+            check(arrivals.get(seqid, 0) <= 2,
+                  "seqid %d arrived %d times behind %d refusals of seqid 1" % (seqid, arrivals.get(seqid, 0), refusals))
+        more = send_calls(router, b"after", 100)
+        wait_until(lambda: len(ep.payloads()) >= 103, what="delivery once the window grew back")
+        check(sorted(ep.payloads()) == list(enumerate(sent + more, 1)), "payloads differ after the recovery")
+    finally:
+        router.stop()
+        router.cleanup()
+        ep.stop()
+
+
 def test_stop_send_holds_position_and_clean_restart_resumes():
     ep = Endpoint().start()
     services = {"books": {"rpcs": ["log_event"], "endpoints": {"a": (ep.port, "true")}}}
@@ -627,6 +661,7 @@ if __name__ == "__main__":
         test_endpoint_by_host_name_and_an_unresolvable_one,
         test_every_address_of_a_name_is_tried,
         test_endpoint_exception_is_retried_in_order,
+        test_rpcs_behind_a_refused_one_are_not_replayed_at_every_retry,
         test_stop_send_holds_position_and_clean_restart_resumes,
         test_kill9_under_load_loses_nothing_acknowledged,
         test_retention_deletes_parts_only_when_all_endpoints_passed,
