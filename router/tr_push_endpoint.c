@@ -569,7 +569,11 @@ handle_reply (TrPushEndpoint *endpoint, const guint8 *msg, gsize len)
     return TRUE;
   }
   ack_before (endpoint, expected);
-  if (reply.header.type == TR_MSG_REPLY)
+  if (reply.header.type == TR_MSG_REPLY && reply.result_field_id == 0)
+    endpoint_fail (endpoint, FAIL_RPC, expected->seqid, expected->rpc_id,
+                   "endpoint returned a value (result field 0): its method is not void, and routed methods must "
+                   "be void or oneway");
+  else if (reply.header.type == TR_MSG_REPLY)
     endpoint_fail (endpoint, FAIL_RPC, expected->seqid, expected->rpc_id,
                    "endpoint answered a declared exception (result field %d)", reply.result_field_id);
   else
