@@ -285,6 +285,7 @@ log_failure (TrPushEndpoint *endpoint, guint64 delay_ms)
                   endpoint->acked + 1, endpoint->last_error);
   endpoint->last_fail_log = now;
   endpoint->fail_log_suppressed = 0;
+  endpoint->down_logged = TRUE;
 }
 
 /* Closes the connection, drops what is in flight and backs off.  Safe
@@ -304,6 +305,9 @@ endpoint_fail (TrPushEndpoint *endpoint, FailKind kind, guint64 seqid, guint64 r
   endpoint->last_error = g_strdup_vprintf (format, args);
   va_end (args);
 
+  if (endpoint->down_since == 0)
+    endpoint->down_since = g_get_monotonic_time ();
+  endpoint->down_failures++;
   tr_push__endpoint_close (endpoint);
   if (kind == FAIL_RPC)
     rpc_failed (endpoint, seqid, rpc_id, endpoint->last_error);
@@ -675,6 +679,29 @@ address_failed (TrPushEndpoint *endpoint, const char *why)
   endpoint_fail (endpoint, FAIL_CONNECTION, 0, 0, "%s", why);
 }
 
+/* The failures were logged as warnings (rate-limited): the reconnection
+ * that ends them is logged where an operator sees it too, or the last word
+ * visible stays "Connection refused".  One whose failures were all
+ * suppressed stays at info level, like the failures themselves. */
+static void
+log_connected (TrPushEndpoint *endpoint, const char *where)
+{
+  guint64 from = endpoint->acked + 1;
+
+  if (endpoint->down_failures == 0)
+    tr_push__log (endpoint, endpoint->retries == 0 ? G_LOG_LEVEL_MESSAGE : G_LOG_LEVEL_INFO, from,
+                  "connected to %s, sending from seqid %" G_GUINT64_FORMAT, where, from);
+  else
+    tr_push__log (endpoint, endpoint->down_logged ? G_LOG_LEVEL_MESSAGE : G_LOG_LEVEL_INFO, from,
+                  "connected to %s after %u failed attempt%s in %.1f s (last: %s), sending from seqid %"
+                  G_GUINT64_FORMAT, where, endpoint->down_failures, endpoint->down_failures == 1 ? "" : "s",
+                  (double) (g_get_monotonic_time () - endpoint->down_since) / G_TIME_SPAN_SECOND,
+                  endpoint->last_error, from);
+  endpoint->down_since = 0;
+  endpoint->down_failures = 0;
+  endpoint->down_logged = FALSE;
+}
+
 static void
 on_connected (TrPushEndpoint *endpoint)
 {
@@ -693,8 +720,7 @@ on_connected (TrPushEndpoint *endpoint)
   endpoint->replies = 0;
   set_state (endpoint, TR_PUSH_SENDING);
   g_source_set_ready_time (endpoint->source, -1);
-  tr_push__log (endpoint, endpoint->retries == 0 ? G_LOG_LEVEL_MESSAGE : G_LOG_LEVEL_INFO, endpoint->acked + 1,
-                "connected to %s, sending from seqid %" G_GUINT64_FORMAT, where, endpoint->acked + 1);
+  log_connected (endpoint, where);
   tr_push__endpoint_watch (endpoint, G_IO_IN);
   tr_push__endpoint_fill (endpoint);
 }

@@ -90,6 +90,9 @@ struct _TrPushEndpoint {
   guint rate_next;
   gint64 last_fail_log;    /* monotonic µs */
   guint fail_log_suppressed;
+  gint64 down_since;       /* monotonic µs of the first failure since the last connection; 0 = none */
+  guint down_failures;     /* failures since the last connection */
+  gboolean down_logged;    /* one of them was logged (not suppressed): so is the reconnection */
 };
 
 struct _TrPushService {

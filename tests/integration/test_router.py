@@ -1,6 +1,7 @@
 """Integration tests: the real thriftrouter daemon with python3-thrift
 producers and TThreadedServer endpoints on loopback (DESIGN.md §2, §7)."""
 import os
+import re
 import shutil
 import socket
 import struct
@@ -375,6 +376,37 @@ def test_endpoint_down_then_back_catches_up_in_order():
         ep.stop()
 
 
+def test_endpoint_recovery_is_logged_where_its_failures_were():
+    """An endpoint that goes down and comes back: after the warnings about
+    its failures, the log (default levels: no info lines) says it is
+    connected again, how many attempts and how long it took."""
+    ep = Endpoint().start()
+    router = started({"books": {"rpcs": ["log_event"], "endpoints": {"a": ep.port}}})
+    back = None
+    try:
+        sent = send_calls(router, b"before", 5)
+        wait_until(lambda: len(ep.payloads()) >= 5, what="delivery before the outage")
+        ep.stop()
+        wait_until(lambda: "books/a: backoff" in router.log(), what="the failure in the log")
+        back = Endpoint(port=ep.port).start()
+        more = send_calls(router, b"after", 5)
+        wait_until(lambda: len(back.payloads()) >= 5, what="delivery after the outage")
+        check(back.payloads() == list(enumerate(more, 6)), "payloads after the outage differ: %s" % back.payloads())
+        check(len(ep.payloads()) == 5 and [d for _, d in ep.payloads()] == sent, "payloads before the outage differ")
+        pattern = "books/a: connected to 127.0.0.1:%d after " % ep.port
+        wait_until(lambda: pattern in router.log(), timeout=5, what="the recovery line in the log")
+        line = [l for l in router.log().splitlines() if pattern in l][-1]
+        print("  " + line.strip())
+        check(re.search(r"after \d+ failed attempts? in \d+\.\d s \(last: ", line),
+              "the recovery line does not say how long, how many attempts and the last error: " + line)
+    finally:
+        router.stop()
+        router.cleanup()
+        ep.stop()
+        if back:
+            back.stop()
+
+
 def test_endpoint_by_host_name_and_an_unresolvable_one():
     """host = localhost goes through the name lookup (off the push thread)
     and delivers; a name that does not resolve fails that endpoint only,
@@ -658,6 +690,7 @@ if __name__ == "__main__":
         test_stock_servers_with_the_wrong_transport_are_named_and_then_caught_up,
         test_multiplexed_producer_and_endpoint,
         test_endpoint_down_then_back_catches_up_in_order,
+        test_endpoint_recovery_is_logged_where_its_failures_were,
         test_endpoint_by_host_name_and_an_unresolvable_one,
         test_every_address_of_a_name_is_tried,
         test_endpoint_exception_is_retried_in_order,
