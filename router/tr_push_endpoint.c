@@ -69,6 +69,10 @@
 #define TR_PUSH_READ_CHUNK (64 * 1024)
 #define TR_PUSH_FAIL_LOG_INTERVAL_US (10 * G_TIME_SPAN_SECOND)
 #define TR_PUSH_BLOCKED_WARN_EVERY 10
+/* Cap of the backoff before an endpoint was ever reached: one started after
+ * the router is not a failing endpoint, and a connection attempt a second
+ * is cheap (docs/delivery.md "Retries and backoff"). */
+#define TR_PUSH_FIRST_CONTACT_RETRY_MS 1000
 
 typedef enum {
   FAIL_CONNECTION, /* always retried */
@@ -313,6 +317,8 @@ endpoint_fail (TrPushEndpoint *endpoint, FailKind kind, guint64 seqid, guint64 r
     rpc_failed (endpoint, seqid, rpc_id, endpoint->last_error);
   endpoint->next_seqid = endpoint->acked + 1;
   delay = backoff_ms (endpoint->service, endpoint->retries);
+  if (!endpoint->contacted && kind == FAIL_CONNECTION)
+    delay = MIN (delay, TR_PUSH_FIRST_CONTACT_RETRY_MS);
   endpoint->retries++;
   set_state (endpoint, TR_PUSH_BACKOFF);
   set_timer_ms (endpoint, delay);
@@ -718,6 +724,7 @@ on_connected (TrPushEndpoint *endpoint)
   }
   g_clear_pointer (&endpoint->addresses, g_ptr_array_unref);
   endpoint->replies = 0;
+  endpoint->contacted = TRUE;
   set_state (endpoint, TR_PUSH_SENDING);
   g_source_set_ready_time (endpoint->source, -1);
   log_connected (endpoint, where);

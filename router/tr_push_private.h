@@ -79,6 +79,7 @@ struct _TrPushEndpoint {
   gboolean fill_held;      /* the last fill left committed RPCs unsent (window full, or waiting) */
 
   guint retries;           /* consecutive failures, for backoff */
+  gboolean contacted;      /* connected at least once to host:port (since start, or the reload that set it) */
   guint64 rpc_fail_seqid;  /* seqid of the current run of RPC-level failures */
   guint rpc_fail_count;
   guint window;            /* in-flight limit since the last RPC failure (1 until ->rpc_fail_seqid is

@@ -177,6 +177,7 @@ update_endpoint (TrPushEndpoint *endpoint, const TrEndpointConfig *config, gbool
     g_free (endpoint->host);
     endpoint->host = g_strdup (config->host);
     endpoint->port = config->port;
+    endpoint->contacted = FALSE; /* a new address gets the quick first-contact retries */
   }
   if (config->stop_send != (endpoint->state == TR_PUSH_STOPPED)) {
     tr_push__endpoint_set_stop_send (endpoint, config->stop_send);

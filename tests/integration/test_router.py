@@ -407,6 +407,38 @@ def test_endpoint_recovery_is_logged_where_its_failures_were():
             back.stop()
 
 
+def test_endpoint_started_after_the_router_gets_its_rpcs_quickly():
+    """The README walk-through: the router runs with its endpoint not yet
+    started (default backoff, 100 ms doubling to 30 s), the endpoint starts
+    15 s later and must get the RPC within a few seconds.  A refused
+    connection before first contact is retried at most 1 s apart; with the
+    backoff of a failing endpoint the next attempt came ~10 s later."""
+    ep = Endpoint()
+    router = Router({"books": {"rpcs": ["log_event"], "endpoints": {"a": ep.port}}})
+    # The harness shortens the backoff of every service: back to the defaults.
+    conf = os.path.join(router.tmp, "services", "books.conf")
+    with open(conf) as f:
+        text = f.read()
+    with open(conf, "w") as f:
+        f.write(text.replace("retry_backoff_ms = 20\nretry_backoff_max_ms = 200\n", ""))
+    try:
+        router.start()
+        sent = send_calls(router, b"early", 1)
+        time.sleep(15)  # the scenario: 15 s without the endpoint
+        check(router.proc.poll() is None, "router exited")
+        ep.start()
+        t0 = time.time()
+        wait_until(lambda: len(ep.payloads()) >= 1, timeout=30, what="first delivery")
+        took = time.time() - t0
+        print("  endpoint started 15 s after the router got its rpc %.2f s later" % took)
+        ep.check_sequence(sent)
+        check(took < 3.0, "the endpoint got its rpc %.1f s after it started (first contact should be quick)" % took)
+    finally:
+        router.stop()
+        router.cleanup()
+        ep.stop()
+
+
 def test_endpoint_by_host_name_and_an_unresolvable_one():
     """host = localhost goes through the name lookup (off the push thread)
     and delivers; a name that does not resolve fails that endpoint only,
@@ -691,6 +723,7 @@ if __name__ == "__main__":
         test_multiplexed_producer_and_endpoint,
         test_endpoint_down_then_back_catches_up_in_order,
         test_endpoint_recovery_is_logged_where_its_failures_were,
+        test_endpoint_started_after_the_router_gets_its_rpcs_quickly,
         test_endpoint_by_host_name_and_an_unresolvable_one,
         test_every_address_of_a_name_is_tried,
         test_endpoint_exception_is_retried_in_order,
