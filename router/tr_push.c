@@ -310,17 +310,16 @@ tr_push_on_store_event (gpointer push, TrRpcNotify what, guint64 value)
   g_return_if_fail (push != NULL);
 
   if (what == TR_RPC_NOTIFY_COMMITTED)
-    tr_push_wake (push, value);
+    tr_push_wake (push);
   else if (what == TR_RPC_NOTIFY_SYNCING)
     wake_early (push, value);
 }
 
 void
-tr_push_wake (TrPush *push, guint64 head)
+tr_push_wake (TrPush *push)
 {
   g_return_if_fail (push != NULL);
 
-  (void) head; /* each endpoint reads its own service head */
   if (g_atomic_int_compare_and_exchange (&push->wake_pending, 0, 1)) {
     /* Linger: RPCs committed within the next TR_PUSH_LINGER_MS go out in
      * one pass (one send per endpoint), instead of one wake-up, one send
