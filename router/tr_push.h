@@ -10,8 +10,8 @@
  * (at most every state_flush_ms, and on shutdown).  Behaviour:
  * docs/delivery.md.
  *
- * Endpoint states (transitions in tr_push_endpoint.c; stop_send and
- * start_send in tr_push_control.c):
+ * Endpoint states (transitions in tr_peer.c, mapped in tr_push_endpoint.c;
+ * stop_send and start_send in tr_push_control.c):
  *
  *   STOPPED <--- stop_send ---- any state
  *      |  start_send

@@ -142,35 +142,13 @@ fake_thread (gpointer data)
   return NULL;
 }
 
-/* Binds 127.0.0.1:@port (0 = any) and listens if @listen. */
-static int
-bind_port (guint16 port, gboolean do_listen, guint16 *port_out)
-{
-  struct sockaddr_in addr = { 0 };
-  socklen_t addr_len = sizeof addr;
-  int one = 1;
-  int fd = socket (AF_INET, SOCK_STREAM, 0);
-
-  cr_assert (fd >= 0);
-  setsockopt (fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
-  addr.sin_port = htons (port);
-  cr_assert_eq (bind (fd, (struct sockaddr *) &addr, sizeof addr), 0, "bind: %s", g_strerror (errno));
-  if (do_listen)
-    cr_assert_eq (listen (fd, 16), 0);
-  cr_assert_eq (getsockname (fd, (struct sockaddr *) &addr, &addr_len), 0);
-  *port_out = ntohs (addr.sin_port);
-  return fd;
-}
-
 static void
 fake_init (Fake *fake)
 {
   memset (fake, 0, sizeof *fake);
   g_mutex_init (&fake->lock);
   fake->received = g_ptr_array_new_with_free_func (received_free);
-  fake->listen_fd = bind_port (0, TRUE, &fake->port);
+  fake->listen_fd = tr_test_bind_loopback (0, TRUE, &fake->port);
 }
 
 static void
@@ -529,7 +507,7 @@ Test (tr_push, endpoint_down_then_up_catches_up, .timeout = 30)
 {
   Fake fake;
   guint16 port;
-  int reserved = bind_port (0, FALSE, &port);
+  int reserved = tr_test_bind_loopback (0, FALSE, &port);
   TrPushEndpointStats stats;
 
   close (reserved); /* nobody listens there: connections are refused */
@@ -547,7 +525,7 @@ Test (tr_push, endpoint_down_then_up_catches_up, .timeout = 30)
   memset (&fake, 0, sizeof fake);
   g_mutex_init (&fake.lock);
   fake.received = g_ptr_array_new_with_free_func (received_free);
-  fake.listen_fd = bind_port (port, TRUE, &fake.port);
+  fake.listen_fd = tr_test_bind_loopback (port, TRUE, &fake.port);
   fake_run (&fake);
   submit_range (13, 15, TR_MSG_CALL);
   wait_acked (15);
