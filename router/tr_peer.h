@@ -3,9 +3,10 @@
  *
  * Threads: a TrPeer belongs to the thread that runs the GMainContext it is
  * attached to (tr_peer_attach()); for COMMON delivery that is the push
- * thread (tr_push.h).  Every function runs on that thread only, except
- * tr_peer_new(), tr_peer_set_settings() and tr_peer_free() before the peer
- * is attached or after that thread has stopped.  Not thread-safe.  Name
+ * thread (tr_push.h).  Every function runs on that thread only; before
+ * the peer is attached, or after that thread has stopped for good, the
+ * thread that created it may call them instead (TrPush builds its peers on
+ * the main thread and stops them there at shutdown).  Not thread-safe.  Name
  * lookups run on GIO's resolver threads and come back on the thread-default
  * context of the owning thread, which must be the attached context.
  *
