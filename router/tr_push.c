@@ -1,6 +1,7 @@
 /* tr_push.c - push module life cycle: send state files, retention low-water
- * marks, the push thread, wake-ups and statistics.  The per-endpoint
- * connection state machine is in tr_push_endpoint.c.
+ * marks, the push thread, wake-ups and statistics.  What an endpoint
+ * sends and what its replies mean is in tr_push_endpoint.c, its
+ * connection state machine in tr_peer.c.
  *
  * Send state file (one RotateFile per endpoint, DATA_DIR/state/<service>@<endpoint id>.0/.1),
  * state payload version 1, little-endian:
@@ -310,17 +311,16 @@ tr_push_on_store_event (gpointer push, TrRpcNotify what, guint64 value)
   g_return_if_fail (push != NULL);
 
   if (what == TR_RPC_NOTIFY_COMMITTED)
-    tr_push_wake (push, value);
+    tr_push_wake (push);
   else if (what == TR_RPC_NOTIFY_SYNCING)
     wake_early (push, value);
 }
 
 void
-tr_push_wake (TrPush *push, guint64 head)
+tr_push_wake (TrPush *push)
 {
   g_return_if_fail (push != NULL);
 
-  (void) head; /* each endpoint reads its own service head */
   if (g_atomic_int_compare_and_exchange (&push->wake_pending, 0, 1)) {
     /* Linger: RPCs committed within the next TR_PUSH_LINGER_MS go out in
      * one pass (one send per endpoint), instead of one wake-up, one send
@@ -372,11 +372,8 @@ endpoint_new (TrPush *push, TrPushService *service, const TrEndpointConfig *conf
   endpoint->id = g_strdup (config->id);
   endpoint->host = g_strdup (config->host);
   endpoint->port = config->port;
-  endpoint->state = config->stop_send ? TR_PUSH_STOPPED : TR_PUSH_BACKOFF;
-  endpoint->fd = -1;
-  endpoint->out = g_byte_array_new ();
-  endpoint->in = g_byte_array_new ();
-  g_queue_init (&endpoint->inflight);
+  endpoint->stopped = config->stop_send;
+  endpoint->peer = tr_push__endpoint_peer_new (endpoint, config->host, config->port);
   if (config->max_connection > 1)
     g_message ("%s/%s: max_connection = %u accepted, but one connection is used so that the endpoint "
                "receives its RPCs in order",
@@ -389,18 +386,11 @@ endpoint_free (gpointer data)
 {
   TrPushEndpoint *endpoint = data;
 
-  tr_push__endpoint_close (endpoint);
-  if (endpoint->source != NULL) {
-    g_source_destroy (endpoint->source);
-    g_source_unref (endpoint->source);
-  }
+  tr_peer_free (endpoint->peer);
   tr_rotatefile_free (endpoint->state_file);
   g_free (endpoint->state_path);
   g_free (endpoint->id);
   g_free (endpoint->host);
-  g_byte_array_unref (endpoint->out);
-  g_byte_array_unref (endpoint->in);
-  g_free (endpoint->last_error);
   g_free (endpoint);
 }
 
@@ -428,6 +418,8 @@ tr_push__service_configure (TrPushService *service, const TrServiceConfig *confi
   service->oneway_barrier = config->oneway_barrier;
   g_free (service->barrier_method);
   service->barrier_method = g_strdup (config->barrier_method);
+  for (guint i = 0; service->endpoints != NULL && i < service->endpoints->len; i++)
+    tr_push__endpoint_configure (g_ptr_array_index (service->endpoints, i));
 }
 
 static TrPushService *
@@ -502,8 +494,7 @@ tr_push_new (TrRpcStore *store, const TrConfig *config, GError **error)
     update_low_water (push, service, TRUE);
     for (guint i = 0; i < service->endpoints->len; i++) {
       TrPushEndpoint *endpoint = g_ptr_array_index (service->endpoints, i);
-      endpoint->source = tr_push__endpoint_source_new (endpoint);
-      g_source_attach (endpoint->source, push->context);
+      tr_peer_attach (endpoint->peer, push->context);
     }
   }
   push->poll_source = g_timeout_source_new (TR_PUSH_POLL_MS);
@@ -550,7 +541,7 @@ tr_push_free (TrPush *push)
     for (guint i = 0; i < service->endpoints->len; i++) {
       TrPushEndpoint *endpoint = g_ptr_array_index (service->endpoints, i);
       g_autoptr (GError) error = NULL;
-      tr_push__endpoint_close (endpoint);
+      tr_peer_stop (endpoint->peer);
       if (!state_write (endpoint, &error) || !tr_rotatefile_sync (endpoint->state_file, &error))
         tr_push__log (endpoint, G_LOG_LEVEL_WARNING, endpoint->acked,
                       "cannot record send state at shutdown (it will resend from an older position): %s",
@@ -602,11 +593,11 @@ collect_stats (gpointer user_data)
       TrPushEndpointStats stats = { 0 };
       stats.service = g_strdup (service->name);
       stats.endpoint = g_strdup (endpoint->id);
-      stats.state = endpoint->state;
+      stats.state = tr_push__endpoint_state (endpoint);
       stats.acked = endpoint->acked;
       stats.head = head;
-      stats.retries = endpoint->retries;
-      stats.last_error = g_strdup (endpoint->last_error);
+      stats.retries = tr_peer_get_retries (endpoint->peer);
+      stats.last_error = g_strdup (tr_peer_get_last_error (endpoint->peer));
       stats.delivered = endpoint->delivered;
       stats.rpcs_out_per_sec = tr_push__endpoint_rate (endpoint, now);
       g_array_append_val (request->stats, stats);
@@ -664,7 +655,7 @@ tr_push__endpoint_save (TrPushEndpoint *endpoint)
 {
   g_autoptr (GError) error = NULL;
 
-  tr_push__endpoint_close (endpoint);
+  tr_peer_stop (endpoint->peer);
   if (!state_write (endpoint, &error) || !tr_rotatefile_sync (endpoint->state_file, &error))
     tr_push__log (endpoint, G_LOG_LEVEL_WARNING, endpoint->acked,
                   "cannot record send state (it will resend from an older position if added again): %s",

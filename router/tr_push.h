@@ -7,10 +7,11 @@
  * to max_inflight.  Replies are matched in order (Thrift servers answer one
  * connection's requests in order) and their seqid checked.  Acknowledged
  * seqids are recorded per endpoint in a RotateFile under DATA_DIR/state/
- * (at most every state_flush_ms, and on shutdown).  Behaviour: DESIGN.md §2.6-2.8,
+ * (at most every state_flush_ms, and on shutdown).  Behaviour:
  * docs/delivery.md.
  *
- * Endpoint states (transitions in tr_push.c):
+ * Endpoint states (transitions in tr_peer.c, mapped in tr_push_endpoint.c;
+ * stop_send and start_send in tr_push_control.c):
  *
  *   STOPPED <--- stop_send ---- any state
  *      |  start_send
@@ -45,10 +46,11 @@ typedef struct _TrPush TrPush;
  * from the state files). */
 TrPush *tr_push_new (TrRpcStore *store, const TrConfig *config, GError **error);
 
-/* tr_push_wake: new RPCs were committed (up to global @head).  Any thread.
- * They go out with the next pass, at most 1 ms later (TR_PUSH_LINGER_MS), so that
- * the RPCs of several commits share one send per endpoint. */
-void tr_push_wake (TrPush *push, guint64 head);
+/* tr_push_wake: new RPCs were committed.  Any thread.  They go out with
+ * the next pass, at most 1 ms later (TR_PUSH_LINGER_MS), so that the RPCs
+ * of several commits share one send per endpoint; each endpoint reads its
+ * own service head then. */
+void tr_push_wake (TrPush *push);
 
 /* tr_push_on_store_event: the store's TrRpcNotifyFunc (@push is the
  * TrPush): wakes the push thread after commits (tr_push_wake()), and at once

@@ -59,15 +59,14 @@ find_endpoint (TrPush *push, const char *service_name, const char *endpoint_id, 
   return NULL;
 }
 
-/* Closes the connection and drops what is in flight; the endpoint keeps
- * its state field. */
+/* Closes the connection and drops what is in flight (the peer is IDLE,
+ * its backoff and window reset); stop_send is left as it is. */
 void
 tr_push__endpoint_disconnect (TrPushEndpoint *endpoint)
 {
-  tr_push__endpoint_close (endpoint);
-  g_source_set_ready_time (endpoint->source, -1);
+  tr_peer_stop (endpoint->peer);
   endpoint->next_seqid = endpoint->acked + 1;
-  endpoint->retries = 0;
+  endpoint->stop_fill_at = 0;
   endpoint->rpc_fail_seqid = 0;
   endpoint->rpc_fail_count = 0;
 }
@@ -75,15 +74,15 @@ tr_push__endpoint_disconnect (TrPushEndpoint *endpoint)
 void
 tr_push__endpoint_set_stop_send (TrPushEndpoint *endpoint, gboolean stop)
 {
-  if (stop && endpoint->state != TR_PUSH_STOPPED) {
+  if (stop && !endpoint->stopped) {
     tr_push__endpoint_disconnect (endpoint);
-    endpoint->state = TR_PUSH_STOPPED;
+    endpoint->stopped = TRUE;
     tr_push__log (endpoint, G_LOG_LEVEL_MESSAGE, endpoint->acked + 1,
                   "stop_send on (operator): sending nothing, position kept at seqid %" G_GUINT64_FORMAT,
                   endpoint->acked + 1);
-  } else if (!stop && endpoint->state == TR_PUSH_STOPPED) {
+  } else if (!stop && endpoint->stopped) {
     tr_push__endpoint_disconnect (endpoint);
-    endpoint->state = TR_PUSH_BACKOFF;
+    endpoint->stopped = FALSE;
     tr_push__log (endpoint, G_LOG_LEVEL_MESSAGE, endpoint->acked + 1,
                   "stop_send off (operator): resuming at seqid %" G_GUINT64_FORMAT, endpoint->acked + 1);
     tr_push__endpoint_start (endpoint);
@@ -93,7 +92,7 @@ tr_push__endpoint_set_stop_send (TrPushEndpoint *endpoint, gboolean stop)
 static void
 move_position (TrPushEndpoint *endpoint, guint64 to_seqid)
 {
-  gboolean running = endpoint->state != TR_PUSH_STOPPED;
+  gboolean running = !endpoint->stopped;
   guint64 from = endpoint->acked + 1;
 
   tr_push__endpoint_disconnect (endpoint);
@@ -104,10 +103,8 @@ move_position (TrPushEndpoint *endpoint, guint64 to_seqid)
   tr_push__log (endpoint, G_LOG_LEVEL_MESSAGE, to_seqid,
                 "position moved by the operator from seqid %" G_GUINT64_FORMAT " to %" G_GUINT64_FORMAT, from,
                 to_seqid);
-  if (running) {
-    endpoint->state = TR_PUSH_BACKOFF;
+  if (running)
     tr_push__endpoint_start (endpoint);
-  }
 }
 
 static gboolean

@@ -12,6 +12,7 @@
 #pragma once
 
 #include "tr_frame.h"
+#include "tr_peer.h"
 #include "tr_push.h"
 #include "tr_rotatefile.h"
 
@@ -19,20 +20,6 @@
 #include <glib.h>
 
 G_BEGIN_DECLS
-
-/* One sent but unacknowledged message on an endpoint's connection. */
-typedef enum {
-  TR_PUSH_KIND_CALL,
-  TR_PUSH_KIND_ONEWAY,
-  TR_PUSH_KIND_BARRIER, /* CALL of barrier_method; its seqid is the oneway's before it */
-} TrPushKind;
-
-typedef struct {
-  guint64 seqid;
-  guint64 rpc_id;  /* 0 for a barrier */
-  guint64 end;     /* output stream position just after this message */
-  TrPushKind kind;
-} TrPushInflight;
 
 /* Delivery rate: one sample of ->delivered per second (the poll timer),
  * rate over the last TR_PUSH_RATE_WINDOW_S seconds. */
@@ -53,41 +40,27 @@ struct _TrPushEndpoint {
   char *state_path;
   gboolean state_dirty;    /* acked changed since the last state write */
 
-  TrPushEndpointState state;
+  TrPeer *peer;            /* the connection (host, port, backoff, window, in flight) */
+  gboolean stopped;        /* stop_send: the peer stays IDLE */
   guint64 acked;           /* last acknowledged service seqid */
   guint64 next_seqid;      /* next seqid to queue on the connection */
 
-  GSource *source;         /* fd watch + timer (ready time); lives as long as the endpoint */
-  gpointer fd_tag;         /* (nullable) g_source_add_unix_fd() tag */
-  GIOCondition fd_events;  /* what fd_tag currently waits for */
-  int fd;                  /* -1 when not connected */
-  GCancellable *resolving; /* (nullable) the lookup of ->host in flight */
-  GPtrArray *addresses;    /* (nullable) (element-type GSocketAddress) ->host resolved, tried in turn */
-  guint next_address;      /* index in ->addresses of the next one to try */
-  gint64 last_progress;    /* monotonic µs of the last reply / start of waiting */
-  guint64 replies;         /* replies read on the current connection */
   char barrier_prefix[TR_FRAME_MAX_NAME_LEN + 1]; /* "Service:" of the last oneway queued, for its barrier */
   gsize barrier_prefix_len;
-
-  GByteArray *out;         /* bytes queued for the socket */
-  gsize out_pos;           /* bytes of ->out already written */
-  guint64 out_total;       /* stream position after everything queued */
-  guint64 written_total;   /* stream position written to the socket */
-  GByteArray *in;          /* bytes read, not yet parsed */
-  GQueue inflight;         /* (element-type TrPushInflight) oldest first */
   guint64 stop_fill_at;    /* seqid whose message is unreadable (0 = none) */
   gboolean fill_held;      /* the last fill left committed RPCs unsent (window full, or waiting) */
 
-  guint retries;           /* consecutive failures, for backoff */
   guint64 rpc_fail_seqid;  /* seqid of the current run of RPC-level failures */
   guint rpc_fail_count;
-  char *last_error;        /* (nullable) */
   guint64 delivered;       /* RPCs acknowledged by the endpoint since start (or its reload) */
   gint64 rate_time[TR_PUSH_RATE_SAMPLES];      /* monotonic µs; 0 = empty */
   guint64 rate_delivered[TR_PUSH_RATE_SAMPLES]; /* ->delivered at rate_time */
   guint rate_next;
   gint64 last_fail_log;    /* monotonic µs */
   guint fail_log_suppressed;
+  gint64 down_since;       /* monotonic µs of the first failure since the last connection; 0 = none */
+  guint down_failures;     /* failures since the last connection */
+  gboolean down_logged;    /* one of them was logged (not suppressed): so is the reconnection */
 };
 
 struct _TrPushService {
@@ -129,11 +102,16 @@ void tr_push__service_configure (TrPushService *service, const TrServiceConfig *
  * Any thread but the push thread. */
 void tr_push__run_sync (TrPush *push, void (*func) (gpointer data), gpointer data);
 
+/* The endpoint's TrPeer to @host:@port, with the service's settings; not
+ * attached yet.  Returns: (transfer full) */
+TrPeer *tr_push__endpoint_peer_new (TrPushEndpoint *endpoint, const char *host, guint16 port);
+/* Gives the service's settings (after a reload) to the endpoint's peer. */
+void tr_push__endpoint_configure (TrPushEndpoint *endpoint);
+/* Connects, unless stop_send is on (then logs that it sends nothing). */
 void tr_push__endpoint_start (TrPushEndpoint *endpoint);
 void tr_push__endpoint_fill (TrPushEndpoint *endpoint);
-void tr_push__endpoint_close (TrPushEndpoint *endpoint);
-void tr_push__endpoint_watch (TrPushEndpoint *endpoint, GIOCondition events);
-GSource *tr_push__endpoint_source_new (TrPushEndpoint *endpoint);
+/* STOPPED, or the peer's state. */
+TrPushEndpointState tr_push__endpoint_state (const TrPushEndpoint *endpoint);
 /* Records ->delivered at @now (monotonic µs); once a second. */
 void tr_push__endpoint_sample_rate (TrPushEndpoint *endpoint, gint64 now);
 /* RPCs delivered per second over the last TR_PUSH_RATE_WINDOW_S seconds. */

@@ -146,8 +146,7 @@ prepare (ReloadRequest *request, GError **error)
 static void
 start_endpoint (TrPushEndpoint *endpoint)
 {
-  endpoint->source = tr_push__endpoint_source_new (endpoint);
-  g_source_attach (endpoint->source, endpoint->push->context);
+  tr_peer_attach (endpoint->peer, endpoint->push->context);
   tr_push__endpoint_start (endpoint);
 }
 
@@ -177,14 +176,14 @@ update_endpoint (TrPushEndpoint *endpoint, const TrEndpointConfig *config, gbool
     g_free (endpoint->host);
     endpoint->host = g_strdup (config->host);
     endpoint->port = config->port;
+    tr_peer_set_address (endpoint->peer, config->host, config->port);
   }
-  if (config->stop_send != (endpoint->state == TR_PUSH_STOPPED)) {
+  if (config->stop_send != endpoint->stopped) {
     tr_push__endpoint_set_stop_send (endpoint, config->stop_send);
     return;
   }
-  if ((moved || reconnect) && endpoint->state != TR_PUSH_STOPPED) {
+  if ((moved || reconnect) && !endpoint->stopped) {
     tr_push__endpoint_disconnect (endpoint);
-    endpoint->state = TR_PUSH_BACKOFF;
     tr_push__endpoint_start (endpoint);
   }
 }

@@ -78,7 +78,8 @@ def app_exception(name, seqid, msg=b"fake endpoint says no", typ=6):
 
 class Fake:
     """A raw-socket endpoint on 127.0.0.1.  kind: ok, refuse, silent, reset,
-    exception (for exc_seconds, then ok), wrong_seqid, garbage, drip, flap."""
+    exception (for exc_seconds, then ok), value (returns a value: not void),
+    wrong_seqid, garbage, drip, flap."""
 
     def __init__(self, kind, exc_seconds=2.0, port=None):
         self.kind = kind
@@ -180,6 +181,10 @@ class Fake:
                     return
                 elif kind == "exception":
                     conn.sendall(app_exception(name, seqid))
+                    with self.lock:
+                        self.failed.append(seqid)
+                elif kind == "value":  # the method is not void: result field 0, i32 42
+                    conn.sendall(_message(2, name, seqid, b"\x08\x00\x00" + struct.pack(">i", 42) + b"\x00"))
                     with self.lock:
                         self.failed.append(seqid)
                 elif kind == "wrong_seqid":
@@ -388,8 +393,32 @@ def test_h_flaps_every_second():
     check([got[s] for s in sorted(got)] == r["expected"], "flap: payloads differ")
 
 
+def test_i_returns_a_value():
+    """An endpoint whose method returns a value (result field 0) fails the
+    RPC, and the dead letter says the method is not void, not that the
+    endpoint answered a declared exception."""
+    fake = Fake("value").start()
+    router = Router({"bad": {"rpcs": ["log_event"], "endpoints": {"x": fake.port}, "on_failure": "skip",
+                             "max_retries": "0"}})
+    try:
+        router.start()
+        _load(router.port, 3)
+        wait_until(lambda: _full_log(router).count("skipped seqid") >= 3, what="three dead letters")
+        log = _full_log(router)
+        line = [l for l in log.splitlines() if "skipped seqid 1 " in l][0]
+        print("  " + line.strip())
+        check("returned a value (result field 0)" in line and "not void" in line,
+              "the dead letter does not say the method is not void: " + line)
+        check("declared exception" not in log, "a return value was called a declared exception")
+    finally:
+        router.stop()
+        router.cleanup()
+        fake.stop()
+
+
 if __name__ == "__main__":
     print("  TR_TEST_SEED=%d" % SEED)
     run_tests([test_baseline_healthy_bad_service, test_a_refuses_connections, test_b_accepts_and_never_answers,
                test_c_resets_mid_reply, test_d_exception_for_a_while_block, test_d_exception_for_a_while_skip,
-               test_e_wrong_seqid, test_f_garbage, test_g_one_byte_per_second, test_h_flaps_every_second])
+               test_e_wrong_seqid, test_f_garbage, test_g_one_byte_per_second, test_h_flaps_every_second,
+               test_i_returns_a_value])

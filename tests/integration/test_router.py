@@ -1,6 +1,7 @@
 """Integration tests: the real thriftrouter daemon with python3-thrift
 producers and TThreadedServer endpoints on loopback (DESIGN.md §2, §7)."""
 import os
+import re
 import shutil
 import socket
 import struct
@@ -403,6 +404,69 @@ def test_endpoint_down_then_back_catches_up_in_order():
         ep.stop()
 
 
+def test_endpoint_recovery_is_logged_where_its_failures_were():
+    """An endpoint that goes down and comes back: after the warnings about
+    its failures, the log (default levels: no info lines) says it is
+    connected again, how many attempts and how long it took."""
+    ep = Endpoint().start()
+    router = started({"books": {"rpcs": ["log_event"], "endpoints": {"a": ep.port}}})
+    back = None
+    try:
+        sent = send_calls(router, b"before", 5)
+        wait_until(lambda: len(ep.payloads()) >= 5, what="delivery before the outage")
+        ep.stop()
+        wait_until(lambda: "books/a: backoff" in router.log(), what="the failure in the log")
+        back = Endpoint(port=ep.port).start()
+        more = send_calls(router, b"after", 5)
+        wait_until(lambda: len(back.payloads()) >= 5, what="delivery after the outage")
+        check(back.payloads() == list(enumerate(more, 6)), "payloads after the outage differ: %s" % back.payloads())
+        check(len(ep.payloads()) == 5 and [d for _, d in ep.payloads()] == sent, "payloads before the outage differ")
+        pattern = "books/a: connected to 127.0.0.1:%d after " % ep.port
+        wait_until(lambda: pattern in router.log(), timeout=5, what="the recovery line in the log")
+        line = [l for l in router.log().splitlines() if pattern in l][-1]
+        print("  " + line.strip())
+        check(re.search(r"after \d+ failed attempts? in \d+\.\d s \(last: ", line),
+              "the recovery line does not say how long, how many attempts and the last error: " + line)
+    finally:
+        router.stop()
+        router.cleanup()
+        ep.stop()
+        if back:
+            back.stop()
+
+
+def test_endpoint_started_after_the_router_gets_its_rpcs_quickly():
+    """The README walk-through: the router runs with its endpoint not yet
+    started (default backoff, 100 ms doubling to 30 s), the endpoint starts
+    15 s later and must get the RPC within a few seconds.  A refused
+    connection before first contact is retried at most 1 s apart; with the
+    backoff of a failing endpoint the next attempt came ~10 s later."""
+    ep = Endpoint()
+    router = Router({"books": {"rpcs": ["log_event"], "endpoints": {"a": ep.port}}})
+    # The harness shortens the backoff of every service: back to the defaults.
+    conf = os.path.join(router.tmp, "services", "books.conf")
+    with open(conf) as f:
+        text = f.read()
+    with open(conf, "w") as f:
+        f.write(text.replace("retry_backoff_ms = 20\nretry_backoff_max_ms = 200\n", ""))
+    try:
+        router.start()
+        sent = send_calls(router, b"early", 1)
+        time.sleep(15)  # the scenario: 15 s without the endpoint
+        check(router.proc.poll() is None, "router exited")
+        ep.start()
+        t0 = time.time()
+        wait_until(lambda: len(ep.payloads()) >= 1, timeout=30, what="first delivery")
+        took = time.time() - t0
+        print("  endpoint started 15 s after the router got its rpc %.2f s later" % took)
+        ep.check_sequence(sent)
+        check(took < 3.0, "the endpoint got its rpc %.1f s after it started (first contact should be quick)" % took)
+    finally:
+        router.stop()
+        router.cleanup()
+        ep.stop()
+
+
 def test_endpoint_by_host_name_and_an_unresolvable_one():
     """host = localhost goes through the name lookup (off the push thread)
     and delivers; a name that does not resolve fails that endpoint only,
@@ -490,6 +554,40 @@ def test_endpoint_exception_is_retried_in_order():
         sent = send_calls(router, b"r", 20)
         wait_until(lambda: len(ep.payloads()) >= 20, what="delivery after retries")
         ep.check_sequence(sent)
+    finally:
+        router.stop()
+        router.cleanup()
+        ep.stop()
+
+
+def test_rpcs_behind_a_refused_one_are_not_replayed_at_every_retry():
+    """Defaults (max_inflight 64, on_failure = block): the endpoint refuses
+    seqid 1 five times.  Seqids 2 and 3 went out pipelined behind it once;
+    while seqid 1 keeps failing only it is sent (window 1), so 2 and 3
+    arrive at most twice (once behind the first failure, once after 1 got
+    through), not once per retry."""
+    refusals = 5
+    ep = Endpoint()
+    ep.refuse = {1: refusals}
+    router = started({"books": {"rpcs": ["log_event"], "endpoints": {"a": ep.port}}})
+    try:
+        # All three are committed before the endpoint listens: they go out in
+        # one send, pipelined.
+        sent = send_calls(router, b"behind", 3)
+        ep.start()
+        wait_until(lambda: len(ep.payloads()) >= 3, what="delivery after the refusals")
+        # 2 and 3 reached the handler before 1 was accepted (pipelining).
+        check(sorted(ep.payloads()) == list(enumerate(sent, 1)), "payloads differ: %s" % ep.payloads())
+        with ep.lock:
+            arrivals = dict(ep.arrivals)
+        print("  arrivals per seqid: %s" % arrivals)
+        check(arrivals.get(1) == refusals + 1, "seqid 1 arrived %s times, expected %d" % (arrivals.get(1), refusals + 1))
+        for seqid in (2, 3):
+            check(arrivals.get(seqid, 0) <= 2,
+                  "seqid %d arrived %d times behind %d refusals of seqid 1" % (seqid, arrivals.get(seqid, 0), refusals))
+        more = send_calls(router, b"after", 100)
+        wait_until(lambda: len(ep.payloads()) >= 103, what="delivery once the window grew back")
+        check(sorted(ep.payloads()) == list(enumerate(sent + more, 1)), "payloads differ after the recovery")
     finally:
         router.stop()
         router.cleanup()
@@ -655,9 +753,12 @@ if __name__ == "__main__":
         test_stock_servers_with_the_wrong_transport_are_named_and_then_caught_up,
         test_multiplexed_producer_and_endpoint,
         test_endpoint_down_then_back_catches_up_in_order,
+        test_endpoint_recovery_is_logged_where_its_failures_were,
+        test_endpoint_started_after_the_router_gets_its_rpcs_quickly,
         test_endpoint_by_host_name_and_an_unresolvable_one,
         test_every_address_of_a_name_is_tried,
         test_endpoint_exception_is_retried_in_order,
+        test_rpcs_behind_a_refused_one_are_not_replayed_at_every_retry,
         test_stop_send_holds_position_and_clean_restart_resumes,
         test_kill9_under_load_loses_nothing_acknowledged,
         test_retention_deletes_parts_only_when_all_endpoints_passed,

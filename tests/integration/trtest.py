@@ -90,6 +90,11 @@ class _Recorder:
     def _record(self, name, data):
         seqid = self.endpoint._local.seqid
         with self.endpoint.lock:
+            self.endpoint.arrivals[seqid] = self.endpoint.arrivals.get(seqid, 0) + 1
+            if self.endpoint.refuse.get(seqid, 0) > 0:
+                self.endpoint.refuse[seqid] -= 1
+                raise TApplicationException(TApplicationException.INTERNAL_ERROR, "endpoint refuses seqid %d" % seqid)
+        with self.endpoint.lock:
             self.endpoint.calls.append((name, seqid, data))
             fail = self.endpoint.fail_next
             if fail > 0:
@@ -146,6 +151,8 @@ class Endpoint:
         self.max_seqid = 0
         self.lock = threading.Lock()
         self.fail_next = 0
+        self.refuse = {}  # seqid -> how many more times to answer it with a TApplicationException
+        self.arrivals = {}  # seqid -> how many times it arrived, refused or not
         self._local = threading.local()
         self.server = None
         self.thread = None

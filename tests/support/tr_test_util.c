@@ -3,6 +3,8 @@
 
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,4 +96,25 @@ tr_test_file_size (const char *path)
   if (stat (path, &st) < 0)
     return -1;
   return (gint64) st.st_size;
+}
+
+int
+tr_test_bind_loopback (guint16 port, gboolean do_listen, guint16 *port_out)
+{
+  struct sockaddr_in addr = { 0 };
+  socklen_t addr_len = sizeof addr;
+  int one = 1;
+  int fd = socket (AF_INET, SOCK_STREAM, 0);
+
+  cr_assert (fd >= 0);
+  setsockopt (fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+  addr.sin_port = htons (port);
+  cr_assert_eq (bind (fd, (struct sockaddr *) &addr, sizeof addr), 0, "bind: %s", g_strerror (errno));
+  if (do_listen)
+    cr_assert_eq (listen (fd, 16), 0);
+  cr_assert_eq (getsockname (fd, (struct sockaddr *) &addr, &addr_len), 0);
+  *port_out = ntohs (addr.sin_port);
+  return fd;
 }

@@ -25,4 +25,9 @@ void tr_test_patch_file (const char *path, guint64 offset, const void *data, gsi
 /* Size of @path, or -1 if it does not exist. */
 gint64 tr_test_file_size (const char *path);
 
+/* Binds a TCP socket to 127.0.0.1:@port (0 = any free port), listening if
+ * @do_listen, asserting success; the port bound goes to @port_out.
+ * Returns: the socket (the caller closes it). */
+int tr_test_bind_loopback (guint16 port, gboolean do_listen, guint16 *port_out);
+
 G_END_DECLS
