@@ -374,6 +374,7 @@ endpoint_new (TrPush *push, TrPushService *service, const TrEndpointConfig *conf
   endpoint->port = config->port;
   endpoint->stopped = config->stop_send;
   endpoint->peer = tr_push__endpoint_peer_new (endpoint, config->host, config->port);
+  endpoint->fail_log = tr_net_log_limit_new (G_LOG_DOMAIN, TR_PUSH_FAIL_LOG_INTERVAL_US);
   if (config->max_connection > 1)
     g_message ("%s/%s: max_connection = %u accepted, but one connection is used so that the endpoint "
                "receives its RPCs in order",
@@ -387,6 +388,7 @@ endpoint_free (gpointer data)
   TrPushEndpoint *endpoint = data;
 
   tr_peer_free (endpoint->peer);
+  tr_net_log_limit_free (endpoint->fail_log);
   tr_rotatefile_free (endpoint->state_file);
   g_free (endpoint->state_path);
   g_free (endpoint->id);

@@ -55,7 +55,6 @@
 
 #include <string.h>
 
-#define TR_PUSH_FAIL_LOG_INTERVAL_US (10 * G_TIME_SPAN_SECOND)
 #define TR_PUSH_BLOCKED_WARN_EVERY 10
 
 /* The entries' kinds (TrPeerInflight.kind). */
@@ -204,23 +203,15 @@ rpc_failed (TrPushEndpoint *endpoint, guint64 seqid, guint64 rpc_id, const char 
 static void
 log_failure (TrPushEndpoint *endpoint, guint64 delay_ms)
 {
-  gint64 now = g_get_monotonic_time ();
+  g_autofree char *suffix = NULL;
+  guint suppressed = 0;
 
-  if (endpoint->last_fail_log != 0 && now - endpoint->last_fail_log < TR_PUSH_FAIL_LOG_INTERVAL_US) {
-    endpoint->fail_log_suppressed++;
+  if (!tr_net_log_limit_admit (endpoint->fail_log, "backoff", &suppressed))
     return;
-  }
-  if (endpoint->fail_log_suppressed > 0)
-    tr_push__log (endpoint, G_LOG_LEVEL_WARNING, endpoint->acked + 1,
-                  "backoff %" G_GUINT64_FORMAT " ms at seqid %" G_GUINT64_FORMAT ": %s (%u more failures since "
-                  "the last such message)",
-                  delay_ms, endpoint->acked + 1, tr_peer_get_last_error (endpoint->peer), endpoint->fail_log_suppressed);
-  else
-    tr_push__log (endpoint, G_LOG_LEVEL_WARNING, endpoint->acked + 1,
-                  "backoff %" G_GUINT64_FORMAT " ms at seqid %" G_GUINT64_FORMAT ": %s", delay_ms,
-                  endpoint->acked + 1, tr_peer_get_last_error (endpoint->peer));
-  endpoint->last_fail_log = now;
-  endpoint->fail_log_suppressed = 0;
+  suffix = tr_net_log_limit_suffix (endpoint->fail_log, suppressed);
+  tr_push__log (endpoint, G_LOG_LEVEL_WARNING, endpoint->acked + 1,
+                "backoff %" G_GUINT64_FORMAT " ms at seqid %" G_GUINT64_FORMAT ": %s%s", delay_ms,
+                endpoint->acked + 1, tr_peer_get_last_error (endpoint->peer), suffix);
   endpoint->down_logged = TRUE;
 }
 

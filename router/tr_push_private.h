@@ -12,6 +12,7 @@
 #pragma once
 
 #include "tr_frame.h"
+#include "tr_net.h"
 #include "tr_peer.h"
 #include "tr_push.h"
 #include "tr_rotatefile.h"
@@ -24,6 +25,8 @@ G_BEGIN_DECLS
 /* Delivery rate: one sample of ->delivered per second (the poll timer),
  * rate over the last TR_PUSH_RATE_WINDOW_S seconds. */
 #define TR_PUSH_RATE_WINDOW_S 10
+/* An endpoint's connection and backoff failures: at most one line per 10 s. */
+#define TR_PUSH_FAIL_LOG_INTERVAL_US (10 * G_TIME_SPAN_SECOND)
 #define TR_PUSH_RATE_SAMPLES (TR_PUSH_RATE_WINDOW_S + 1)
 
 typedef struct _TrPushService TrPushService;
@@ -56,8 +59,7 @@ struct _TrPushEndpoint {
   gint64 rate_time[TR_PUSH_RATE_SAMPLES];      /* monotonic µs; 0 = empty */
   guint64 rate_delivered[TR_PUSH_RATE_SAMPLES]; /* ->delivered at rate_time */
   guint rate_next;
-  gint64 last_fail_log;    /* monotonic µs */
-  guint fail_log_suppressed;
+  TrNetLogLimit *fail_log; /* the connection/backoff lines: one per TR_PUSH_FAIL_LOG_INTERVAL_US */
   gint64 down_since;       /* monotonic µs of the first failure since the last connection; 0 = none */
   guint down_failures;     /* failures since the last connection */
   gboolean down_logged;    /* one of them was logged (not suppressed): so is the reconnection */
