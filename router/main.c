@@ -1,7 +1,9 @@
 /* main.c - the thriftrouter daemon: command line, start-up, signals, shutdown.
  *
- * Start-up order: load and validate the configuration, open the store (runs
- * recovery), start push (loads every endpoint's send state), listen for
+ * Start-up order: load and validate the configuration, lock the data
+ * directory (tr_lockfile.h: before anything reads or repairs it, so that a
+ * second process on a directory in use exits without touching it), open
+ * the store (runs recovery), start push (loads every endpoint's send state), listen for
  * producers, then serve the admin port.  Shutdown (SIGTERM/SIGINT) is the
  * reverse: stop accepting, stop the admin service, let the commits in
  * flight finish and be answered, stop push (which records every endpoint's acknowledged seqid), close the store (final sync
@@ -12,6 +14,7 @@
 #include "tr_admin.h"
 #include "tr_config.h"
 #include "tr_ingress.h"
+#include "tr_lockfile.h"
 #include "tr_node.h"
 #include "tr_push.h"
 #include "tr_rpcstore.h"
@@ -117,6 +120,7 @@ run (TrConfig *config)
   g_autoptr (GError) error = NULL;
   g_autoptr (GPtrArray) names = g_ptr_array_new ();
   TrRpcStoreOptions options = store_options (config);
+  g_autoptr (TrLockFile) lock = NULL;
   TrRpcStore *store;
   TrPush *push;
   TrAdmin *admin = NULL;
@@ -127,6 +131,11 @@ run (TrConfig *config)
   for (guint i = 0; i < config->services->len; i++)
     g_ptr_array_add (names, ((TrServiceConfig *) g_ptr_array_index (config->services, i))->name);
   g_ptr_array_add (names, NULL);
+  lock = tr_lockfile_acquire (tr_io_posix (), config->data_dir, &error);
+  if (lock == NULL) {
+    g_printerr ("thriftrouter: %s\n", error->message);
+    return 1;
+  }
   raise_fd_limit (config);
   if (!tr_node_check_identity (tr_io_posix (), config, &epoch, &error)) {
     g_printerr ("thriftrouter: %s\n", error->message);
