@@ -125,7 +125,8 @@ run (TrConfig *config)
   TrPush *push;
   TrAdmin *admin = NULL;
   Daemon daemon = { 0 };
-  guint64 epoch = 0;
+  TrNodeIdentity identity = tr_node_identity_from_config (config);
+  g_autoptr (TrNode) node = NULL;
   guint term_id, int_id, hup_id;
 
   for (guint i = 0; i < config->services->len; i++)
@@ -137,7 +138,8 @@ run (TrConfig *config)
     return 1;
   }
   raise_fd_limit (config);
-  if (!tr_node_check_identity (tr_io_posix (), config, &epoch, &error)) {
+  node = tr_node_open (tr_io_posix (), config->data_dir, &identity, &error);
+  if (node == NULL) {
     g_printerr ("thriftrouter: %s\n", error->message);
     return 1;
   }
@@ -177,12 +179,12 @@ run (TrConfig *config)
     tr_rpcstore_close (store);
     return 1;
   }
-  tr_admin_set_epoch (admin, epoch);
+  tr_admin_set_epoch (admin, tr_node_get_epoch (node));
 
   daemon.admin = admin;
   g_message ("thriftrouter %s: %s node '%s' accepting producers on %s:%u, data in %s, %u services, rpc %"
              G_GUINT64_FORMAT " is the head",
-             TR_VERSION, "MASTER", config->server_id, config->listen_host, tr_ingress_get_port (daemon.ingress),
+             TR_VERSION, tr_node_role_to_string (tr_node_get_role (node)), config->server_id, config->listen_host, tr_ingress_get_port (daemon.ingress),
              config->data_dir, config->services->len, tr_rpcstore_head (store));
   g_main_loop_run (daemon.loop);
 
