@@ -225,7 +225,8 @@ import_countdown (int loss)
     for (guint e = 0; e < IMPORT_ENDPOINTS; e++) {
       g_autofree char *id = g_strdup_printf ("e%u", e);
       g_autoptr (TrPositionsEndpoint) file = tr_positions_open_endpoint (target, "books", id, NULL);
-      cr_assert (file != NULL && tr_positions_endpoint_write (file, e, NULL) && tr_positions_endpoint_sync (file, NULL));
+      cr_assert (file != NULL && tr_positions_endpoint_write (file, e, NULL)
+                 && tr_positions_endpoint_sync (file, NULL));
     }
     tr_fault_io_arm (fault, TR_FAULT_ALL_MUTATING, n, EIO, FALSE, FALSE);
     imported = tr_positions_import (target, exported, NULL);
