@@ -1,51 +1,41 @@
-/* main.c - the thriftrouter daemon: command line, start-up, signals, shutdown.
+/* main.c - the thriftrouter daemon: command line, signals, exit codes.
  *
- * Start-up order: load and validate the configuration, open the store (runs
- * recovery), start push (loads every endpoint's send state), listen for
- * producers, then serve the admin port.  Shutdown (SIGTERM/SIGINT) is the
- * reverse: stop accepting, stop the admin service, let the commits in
- * flight finish and be answered, stop push (which records every endpoint's acknowledged seqid), close the store (final sync
- * and checkpoint).  A second signal during shutdown exits at once; that is
- * as safe as kill -9, i.e. nothing acknowledged is lost.  SIGHUP reloads
- * the configuration (tr_reload.h), like tr-admin reload.
+ * What a node is made of, and the order of start-up and shutdown, is in
+ * tr_daemon.h.  Here: parse the options, load and validate the
+ * configuration, build the node, run it until SIGTERM/SIGINT, free it.  A
+ * second signal during shutdown exits at once; that is as safe as kill -9,
+ * i.e. nothing acknowledged is lost.  SIGHUP reloads the configuration
+ * (tr_reload.h), like tr-admin reload.
+ *
+ * Exit codes: 0 after a clean stop (and for --check, --version), 1 when the
+ * configuration or start-up fails, 2 for a usage error.
  */
-#include "tr_admin.h"
 #include "tr_config.h"
-#include "tr_ingress.h"
-#include "tr_node.h"
-#include "tr_push.h"
-#include "tr_rpcstore.h"
+#include "tr_daemon.h"
 
 #include <glib-unix.h>
 #include <signal.h>
-#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
-#define TR_SHUTDOWN_DRAIN_MS 10000
-
 typedef struct {
-  GMainLoop *loop;
-  TrIngress *ingress;
-  TrAdmin *admin;
+  TrDaemon *daemon; /* (nullable) until built */
   gboolean stopping;
-} Daemon;
+} Signals;
 
 static gboolean
 on_signal (gpointer data)
 {
-  Daemon *daemon = data;
+  Signals *signals = data;
 
-  if (daemon->stopping) {
+  if (signals->stopping) {
     g_message ("second signal: exiting now (recovery will run at next start)");
     _exit (1);
   }
-  daemon->stopping = TRUE;
-  g_message ("shutting down: no new producer connections; %u answers still to send",
-             tr_ingress_pending (daemon->ingress));
-  tr_ingress_stop_accepting (daemon->ingress);
-  g_main_loop_quit (daemon->loop);
+  signals->stopping = TRUE;
+  if (signals->daemon != NULL)
+    tr_daemon_stop (signals->daemon);
   return G_SOURCE_CONTINUE;
 }
 
@@ -53,138 +43,47 @@ on_signal (gpointer data)
 static gboolean
 on_sighup (gpointer data)
 {
-  Daemon *daemon = data;
+  Signals *signals = data;
 
-  if (daemon->stopping || daemon->admin == NULL)
+  if (signals->stopping || signals->daemon == NULL)
     return G_SOURCE_CONTINUE; /* shutting down, or start-up failed */
   g_message ("SIGHUP: reloading the configuration");
-  tr_admin_reload_async (daemon->admin);
+  tr_daemon_reload (signals->daemon);
   return G_SOURCE_CONTINUE;
-}
-
-/* Lets the answers still owed go out (a producer slow to read them would
- * otherwise see the connection close and resend stored RPCs). */
-static void
-drain_in_flight (TrIngress *ingress)
-{
-  gint64 deadline = g_get_monotonic_time () + TR_SHUTDOWN_DRAIN_MS * G_TIME_SPAN_MILLISECOND;
-
-  while (tr_ingress_pending (ingress) > 0 && g_get_monotonic_time () < deadline)
-    g_main_context_iteration (NULL, TRUE);
-  if (tr_ingress_pending (ingress) > 0)
-    g_warning ("%u answers still unsent after %d ms (producers not reading); their rpcs are stored, "
-               "the producers see the connection close",
-               tr_ingress_pending (ingress), TR_SHUTDOWN_DRAIN_MS);
-}
-
-static TrRpcStoreOptions
-store_options (const TrConfig *config)
-{
-  TrRpcStoreOptions options = { 0 };
-
-  options.group_file_size = config->group_file_size;
-  options.rpc_cache_size = config->rpc_cache_size;
-  options.sync_mode = config->sync_mode;
-  options.sync_interval_ms = config->sync_interval_ms;
-  options.checkpoint_interval_ms = 1000;
-  options.max_message_size = config->max_frame_size;
-  return options;
-}
-
-/* Every producer and endpoint connection is a descriptor: raise the soft
- * limit to the hard one, and say so when max_connections cannot fit. */
-static void
-raise_fd_limit (const TrConfig *config)
-{
-  struct rlimit limit;
-
-  if (getrlimit (RLIMIT_NOFILE, &limit) < 0)
-    return;
-  if (limit.rlim_cur < limit.rlim_max) {
-    limit.rlim_cur = limit.rlim_max;
-    if (setrlimit (RLIMIT_NOFILE, &limit) < 0)
-      getrlimit (RLIMIT_NOFILE, &limit);
-  }
-  if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < (rlim_t) config->max_connections + 64)
-    g_warning ("open file limit %lu is too low for max_connections = %u: producers beyond about %lu "
-               "connections will be refused (raise it with ulimit -n / LimitNOFILE)",
-               (unsigned long) limit.rlim_cur, config->max_connections, (unsigned long) limit.rlim_cur - 64);
 }
 
 static int
 run (TrConfig *config)
 {
   g_autoptr (GError) error = NULL;
-  g_autoptr (GPtrArray) names = g_ptr_array_new ();
-  TrRpcStoreOptions options = store_options (config);
-  TrRpcStore *store;
-  TrPush *push;
-  TrAdmin *admin = NULL;
-  Daemon daemon = { 0 };
-  guint64 epoch = 0;
+  Signals signals = { 0 };
   guint term_id, int_id, hup_id;
 
-  for (guint i = 0; i < config->services->len; i++)
-    g_ptr_array_add (names, ((TrServiceConfig *) g_ptr_array_index (config->services, i))->name);
-  g_ptr_array_add (names, NULL);
-  raise_fd_limit (config);
-  if (!tr_node_check_identity (tr_io_posix (), config, &epoch, &error)) {
-    g_printerr ("thriftrouter: %s\n", error->message);
-    return 1;
-  }
-  store = tr_rpcstore_open (tr_io_posix (), config->data_dir, &options, (const char *const *) names->pdata, &error);
-  if (store == NULL) {
-    g_printerr ("thriftrouter: %s\n", error->message);
-    return 1;
-  }
-  push = tr_push_new (store, config, &error);
-  if (push == NULL) {
-    g_printerr ("thriftrouter: %s\n", error->message);
-    tr_rpcstore_close (store);
-    return 1;
-  }
-  tr_rpcstore_set_notify (store, tr_push_on_store_event, push);
   /* SIGTERM/SIGINT handlers go in before the producer port opens: whoever
    * sees the port listening may stop the node at once, and that must be a
    * clean stop (the signal waits in GLib until the loop runs), not death by
    * the default action while the admin service is still starting (seen
    * under ThreadSanitizer, where start-up is slow). */
-  daemon.loop = g_main_loop_new (NULL, FALSE);
-  term_id = g_unix_signal_add (SIGTERM, on_signal, &daemon);
-  int_id = g_unix_signal_add (SIGINT, on_signal, &daemon);
+  term_id = g_unix_signal_add (SIGTERM, on_signal, &signals);
+  int_id = g_unix_signal_add (SIGINT, on_signal, &signals);
   /* SIGHUP too: one sent during start-up waits and reloads once the loop runs. */
-  hup_id = g_unix_signal_add (SIGHUP, on_sighup, &daemon);
-  daemon.ingress = tr_ingress_new (store, config, &error);
-  if (daemon.ingress != NULL)
-    admin = tr_admin_new (config, store, push, daemon.ingress, g_main_context_default (), &error);
-  if (daemon.ingress == NULL || admin == NULL) {
+  hup_id = g_unix_signal_add (SIGHUP, on_sighup, &signals);
+  signals.daemon = tr_daemon_new (config, &error);
+  if (signals.daemon == NULL) {
     g_printerr ("thriftrouter: %s\n", error->message);
     g_source_remove (term_id);
     g_source_remove (int_id);
     g_source_remove (hup_id);
-    g_main_loop_unref (daemon.loop);
-    g_clear_pointer (&daemon.ingress, tr_ingress_free);
-    tr_push_free (push);
-    tr_rpcstore_close (store);
     return 1;
   }
-  tr_admin_set_epoch (admin, epoch);
-
-  daemon.admin = admin;
-  g_message ("thriftrouter %s: %s node '%s' accepting producers on %s:%u, data in %s, %u services, rpc %"
-             G_GUINT64_FORMAT " is the head",
-             TR_VERSION, "MASTER", config->server_id, config->listen_host, tr_ingress_get_port (daemon.ingress),
-             config->data_dir, config->services->len, tr_rpcstore_head (store));
-  g_main_loop_run (daemon.loop);
-
-  tr_admin_free (admin);
-  drain_in_flight (daemon.ingress);
-  tr_rpcstore_set_notify (store, NULL, NULL);
-  tr_push_free (push);
-  tr_rpcstore_close (store);
-  tr_ingress_free (daemon.ingress);
-  g_main_loop_unref (daemon.loop);
-  g_message ("thriftrouter stopped cleanly");
+  /* A signal handled while the node was being built found no daemon. */
+  if (signals.stopping)
+    tr_daemon_stop (signals.daemon);
+  tr_daemon_run (signals.daemon);
+  g_clear_pointer (&signals.daemon, tr_daemon_free);
+  g_source_remove (term_id);
+  g_source_remove (int_id);
+  g_source_remove (hup_id);
   return 0;
 }
 

@@ -3,12 +3,8 @@
  * sends and what its replies mean is in tr_push_endpoint.c, its
  * connection state machine in tr_peer.c.
  *
- * Send state file (one RotateFile per endpoint, DATA_DIR/state/<service>@<endpoint id>.0/.1),
- * state payload version 1, little-endian:
- *
- *   offset size field
- *   0      4    version = 1
- *   4      8    last acknowledged service seqid
+ * Send state: one file per endpoint, DATA_DIR/state/<service>@<endpoint id>
+ * (format and crash behaviour: storage/tr_positions.h).
  *
  * Written (without fsync) at most every state_flush_ms after acknowledgements
  * (0 = after every batch of replies), and written + synced in tr_push_free().
@@ -34,16 +30,12 @@
 
 #include "tr_push_private.h"
 
-#include "tr_endian.h"
 #include "tr_invoke.h"
 #include "tr_storage_error.h"
 
 #include <glib/gstdio.h>
 #include <unistd.h>
 
-#define TR_PUSH_STATE_VERSION 1
-#define TR_PUSH_STATE_SIZE 12
-#define TR_PUSH_STATE_FILE_SIZE (64 * 1024)
 #define TR_PUSH_POLL_MS 1000
 #define TR_PUSH_LINGER_MS 1
 /* Batches at least this large make a push pass start with their fsync. */
@@ -86,14 +78,8 @@ tr_push__log (TrPushEndpoint *endpoint, GLogLevelFlags level, guint64 seqid, con
 static gboolean
 state_write (TrPushEndpoint *endpoint, GError **error)
 {
-  guint8 buf[TR_PUSH_STATE_SIZE];
-
-  tr_put_le32 (buf, TR_PUSH_STATE_VERSION);
-  tr_put_le64 (buf + 4, endpoint->acked);
-  if (!tr_rotatefile_write (endpoint->state_file, buf, sizeof buf, error)) {
-    g_prefix_error (error, "%s: ", endpoint->state_path);
+  if (!tr_positions_endpoint_write (endpoint->state_file, endpoint->acked, error))
     return FALSE;
-  }
   endpoint->state_dirty = FALSE;
   return TRUE;
 }
@@ -104,40 +90,21 @@ static gboolean
 state_load (TrPush *push, TrPushEndpoint *endpoint, GError **error)
 {
   g_autoptr (GError) local_error = NULL;
-  g_autoptr (GBytes) state = NULL;
-  /* "@" is allowed in no service name or endpoint id: no two endpoints can
-   * share a file ("a.b"+"c" and "a"+"b.c" could with a dot). */
-  g_autofree char *base = g_strdup_printf ("%s@%s", endpoint->service->name, endpoint->id);
   guint32 service_id = endpoint->service->service_id;
-  const guint8 *data;
-  gsize len;
 
-  endpoint->state_path = g_build_filename (push->state_dir, base, NULL);
-  endpoint->state_file = tr_rotatefile_open (tr_io_posix (), endpoint->state_path, TR_PUSH_STATE_FILE_SIZE, error);
-  if (endpoint->state_file == NULL) {
-    g_prefix_error (error, "%s: ", endpoint->state_path);
+  endpoint->state_file = tr_positions_open_endpoint (push->positions, endpoint->service->name, endpoint->id, error);
+  if (endpoint->state_file == NULL)
     return FALSE;
-  }
-  state = tr_rotatefile_load (endpoint->state_file, NULL, &local_error);
-  if (state == NULL && g_error_matches (local_error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_NOT_FOUND)) {
+  if (tr_positions_endpoint_load (endpoint->state_file, &endpoint->acked, &local_error))
+    return TRUE;
+  if (g_error_matches (local_error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_NOT_FOUND)) {
     guint64 first = tr_rpcstore_service_first (push->store, service_id);
     endpoint->acked = first > 0 ? first - 1 : 0;
     endpoint->state_dirty = TRUE; /* no state on disk yet (tr_push__endpoint_new_loaded) */
     return TRUE;
   }
-  if (state == NULL) {
-    g_propagate_prefixed_error (error, g_steal_pointer (&local_error), "%s: ", endpoint->state_path);
-    return FALSE;
-  }
-  data = g_bytes_get_data (state, &len);
-  if (len != TR_PUSH_STATE_SIZE || tr_get_le32 (data) != TR_PUSH_STATE_VERSION) {
-    g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CORRUPT,
-                 "%s: send state of %zu bytes, version %u: expected %d bytes, version %d", endpoint->state_path,
-                 len, len >= 4 ? tr_get_le32 (data) : 0, TR_PUSH_STATE_SIZE, TR_PUSH_STATE_VERSION);
-    return FALSE;
-  }
-  endpoint->acked = tr_get_le64 (data + 4);
-  return TRUE;
+  g_propagate_error (error, g_steal_pointer (&local_error));
+  return FALSE;
 }
 
 /* Clamps a position the store cannot serve (retention ran ahead, or the
@@ -389,8 +356,7 @@ endpoint_free (gpointer data)
 
   tr_peer_free (endpoint->peer);
   tr_net_log_limit_free (endpoint->fail_log);
-  tr_rotatefile_free (endpoint->state_file);
-  g_free (endpoint->state_path);
+  tr_positions_endpoint_free (endpoint->state_file);
   g_free (endpoint->id);
   g_free (endpoint->host);
   g_free (endpoint);
@@ -459,7 +425,7 @@ push_free_unstarted (TrPush *push)
   g_ptr_array_unref (push->services);
   g_main_loop_unref (push->loop);
   g_main_context_unref (push->context);
-  g_free (push->state_dir);
+  tr_positions_free (push->positions);
   g_free (push);
 }
 
@@ -474,15 +440,12 @@ tr_push_new (TrRpcStore *store, const TrConfig *config, GError **error)
 
   push = g_new0 (TrPush, 1);
   push->store = store;
-  push->state_dir = g_build_filename (config->data_dir, "state", NULL);
   push->state_flush_ms = config->state_flush_ms;
   push->services = g_ptr_array_new_with_free_func (service_free);
   push->context = g_main_context_new ();
   push->loop = g_main_loop_new (push->context, FALSE);
-  if (g_mkdir_with_parents (push->state_dir, 0755) != 0) {
-    int saved_errno = errno;
-    g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_IO, "%s: cannot create: %s", push->state_dir,
-                 g_strerror (saved_errno));
+  push->positions = tr_positions_open (tr_io_posix (), config->data_dir, error);
+  if (push->positions == NULL) {
     push_free_unstarted (push);
     return NULL;
   }
@@ -544,7 +507,7 @@ tr_push_free (TrPush *push)
       TrPushEndpoint *endpoint = g_ptr_array_index (service->endpoints, i);
       g_autoptr (GError) error = NULL;
       tr_peer_stop (endpoint->peer);
-      if (!state_write (endpoint, &error) || !tr_rotatefile_sync (endpoint->state_file, &error))
+      if (!state_write (endpoint, &error) || !tr_positions_endpoint_sync (endpoint->state_file, &error))
         tr_push__log (endpoint, G_LOG_LEVEL_WARNING, endpoint->acked,
                       "cannot record send state at shutdown (it will resend from an older position): %s",
                       error->message);
@@ -658,7 +621,7 @@ tr_push__endpoint_save (TrPushEndpoint *endpoint)
   g_autoptr (GError) error = NULL;
 
   tr_peer_stop (endpoint->peer);
-  if (!state_write (endpoint, &error) || !tr_rotatefile_sync (endpoint->state_file, &error))
+  if (!state_write (endpoint, &error) || !tr_positions_endpoint_sync (endpoint->state_file, &error))
     tr_push__log (endpoint, G_LOG_LEVEL_WARNING, endpoint->acked,
                   "cannot record send state (it will resend from an older position if added again): %s",
                   error->message);

@@ -15,7 +15,7 @@
 #include "tr_net.h"
 #include "tr_peer.h"
 #include "tr_push.h"
-#include "tr_rotatefile.h"
+#include "tr_positions.h"
 
 #include <gio/gio.h>
 #include <glib.h>
@@ -39,8 +39,7 @@ struct _TrPushEndpoint {
   char *host;
   guint16 port;
 
-  TrRotateFile *state_file;
-  char *state_path;
+  TrPositionsEndpoint *state_file; /* send state, DATA_DIR/state/<service>@<id> */
   gboolean state_dirty;    /* acked changed since the last state write */
 
   TrPeer *peer;            /* the connection (host, port, backoff, window, in flight) */
@@ -83,7 +82,7 @@ struct _TrPushService {
 
 struct _TrPush {
   TrRpcStore *store;
-  char *state_dir;
+  TrPositions *positions;  /* the node's send state files (tr_positions.h) */
   guint state_flush_ms;
   GPtrArray *services;     /* (element-type TrPushService) */
   GMainContext *context;

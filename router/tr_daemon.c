@@ -1,0 +1,224 @@
+/* tr_daemon.c - wiring of a node's objects (see tr_daemon.h). */
+#undef G_LOG_DOMAIN
+#define G_LOG_DOMAIN "thriftrouter"
+
+#include "tr_daemon.h"
+
+#include "tr_admin.h"
+#include "tr_ingress.h"
+#include "tr_lockfile.h"
+#include "tr_node.h"
+#include "tr_push.h"
+#include "tr_rpcstore.h"
+
+#include <sys/resource.h>
+
+#define TR_SHUTDOWN_DRAIN_MS 10000
+
+struct _TrDaemon {
+  TrConfig *config;   /* (transfer none) */
+  TrLockFile *lock;
+  TrNode *node;
+  TrRpcStore *store;
+  TrPush *push;       /* (nullable) */
+  TrIngress *ingress; /* (nullable) */
+  TrAdmin *admin;     /* (nullable) */
+  GMainLoop *loop;
+  gboolean stop_requested;
+};
+
+static TrRpcStoreOptions
+store_options (const TrConfig *config)
+{
+  TrRpcStoreOptions options = { 0 };
+
+  options.group_file_size = config->group_file_size;
+  options.rpc_cache_size = config->rpc_cache_size;
+  options.sync_mode = config->sync_mode;
+  options.sync_interval_ms = config->sync_interval_ms;
+  options.checkpoint_interval_ms = 1000;
+  options.max_message_size = config->max_frame_size;
+  return options;
+}
+
+/* Every producer and endpoint connection is a descriptor: raise the soft
+ * limit to the hard one, and say so when max_connections cannot fit. */
+static void
+raise_fd_limit (const TrConfig *config)
+{
+  struct rlimit limit;
+
+  if (getrlimit (RLIMIT_NOFILE, &limit) < 0)
+    return;
+  if (limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    if (setrlimit (RLIMIT_NOFILE, &limit) < 0)
+      getrlimit (RLIMIT_NOFILE, &limit);
+  }
+  if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < (rlim_t) config->max_connections + 64)
+    g_warning ("open file limit %lu is too low for max_connections = %u: producers beyond about %lu "
+               "connections will be refused (raise it with ulimit -n / LimitNOFILE)",
+               (unsigned long) limit.rlim_cur, config->max_connections, (unsigned long) limit.rlim_cur - 64);
+}
+
+/* Lets the answers still owed go out (a producer slow to read them would
+ * otherwise see the connection close and resend stored RPCs). */
+static void
+drain_in_flight (TrIngress *ingress)
+{
+  gint64 deadline = g_get_monotonic_time () + TR_SHUTDOWN_DRAIN_MS * G_TIME_SPAN_MILLISECOND;
+
+  while (tr_ingress_pending (ingress) > 0 && g_get_monotonic_time () < deadline)
+    g_main_context_iteration (NULL, TRUE);
+  if (tr_ingress_pending (ingress) > 0)
+    g_warning ("%u answers still unsent after %d ms (producers not reading); their rpcs are stored, "
+               "the producers see the connection close",
+               tr_ingress_pending (ingress), TR_SHUTDOWN_DRAIN_MS);
+}
+
+static gboolean
+open_store (TrDaemon *daemon, GError **error)
+{
+  const TrConfig *config = daemon->config;
+  g_autoptr (GPtrArray) names = g_ptr_array_new ();
+  TrRpcStoreOptions options = store_options (config);
+
+  for (guint i = 0; i < config->services->len; i++)
+    g_ptr_array_add (names, ((TrServiceConfig *) g_ptr_array_index (config->services, i))->name);
+  g_ptr_array_add (names, NULL);
+  daemon->store = tr_rpcstore_open (tr_io_posix (), config->data_dir, &options, (const char *const *) names->pdata,
+                                    error);
+  return daemon->store != NULL;
+}
+
+/* The parts of a node that takes writes: push (with the store's notify),
+ * ingress and the admin service. */
+static gboolean
+start_writer (TrDaemon *daemon, GError **error)
+{
+  daemon->push = tr_push_new (daemon->store, daemon->config, error);
+  if (daemon->push == NULL)
+    return FALSE;
+  tr_rpcstore_set_notify (daemon->store, tr_push_on_store_event, daemon->push);
+  daemon->ingress = tr_ingress_new (daemon->store, daemon->config, error);
+  if (daemon->ingress == NULL)
+    return FALSE;
+  daemon->admin = tr_admin_new (daemon->config, daemon->store, daemon->push, daemon->ingress,
+                                g_main_context_default (), error);
+  if (daemon->admin == NULL)
+    return FALSE;
+  tr_admin_set_epoch (daemon->admin, tr_node_get_epoch (daemon->node));
+  return TRUE;
+}
+
+static gboolean
+start_role (TrDaemon *daemon, GError **error)
+{
+  TrServerType role = tr_node_get_role (daemon->node);
+
+  switch (role) {
+  case TR_SERVER_MASTER:
+    return start_writer (daemon, error);
+  case TR_SERVER_BACKUP:
+  case TR_SERVER_REPLY:
+    /* Replication does not exist yet: such a node has always run as a
+     * writer, and keeps doing so until the replica parts exist. */
+    g_warning ("server_type = %s: replication is not implemented yet; this node takes producer writes "
+               "like a MASTER", tr_node_role_to_string (role));
+    return start_writer (daemon, error);
+  }
+  g_assert_not_reached ();
+  return FALSE;
+}
+
+TrDaemon *
+tr_daemon_new (TrConfig *config, GError **error)
+{
+  g_autoptr (TrDaemon) daemon = NULL;
+  TrNodeIdentity identity;
+
+  g_return_val_if_fail (config != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  daemon = g_new0 (TrDaemon, 1);
+  daemon->config = config;
+  daemon->loop = g_main_loop_new (NULL, FALSE);
+  /* First of all: a second process on a directory in use must not even
+   * read it (recovery would repair records the holder is still writing). */
+  daemon->lock = tr_lockfile_acquire (tr_io_posix (), config->data_dir, error);
+  if (daemon->lock == NULL)
+    return NULL;
+  raise_fd_limit (config);
+  identity = tr_node_identity_from_config (config);
+  daemon->node = tr_node_open (tr_io_posix (), config->data_dir, &identity, error);
+  if (daemon->node == NULL || !open_store (daemon, error) || !start_role (daemon, error))
+    return NULL;
+  return g_steal_pointer (&daemon);
+}
+
+void
+tr_daemon_run (TrDaemon *daemon)
+{
+  const TrConfig *config;
+
+  g_return_if_fail (daemon != NULL);
+
+  config = daemon->config;
+  g_message ("thriftrouter %s: %s node '%s' accepting producers on %s:%u, data in %s, %u services, rpc %"
+             G_GUINT64_FORMAT " is the head",
+             TR_VERSION, tr_node_role_to_string (tr_node_get_role (daemon->node)), config->server_id,
+             config->listen_host, tr_ingress_get_port (daemon->ingress), config->data_dir, config->services->len,
+             tr_rpcstore_head (daemon->store));
+  /* A stop requested before the loop runs would be lost by
+   * g_main_loop_quit(): check the flag. */
+  if (!daemon->stop_requested)
+    g_main_loop_run (daemon->loop);
+}
+
+void
+tr_daemon_stop (TrDaemon *daemon)
+{
+  g_return_if_fail (daemon != NULL);
+
+  daemon->stop_requested = TRUE;
+  if (daemon->ingress != NULL) {
+    g_message ("shutting down: no new producer connections; %u answers still to send",
+               tr_ingress_pending (daemon->ingress));
+    tr_ingress_stop_accepting (daemon->ingress);
+  }
+  g_main_loop_quit (daemon->loop);
+}
+
+void
+tr_daemon_reload (TrDaemon *daemon)
+{
+  g_return_if_fail (daemon != NULL);
+
+  if (daemon->admin != NULL)
+    tr_admin_reload_async (daemon->admin);
+}
+
+void
+tr_daemon_free (TrDaemon *daemon)
+{
+  gboolean started;
+
+  if (daemon == NULL)
+    return;
+  started = daemon->admin != NULL;
+  g_clear_pointer (&daemon->admin, tr_admin_free);
+  if (daemon->ingress != NULL && started)
+    drain_in_flight (daemon->ingress);
+  if (daemon->store != NULL)
+    tr_rpcstore_set_notify (daemon->store, NULL, NULL);
+  g_clear_pointer (&daemon->push, tr_push_free);
+  g_clear_pointer (&daemon->store, tr_rpcstore_close);
+  g_clear_pointer (&daemon->ingress, tr_ingress_free);
+  g_clear_pointer (&daemon->node, tr_node_free);
+  g_main_loop_unref (daemon->loop);
+  if (started)
+    g_message ("thriftrouter stopped cleanly");
+  /* Last: the directory is free only once every file in it is closed. */
+  g_clear_pointer (&daemon->lock, tr_lockfile_free);
+  g_free (daemon);
+}
