@@ -49,6 +49,7 @@ static const char *const sync_mode_names[] = {
 };
 static const char *const service_type_names[] = { "COMMON", "BACKUP", "REPLY", NULL };
 static const char *const on_failure_names[] = { "block", "skip", NULL };
+static const char *const bool_names[] = { "false", "true", NULL };
 static const char *const start_names[] = { [TR_START_HEAD] = "head", [TR_START_EARLIEST] = "earliest", NULL };
 
 /* Sets the error "<path>: [<group>] <key>: <message>" (group/key optional);
@@ -824,6 +825,109 @@ format_size (guint64 n)
       return g_strdup_printf ("%" G_GUINT64_FORMAT "%c", n >> shift, suffixes[i]);
   }
   return g_strdup_printf ("%" G_GUINT64_FORMAT, n);
+}
+
+/* ---- comparing two configurations ---- */
+
+static void
+key_change_free (gpointer data)
+{
+  TrConfigKeyChange *change = data;
+
+  g_free (change->running);
+  g_free (change->loaded);
+  g_free (change);
+}
+
+/* Adds a change of @key; takes both (formatted) values. */
+static void
+add_key_change (GPtrArray *changes, const char *key, char *running, char *loaded)
+{
+  TrConfigKeyChange *change = g_new0 (TrConfigKeyChange, 1);
+
+  change->key = key;
+  change->running = running;
+  change->loaded = loaded;
+  g_ptr_array_add (changes, change);
+}
+
+static void
+diff_str (GPtrArray *changes, const char *key, const char *running, const char *loaded)
+{
+  if (g_strcmp0 (running, loaded) != 0)
+    add_key_change (changes, key, g_strdup (running != NULL ? running : "not set"),
+                    g_strdup (loaded != NULL ? loaded : "not set"));
+}
+
+/* An enum or boolean, compared as a number, shown by its word in @names. */
+static void
+diff_choice (GPtrArray *changes, const char *key, int running, int loaded, const char *const *names)
+{
+  if (running != loaded)
+    add_key_change (changes, key, g_strdup (names[running]), g_strdup (names[loaded]));
+}
+
+static void
+diff_u64 (GPtrArray *changes, const char *key, guint64 running, guint64 loaded, gboolean is_size)
+{
+  if (running != loaded)
+    add_key_change (changes, key,
+                    is_size ? format_size (running) : g_strdup_printf ("%" G_GUINT64_FORMAT, running),
+                    is_size ? format_size (loaded) : g_strdup_printf ("%" G_GUINT64_FORMAT, loaded));
+}
+
+static void
+diff_hostport (GPtrArray *changes, const char *key, const char *running_host, guint16 running_port,
+               const char *loaded_host, guint16 loaded_port)
+{
+  if (strcmp (running_host, loaded_host) != 0 || running_port != loaded_port)
+    add_key_change (changes, key, format_hostport (running_host, running_port),
+                    format_hostport (loaded_host, loaded_port));
+}
+
+static char *
+join_service_names (const TrConfig *c)
+{
+  GString *out = g_string_new (NULL);
+
+  for (guint i = 0; i < c->services->len; i++)
+    g_string_append_printf (out, "%s%s", i > 0 ? ", " : "",
+                            ((const TrServiceConfig *) g_ptr_array_index (c->services, i))->name);
+  return g_string_free (out, FALSE);
+}
+
+/* Every key of router_keys is compared below, one line each: a new key
+ * must be added there too (the count is checked at build time). */
+G_STATIC_ASSERT (G_N_ELEMENTS (router_keys) == 15 + 1);
+
+GPtrArray *
+tr_config_diff_router (const TrConfig *a, const TrConfig *b)
+{
+  GPtrArray *changes = g_ptr_array_new_with_free_func (key_change_free);
+  g_autofree char *a_services = NULL;
+  g_autofree char *b_services = NULL;
+
+  g_return_val_if_fail (a != NULL && b != NULL, changes);
+
+  diff_str (changes, "server_id", a->server_id, b->server_id);
+  diff_choice (changes, "server_type", a->server_type, b->server_type, server_type_names);
+  diff_hostport (changes, "listen", a->listen_host, a->listen_port, b->listen_host, b->listen_port);
+  diff_hostport (changes, "admin_listen", a->admin_host, a->admin_port, b->admin_host, b->admin_port);
+  diff_str (changes, "admin_token_file", a->admin_token_file, b->admin_token_file);
+  diff_choice (changes, "admin_allow_insecure", a->admin_allow_insecure != FALSE, b->admin_allow_insecure != FALSE,
+               bool_names);
+  diff_str (changes, "data_dir", a->data_dir, b->data_dir);
+  diff_choice (changes, "sync_mode", a->sync_mode, b->sync_mode, sync_mode_names);
+  diff_u64 (changes, "sync_interval_ms", a->sync_interval_ms, b->sync_interval_ms, FALSE);
+  diff_u64 (changes, "rpc_cache_size", a->rpc_cache_size, b->rpc_cache_size, TRUE);
+  diff_u64 (changes, "group_file_size", a->group_file_size, b->group_file_size, TRUE);
+  diff_u64 (changes, "max_frame_size", a->max_frame_size, b->max_frame_size, TRUE);
+  diff_u64 (changes, "state_flush_ms", a->state_flush_ms, b->state_flush_ms, FALSE);
+  diff_u64 (changes, "max_connections", a->max_connections, b->max_connections, FALSE);
+  a_services = join_service_names (a);
+  b_services = join_service_names (b);
+  diff_str (changes, "services", a_services, b_services);
+  return changes;
 }
 
 static void

@@ -178,6 +178,21 @@ TrEndpointConfig *tr_config_lookup_endpoint (const TrServiceConfig *service, con
 const char *tr_config_on_failure_to_string (TrOnFailure on_failure);
 const char *tr_config_start_to_string (TrEndpointStart start);
 
+/* One [router] key whose typed value differs between two configurations. */
+typedef struct {
+  const char *key; /* (transfer none) a static string, the key's name */
+  char *running;   /* (transfer full) the running value, as written in a file ("not set" if unset) */
+  char *loaded;    /* (transfer full) the new value, likewise */
+} TrConfigKeyChange;
+
+/* tr_config_diff_router:
+ * Compares every [router] key of @running and @loaded as typed values (each
+ * key explicitly, never the serialized text, so an unset value is compared
+ * like any other).  `services` is included when the list differs.
+ * Returns: (transfer full) (element-type TrConfigKeyChange): the keys that
+ * differ, in the order of the reference in this header; empty if none. */
+GPtrArray *tr_config_diff_router (const TrConfig *running, const TrConfig *loaded);
+
 /* tr_config_to_string:
  * The effective settings, defaults included, in key-file syntax (service
  * files follow router.conf, each introduced by a comment naming it).

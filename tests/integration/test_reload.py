@@ -527,6 +527,34 @@ def test_invalid_file_and_restart_keys_refused():
         s.close()
 
 
+def test_adding_admin_token_file_is_refused():
+    """docs/configuration.md: admin_token_file is read at start-up, and a
+    changed [router] key other than services refuses the reload (code 7).
+    The reload used to compare serialized text that skipped comment lines,
+    and an unset admin_token_file serializes as one: adding it was reported
+    as a successful reload while the admin port stayed open without a token."""
+    s = Setup()
+    try:
+        token = os.path.join(s.router.tmp, "admin.token")
+        with open(token, "w") as f:
+            f.write("s3cret\n")
+        with open(conf(s.router)) as f:
+            text = f.read()
+        with open(conf(s.router), "w") as f:
+            f.write(text.replace("[router]\n", "[router]\nadmin_token_file = admin.token\n"))
+        # Without the token: the running node takes none, as before the edit.
+        rc, out, err = tr_admin(s.router, "--token-file", "/dev/null", "reload")
+        check(rc == 1 and "code 7" in err and "admin_token_file = " + token in err
+              and "(running: not set)" in err and "restart" in err, "rc %d: %s%s" % (rc, out, err))
+        rc, out, err = tr_admin(s.router, "--token-file", "/dev/null", "status")
+        check(rc == 0, "the refused reload changed the admin port's token: %s" % err)
+        with open(conf(s.router), "w") as f:
+            f.write(text)
+        check(reload_ok(s.router).strip() == "reload done: 0 changes", "the running files should change nothing")
+    finally:
+        s.close()
+
+
 def test_sighup_reload_and_refusal_logged():
     s = Setup(extra_endpoints=1)
     a, b = s.eps
@@ -595,4 +623,5 @@ if __name__ == "__main__":
         test_concurrent_reloads_sighup_and_stop_send,
         test_sighup_reload_and_refusal_logged,
         test_reload_keeps_operator_stop_send,
+        test_adding_admin_token_file_is_refused,
     ])
