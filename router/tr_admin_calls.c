@@ -313,16 +313,15 @@ call_endpoints (TrAdmin *admin, const Args *args, GByteArray *result, Refusal *r
   return TRUE;
 }
 
-/* Writes stop_send of [endpoint ID] into the service file, keeping every
- * other key and every comment, through DoubleWriteFile. */
+/* Writes stop_send of [endpoint ID] into the service file through
+ * DoubleWriteFile, changing that one line (or adding it): every other
+ * byte stays as the operator wrote it, so config management and
+ * `git diff` see one line (tr_config_edit_endpoint_key). */
 static gboolean
 persist_stop_send (const TrServiceConfig *service, const char *endpoint, gboolean stop, GError **error)
 {
-  g_autoptr (GKeyFile) keyfile = g_key_file_new ();
   g_autoptr (GBytes) old = NULL;
-  g_autofree char *group = g_strconcat ("endpoint ", endpoint, NULL);
   g_autofree char *text = NULL;
-  gsize len = 0;
   const char *data;
   gsize data_len;
 
@@ -330,13 +329,12 @@ persist_stop_send (const TrServiceConfig *service, const char *endpoint, gboolea
   if (old == NULL)
     return FALSE;
   data = g_bytes_get_data (old, &data_len);
-  if (!g_key_file_load_from_data (keyfile, data != NULL ? data : "", data_len, G_KEY_FILE_KEEP_COMMENTS, error)) {
+  text = tr_config_edit_endpoint_key (data, data_len, endpoint, "stop_send", stop ? "true" : "false", error);
+  if (text == NULL) {
     g_prefix_error (error, "%s: ", service->path);
     return FALSE;
   }
-  g_key_file_set_boolean (keyfile, group, "stop_send", stop);
-  text = g_key_file_to_data (keyfile, &len, NULL);
-  return tr_dwfile_replace (tr_io_posix (), service->path, text, len, error);
+  return tr_dwfile_replace (tr_io_posix (), service->path, text, strlen (text), error);
 }
 
 static gboolean

@@ -178,6 +178,19 @@ TrEndpointConfig *tr_config_lookup_endpoint (const TrServiceConfig *service, con
 const char *tr_config_on_failure_to_string (TrOnFailure on_failure);
 const char *tr_config_start_to_string (TrEndpointStart start);
 
+/* tr_config_edit_endpoint_key:
+ * @text: a service file's content (@len bytes, need not be NUL-terminated)
+ * Sets @key = @value in [endpoint @endpoint_id] by changing that one line
+ * (everything up to the value, the line ending, every other line and every
+ * comment stay byte for byte), or, when the group has no such key, by
+ * adding one line "@key = @value" after the group's last key line.  For
+ * tr-admin stop-send / start-send: config management and `git diff` then
+ * see one changed line.
+ * Returns: (transfer full) (nullable): the new content, or NULL with @error
+ * TR_CONFIG_ERROR_INVALID when the file has no such group. */
+char *tr_config_edit_endpoint_key (const char *text, gsize len, const char *endpoint_id, const char *key,
+                                   const char *value, GError **error);
+
 /* One [router] key whose typed value differs between two configurations. */
 typedef struct {
   const char *key; /* (transfer none) a static string, the key's name */

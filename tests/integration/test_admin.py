@@ -224,6 +224,44 @@ def test_stop_send_persisted_across_restart_keeping_comments():
         ep.stop()
 
 
+def test_stop_send_changes_one_line_of_the_service_file():
+    """stop-send / start-send change the stop_send line of that endpoint and
+    nothing else (spacing, comments, key order, other groups stay byte for
+    byte), or add that one line when the group has none.  They used to
+    rewrite the whole file through GKeyFile: every `key = value` became
+    `key=value`."""
+    ep = Endpoint().start()
+    router = Router({"books": {"rpcs": ["log_event"], "endpoints": {"a": ep.port}}})
+    path = os.path.join(router.tmp, "services", "books.conf")
+    original = ("# books: the ledger\n[service]\nrpcs   =  log_event\n"
+                "retry_backoff_ms = 20\n\n# primary\n[endpoint a]\nhost = 127.0.0.1\n"
+                "port = %d\nstop_send = false\n\n# spare, no stop_send line\n[endpoint b]\n"
+                "port = %d\n# trailing comment of b\n" % (ep.port, ep.port))
+    with open(path, "w") as f:
+        f.write(original)
+    router.start()
+    try:
+        ok(router, "stop-send", "books", "a")
+        with open(path) as f:
+            text = f.read()
+        check(text == original.replace("stop_send = false", "stop_send = true"), "file changed beyond one line:\n"
+              + text)
+        ok(router, "stop-send", "books", "b")
+        with open(path) as f:
+            second = f.read()
+        check(second == text.replace("port = %d\n# trailing" % ep.port,
+                                     "port = %d\nstop_send = true\n# trailing" % ep.port),
+              "the added line is not one line after port:\n" + second)
+        ok(router, "start-send", "books", "a")
+        with open(path) as f:
+            third = f.read()
+        check(third == second.replace("stop_send = true\n\n# spare", "stop_send = false\n\n# spare"), third)
+    finally:
+        router.stop()
+        router.cleanup()
+        ep.stop()
+
+
 def test_skip_and_rewind():
     ep = Endpoint().start()
     router = Router({"books": {"rpcs": ["log_event"], "endpoints": {"a": (ep.port, "true")}}}).start()
@@ -685,6 +723,7 @@ if __name__ == "__main__":
         test_status_services_endpoints_table_and_json,
         test_stop_send_with_rpcs_flowing_then_start_send_delivers_all_in_order,
         test_stop_send_persisted_across_restart_keeping_comments,
+        test_stop_send_changes_one_line_of_the_service_file,
         test_skip_and_rewind,
         test_refusals_and_exit_codes,
         test_token_on_and_off_and_insecure_listen,

@@ -614,3 +614,65 @@ Test (tr_config, endpoint_at_the_routers_own_address, .init = setup, .fini = tea
     }
   }
 }
+
+/* ---- tr_config_edit_endpoint_key (tr-admin stop-send's one-line edit) ---- */
+
+#define EDIT_FILE                                                                                                  \
+  "# ledger\n[service]\nrpcs  =  log_event\n\n[endpoint a]\r\nport = 1\r\n  stop_send\t=  false\r\n"             \
+  "\n# b has none\n[endpoint b]\nport = 2\n# end of b\n\n[endpoint c]\nport = 3"
+
+static char *
+edit_ok (const char *text, const char *id, const char *value)
+{
+  g_autoptr (GError) error = NULL;
+  char *out = tr_config_edit_endpoint_key (text, strlen (text), id, "stop_send", value, &error);
+
+  cr_assert_not_null (out, "%s", error ? error->message : "?");
+  return out;
+}
+
+Test (tr_config, edit_changes_only_the_value_of_that_line)
+{
+  g_autofree char *out = edit_ok (EDIT_FILE, "a", "true");
+
+  /* Spacing before the value and the CRLF ending are the operator's. */
+  cr_assert_str_eq (out, "# ledger\n[service]\nrpcs  =  log_event\n\n[endpoint a]\r\nport = 1\r\n"
+                         "  stop_send\t=  true\r\n\n# b has none\n[endpoint b]\nport = 2\n# end of b\n\n"
+                         "[endpoint c]\nport = 3");
+}
+
+Test (tr_config, edit_adds_one_line_after_the_last_key_of_the_group)
+{
+  g_autofree char *b = edit_ok (EDIT_FILE, "b", "true");
+  g_autofree char *c = edit_ok (EDIT_FILE, "c", "false");
+  g_autofree char *expected_b = NULL;
+
+  expected_b = g_strjoin ("", "# ledger\n[service]\nrpcs  =  log_event\n\n[endpoint a]\r\nport = 1\r\n",
+                          "  stop_send\t=  false\r\n\n# b has none\n[endpoint b]\nport = 2\nstop_send = true\n",
+                          "# end of b\n\n[endpoint c]\nport = 3", NULL);
+  cr_assert_str_eq (b, expected_b);
+  /* The last line had no newline: it gets one, then the added line. */
+  cr_assert (g_str_has_suffix (c, "[endpoint c]\nport = 3\nstop_send = false\n"), "%s", c);
+  cr_assert (strncmp (c, EDIT_FILE, strlen (EDIT_FILE)) == 0, "%s", c);
+}
+
+Test (tr_config, edit_of_a_missing_endpoint_is_an_error)
+{
+  g_autoptr (GError) error = NULL;
+  char *out = tr_config_edit_endpoint_key (EDIT_FILE, strlen (EDIT_FILE), "zz", "stop_send", "true", &error);
+
+  cr_assert_null (out);
+  cr_assert (g_error_matches (error, TR_CONFIG_ERROR, TR_CONFIG_ERROR_INVALID));
+  cr_assert (strstr (error->message, "[endpoint zz]") != NULL, "%s", error->message);
+}
+
+/* A key of the same name in another group, or a longer key that starts
+ * with it, is not the line to change. */
+Test (tr_config, edit_matches_the_key_of_that_group_only)
+{
+  const char *text = "[endpoint x]\nstop_sendx = 1\nport = 1\n[endpoint y]\nstop_send = false\nport = 2\n";
+  g_autofree char *out = edit_ok (text, "x", "true");
+
+  cr_assert_str_eq (out, "[endpoint x]\nstop_sendx = 1\nport = 1\nstop_send = true\n[endpoint y]\n"
+                         "stop_send = false\nport = 2\n");
+}
