@@ -137,6 +137,21 @@ read_keyfile (const Reader *r)
   return g_steal_pointer (&keyfile);
 }
 
+/* Where a key of another group belongs, for the "unknown key" error: a
+ * key put in the wrong group is the common mistake, and "unknown" alone
+ * sends the operator looking for a typo. */
+static const char *
+where_key_belongs (const char *key)
+{
+  if (g_strv_contains (router_keys, key))
+    return "it belongs in the [router] group of router.conf";
+  if (g_strv_contains (service_keys, key))
+    return "it belongs in the [service] group of the service file";
+  if (g_strv_contains (endpoint_keys, key))
+    return "it belongs in an [endpoint ID] group of a service file";
+  return NULL;
+}
+
 /* Every key of @group must be in @allowed. */
 static gboolean
 check_keys (const Reader *r, const char *group, const char *const *allowed)
@@ -144,8 +159,13 @@ check_keys (const Reader *r, const char *group, const char *const *allowed)
   g_auto (GStrv) keys = g_key_file_get_keys (r->keyfile, group, NULL, NULL);
 
   for (guint i = 0; keys != NULL && keys[i] != NULL; i++) {
-    if (!g_strv_contains (allowed, keys[i]))
-      return fail (r, TR_CONFIG_ERROR_INVALID, group, keys[i], "unknown key");
+    const char *belongs;
+    if (g_strv_contains (allowed, keys[i]))
+      continue;
+    belongs = where_key_belongs (keys[i]);
+    if (belongs != NULL)
+      return fail (r, TR_CONFIG_ERROR_INVALID, group, keys[i], "unknown key in this group: %s", belongs);
+    return fail (r, TR_CONFIG_ERROR_INVALID, group, keys[i], "unknown key");
   }
   return TRUE;
 }
@@ -368,6 +388,17 @@ valid_host (const char *s)
   return TRUE;
 }
 
+/* "name:digits" with a single colon: a host:port written into a host key
+ * (an IPv6 address has at least two colons).  The name lookup would take it
+ * whole and fail at every connection attempt, long after --check passed. */
+static gboolean
+host_with_port (const char *host)
+{
+  const char *colon = strchr (host, ':');
+
+  return colon != NULL && colon != host && strchr (colon + 1, ':') == NULL && all_digits (colon + 1);
+}
+
 /* "host:port" or "[v6addr]:port"; port 0..65535 (0 = any free port). */
 static gboolean
 get_hostport (const Reader *r, const char *group, const char *key, const char *def, char **host,
@@ -461,6 +492,12 @@ read_endpoint (const Reader *r, const char *group, const char *id, TrServiceConf
   if (!valid_host (endpoint->host))
     return fail (r, TR_CONFIG_ERROR_INVALID, group, "host", "'%s' is not a host name or address",
                  endpoint->host);
+  if (host_with_port (endpoint->host))
+    return fail (r, TR_CONFIG_ERROR_INVALID, group, "host",
+                 "'%s' holds a port: write the host alone and the port as its own key "
+                 "(host = %.*s and port = %s)",
+                 endpoint->host, (int) (strrchr (endpoint->host, ':') - endpoint->host), endpoint->host,
+                 strrchr (endpoint->host, ':') + 1);
   return TRUE;
 }
 

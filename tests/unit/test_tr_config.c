@@ -676,3 +676,57 @@ Test (tr_config, edit_matches_the_key_of_that_group_only)
   cr_assert_str_eq (out, "[endpoint x]\nstop_sendx = 1\nport = 1\nstop_send = true\n[endpoint y]\n"
                          "stop_send = false\nport = 2\n");
 }
+
+/* ---- issue 12: mistakes that used to pass, or were reported vaguely ---- */
+
+/* A host:port in host passed --check and reload, then every connection
+ * attempt looked up the name "localhost:19191" and failed. */
+Test (tr_config, endpoint_host_with_a_port_is_refused_naming_the_fix, .init = setup, .fini = teardown)
+{
+  with_service ("[service]\nrpcs = log_event\n[endpoint a]\nhost = localhost:19191\nport = 9190\n");
+  expect_error (TR_CONFIG_ERROR_INVALID, "s.conf: [endpoint a] host: 'localhost:19191'", "holds a port",
+                "host = localhost", "port = 19191", NULL);
+}
+
+/* An IPv6 address has colons too, and stays valid. */
+Test (tr_config, endpoint_host_ipv6_is_not_a_host_with_port, .init = setup, .fini = teardown)
+{
+  g_autoptr (TrConfig) config = NULL;
+
+  with_service ("[service]\nrpcs = log_event\n[endpoint a]\nhost = ::1\nport = 9190\n"
+                "[endpoint b]\nhost = fe80::1:2\nport = 9191\n");
+  config = load_ok ();
+  cr_assert_str_eq (((TrEndpointConfig *) tr_config_lookup_endpoint (g_ptr_array_index (config->services, 0),
+                                                                     "b"))->host,
+                    "fe80::1:2");
+}
+
+Test (tr_config, service_key_in_an_endpoint_group_says_where_it_belongs, .init = setup, .fini = teardown)
+{
+  with_service ("[service]\nrpcs = log_event\n[endpoint a]\nport = 9190\nmax_retries = 3\n");
+  expect_error (TR_CONFIG_ERROR_INVALID, "[endpoint a] max_retries: unknown key in this group",
+                "belongs in the [service] group", NULL);
+}
+
+Test (tr_config, endpoint_key_in_the_service_group_says_where_it_belongs, .init = setup, .fini = teardown)
+{
+  with_service ("[service]\nrpcs = log_event\nport = 9190\n[endpoint a]\nport = 9190\n");
+  expect_error (TR_CONFIG_ERROR_INVALID, "[service] port: unknown key in this group",
+                "belongs in an [endpoint ID] group", NULL);
+}
+
+Test (tr_config, router_and_service_keys_swapped_between_files, .init = setup, .fini = teardown)
+{
+  with_service ("[service]\nrpcs = log_event\nsync_mode = none\n");
+  expect_error (TR_CONFIG_ERROR_INVALID, "[service] sync_mode: unknown key in this group",
+                "belongs in the [router] group of router.conf", NULL);
+  write_router ("[router]\nmax_inflight = 3\n");
+  expect_error (TR_CONFIG_ERROR_INVALID, "[router] max_inflight: unknown key in this group",
+                "belongs in the [service] group", NULL);
+}
+
+Test (tr_config, unknown_key_anywhere_stays_unknown, .init = setup, .fini = teardown)
+{
+  with_service ("[service]\nrpcs = log_event\n[endpoint a]\nport = 9190\ncolour = red\n");
+  expect_error (TR_CONFIG_ERROR_INVALID, "[endpoint a] colour: unknown key", NULL);
+}
