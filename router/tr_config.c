@@ -717,6 +717,13 @@ read_router_values (const Reader *r, TrConfig *c)
                  "'%s' is not a loopback address and no admin_token_file is set: anyone who can reach it "
                  "could stop delivery; set admin_token_file, or admin_allow_insecure = true",
                  c->admin_host);
+  /* The default follows group_file_size: a small part size (tests, small
+   * disks) must not make start-up fail over a key the user never set. */
+  c->max_frame_size_is_default = !g_key_file_has_key (r->keyfile, g, "max_frame_size", NULL);
+  if (c->max_frame_size_is_default && frame > c->group_file_size / 2) {
+    frame = c->group_file_size / 2;
+    c->max_frame_size = (guint32) frame;
+  }
   if (frame > c->group_file_size / 2)
     return fail (r, TR_CONFIG_ERROR_INVALID, g, "max_frame_size",
                  "%" G_GUINT64_FORMAT " is more than half of group_file_size (%" G_GUINT64_FORMAT ")",
@@ -1065,6 +1072,7 @@ append_router (GString *out, const TrConfig *c)
   g_autofree char *cache = format_size (c->rpc_cache_size);
   g_autofree char *part = format_size (c->group_file_size);
   g_autofree char *frame = format_size (c->max_frame_size);
+  g_autofree char *default_frame = format_size (TR_FRAME_DEFAULT_MAX_SIZE);
 
   g_string_append_printf (out, "# %s\n[router]\n", c->path);
   g_string_append_printf (out, "server_id = %s\nserver_type = %s\n", c->server_id,
@@ -1080,8 +1088,15 @@ append_router (GString *out, const TrConfig *c)
   g_string_append_printf (out, "data_dir = %s\nsync_mode = %s\nsync_interval_ms = %u\n",
                           c->data_dir, sync_mode_names[c->sync_mode], c->sync_interval_ms);
   g_string_append_printf (out, "rpc_cache_size = %s\ngroup_file_size = %s\n", cache, part);
-  g_string_append_printf (out, "max_frame_size = %s\nstate_flush_ms = %u\nmax_connections = %u\n", frame,
-                          c->state_flush_ms, c->max_connections);
+  /* A default stays a comment, as admin_token_file: written as a key it
+   * would no longer follow group_file_size when the output is loaded back. */
+  if (c->max_frame_size_is_default)
+    g_string_append_printf (out, "# max_frame_size: not set, so %s (the default %s, or half of group_file_size "
+                            "when that is smaller)\n", frame, default_frame);
+  else
+    g_string_append_printf (out, "max_frame_size = %s\n", frame);
+  g_string_append_printf (out, "state_flush_ms = %u\nmax_connections = %u\n", c->state_flush_ms,
+                          c->max_connections);
   g_string_append (out, "services = ");
   for (guint i = 0; i < c->services->len; i++) {
     const TrServiceConfig *s = g_ptr_array_index (c->services, i);

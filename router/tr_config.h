@@ -19,7 +19,10 @@
  *     sync_interval_ms 1..3600000                                default 10
  *     rpc_cache_size   size (K/M/G suffix, 1024-based), may be 0 default 64M
  *     group_file_size  size, >= 64K                              default 2G
- *     max_frame_size   size, 64 .. min(2G-1, group_file_size/2)  default 16384000 (16000K)
+ *     max_frame_size   size, 64 .. min(2G-1, group_file_size/2)  default 16384000 (16000K),
+ *                      or group_file_size/2 when that is smaller (a
+ *                      default follows the key it depends on; only an
+ *                      explicit value above group_file_size/2 is an error)
  *     state_flush_ms   0..3600000 (0 = after each reply batch)   default 100
  *     max_connections  producer connection cap, 1..1000000       default 1024
  *     services         list of service names (, or ;)            default empty
@@ -133,6 +136,7 @@ typedef struct {
   guint64 rpc_cache_size;
   guint64 group_file_size;
   guint32 max_frame_size;
+  gboolean max_frame_size_is_default; /* not in the file: derived from group_file_size */
   guint state_flush_ms;
   guint max_connections;
   GPtrArray *services; /* (transfer full) (element-type TrServiceConfig) in list order */

@@ -4,6 +4,7 @@
 
 #include "tr_config.h"
 #include "tr_dwfile.h"
+#include "tr_frame.h"
 #include "tr_endian.h"
 #include "tr_record.h"
 #include "tr_test_util.h"
@@ -177,7 +178,8 @@ Test (tr_config, defaults, .init = setup, .fini = teardown)
   text = tr_config_to_string (config);
   cr_assert (strstr (text, "rpc_cache_size = 64M\n") != NULL, "%s", text);
   cr_assert (strstr (text, "group_file_size = 2G\n") != NULL, "%s", text);
-  cr_assert (strstr (text, "max_frame_size = 16000K\n") != NULL, "%s", text);
+  cr_assert (strstr (text, "# max_frame_size: not set, so 16000K (the default 16000K, or half of group_file_size "
+                           "when that is smaller)\n") != NULL, "%s", text);
   cr_assert (strstr (text, "on_failure = block\n") != NULL, "%s", text);
   /* The printed settings load back: [router] as router.conf, each service
    * section as its file. */
@@ -729,4 +731,56 @@ Test (tr_config, unknown_key_anywhere_stays_unknown, .init = setup, .fini = tear
 {
   with_service ("[service]\nrpcs = log_event\n[endpoint a]\nport = 9190\ncolour = red\n");
   expect_error (TR_CONFIG_ERROR_INVALID, "[endpoint a] colour: unknown key", NULL);
+}
+
+/* ---- max_frame_size: a default follows group_file_size ---- */
+
+/* A small group_file_size with max_frame_size unset used to fail start-up
+ * with "max_frame_size: 16384000 is more than half of group_file_size". */
+Test (tr_config, default_max_frame_size_follows_a_small_group_file_size, .init = setup, .fini = teardown)
+{
+  g_autoptr (TrConfig) config = NULL;
+  g_autofree char *text = NULL;
+
+  write_router ("[router]\ngroup_file_size = 1M\n");
+  config = load_ok ();
+  cr_assert_eq (config->max_frame_size, 512u * 1024);
+  cr_assert (config->max_frame_size_is_default);
+  text = tr_config_to_string (config);
+  cr_assert (strstr (text, "# max_frame_size: not set, so 512K (the default 16000K, or half of group_file_size "
+                           "when that is smaller)\n") != NULL, "%s", text);
+  cr_assert (strstr (text, "\nmax_frame_size") == NULL, "%s", text);
+}
+
+Test (tr_config, default_max_frame_size_when_group_file_size_is_large, .init = setup, .fini = teardown)
+{
+  g_autoptr (TrConfig) config = NULL;
+  g_autofree char *text = NULL;
+
+  write_router ("[router]\ngroup_file_size = 64M\n");
+  config = load_ok ();
+  cr_assert_eq (config->max_frame_size, TR_FRAME_DEFAULT_MAX_SIZE);
+  text = tr_config_to_string (config);
+  cr_assert (strstr (text, "# max_frame_size: not set, so 16000K (the default") != NULL, "%s", text);
+}
+
+/* A value the user wrote is never lowered behind their back. */
+Test (tr_config, explicit_max_frame_size_above_half_stays_an_error, .init = setup, .fini = teardown)
+{
+  write_router ("[router]\ngroup_file_size = 1M\nmax_frame_size = 16384000\n");
+  expect_error (TR_CONFIG_ERROR_INVALID, "[router] max_frame_size: 16384000 is more than half of group_file_size "
+                "(1048576)", NULL);
+}
+
+Test (tr_config, explicit_max_frame_size_has_no_default_comment, .init = setup, .fini = teardown)
+{
+  g_autoptr (TrConfig) config = NULL;
+  g_autofree char *text = NULL;
+
+  write_router ("[router]\nmax_frame_size = 1M\n");
+  config = load_ok ();
+  cr_assert_not (config->max_frame_size_is_default);
+  text = tr_config_to_string (config);
+  cr_assert (strstr (text, "# max_frame_size") == NULL && strstr (text, "max_frame_size = 1M\n") != NULL, "%s",
+             text);
 }
