@@ -92,11 +92,12 @@ find_service (TrAdmin *admin, const char *name, Refusal *refusal)
   return service;
 }
 
-static const TrEndpointConfig *
+/* (transfer none): in ->config, which the admin thread owns. */
+static TrEndpointConfig *
 find_endpoint (TrAdmin *admin, const char *service_name, const char *endpoint_id, Refusal *refusal)
 {
   const TrServiceConfig *service = find_service (admin, service_name, refusal);
-  const TrEndpointConfig *endpoint;
+  TrEndpointConfig *endpoint;
 
   if (service == NULL)
     return NULL;
@@ -348,8 +349,7 @@ call_set_stop_send (TrAdmin *admin, const Args *args, GByteArray *result, Refusa
   TrEndpointConfig *endpoint_config;
 
   (void) result;
-  /* Cast: the config is the admin thread's (see ->config). */
-  if ((endpoint_config = (TrEndpointConfig *) find_endpoint (admin, service_name, endpoint, refusal)) == NULL)
+  if ((endpoint_config = find_endpoint (admin, service_name, endpoint, refusal)) == NULL)
     return FALSE;
   service = tr_config_lookup_service (admin->config, service_name);
   /* File first: if it cannot be written, nothing changed at all. */
@@ -496,8 +496,7 @@ reload (TrAdmin *admin, GPtrArray **changes_out, GError **error)
 
   if (config == NULL)
     return FALSE;
-  tr_config_free (admin->reloaded);
-  admin->reloaded = config;
+  tr_config_free (admin->config);
   admin->config = config;
   return TRUE;
 }

@@ -829,6 +829,60 @@ tr_config_load_router (const char *router_conf_path, GError **error)
   return load (router_conf_path, LOAD_ROUTER_ONLY, error);
 }
 
+/* ---- copies ---- */
+
+static GPtrArray *
+strings_copy (const GPtrArray *strings)
+{
+  GPtrArray *out = g_ptr_array_new_full (strings->len, g_free);
+
+  for (guint i = 0; i < strings->len; i++)
+    g_ptr_array_add (out, g_strdup (g_ptr_array_index (strings, i)));
+  return out;
+}
+
+static TrServiceConfig *
+service_config_copy (const TrServiceConfig *service)
+{
+  TrServiceConfig *out = g_memdup2 (service, sizeof *service);
+
+  out->name = g_strdup (service->name);
+  out->path = g_strdup (service->path);
+  out->rpcs = strings_copy (service->rpcs);
+  out->barrier_method = g_strdup (service->barrier_method);
+  out->endpoints = g_ptr_array_new_full (service->endpoints->len, endpoint_config_free);
+  for (guint i = 0; i < service->endpoints->len; i++) {
+    const TrEndpointConfig *endpoint = g_ptr_array_index (service->endpoints, i);
+    TrEndpointConfig *copy = g_memdup2 (endpoint, sizeof *endpoint);
+    copy->id = g_strdup (endpoint->id);
+    copy->host = g_strdup (endpoint->host);
+    g_ptr_array_add (out->endpoints, copy);
+  }
+  return out;
+}
+
+TrConfig *
+tr_config_copy (const TrConfig *config)
+{
+  TrConfig *out;
+
+  g_return_val_if_fail (config != NULL, NULL);
+
+  /* Plain values come with the struct; every pointer is duplicated below. */
+  out = g_memdup2 (config, sizeof *config);
+  out->path = g_strdup (config->path);
+  out->dir = g_strdup (config->dir);
+  out->server_id = g_strdup (config->server_id);
+  out->listen_host = g_strdup (config->listen_host);
+  out->admin_host = g_strdup (config->admin_host);
+  out->admin_token_file = g_strdup (config->admin_token_file);
+  out->data_dir = g_strdup (config->data_dir);
+  out->services = g_ptr_array_new_full (config->services->len, (GDestroyNotify) tr_service_config_free);
+  for (guint i = 0; i < config->services->len; i++)
+    g_ptr_array_add (out->services, service_config_copy (g_ptr_array_index (config->services, i)));
+  return out;
+}
+
 TrServiceConfig *
 tr_config_lookup_service (const TrConfig *config, const char *name)
 {

@@ -53,8 +53,15 @@
  * files are errors (TR_CONFIG_ERROR) naming file, group, key and problem.
  *
  * The structs are plain values, read directly by the router; every string
- * and array is owned by its struct and freed with it.  Not thread-safe:
- * load on one thread, then treat as read-only.
+ * and array is owned by its struct and freed with it.  Not thread-safe.
+ *
+ * Ownership: a TrConfig has exactly one owner, the only thread that may
+ * change it; everyone else reads a copy or reads during a call.  In the
+ * daemon, main loads it, wires the node with it (tr_push_new and
+ * tr_ingress_new read it during the call only) and keeps it read-only; the
+ * admin thread works on its own copy (tr_admin_new() takes one with
+ * tr_config_copy()), which stop-send updates and a reload replaces with the
+ * newly loaded configuration.  No configuration is shared between threads.
  */
 #pragma once
 
@@ -155,6 +162,11 @@ TrConfig *tr_config_load (const char *router_conf_path, GError **error);
  * cannot keep them from reaching the router.
  * Returns: (transfer full) (nullable): as tr_config_load(). */
 TrConfig *tr_config_load_router (const char *router_conf_path, GError **error);
+
+/* tr_config_copy:
+ * Returns: (transfer full): a deep copy of @config (services and endpoints
+ * included) that shares no memory with it, for a new owner. */
+TrConfig *tr_config_copy (const TrConfig *config);
 
 /* tr_config_free: frees @config and everything in it; NULL is ignored. */
 void tr_config_free (TrConfig *config);

@@ -784,3 +784,34 @@ Test (tr_config, explicit_max_frame_size_has_no_default_comment, .init = setup, 
   cr_assert (strstr (text, "# max_frame_size") == NULL && strstr (text, "max_frame_size = 1M\n") != NULL, "%s",
              text);
 }
+
+/* ---- tr_config_copy: the admin thread's own configuration ---- */
+
+Test (tr_config, copy_is_equal_and_shares_nothing, .init = setup, .fini = teardown)
+{
+  g_autoptr (TrConfig) config = NULL;
+  g_autoptr (TrConfig) copy = NULL;
+  g_autofree char *before = NULL;
+  g_autofree char *copied = NULL;
+  g_autofree char *token = NULL;
+  TrEndpointConfig *endpoint;
+
+  write_router ("[router]\nservices = s\nadmin_token_file = token\n");
+  token = g_build_filename (fx.root, "conf", "token", NULL);
+  tr_test_write_file (token, "t\n", 2);
+  write_service ("s", "[service]\nrpcs = log_event, fire\n[endpoint a]\nport = 9190\n[endpoint b]\nport = 9191\n");
+  config = load_ok ();
+  before = tr_config_to_string (config);
+  copy = tr_config_copy (config);
+  copied = tr_config_to_string (copy);
+  cr_assert_str_eq (copied, before);
+  /* What the admin thread changes in its copy stays there. */
+  endpoint = tr_config_lookup_endpoint (tr_config_lookup_service (copy, "s"), "b");
+  endpoint->stop_send = TRUE;
+  cr_assert_not (tr_config_lookup_endpoint (tr_config_lookup_service (config, "s"), "b")->stop_send);
+  /* And it outlives the original (ASan / valgrind would see a shared pointer). */
+  g_clear_pointer (&config, tr_config_free);
+  cr_assert (g_str_has_suffix (tr_config_lookup_service (copy, "s")->path, "/services/s.conf"));
+  cr_assert_str_eq (g_ptr_array_index (tr_config_lookup_service (copy, "s")->rpcs, 1), "fire");
+  cr_assert (g_str_has_suffix (copy->admin_token_file, "/conf/token"), "%s", copy->admin_token_file);
+}
