@@ -5,6 +5,7 @@ set -euo pipefail
 
 TR_PACKAGES=(cmake pkg-config gcc libglib2.0-dev libthrift-c-glib-dev thrift-compiler
              libxxhash-dev libcriterion-dev python3-thrift
+             libjson-glib-dev  # tools/tr-admin.c: --json output
              g++ libthrift-dev libboost-dev  # tests/integration/cpp_peer.cpp: the C++ Thrift peer
              clang libclang-rt-14-dev  # tools/fuzz.sh: clang + libFuzzer/ASan runtimes
              meson dpkg-dev)           # tools/tsan.sh: builds GLib with -fsanitize=thread

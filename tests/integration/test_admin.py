@@ -341,6 +341,40 @@ def test_refusals_and_exit_codes():
         router.cleanup()
 
 
+def test_options_after_the_command_and_json_errors():
+    """GOption: options may follow the command (`tr-admin status --json` was a
+    usage error); with --json every error is also a JSON document on stdout."""
+    ep = Endpoint().start()
+    router = Router({"books": {"rpcs": ["log_event"], "endpoints": {"a": ep.port}}}).start()
+    try:
+        status = json.loads(ok(router, "status", "--json"))
+        check(status["server_id"] == "it-1" and status["server_type"] == "MASTER", str(status))
+        rc, out, err = tr_admin(None, "endpoints", "books", "--json", "-c", conf(router))
+        check(rc == 0 and json.loads(out)[0]["endpoint"] == "a", "options after the args: %d %s%s" % (rc, out, err))
+        for args, code, admin_code, text in [
+            (("--json", "stop-send", "books", "zz"), 1, 2, "no endpoint 'zz'"),
+            (("reload", "--json", "--bogus"), 2, 0, "unknown option"),
+            (("frobnicate", "--json"), 2, 0, "unknown command"),
+            (("status", "--from", "1", "--json"), 2, 0, "options of dead-letters"),
+        ]:
+            rc, out, err = tr_admin(router, *args)
+            doc = json.loads(out)
+            check(rc == code and doc == {"ok": False, "exit_status": code, "code": admin_code, "error": doc["error"]}
+                  and text in doc["error"] and text in err, "tr-admin %s: %d %r %r" % (args, rc, out, err))
+        rc, out, err = tr_admin(None, "-a", "127.0.0.1:%d" % free_port(), "status", "--json")
+        check(rc == 3 and json.loads(out)["exit_status"] == 3 and "cannot reach" in json.loads(out)["error"],
+              "unreachable: %d %r" % (rc, out))
+        # Strings that need escaping come through intact.
+        rc, out, err = tr_admin(router, "--json", "endpoints", 'no"such\\service\n')
+        check(rc == 1 and 'no"such\\service\n' in json.loads(out)["error"], "escaping: %r" % out)
+        out = ok(router, "--help")
+        check("Commands:" in out and "--json" in out and "before or after the command" in out, out)
+    finally:
+        router.stop()
+        router.cleanup()
+        ep.stop()
+
+
 def test_token_on_and_off_and_insecure_listen():
     ep = Endpoint()
     router = Router({"books": {"rpcs": ["log_event"], "endpoints": {"a": (ep.port, "true")}}},
@@ -726,6 +760,7 @@ if __name__ == "__main__":
         test_stop_send_changes_one_line_of_the_service_file,
         test_skip_and_rewind,
         test_refusals_and_exit_codes,
+        test_options_after_the_command_and_json_errors,
         test_token_on_and_off_and_insecure_listen,
         test_slow_admin_client_blocks_nobody,
         test_rss_flat_over_many_admin_calls,
