@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import signal
+import struct
 import threading
 import time
 
@@ -69,6 +70,30 @@ def unknown_method(router, name):
     finally:
         p.close()
     return False
+
+
+def acked_on_disk(router, service, endpoint):
+    """The acknowledged seqid in SERVICE@ENDPOINT's send state file as the
+    router last wrote it (RotateFile, docs/format/rotatefile.md: the record
+    with the highest sequence number; state payload: u32 version, u64 acked,
+    little-endian, router/tr_push.c), or None if there is none yet."""
+    best_seq, acked = 0, None
+    for suffix in (".0", ".1"):
+        try:
+            with open(os.path.join(router.data_dir, "state", "%s@%s%s" % (service, endpoint, suffix)), "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            continue
+        off = 0
+        while off + 20 <= len(data):
+            length, record_type = struct.unpack_from("<IB", data, off)
+            if record_type != 0x52 or length < 8 or off + 12 + length > len(data):
+                break
+            (seq,) = struct.unpack_from("<Q", data, off + 12)
+            if length >= 8 + 12 and seq > best_seq:
+                best_seq, (_, acked) = seq, struct.unpack_from("<IQ", data, off + 20)
+            off += 12 + length
+    return acked
 
 
 def stop_cleanly(router):
@@ -318,7 +343,9 @@ def test_removed_service_killed_restarted_then_readded_continues_its_seqids():
     try:
         first = send(router, 40, b"x")
         wait_until(lambda: len(m.payloads()) == 40, what="mail's endpoint to get 40 rpcs")
-        time.sleep(0.3)  # state_flush_ms: the endpoint's position is on disk
+        # state_flush_ms: the endpoint's position reaches its file a little later.
+        wait_until(lambda: acked_on_disk(router, "mail", "m") == 40,
+                   what="mail's acknowledged seqid 40 in its send state file")
         set_services(router, ["books"])
         reload_ok(router)
         router.kill9()
