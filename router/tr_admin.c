@@ -392,6 +392,7 @@ admin_free_unstarted (TrAdmin *admin)
   g_main_loop_unref (admin->loop);
   g_main_context_unref (admin->context);
   tr_net_log_limit_free (admin->log_limit);
+  tr_config_free (admin->config);
   if (admin->token != NULL)
     memset (admin->token, 0, admin->token_len);
   g_free (admin->token);
@@ -399,7 +400,7 @@ admin_free_unstarted (TrAdmin *admin)
 }
 
 TrAdmin *
-tr_admin_new (TrConfig *config, TrRpcStore *store, TrPush *push, TrIngress *ingress,
+tr_admin_new (const TrConfig *config, TrRpcStore *store, TrPush *push, TrIngress *ingress,
               GMainContext *ingress_context, GError **error)
 {
   TrAdmin *admin;
@@ -408,7 +409,9 @@ tr_admin_new (TrConfig *config, TrRpcStore *store, TrPush *push, TrIngress *ingr
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
   admin = g_new0 (TrAdmin, 1);
-  admin->config = config;
+  /* The admin thread's own copy: stop-send and reload change it there
+   * while main goes on reading the one it loaded (tr_config.h). */
+  admin->config = tr_config_copy (config);
   admin->store = store;
   admin->push = push;
   admin->ingress = ingress;
@@ -473,7 +476,6 @@ tr_admin_free (TrAdmin *admin)
   while (g_main_context_iteration (admin->context, FALSE))
     ;
   g_hash_table_remove_all (admin->conns);
-  tr_config_free (admin->reloaded);
   admin_free_unstarted (admin);
 }
 

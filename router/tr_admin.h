@@ -16,9 +16,9 @@
  * reload (and SIGHUP, tr_admin_reload_async) runs tr_reload_run() on the
  * admin thread, which then owns the new configuration.
  *
- * @config given to tr_admin_new() must outlive the TrAdmin; the admin
- * thread updates it (stop_send set through the admin service) and, after a
- * reload, uses its own newly loaded configuration instead.
+ * Configuration: tr_admin_new() copies @config; the copy belongs to the
+ * admin thread alone (stop-send updates it, a reload replaces it), and the
+ * caller's configuration is never touched (ownership rules: tr_config.h).
  *
  * Token: with admin_token_file set, every call whose token differs is
  * refused with AdminError NOT_AUTHORISED (constant-time compare).
@@ -50,7 +50,8 @@ typedef enum {
 } TrAdminCode;
 
 /* tr_admin_new:
- * @config, @store, @push, @ingress: (transfer none): outlive the TrAdmin
+ * @config: (transfer none): copied, read during the call only
+ * @store, @push, @ingress: (transfer none): outlive the TrAdmin
  * (free it first).  @ingress may be NULL (counters then read 0).
  * @ingress_context: (transfer none) (nullable): the context @ingress runs on.
  *
@@ -58,7 +59,7 @@ typedef enum {
  * admin thread.
  * Returns: (transfer full) (nullable): NULL with @error (G_IO_ERROR from
  * the socket, G_FILE_ERROR / TR_CONFIG_ERROR from the token file). */
-TrAdmin *tr_admin_new (TrConfig *config, TrRpcStore *store, TrPush *push, TrIngress *ingress,
+TrAdmin *tr_admin_new (const TrConfig *config, TrRpcStore *store, TrPush *push, TrIngress *ingress,
                        GMainContext *ingress_context, GError **error);
 
 /* The port actually bound (useful with admin port 0). */

@@ -92,11 +92,12 @@ find_service (TrAdmin *admin, const char *name, Refusal *refusal)
   return service;
 }
 
-static const TrEndpointConfig *
+/* (transfer none): in ->config, which the admin thread owns. */
+static TrEndpointConfig *
 find_endpoint (TrAdmin *admin, const char *service_name, const char *endpoint_id, Refusal *refusal)
 {
   const TrServiceConfig *service = find_service (admin, service_name, refusal);
-  const TrEndpointConfig *endpoint;
+  TrEndpointConfig *endpoint;
 
   if (service == NULL)
     return NULL;
@@ -313,16 +314,15 @@ call_endpoints (TrAdmin *admin, const Args *args, GByteArray *result, Refusal *r
   return TRUE;
 }
 
-/* Writes stop_send of [endpoint ID] into the service file, keeping every
- * other key and every comment, through DoubleWriteFile. */
+/* Writes stop_send of [endpoint ID] into the service file through
+ * DoubleWriteFile, changing that one line (or adding it): every other
+ * byte stays as the operator wrote it, so config management and
+ * `git diff` see one line (tr_config_edit_endpoint_key). */
 static gboolean
 persist_stop_send (const TrServiceConfig *service, const char *endpoint, gboolean stop, GError **error)
 {
-  g_autoptr (GKeyFile) keyfile = g_key_file_new ();
   g_autoptr (GBytes) old = NULL;
-  g_autofree char *group = g_strconcat ("endpoint ", endpoint, NULL);
   g_autofree char *text = NULL;
-  gsize len = 0;
   const char *data;
   gsize data_len;
 
@@ -330,13 +330,12 @@ persist_stop_send (const TrServiceConfig *service, const char *endpoint, gboolea
   if (old == NULL)
     return FALSE;
   data = g_bytes_get_data (old, &data_len);
-  if (!g_key_file_load_from_data (keyfile, data != NULL ? data : "", data_len, G_KEY_FILE_KEEP_COMMENTS, error)) {
+  text = tr_config_edit_endpoint_key (data, data_len, endpoint, "stop_send", stop ? "true" : "false", error);
+  if (text == NULL) {
     g_prefix_error (error, "%s: ", service->path);
     return FALSE;
   }
-  g_key_file_set_boolean (keyfile, group, "stop_send", stop);
-  text = g_key_file_to_data (keyfile, &len, NULL);
-  return tr_dwfile_replace (tr_io_posix (), service->path, text, len, error);
+  return tr_dwfile_replace (tr_io_posix (), service->path, text, strlen (text), error);
 }
 
 static gboolean
@@ -350,8 +349,7 @@ call_set_stop_send (TrAdmin *admin, const Args *args, GByteArray *result, Refusa
   TrEndpointConfig *endpoint_config;
 
   (void) result;
-  /* Cast: the config is the admin thread's (see ->config). */
-  if ((endpoint_config = (TrEndpointConfig *) find_endpoint (admin, service_name, endpoint, refusal)) == NULL)
+  if ((endpoint_config = find_endpoint (admin, service_name, endpoint, refusal)) == NULL)
     return FALSE;
   service = tr_config_lookup_service (admin->config, service_name);
   /* File first: if it cannot be written, nothing changed at all. */
@@ -498,8 +496,7 @@ reload (TrAdmin *admin, GPtrArray **changes_out, GError **error)
 
   if (config == NULL)
     return FALSE;
-  tr_config_free (admin->reloaded);
-  admin->reloaded = config;
+  tr_config_free (admin->config);
   admin->config = config;
   return TRUE;
 }

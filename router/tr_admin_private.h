@@ -29,8 +29,8 @@ typedef struct {
 } RateSample;
 
 struct _TrAdmin {
-  TrConfig *config;   /* the running configuration; admin thread only after start */
-  TrConfig *reloaded;     /* (nullable) owned: ->config after a reload */
+  TrConfig *config; /* owned: the running configuration, a copy of main's or the last reload's;
+                     * admin thread only after start (stop-send changes it, reload replaces it) */
   guint64 epoch; /* from the node metadata; set before the first call */
   TrRpcStore *store;
   TrPush *push;

@@ -6,8 +6,10 @@
  * GKeyFile silently merges a repeated group and lets a repeated key win, so
  * the raw text is scanned for duplicates before it is parsed.
  * Key reference and defaults: tr_config.h.  Single-threaded.
+ * Copies and the in-place edit of a service file: tr_config_edit.c.
  */
 #include "tr_config.h"
+#include "tr_config_private.h"
 
 #include "tr_dwfile.h"
 #include "tr_frame.h"
@@ -18,7 +20,6 @@
 
 #define GROUP_ROUTER "router"
 #define GROUP_SERVICE "service"
-#define ENDPOINT_PREFIX "endpoint "
 #define MAX_ID_LEN 64
 #define MAX_MS 86400000u /* one day */
 
@@ -49,6 +50,7 @@ static const char *const sync_mode_names[] = {
 };
 static const char *const service_type_names[] = { "COMMON", "BACKUP", "REPLY", NULL };
 static const char *const on_failure_names[] = { "block", "skip", NULL };
+static const char *const bool_names[] = { "false", "true", NULL };
 static const char *const start_names[] = { [TR_START_HEAD] = "head", [TR_START_EARLIEST] = "earliest", NULL };
 
 /* Sets the error "<path>: [<group>] <key>: <message>" (group/key optional);
@@ -136,6 +138,21 @@ read_keyfile (const Reader *r)
   return g_steal_pointer (&keyfile);
 }
 
+/* Where a key of another group belongs, for the "unknown key" error: a
+ * key put in the wrong group is the common mistake, and "unknown" alone
+ * sends the operator looking for a typo. */
+static const char *
+where_key_belongs (const char *key)
+{
+  if (g_strv_contains (router_keys, key))
+    return "it belongs in the [router] group of router.conf";
+  if (g_strv_contains (service_keys, key))
+    return "it belongs in the [service] group of the service file";
+  if (g_strv_contains (endpoint_keys, key))
+    return "it belongs in an [endpoint ID] group of a service file";
+  return NULL;
+}
+
 /* Every key of @group must be in @allowed. */
 static gboolean
 check_keys (const Reader *r, const char *group, const char *const *allowed)
@@ -143,8 +160,13 @@ check_keys (const Reader *r, const char *group, const char *const *allowed)
   g_auto (GStrv) keys = g_key_file_get_keys (r->keyfile, group, NULL, NULL);
 
   for (guint i = 0; keys != NULL && keys[i] != NULL; i++) {
-    if (!g_strv_contains (allowed, keys[i]))
-      return fail (r, TR_CONFIG_ERROR_INVALID, group, keys[i], "unknown key");
+    const char *belongs;
+    if (g_strv_contains (allowed, keys[i]))
+      continue;
+    belongs = where_key_belongs (keys[i]);
+    if (belongs != NULL)
+      return fail (r, TR_CONFIG_ERROR_INVALID, group, keys[i], "unknown key in this group: %s", belongs);
+    return fail (r, TR_CONFIG_ERROR_INVALID, group, keys[i], "unknown key");
   }
   return TRUE;
 }
@@ -367,6 +389,17 @@ valid_host (const char *s)
   return TRUE;
 }
 
+/* "name:digits" with a single colon: a host:port written into a host key
+ * (an IPv6 address has at least two colons).  The name lookup would take it
+ * whole and fail at every connection attempt, long after --check passed. */
+static gboolean
+host_with_port (const char *host)
+{
+  const char *colon = strchr (host, ':');
+
+  return colon != NULL && colon != host && strchr (colon + 1, ':') == NULL && all_digits (colon + 1);
+}
+
 /* "host:port" or "[v6addr]:port"; port 0..65535 (0 = any free port). */
 static gboolean
 get_hostport (const Reader *r, const char *group, const char *key, const char *def, char **host,
@@ -399,8 +432,8 @@ get_hostport (const Reader *r, const char *group, const char *key, const char *d
 
 /* ---- services ---- */
 
-static void
-endpoint_config_free (gpointer data)
+void
+tr_config__endpoint_free (gpointer data)
 {
   TrEndpointConfig *endpoint = data;
 
@@ -460,6 +493,12 @@ read_endpoint (const Reader *r, const char *group, const char *id, TrServiceConf
   if (!valid_host (endpoint->host))
     return fail (r, TR_CONFIG_ERROR_INVALID, group, "host", "'%s' is not a host name or address",
                  endpoint->host);
+  if (host_with_port (endpoint->host))
+    return fail (r, TR_CONFIG_ERROR_INVALID, group, "host",
+                 "'%s' holds a port: write the host alone and the port as its own key "
+                 "(host = %.*s and port = %s)",
+                 endpoint->host, (int) (strrchr (endpoint->host, ':') - endpoint->host), endpoint->host,
+                 strrchr (endpoint->host, ':') + 1);
   return TRUE;
 }
 
@@ -527,7 +566,7 @@ tr_config_load_service (const char *path, const char *name, GError **error)
   service = g_new0 (TrServiceConfig, 1);
   service->name = g_strdup (name);
   service->path = g_strdup (path);
-  service->endpoints = g_ptr_array_new_with_free_func (endpoint_config_free);
+  service->endpoints = g_ptr_array_new_with_free_func (tr_config__endpoint_free);
   if (!g_key_file_has_group (keyfile, GROUP_SERVICE)) {
     fail (&r, TR_CONFIG_ERROR_INVALID, GROUP_SERVICE, NULL, "group missing");
     return NULL;
@@ -539,12 +578,12 @@ tr_config_load_service (const char *path, const char *name, GError **error)
     const char *group = groups[i];
     if (strcmp (group, GROUP_SERVICE) == 0)
       continue;
-    if (!g_str_has_prefix (group, ENDPOINT_PREFIX)) {
+    if (!g_str_has_prefix (group, TR_CONFIG__ENDPOINT_PREFIX)) {
       fail (&r, TR_CONFIG_ERROR_INVALID, group, NULL,
             "unknown group (expected [service] or [endpoint ID])");
       return NULL;
     }
-    if (!read_endpoint (&r, group, group + strlen (ENDPOINT_PREFIX), service))
+    if (!read_endpoint (&r, group, group + strlen (TR_CONFIG__ENDPOINT_PREFIX), service))
       return NULL;
   }
   return g_steal_pointer (&service);
@@ -679,6 +718,13 @@ read_router_values (const Reader *r, TrConfig *c)
                  "'%s' is not a loopback address and no admin_token_file is set: anyone who can reach it "
                  "could stop delivery; set admin_token_file, or admin_allow_insecure = true",
                  c->admin_host);
+  /* The default follows group_file_size: a small part size (tests, small
+   * disks) must not make start-up fail over a key the user never set. */
+  c->max_frame_size_is_default = !g_key_file_has_key (r->keyfile, g, "max_frame_size", NULL);
+  if (c->max_frame_size_is_default && frame > c->group_file_size / 2) {
+    frame = c->group_file_size / 2;
+    c->max_frame_size = (guint32) frame;
+  }
   if (frame > c->group_file_size / 2)
     return fail (r, TR_CONFIG_ERROR_INVALID, g, "max_frame_size",
                  "%" G_GUINT64_FORMAT " is more than half of group_file_size (%" G_GUINT64_FORMAT ")",
@@ -826,6 +872,109 @@ format_size (guint64 n)
   return g_strdup_printf ("%" G_GUINT64_FORMAT, n);
 }
 
+/* ---- comparing two configurations ---- */
+
+static void
+key_change_free (gpointer data)
+{
+  TrConfigKeyChange *change = data;
+
+  g_free (change->running);
+  g_free (change->loaded);
+  g_free (change);
+}
+
+/* Adds a change of @key; takes both (formatted) values. */
+static void
+add_key_change (GPtrArray *changes, const char *key, char *running, char *loaded)
+{
+  TrConfigKeyChange *change = g_new0 (TrConfigKeyChange, 1);
+
+  change->key = key;
+  change->running = running;
+  change->loaded = loaded;
+  g_ptr_array_add (changes, change);
+}
+
+static void
+diff_str (GPtrArray *changes, const char *key, const char *running, const char *loaded)
+{
+  if (g_strcmp0 (running, loaded) != 0)
+    add_key_change (changes, key, g_strdup (running != NULL ? running : "not set"),
+                    g_strdup (loaded != NULL ? loaded : "not set"));
+}
+
+/* An enum or boolean, compared as a number, shown by its word in @names. */
+static void
+diff_choice (GPtrArray *changes, const char *key, int running, int loaded, const char *const *names)
+{
+  if (running != loaded)
+    add_key_change (changes, key, g_strdup (names[running]), g_strdup (names[loaded]));
+}
+
+static void
+diff_u64 (GPtrArray *changes, const char *key, guint64 running, guint64 loaded, gboolean is_size)
+{
+  if (running != loaded)
+    add_key_change (changes, key,
+                    is_size ? format_size (running) : g_strdup_printf ("%" G_GUINT64_FORMAT, running),
+                    is_size ? format_size (loaded) : g_strdup_printf ("%" G_GUINT64_FORMAT, loaded));
+}
+
+static void
+diff_hostport (GPtrArray *changes, const char *key, const char *running_host, guint16 running_port,
+               const char *loaded_host, guint16 loaded_port)
+{
+  if (strcmp (running_host, loaded_host) != 0 || running_port != loaded_port)
+    add_key_change (changes, key, format_hostport (running_host, running_port),
+                    format_hostport (loaded_host, loaded_port));
+}
+
+static char *
+join_service_names (const TrConfig *c)
+{
+  GString *out = g_string_new (NULL);
+
+  for (guint i = 0; i < c->services->len; i++)
+    g_string_append_printf (out, "%s%s", i > 0 ? ", " : "",
+                            ((const TrServiceConfig *) g_ptr_array_index (c->services, i))->name);
+  return g_string_free (out, FALSE);
+}
+
+/* Every key of router_keys is compared below, one line each: a new key
+ * must be added there too (the count is checked at build time). */
+G_STATIC_ASSERT (G_N_ELEMENTS (router_keys) == 15 + 1);
+
+GPtrArray *
+tr_config_diff_router (const TrConfig *a, const TrConfig *b)
+{
+  GPtrArray *changes = g_ptr_array_new_with_free_func (key_change_free);
+  g_autofree char *a_services = NULL;
+  g_autofree char *b_services = NULL;
+
+  g_return_val_if_fail (a != NULL && b != NULL, changes);
+
+  diff_str (changes, "server_id", a->server_id, b->server_id);
+  diff_choice (changes, "server_type", a->server_type, b->server_type, server_type_names);
+  diff_hostport (changes, "listen", a->listen_host, a->listen_port, b->listen_host, b->listen_port);
+  diff_hostport (changes, "admin_listen", a->admin_host, a->admin_port, b->admin_host, b->admin_port);
+  diff_str (changes, "admin_token_file", a->admin_token_file, b->admin_token_file);
+  diff_choice (changes, "admin_allow_insecure", a->admin_allow_insecure != FALSE, b->admin_allow_insecure != FALSE,
+               bool_names);
+  diff_str (changes, "data_dir", a->data_dir, b->data_dir);
+  diff_choice (changes, "sync_mode", a->sync_mode, b->sync_mode, sync_mode_names);
+  diff_u64 (changes, "sync_interval_ms", a->sync_interval_ms, b->sync_interval_ms, FALSE);
+  diff_u64 (changes, "rpc_cache_size", a->rpc_cache_size, b->rpc_cache_size, TRUE);
+  diff_u64 (changes, "group_file_size", a->group_file_size, b->group_file_size, TRUE);
+  diff_u64 (changes, "max_frame_size", a->max_frame_size, b->max_frame_size, TRUE);
+  diff_u64 (changes, "state_flush_ms", a->state_flush_ms, b->state_flush_ms, FALSE);
+  diff_u64 (changes, "max_connections", a->max_connections, b->max_connections, FALSE);
+  a_services = join_service_names (a);
+  b_services = join_service_names (b);
+  diff_str (changes, "services", a_services, b_services);
+  return changes;
+}
+
 static void
 append_router (GString *out, const TrConfig *c)
 {
@@ -834,6 +983,7 @@ append_router (GString *out, const TrConfig *c)
   g_autofree char *cache = format_size (c->rpc_cache_size);
   g_autofree char *part = format_size (c->group_file_size);
   g_autofree char *frame = format_size (c->max_frame_size);
+  g_autofree char *default_frame = format_size (TR_FRAME_DEFAULT_MAX_SIZE);
 
   g_string_append_printf (out, "# %s\n[router]\n", c->path);
   g_string_append_printf (out, "server_id = %s\nserver_type = %s\n", c->server_id,
@@ -849,8 +999,15 @@ append_router (GString *out, const TrConfig *c)
   g_string_append_printf (out, "data_dir = %s\nsync_mode = %s\nsync_interval_ms = %u\n",
                           c->data_dir, sync_mode_names[c->sync_mode], c->sync_interval_ms);
   g_string_append_printf (out, "rpc_cache_size = %s\ngroup_file_size = %s\n", cache, part);
-  g_string_append_printf (out, "max_frame_size = %s\nstate_flush_ms = %u\nmax_connections = %u\n", frame,
-                          c->state_flush_ms, c->max_connections);
+  /* A default stays a comment, as admin_token_file: written as a key it
+   * would no longer follow group_file_size when the output is loaded back. */
+  if (c->max_frame_size_is_default)
+    g_string_append_printf (out, "# max_frame_size: not set, so %s (the default %s, or half of group_file_size "
+                            "when that is smaller)\n", frame, default_frame);
+  else
+    g_string_append_printf (out, "max_frame_size = %s\n", frame);
+  g_string_append_printf (out, "state_flush_ms = %u\nmax_connections = %u\n", c->state_flush_ms,
+                          c->max_connections);
   g_string_append (out, "services = ");
   for (guint i = 0; i < c->services->len; i++) {
     const TrServiceConfig *s = g_ptr_array_index (c->services, i);

@@ -19,7 +19,10 @@
  *     sync_interval_ms 1..3600000                                default 10
  *     rpc_cache_size   size (K/M/G suffix, 1024-based), may be 0 default 64M
  *     group_file_size  size, >= 64K                              default 2G
- *     max_frame_size   size, 64 .. min(2G-1, group_file_size/2)  default 16384000 (16000K)
+ *     max_frame_size   size, 64 .. min(2G-1, group_file_size/2)  default 16384000 (16000K),
+ *                      or group_file_size/2 when that is smaller (a
+ *                      default follows the key it depends on; only an
+ *                      explicit value above group_file_size/2 is an error)
  *     state_flush_ms   0..3600000 (0 = after each reply batch)   default 100
  *     max_connections  producer connection cap, 1..1000000       default 1024
  *     services         list of service names (, or ;)            default empty
@@ -50,8 +53,15 @@
  * files are errors (TR_CONFIG_ERROR) naming file, group, key and problem.
  *
  * The structs are plain values, read directly by the router; every string
- * and array is owned by its struct and freed with it.  Not thread-safe:
- * load on one thread, then treat as read-only.
+ * and array is owned by its struct and freed with it.  Not thread-safe.
+ *
+ * Ownership: a TrConfig has exactly one owner, the only thread that may
+ * change it; everyone else reads a copy or reads during a call.  In the
+ * daemon, main loads it, wires the node with it (tr_push_new and
+ * tr_ingress_new read it during the call only) and keeps it read-only; the
+ * admin thread works on its own copy (tr_admin_new() takes one with
+ * tr_config_copy()), which stop-send updates and a reload replaces with the
+ * newly loaded configuration.  No configuration is shared between threads.
  */
 #pragma once
 
@@ -133,6 +143,7 @@ typedef struct {
   guint64 rpc_cache_size;
   guint64 group_file_size;
   guint32 max_frame_size;
+  gboolean max_frame_size_is_default; /* not in the file: derived from group_file_size */
   guint state_flush_ms;
   guint max_connections;
   GPtrArray *services; /* (transfer full) (element-type TrServiceConfig) in list order */
@@ -151,6 +162,11 @@ TrConfig *tr_config_load (const char *router_conf_path, GError **error);
  * cannot keep them from reaching the router.
  * Returns: (transfer full) (nullable): as tr_config_load(). */
 TrConfig *tr_config_load_router (const char *router_conf_path, GError **error);
+
+/* tr_config_copy:
+ * Returns: (transfer full): a deep copy of @config (services and endpoints
+ * included) that shares no memory with it, for a new owner. */
+TrConfig *tr_config_copy (const TrConfig *config);
 
 /* tr_config_free: frees @config and everything in it; NULL is ignored. */
 void tr_config_free (TrConfig *config);
@@ -177,6 +193,34 @@ TrEndpointConfig *tr_config_lookup_endpoint (const TrServiceConfig *service, con
  * endpoint's @start ("head", "earliest"), from the loader's own tables. */
 const char *tr_config_on_failure_to_string (TrOnFailure on_failure);
 const char *tr_config_start_to_string (TrEndpointStart start);
+
+/* tr_config_edit_endpoint_key:
+ * @text: a service file's content (@len bytes, need not be NUL-terminated)
+ * Sets @key = @value in [endpoint @endpoint_id] by changing that one line
+ * (everything up to the value, the line ending, every other line and every
+ * comment stay byte for byte), or, when the group has no such key, by
+ * adding one line "@key = @value" after the group's last key line.  For
+ * tr-admin stop-send / start-send: config management and `git diff` then
+ * see one changed line.
+ * Returns: (transfer full) (nullable): the new content, or NULL with @error
+ * TR_CONFIG_ERROR_INVALID when the file has no such group. */
+char *tr_config_edit_endpoint_key (const char *text, gsize len, const char *endpoint_id, const char *key,
+                                   const char *value, GError **error);
+
+/* One [router] key whose typed value differs between two configurations. */
+typedef struct {
+  const char *key; /* (transfer none) a static string, the key's name */
+  char *running;   /* (transfer full) the running value, as written in a file ("not set" if unset) */
+  char *loaded;    /* (transfer full) the new value, likewise */
+} TrConfigKeyChange;
+
+/* tr_config_diff_router:
+ * Compares every [router] key of @running and @loaded as typed values (each
+ * key explicitly, never the serialized text, so an unset value is compared
+ * like any other).  `services` is included when the list differs.
+ * Returns: (transfer full) (element-type TrConfigKeyChange): the keys that
+ * differ, in the order of the reference in this header; empty if none. */
+GPtrArray *tr_config_diff_router (const TrConfig *running, const TrConfig *loaded);
 
 /* tr_config_to_string:
  * The effective settings, defaults included, in key-file syntax (service

@@ -28,32 +28,25 @@
 
 /* ---- router.conf keys that need a restart ---- */
 
-/* The [router] part of tr_config_to_string(): "key = value" lines up to
- * and including services. */
-static GStrv
-router_lines (const TrConfig *config)
+/* Every [router] key is compared as a typed value (tr_config_diff_router),
+ * so a key that is unset on one side (admin_token_file) is a difference like
+ * any other: only `services` may change without a restart. */
+gboolean
+tr_reload_check_router_keys (const TrConfig *running, const TrConfig *loaded, GError **error)
 {
-  g_autofree char *text = tr_config_to_string (config);
-  char *end = strstr (text, "\n\n");
-
-  if (end != NULL)
-    *end = '\0';
-  return g_strsplit (text, "\n", -1);
-}
-
-static gboolean
-check_router_keys (const TrConfig *running, const TrConfig *loaded, GError **error)
-{
-  g_auto (GStrv) old_lines = router_lines (running);
-  g_auto (GStrv) new_lines = router_lines (loaded);
+  g_autoptr (GPtrArray) keys = NULL;
   g_autoptr (GString) changed = g_string_new (NULL);
 
-  for (guint i = 0; old_lines[i] != NULL && new_lines[i] != NULL; i++) {
-    if (old_lines[i][0] == '#' || g_str_has_prefix (old_lines[i], "services =")
-        || strcmp (old_lines[i], new_lines[i]) == 0)
+  g_return_val_if_fail (running != NULL && loaded != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  keys = tr_config_diff_router (running, loaded);
+  for (guint i = 0; i < keys->len; i++) {
+    const TrConfigKeyChange *change = g_ptr_array_index (keys, i);
+    if (strcmp (change->key, "services") == 0)
       continue;
-    g_string_append_printf (changed, "%s'%s' (running: '%s')", changed->len > 0 ? ", " : "", new_lines[i],
-                            old_lines[i]);
+    g_string_append_printf (changed, "%s%s = %s (running: %s)", changed->len > 0 ? ", " : "", change->key,
+                            change->loaded, change->running);
   }
   if (changed->len == 0)
     return TRUE;
@@ -134,9 +127,19 @@ diff_endpoints (GPtrArray *changes, const TrServiceConfig *a, const TrServiceCon
       note (changes, "endpoint %s/%s changed: %s:%u -> %s:%u (reconnects, resumes after its acknowledged seqid)",
             a->name, old_endpoint->id, old_endpoint->host, old_endpoint->port, new_endpoint->host,
             new_endpoint->port);
-    if (new_endpoint != NULL && old_endpoint->stop_send != new_endpoint->stop_send)
+    if (new_endpoint == NULL)
+      continue;
+    if (old_endpoint->stop_send != new_endpoint->stop_send)
       note (changes, "endpoint %s/%s: stop_send %s -> %s", a->name, old_endpoint->id,
             old_endpoint->stop_send ? "true" : "false", new_endpoint->stop_send ? "true" : "false");
+    /* Neither changes what runs, but a reload reports every key it reads. */
+    if (old_endpoint->max_connection != new_endpoint->max_connection)
+      note (changes, "endpoint %s/%s: max_connection %u -> %u (one connection is opened either way)", a->name,
+            old_endpoint->id, old_endpoint->max_connection, new_endpoint->max_connection);
+    if (old_endpoint->start != new_endpoint->start)
+      note (changes, "endpoint %s/%s: start %s -> %s (applies only to an endpoint added by a reload)", a->name,
+            old_endpoint->id, tr_config_start_to_string (old_endpoint->start),
+            tr_config_start_to_string (new_endpoint->start));
   }
   for (guint i = 0; i < b->endpoints->len; i++) {
     const TrEndpointConfig *new_endpoint = g_ptr_array_index (b->endpoints, i);
@@ -162,9 +165,11 @@ diff_service (GPtrArray *changes, const TrServiceConfig *a, const TrServiceConfi
   diff_endpoints (changes, a, b);
 }
 
-static GPtrArray *
-describe (const TrConfig *running, const TrConfig *loaded)
+GPtrArray *
+tr_reload_describe (const TrConfig *running, const TrConfig *loaded)
 {
+  g_return_val_if_fail (running != NULL && loaded != NULL, NULL);
+
   GPtrArray *changes = g_ptr_array_new_with_free_func (g_free);
 
   for (guint s = 0; s < running->services->len; s++) {
@@ -303,9 +308,9 @@ tr_reload_run (const TrConfig *running, const TrReloadTargets *targets, GPtrArra
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
   loaded = tr_config_load (running->path, error);
-  if (loaded == NULL || !check_router_keys (running, loaded, error))
+  if (loaded == NULL || !tr_reload_check_router_keys (running, loaded, error))
     return NULL;
-  changes = describe (running, loaded);
+  changes = tr_reload_describe (running, loaded);
   if (!add_new_services (running, loaded, targets->store, error) || !tr_push_reload (targets->push, loaded, error))
     return NULL;
   if (!swap_routes (running, targets, loaded))

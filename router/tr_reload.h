@@ -34,6 +34,21 @@ typedef struct {
   GMainContext *ingress_context; /* (nullable) the context @ingress runs on */
 } TrReloadTargets;
 
+/* tr_reload_check_router_keys:
+ * The first check of a reload: every [router] key of @loaded other than
+ * `services` must have the typed value it has in @running.
+ * Returns: TRUE if so; FALSE with @error TR_CONFIG_ERROR_RESTART naming
+ * each changed key with its new and running value.  Any thread. */
+gboolean tr_reload_check_router_keys (const TrConfig *running, const TrConfig *loaded, GError **error);
+
+/* tr_reload_describe:
+ * The differences a reload from @running to @loaded applies to services and
+ * endpoints, one line each as tr_reload_run() logs them ("service X added
+ * ...", "endpoint S/E removed ...", "service S: max_retries 10 -> 3").
+ * Returns: (transfer full) (element-type utf8): the lines, empty if none.
+ * Any thread. */
+GPtrArray *tr_reload_describe (const TrConfig *running, const TrConfig *loaded);
+
 /* tr_reload_run:
  * @running: (transfer none): the configuration the node runs with
  * @changes_out: (out) (transfer full) (element-type utf8) (optional): one

@@ -3,6 +3,11 @@
  *
  *   tr-admin [-c conf/router.conf | -a HOST:PORT] [--token-file F] [--json] COMMAND ...
  *
+ * Options are parsed with GOption, so they may come before or after the
+ * command (`tr-admin status --json`).  --json output is built with
+ * json-glib: one document on stdout, also for an error ({"ok": false,
+ * "exit_status": N, "code": C, "error": "..."}; the line on stderr stays).
+ *
  * Uses the c_glib code generated from admin.thrift: a short-lived tool, so
  * c_glib's per-object leak does not matter here (the router side is
  * hand-encoded, router/tr_admin.c).  Exit status: 0 done, 1 refused by the
@@ -14,6 +19,7 @@
 #include "tr_frame.h"
 
 #include <glib.h>
+#include <json-glib/json-glib.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +40,8 @@ typedef struct {
   tr_adminAdminIf *client;
   char *token;
   gboolean json;
+  gint64 from; /* dead-letters --from; -1 = not given */
+  gint max;    /* dead-letters --max; -1 = not given */
 } Session;
 
 typedef int (*CommandFunc) (Session *session, char **args);
@@ -47,9 +55,7 @@ typedef struct {
   CommandFunc func;
 } Command;
 
-static const char *const main_usage =
-    "Usage: tr-admin [-c ROUTER_CONF | -a HOST:PORT] [--token-file FILE] [--json] COMMAND [ARGS]\n"
-    "\n"
+static const char *const commands_summary =
     "Commands:\n"
     "  status                           node identity, store and producer counters, rates\n"
     "  services                         services with their rpcs and seqid range\n"
@@ -64,31 +70,98 @@ static const char *const main_usage =
     "                                   RPCs given up (on_failure = skip) with the reason\n"
     "  reload                           re-read router.conf and the service files, apply changes\n"
     "\n"
-    "Options:\n"
-    "  -c FILE           read admin_listen and admin_token_file from the router configuration\n"
-    "  -a HOST:PORT      admin address (default 127.0.0.1:9091)\n"
-    "  --token-file FILE admin token (overrides the one from -c)\n"
-    "  --json            machine-readable output (one JSON document on stdout)\n"
-    "  -h, --help        this help; 'tr-admin COMMAND --help' for one command\n"
-    "\n"
-    "Exit status: 0 done, 1 refused by the router, 2 usage error, 3 cannot reach the router.\n";
+    "Options may come before or after the command.  'tr-admin COMMAND --help' explains one\n"
+    "command.  Without -c or -a the admin address is 127.0.0.1:9091.";
+
+static const char *const exit_status_description =
+    "Exit status: 0 done, 1 refused by the router, 2 usage error, 3 cannot reach the router.\n"
+    "With --json, an error is also one JSON document on stdout:\n"
+    "  {\"ok\": false, \"exit_status\": N, \"code\": C, \"error\": \"...\"}  (code: the router's\n"
+    "  AdminError code, 0 when the router did not refuse).  Reference: docs/operations.md.";
 
 /* ---- output helpers ---- */
 
+/* Prints @root as one line of JSON on stdout; takes @root. */
 static void
-json_string (GString *out, const char *text)
+print_json (JsonNode *root)
 {
-  g_string_append_c (out, '"');
-  for (const char *p = text != NULL ? text : ""; *p != '\0'; p++) {
-    guchar c = (guchar) *p;
-    if (c == '"' || c == '\\')
-      g_string_append_printf (out, "\\%c", c);
-    else if (c < 0x20)
-      g_string_append_printf (out, "\\u%04x", c);
-    else
-      g_string_append_c (out, (char) c);
-  }
-  g_string_append_c (out, '"');
+  g_autoptr (JsonGenerator) generator = json_generator_new ();
+  g_autofree char *text = NULL;
+
+  json_generator_set_root (generator, root);
+  text = json_generator_to_data (generator, NULL);
+  printf ("%s\n", text);
+  json_node_unref (root);
+}
+
+/* Prints the document of @builder (a complete value). */
+static void
+print_builder (JsonBuilder *builder)
+{
+  print_json (json_builder_get_root (builder));
+}
+
+static void
+add_string (JsonBuilder *builder, const char *name, const char *value)
+{
+  json_builder_set_member_name (builder, name);
+  json_builder_add_string_value (builder, value != NULL ? value : "");
+}
+
+static void
+add_int (JsonBuilder *builder, const char *name, gint64 value)
+{
+  json_builder_set_member_name (builder, name);
+  json_builder_add_int_value (builder, value);
+}
+
+static void
+add_double (JsonBuilder *builder, const char *name, double value)
+{
+  json_builder_set_member_name (builder, name);
+  json_builder_add_double_value (builder, value);
+}
+
+static void
+add_bool (JsonBuilder *builder, const char *name, gboolean value)
+{
+  json_builder_set_member_name (builder, name);
+  json_builder_add_boolean_value (builder, value);
+}
+
+/* The error document of --json: what went wrong, on stdout for scripts
+ * (the human line is on stderr as without --json). */
+static void
+print_json_error (int exit_status, gint64 code, const char *message)
+{
+  g_autoptr (JsonBuilder) builder = json_builder_new ();
+
+  json_builder_begin_object (builder);
+  add_bool (builder, "ok", FALSE);
+  add_int (builder, "exit_status", exit_status);
+  add_int (builder, "code", code);
+  add_string (builder, "error", message);
+  json_builder_end_object (builder);
+  print_builder (builder);
+}
+
+/* Prints "tr-admin: MESSAGE" on stderr and, with --json, the error
+ * document; returns @exit_status. */
+static int fail (const Session *session, int exit_status, gint64 code, const char *format, ...) G_GNUC_PRINTF (4, 5);
+
+static int
+fail (const Session *session, int exit_status, gint64 code, const char *format, ...)
+{
+  g_autofree char *message = NULL;
+  va_list ap;
+
+  va_start (ap, format);
+  message = g_strdup_vprintf (format, ap);
+  va_end (ap);
+  g_printerr ("tr-admin: %s\n", message);
+  if (session->json)
+    print_json_error (exit_status, code, message);
+  return exit_status;
 }
 
 /* Prints @rows (each a NULL-terminated char* array; row 0 = header) with
@@ -116,18 +189,16 @@ print_table (GPtrArray *rows)
   }
 }
 
-/* Ends a listing: @json is the open JSON array of its items ("[" + items),
- * @rows the table (header first).  Prints one or the other as asked, and
- * frees @json. */
+/* Ends a listing: @builder holds the open JSON array of its items, @rows
+ * the table (header first).  Prints one or the other as asked. */
 static void
-print_listing (const Session *session, GString *json, GPtrArray *rows)
+print_listing (const Session *session, JsonBuilder *builder, GPtrArray *rows)
 {
-  g_string_append (json, "]");
+  json_builder_end_array (builder);
   if (session->json)
-    printf ("%s\n", json->str);
+    print_builder (builder);
   else
     print_table (rows);
-  g_string_free (json, TRUE);
 }
 
 static char *
@@ -141,25 +212,24 @@ i64 (gint64 value)
 /* After a failed call: an AdminError is a refusal (1), anything else means
  * the router could not be reached or broke the connection (3). */
 static int
-call_failed (const char *what, tr_adminAdminError *admin_error, GError *error)
+call_failed (const Session *session, const char *what, tr_adminAdminError *admin_error, GError *error)
 {
   int rc;
 
   if (admin_error != NULL) {
-    g_printerr ("tr-admin: %s refused (code %d): %s\n", what, admin_error->code,
-                admin_error->message != NULL ? admin_error->message : "");
+    rc = fail (session, EXIT_REFUSED, admin_error->code, "%s refused (code %d): %s", what, admin_error->code,
+               admin_error->message != NULL ? admin_error->message : "");
     g_object_unref (admin_error);
-    rc = EXIT_REFUSED;
   } else if (g_error_matches (error, THRIFT_APPLICATION_EXCEPTION_ERROR,
                               THRIFT_APPLICATION_EXCEPTION_ERROR_UNKNOWN_METHOD)) {
     /* The producer port, or an endpoint, answers any admin call so. */
-    g_printerr ("tr-admin: %s: the server at this address does not know the admin calls (%s): it is not a "
-                "thriftrouter admin port; use admin_listen from router.conf, not listen\n",
-                what, error->message);
-    rc = EXIT_UNREACHABLE;
+    rc = fail (session, EXIT_UNREACHABLE, 0,
+               "%s: the server at this address does not know the admin calls (%s): it is not a "
+               "thriftrouter admin port; use admin_listen from router.conf, not listen",
+               what, error->message);
   } else {
-    g_printerr ("tr-admin: %s: cannot reach the router: %s\n", what, error != NULL ? error->message : "?");
-    rc = EXIT_UNREACHABLE;
+    rc = fail (session, EXIT_UNREACHABLE, 0, "%s: cannot reach the router: %s", what,
+               error != NULL ? error->message : "?");
   }
   g_clear_error (&error);
   return rc;
@@ -178,29 +248,31 @@ cmd_status (Session *session, char **args)
   (void) args;
   if (!tr_admin_admin_if_status (session->client, &status, session->token, &admin_error, &error)) {
     g_object_unref (status);
-    return call_failed ("status", admin_error, error);
+    return call_failed (session, "status", admin_error, error);
   }
   if (session->json) {
-    GString *out = g_string_new ("{\"server_id\": ");
-    json_string (out, status->server_id);
-    g_string_append (out, ", \"server_type\": ");
-    json_string (out, status->server_type);
-    g_string_append_printf (out,
-                            ", \"epoch\": %" G_GINT64_FORMAT ", \"head_rpc_id\": %" G_GINT64_FORMAT
-                            ", \"store_bytes\": %" G_GINT64_FORMAT ", \"store_parts\": %d"
-                            ", \"producer_connections\": %d, \"rpcs_in\": %" G_GINT64_FORMAT
-                            ", \"rpcs_committed\": %" G_GINT64_FORMAT ", \"commit_errors\": %" G_GINT64_FORMAT
-                            ", \"rpcs_in_per_sec\": %.1f, \"commit_p50_us\": %" G_GINT64_FORMAT
-                            ", \"commit_p99_us\": %" G_GINT64_FORMAT ", \"cache_rpcs\": %" G_GINT64_FORMAT
-                            ", \"cache_bytes\": %" G_GINT64_FORMAT ", \"cache_limit_bytes\": %" G_GINT64_FORMAT
-                            ", \"reads_from_cache\": %" G_GINT64_FORMAT ", \"reads_from_disk\": %" G_GINT64_FORMAT "}",
-                            status->epoch, status->head_rpc_id, status->store_bytes, status->store_parts,
-                            status->producer_connections, status->rpcs_in, status->rpcs_committed,
-                            status->commit_errors, status->rpcs_in_per_sec, status->commit_p50_us,
-                            status->commit_p99_us, status->cache_rpcs, status->cache_bytes,
-                            status->cache_limit_bytes, status->reads_from_cache, status->reads_from_disk);
-    printf ("%s\n", out->str);
-    g_string_free (out, TRUE);
+    g_autoptr (JsonBuilder) builder = json_builder_new ();
+    json_builder_begin_object (builder);
+    add_string (builder, "server_id", status->server_id);
+    add_string (builder, "server_type", status->server_type);
+    add_int (builder, "epoch", status->epoch);
+    add_int (builder, "head_rpc_id", status->head_rpc_id);
+    add_int (builder, "store_bytes", status->store_bytes);
+    add_int (builder, "store_parts", status->store_parts);
+    add_int (builder, "producer_connections", status->producer_connections);
+    add_int (builder, "rpcs_in", status->rpcs_in);
+    add_int (builder, "rpcs_committed", status->rpcs_committed);
+    add_int (builder, "commit_errors", status->commit_errors);
+    add_double (builder, "rpcs_in_per_sec", status->rpcs_in_per_sec);
+    add_int (builder, "commit_p50_us", status->commit_p50_us);
+    add_int (builder, "commit_p99_us", status->commit_p99_us);
+    add_int (builder, "cache_rpcs", status->cache_rpcs);
+    add_int (builder, "cache_bytes", status->cache_bytes);
+    add_int (builder, "cache_limit_bytes", status->cache_limit_bytes);
+    add_int (builder, "reads_from_cache", status->reads_from_cache);
+    add_int (builder, "reads_from_disk", status->reads_from_disk);
+    json_builder_end_object (builder);
+    print_builder (builder);
   } else {
     printf ("server_id             %s\n", status->server_id);
     printf ("server_type           %s\n", status->server_type);
@@ -231,14 +303,14 @@ cmd_services (Session *session, char **args)
   GPtrArray *services = g_ptr_array_new_with_free_func (g_object_unref);
   tr_adminAdminError *admin_error = NULL;
   GError *error = NULL;
-  GString *out = g_string_new ("[");
+  g_autoptr (JsonBuilder) out = json_builder_new ();
   g_autoptr (GPtrArray) rows = g_ptr_array_new_with_free_func ((GDestroyNotify) g_strfreev);
 
   (void) args;
+  json_builder_begin_array (out);
   if (!tr_admin_admin_if_services (session->client, &services, session->token, &admin_error, &error)) {
     g_ptr_array_unref (services);
-    g_string_free (out, TRUE);
-    return call_failed ("services", admin_error, error);
+    return call_failed (session, "services", admin_error, error);
   }
   g_ptr_array_add (rows, g_strsplit ("SERVICE FIRST HEAD ENDPOINTS RPCS", " ", -1));
   for (guint i = 0; i < services->len; i++) {
@@ -254,16 +326,17 @@ cmd_services (Session *session, char **args)
     row[3] = i64 (service->endpoints);
     row[4] = g_strjoinv (",", (char **) rpcs->pdata);
     g_ptr_array_add (rows, row);
-    g_string_append (out, i > 0 ? ", {\"name\": " : "{\"name\": ");
-    json_string (out, service->name);
-    g_string_append (out, ", \"rpcs\": [");
-    for (guint r = 0; service->rpcs != NULL && r < service->rpcs->len; r++) {
-      if (r > 0)
-        g_string_append (out, ", ");
-      json_string (out, g_ptr_array_index (service->rpcs, r));
-    }
-    g_string_append_printf (out, "], \"first_seqid\": %" G_GINT64_FORMAT ", \"head_seqid\": %" G_GINT64_FORMAT
-                            ", \"endpoints\": %d}", service->first_seqid, service->head_seqid, service->endpoints);
+    json_builder_begin_object (out);
+    add_string (out, "name", service->name);
+    json_builder_set_member_name (out, "rpcs");
+    json_builder_begin_array (out);
+    for (guint r = 0; service->rpcs != NULL && r < service->rpcs->len; r++)
+      json_builder_add_string_value (out, g_ptr_array_index (service->rpcs, r));
+    json_builder_end_array (out);
+    add_int (out, "first_seqid", service->first_seqid);
+    add_int (out, "head_seqid", service->head_seqid);
+    add_int (out, "endpoints", service->endpoints);
+    json_builder_end_object (out);
   }
   print_listing (session, out, rows);
   g_ptr_array_unref (services);
@@ -276,14 +349,14 @@ cmd_endpoints (Session *session, char **args)
   GPtrArray *endpoints = g_ptr_array_new_with_free_func (g_object_unref);
   tr_adminAdminError *admin_error = NULL;
   GError *error = NULL;
-  GString *out = g_string_new ("[");
+  g_autoptr (JsonBuilder) out = json_builder_new ();
   g_autoptr (GPtrArray) rows = g_ptr_array_new_with_free_func ((GDestroyNotify) g_strfreev);
 
+  json_builder_begin_array (out);
   if (!tr_admin_admin_if_endpoints (session->client, &endpoints, session->token, args[0] != NULL ? args[0] : "",
                                     &admin_error, &error)) {
     g_ptr_array_unref (endpoints);
-    g_string_free (out, TRUE);
-    return call_failed ("endpoints", admin_error, error);
+    return call_failed (session, "endpoints", admin_error, error);
   }
   g_ptr_array_add (rows, g_strsplit ("SERVICE ENDPOINT STATE ACKED HEAD LAG RETRIES STOP_SEND LAG_BYTES DELIVERED "
                                       "OUT/S LAST_ERROR",
@@ -304,20 +377,20 @@ cmd_endpoints (Session *session, char **args)
     row[10] = g_strdup_printf ("%.1f", e->rpcs_out_per_sec);
     row[11] = g_strdup (e->last_error != NULL && e->last_error[0] != '\0' ? e->last_error : "-");
     g_ptr_array_add (rows, row);
-    g_string_append (out, i > 0 ? ", {\"service\": " : "{\"service\": ");
-    json_string (out, e->service_name);
-    g_string_append (out, ", \"endpoint\": ");
-    json_string (out, e->endpoint);
-    g_string_append (out, ", \"state\": ");
-    json_string (out, e->state);
-    g_string_append_printf (out,
-                            ", \"acked_seqid\": %" G_GINT64_FORMAT ", \"head_seqid\": %" G_GINT64_FORMAT
-                            ", \"lag\": %" G_GINT64_FORMAT ", \"retries\": %d, \"stop_send\": %s, \"last_error\": ",
-                            e->acked_seqid, e->head_seqid, e->lag, e->retries, e->stop_send ? "true" : "false");
-    json_string (out, e->last_error);
-    g_string_append_printf (out, ", \"delivered\": %" G_GINT64_FORMAT ", \"rpcs_out_per_sec\": %.1f"
-                            ", \"lag_bytes\": %" G_GINT64_FORMAT "}",
-                            e->delivered, e->rpcs_out_per_sec, e->lag_bytes);
+    json_builder_begin_object (out);
+    add_string (out, "service", e->service_name);
+    add_string (out, "endpoint", e->endpoint);
+    add_string (out, "state", e->state);
+    add_int (out, "acked_seqid", e->acked_seqid);
+    add_int (out, "head_seqid", e->head_seqid);
+    add_int (out, "lag", e->lag);
+    add_int (out, "retries", e->retries);
+    add_bool (out, "stop_send", e->stop_send);
+    add_string (out, "last_error", e->last_error);
+    add_int (out, "delivered", e->delivered);
+    add_double (out, "rpcs_out_per_sec", e->rpcs_out_per_sec);
+    add_int (out, "lag_bytes", e->lag_bytes);
+    json_builder_end_object (out);
   }
   print_listing (session, out, rows);
   g_ptr_array_unref (endpoints);
@@ -327,10 +400,15 @@ cmd_endpoints (Session *session, char **args)
 static void
 print_done (Session *session, const char *text)
 {
-  if (session->json)
-    printf ("{\"ok\": true}\n");
-  else
+  if (session->json) {
+    g_autoptr (JsonBuilder) builder = json_builder_new ();
+    json_builder_begin_object (builder);
+    add_bool (builder, "ok", TRUE);
+    json_builder_end_object (builder);
+    print_builder (builder);
+  } else {
     printf ("%s\n", text);
+  }
 }
 
 static int
@@ -342,7 +420,7 @@ set_stop (Session *session, char **args, gboolean stop)
 
   if (!tr_admin_admin_if_set_stop_send (session->client, session->token, args[0], args[1], stop, &admin_error,
                                         &error))
-    return call_failed (stop ? "stop-send" : "start-send", admin_error, error);
+    return call_failed (session, stop ? "stop-send" : "start-send", admin_error, error);
   done = g_strdup_printf ("%s/%s: stop_send = %s (written to the service file)", args[0], args[1],
                           stop ? "true" : "false");
   print_done (session, done);
@@ -384,23 +462,26 @@ move (Session *session, char **args, gboolean forward)
 
   if (forward && args[2][0] == '+') {
     if (!parse_positive (args[2] + 1, &by)) {
-      g_printerr ("tr-admin: skip: '%s' is not a count (+1, +2, ...)\n", args[2]);
-      return EXIT_USAGE;
+      return fail (session, EXIT_USAGE, 0, "skip: '%s' is not a count (+1, +2, ...)", args[2]);
     }
   } else if (!parse_positive (args[2], &seqid)) {
-    g_printerr ("tr-admin: %s: '%s' is not a seqid (1, 2, ...)\n", what, args[2]);
-    return EXIT_USAGE;
+    return fail (session, EXIT_USAGE, 0, "%s: '%s' is not a seqid (1, 2, ...)", what, args[2]);
   }
   ok = forward ? tr_admin_admin_if_skip (session->client, &next, session->token, args[0], args[1], seqid, by,
                                          &admin_error, &error)
                : tr_admin_admin_if_rewind (session->client, session->token, args[0], args[1], seqid, &admin_error,
                                            &error);
   if (!ok)
-    return call_failed (what, admin_error, error);
+    return call_failed (session, what, admin_error, error);
   if (!forward)
     next = seqid;
   if (session->json) {
-    printf ("{\"ok\": true, \"next_seqid\": %" G_GINT64_FORMAT "}\n", next);
+    g_autoptr (JsonBuilder) builder = json_builder_new ();
+    json_builder_begin_object (builder);
+    add_bool (builder, "ok", TRUE);
+    add_int (builder, "next_seqid", next);
+    json_builder_end_object (builder);
+    print_builder (builder);
     return 0;
   }
   done = g_strdup_printf ("%s/%s: next seqid to send is %" G_GINT64_FORMAT, args[0], args[1], next);
@@ -449,27 +530,27 @@ cmd_dump (Session *session, char **args)
   gint64 rpc_id;
 
   if (!parse_positive (args[0], &rpc_id)) {
-    g_printerr ("tr-admin: dump: '%s' is not an rpc id (1, 2, ...)\n", args[0]);
     g_string_free (hex, TRUE);
-    return EXIT_USAGE;
+    return fail (session, EXIT_USAGE, 0, "dump: '%s' is not an rpc id (1, 2, ...)", args[0]);
   }
   if (!tr_admin_admin_if_dump (session->client, &message, session->token, rpc_id, &admin_error, &error)) {
     g_string_free (hex, TRUE);
-    return call_failed ("dump", admin_error, error);
+    return call_failed (session, "dump", admin_error, error);
   }
   status = tr_frame_parse_header (message->data, message->len, &header);
   name = status == TR_FRAME_OK ? g_strndup ((const char *) header.name, header.name_len) : g_strdup ("?");
   for (guint i = 0; i < message->len; i++)
     g_string_append_printf (hex, "%02x", message->data[i]);
   if (session->json) {
-    GString *out = g_string_new (NULL);
-    g_string_append_printf (out, "{\"rpc_id\": %" G_GINT64_FORMAT ", \"name\": ", rpc_id);
-    json_string (out, name);
-    g_string_append (out, ", \"type\": ");
-    json_string (out, status == TR_FRAME_OK ? msg_type_name (header.type) : "?");
-    g_string_append_printf (out, ", \"size\": %u, \"hex\": \"%s\"}", message->len, hex->str);
-    printf ("%s\n", out->str);
-    g_string_free (out, TRUE);
+    g_autoptr (JsonBuilder) builder = json_builder_new ();
+    json_builder_begin_object (builder);
+    add_int (builder, "rpc_id", rpc_id);
+    add_string (builder, "name", name);
+    add_string (builder, "type", status == TR_FRAME_OK ? msg_type_name (header.type) : "?");
+    add_int (builder, "size", message->len);
+    add_string (builder, "hex", hex->str);
+    json_builder_end_object (builder);
+    print_builder (builder);
   } else {
     printf ("rpc_id  %" G_GINT64_FORMAT "\nname    %s\ntype    %s\nsize    %u bytes\n", rpc_id, name,
             status == TR_FRAME_OK ? msg_type_name (header.type) : tr_frame_status_to_string (status), message->len);
@@ -488,51 +569,24 @@ cmd_dump (Session *session, char **args)
   return 0;
 }
 
+/* --from and --max are GOption options of the whole command line (so they
+ * may come anywhere); the service is the one argument. */
 static int
 cmd_dead_letters (Session *session, char **args)
 {
   GPtrArray *letters = g_ptr_array_new_with_free_func (g_object_unref);
   tr_adminAdminError *admin_error = NULL;
   GError *error = NULL;
-  GString *out = g_string_new ("[");
+  g_autoptr (JsonBuilder) out = json_builder_new ();
   g_autoptr (GPtrArray) rows = g_ptr_array_new_with_free_func ((GDestroyNotify) g_strfreev);
-  const char *service = NULL;
-  gint64 from = 0, max = 100;
+  gint64 from = session->from >= 0 ? session->from : 0;
+  gint max = session->max >= 0 ? session->max : 100;
 
-  for (guint i = 0; args[i] != NULL; i++) {
-    gboolean is_from = strcmp (args[i], "--from") == 0;
-    if (is_from || strcmp (args[i], "--max") == 0) {
-      guint64 value;
-      if (args[i + 1] == NULL
-          || !g_ascii_string_to_unsigned (args[i + 1], 10, is_from ? 0 : 1, is_from ? G_MAXINT64 : 10000, &value,
-                                          NULL)) {
-        g_printerr ("tr-admin: dead-letters: %s needs %s\n", args[i], is_from ? "an index (0, 1, ...)" : "1..10000");
-        g_ptr_array_unref (letters);
-        g_string_free (out, TRUE);
-        return EXIT_USAGE;
-      }
-      *(is_from ? &from : &max) = (gint64) value;
-      i++;
-    } else if (service == NULL && args[i][0] != '-') {
-      service = args[i];
-    } else {
-      g_printerr ("tr-admin: dead-letters: unexpected '%s'\nTry 'tr-admin dead-letters --help'.\n", args[i]);
-      g_ptr_array_unref (letters);
-      g_string_free (out, TRUE);
-      return EXIT_USAGE;
-    }
-  }
-  if (service == NULL) {
-    g_printerr ("tr-admin: usage: tr-admin [OPTIONS] dead-letters SERVICE [--from N] [--max N]\n");
+  json_builder_begin_array (out);
+  if (!tr_admin_admin_if_dead_letters (session->client, &letters, session->token, args[0], from, max, &admin_error,
+                                       &error)) {
     g_ptr_array_unref (letters);
-    g_string_free (out, TRUE);
-    return EXIT_USAGE;
-  }
-  if (!tr_admin_admin_if_dead_letters (session->client, &letters, session->token, service, from, (gint32) max,
-                                       &admin_error, &error)) {
-    g_ptr_array_unref (letters);
-    g_string_free (out, TRUE);
-    return call_failed ("dead-letters", admin_error, error);
+    return call_failed (session, "dead-letters", admin_error, error);
   }
   g_ptr_array_add (rows, g_strsplit ("INDEX SEQID RPC_ID REASON", " ", -1));
   for (guint i = 0; i < letters->len; i++) {
@@ -543,12 +597,12 @@ cmd_dead_letters (Session *session, char **args)
     row[2] = i64 (l->rpc_id);
     row[3] = g_strdup (l->reason);
     g_ptr_array_add (rows, row);
-    g_string_append_printf (out,
-                            "%s{\"index\": %" G_GINT64_FORMAT ", \"seqid\": %" G_GINT64_FORMAT
-                            ", \"rpc_id\": %" G_GINT64_FORMAT ", \"reason\": ",
-                            i > 0 ? ", " : "", l->index, l->seqid, l->rpc_id);
-    json_string (out, l->reason);
-    g_string_append (out, "}");
+    json_builder_begin_object (out);
+    add_int (out, "index", l->index);
+    add_int (out, "seqid", l->seqid);
+    add_int (out, "rpc_id", l->rpc_id);
+    add_string (out, "reason", l->reason);
+    json_builder_end_object (out);
   }
   print_listing (session, out, rows);
   g_ptr_array_unref (letters);
@@ -561,25 +615,28 @@ cmd_reload (Session *session, char **args)
   GPtrArray *changes = g_ptr_array_new_with_free_func (g_free);
   tr_adminAdminError *admin_error = NULL;
   GError *error = NULL;
-  g_autoptr (GString) out = g_string_new ("{\"ok\": true, \"changes\": [");
 
   (void) args;
   if (!tr_admin_admin_if_reload (session->client, &changes, session->token, &admin_error, &error)) {
     g_ptr_array_unref (changes);
-    return call_failed ("reload", admin_error, error);
+    return call_failed (session, "reload", admin_error, error);
   }
-  for (guint i = 0; i < changes->len; i++) {
-    if (i > 0)
-      g_string_append (out, ", ");
-    json_string (out, g_ptr_array_index (changes, i));
-    if (!session->json)
+  if (session->json) {
+    g_autoptr (JsonBuilder) builder = json_builder_new ();
+    json_builder_begin_object (builder);
+    add_bool (builder, "ok", TRUE);
+    json_builder_set_member_name (builder, "changes");
+    json_builder_begin_array (builder);
+    for (guint i = 0; i < changes->len; i++)
+      json_builder_add_string_value (builder, g_ptr_array_index (changes, i));
+    json_builder_end_array (builder);
+    json_builder_end_object (builder);
+    print_builder (builder);
+  } else {
+    for (guint i = 0; i < changes->len; i++)
       printf ("%s\n", (char *) g_ptr_array_index (changes, i));
-  }
-  g_string_append (out, "]}");
-  if (session->json)
-    printf ("%s\n", out->str);
-  else
     printf ("reload done: %u change%s\n", changes->len, changes->len == 1 ? "" : "s");
+  }
   g_ptr_array_unref (changes);
   return 0;
 }
@@ -620,7 +677,7 @@ static const Command commands[] = {
     cmd_rewind },
   { "dump", "dump RPC_ID", 1, 1, "One stored RPC by global rpc id: name, message type, size and a hex dump.",
     cmd_dump },
-  { "dead-letters", "dead-letters SERVICE [--from N] [--max N]", 1, 5,
+  { "dead-letters", "dead-letters SERVICE [--from N] [--max N]", 1, 1,
     "Dead letters of SERVICE, oldest first: RPCs given up after max_retries with on_failure = skip.\n"
     "INDEX (position in the dead-letter file), service SEQID, global RPC_ID (see 'dump') and REASON.\n"
     "--from N starts at index N (default 0), --max N lists at most N (1..10000, default 100).",
@@ -655,126 +712,275 @@ parse_address (const char *text, char **host, guint16 *port)
 }
 
 static char *
-read_token (const char *path)
+read_token (const Session *session, const char *path)
 {
   g_autoptr (GError) error = NULL;
   char *text = NULL;
 
   if (!g_file_get_contents (path, &text, NULL, &error)) {
-    g_printerr ("tr-admin: token file: %s\n", error->message);
+    fail (session, EXIT_USAGE, 0, "token file: %s", error->message);
     return NULL;
   }
   return g_strstrip (text);
 }
 
+static int usage_error (const Session *session, const Command *command, const char *format, ...)
+    G_GNUC_PRINTF (3, 4);
+
+/* A usage error: the message (and, with --json, its document), then where
+ * to look: the help of @command, or the general help when NULL. */
 static int
-usage_error (const char *format, const char *arg)
+usage_error (const Session *session, const Command *command, const char *format, ...)
 {
-  g_printerr ("tr-admin: ");
-  g_printerr (format, arg);
-  g_printerr ("\nTry 'tr-admin --help'.\n");
+  g_autofree char *message = NULL;
+  va_list ap;
+
+  va_start (ap, format);
+  message = g_strdup_vprintf (format, ap);
+  va_end (ap);
+  fail (session, EXIT_USAGE, 0, "%s", message);
+  if (command != NULL)
+    g_printerr ("Try 'tr-admin %s --help'.\n", command->name);
+  else
+    g_printerr ("Try 'tr-admin --help'.\n");
   return EXIT_USAGE;
+}
+
+/* What the command line says, filled by GOption. */
+typedef struct {
+  char *config_path;
+  char *address;
+  char *token_file;
+  gboolean json;
+  gboolean help;
+  gint64 from;
+  gint max;
+} Options;
+
+static gboolean
+parse_bounded (const char *name, const char *value, gint64 min, gint64 max, const char *what, gint64 *out,
+               GError **error)
+{
+  gint64 n;
+
+  if (!g_ascii_string_to_signed (value, 10, min, max, &n, NULL)) {
+    g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE, "%s needs %s, not '%s'", name, what, value);
+    return FALSE;
+  }
+  *out = n;
+  return TRUE;
+}
+
+static gboolean
+on_from (const char *name, const char *value, gpointer data, GError **error)
+{
+  return parse_bounded (name, value, 0, G_MAXINT64, "an index (0, 1, ...)", &((Options *) data)->from, error);
+}
+
+static gboolean
+on_max (const char *name, const char *value, gpointer data, GError **error)
+{
+  gint64 n = 0;
+
+  if (!parse_bounded (name, value, 1, 10000, "1..10000", &n, error))
+    return FALSE;
+  ((Options *) data)->max = (gint) n;
+  return TRUE;
+}
+
+/* GOption's own message for a value-taking option given none ("Missing
+ * argument for --from") says what is missing, not what is wanted. */
+static char *
+option_error_message (const GError *error)
+{
+  if (g_error_matches (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE) && strstr (error->message, "needs") == NULL) {
+    if (strstr (error->message, "--from") != NULL)
+      return g_strdup_printf ("--from needs an index (0, 1, ...) (%s)", error->message);
+    if (strstr (error->message, "--max") != NULL)
+      return g_strdup_printf ("--max needs 1..10000 (%s)", error->message);
+  }
+  if (g_error_matches (error, G_OPTION_ERROR, G_OPTION_ERROR_UNKNOWN_OPTION))
+    return g_strdup_printf ("unknown option (%s)", error->message);
+  return g_strdup (error->message);
+}
+
+static GOptionContext *
+option_context_new (Options *options)
+{
+  const GOptionEntry entries[] = {
+    { "config", 'c', 0, G_OPTION_ARG_FILENAME, &options->config_path,
+      "read admin_listen and admin_token_file from the router configuration", "ROUTER_CONF" },
+    { "address", 'a', 0, G_OPTION_ARG_STRING, &options->address, "admin address (default 127.0.0.1:9091)",
+      "HOST:PORT" },
+    { "token-file", 0, 0, G_OPTION_ARG_FILENAME, &options->token_file, "admin token (overrides the one from -c)",
+      "FILE" },
+    { "json", 0, 0, G_OPTION_ARG_NONE, &options->json,
+      "machine-readable output: one JSON document on stdout, errors included", NULL },
+    { "from", 0, 0, G_OPTION_ARG_CALLBACK, (gpointer) on_from, "dead-letters: start at index N (default 0)", "N" },
+    { "max", 0, 0, G_OPTION_ARG_CALLBACK, (gpointer) on_max, "dead-letters: list at most N (1..10000, default 100)",
+      "N" },
+    { "help", 'h', 0, G_OPTION_ARG_NONE, &options->help, "this help; 'tr-admin COMMAND --help' explains one command",
+      NULL },
+    { NULL },
+  };
+  GOptionContext *context = g_option_context_new ("COMMAND [ARGS]");
+  GOptionGroup *group = g_option_group_new ("tr-admin", "tr-admin options", "tr-admin options", options, NULL);
+
+  g_option_group_add_entries (group, entries);
+  g_option_context_set_main_group (context, group);
+  /* --help is an entry of ours: 'tr-admin COMMAND --help' explains the
+   * command, which GOption's built-in help cannot know. */
+  g_option_context_set_help_enabled (context, FALSE);
+  g_option_context_set_summary (context, commands_summary);
+  g_option_context_set_description (context, exit_status_description);
+  return context;
+}
+
+static const Command *
+find_command (const char *name)
+{
+  for (guint c = 0; c < G_N_ELEMENTS (commands); c++)
+    if (strcmp (commands[c].name, name) == 0)
+      return &commands[c];
+  return NULL;
+}
+
+/* The address and token of -c / -a / --token-file into @session; an exit
+ * status on failure, 0 on success. */
+static int
+resolve_target (Session *session, const Options *options, char **host, guint16 *port)
+{
+  g_autofree char *config_token_file = NULL;
+  const char *token_file = options->token_file;
+
+  *port = 9091;
+  if (options->config_path != NULL && options->address != NULL)
+    return usage_error (session, NULL, "-c and -a exclude each other");
+  if (options->address != NULL && !parse_address (options->address, host, port))
+    return usage_error (session, NULL, "'%s' is not HOST:PORT", options->address);
+  if (options->config_path != NULL) {
+    g_autoptr (GError) error = NULL;
+    g_autoptr (TrConfig) config = tr_config_load_router (options->config_path, &error);
+    if (config == NULL)
+      return fail (session, EXIT_USAGE, 0, "%s", error->message);
+    /* A wildcard listen address is reached on loopback. */
+    if (strcmp (config->admin_host, "0.0.0.0") == 0)
+      *host = g_strdup ("127.0.0.1");
+    else if (strcmp (config->admin_host, "::") == 0)
+      *host = g_strdup ("::1");
+    else
+      *host = g_strdup (config->admin_host);
+    *port = config->admin_port;
+    config_token_file = g_strdup (config->admin_token_file);
+  }
+  if (*host == NULL)
+    *host = g_strdup ("127.0.0.1");
+  if (token_file == NULL)
+    token_file = config_token_file;
+  session->token = token_file != NULL ? read_token (session, token_file) : g_strdup ("");
+  return session->token == NULL ? EXIT_USAGE : 0;
+}
+
+static int
+run_command (Session *session, const Command *command, char **args, const char *host, guint16 port)
+{
+  GError *error = NULL;
+  int rc;
+
+  session->socket = g_object_new (THRIFT_TYPE_SOCKET, "hostname", host, "port", port, NULL);
+  session->framed = g_object_new (THRIFT_TYPE_FRAMED_TRANSPORT, "transport", session->socket, NULL);
+  session->protocol = g_object_new (THRIFT_TYPE_BINARY_PROTOCOL, "transport", session->framed, NULL);
+  session->client = g_object_new (TR_ADMIN_TYPE_ADMIN_CLIENT, "input_protocol", session->protocol,
+                                  "output_protocol", session->protocol, NULL);
+  if (!thrift_transport_open (session->framed, &error)) {
+    rc = fail (session, EXIT_UNREACHABLE, 0, "cannot reach the router at %s:%u: %s", host, port, error->message);
+    g_error_free (error);
+  } else {
+    rc = command->func (session, args);
+    thrift_transport_close (session->framed, NULL);
+  }
+  g_object_unref (session->client);
+  g_object_unref (session->protocol);
+  g_object_unref (session->framed);
+  g_object_unref (session->socket);
+  return rc;
+}
+
+/* Whether --json is among the options of @argv.  Only for a command line
+ * GOption refused: it reverts every value it had set, --json included, yet
+ * the error must still come as JSON. */
+static gboolean
+json_asked (int argc, char **argv)
+{
+  for (int i = 1; i < argc && strcmp (argv[i], "--") != 0; i++)
+    if (strcmp (argv[i], "--json") == 0)
+      return TRUE;
+  return FALSE;
+}
+
+/* Everything after the options are parsed; returns the exit status. */
+static int
+run (Session *session, const Options *options, GOptionContext *context, int argc, char **argv)
+{
+  g_autofree char *host = NULL;
+  const Command *command;
+  guint16 port = 0;
+  int n_args, rc;
+
+  if (argc < 2 && options->help) {
+    g_autofree char *help = g_option_context_get_help (context, TRUE, NULL);
+    printf ("%s", help);
+    return 0;
+  }
+  if (argc < 2)
+    return usage_error (session, NULL, "missing COMMAND");
+  if ((command = find_command (argv[1])) == NULL)
+    return usage_error (session, NULL, "unknown command '%s'", argv[1]);
+  if (options->help) {
+    printf ("Usage: tr-admin [OPTIONS] %s\n\n%s\n\nOptions (before or after the command): see 'tr-admin --help'.\n",
+            command->usage, command->help);
+    return 0;
+  }
+  n_args = argc - 2;
+  if (n_args < command->min_args)
+    return usage_error (session, command, "usage: tr-admin [OPTIONS] %s", command->usage);
+  if (n_args > command->max_args)
+    return usage_error (session, command, "%s: unexpected '%s'; usage: tr-admin [OPTIONS] %s", command->name,
+                        argv[2 + command->max_args], command->usage);
+  if ((options->from >= 0 || options->max >= 0) && command->func != cmd_dead_letters)
+    return usage_error (session, command, "--from and --max are options of dead-letters, not of %s",
+                        command->name);
+  rc = resolve_target (session, options, &host, &port);
+  if (rc != 0)
+    return rc;
+  return run_command (session, command, argv + 2, host, port);
 }
 
 int
 main (int argc, char **argv)
 {
-  const char *config_path = NULL, *address = NULL, *token_file = NULL;
-  g_autofree char *host = NULL;
-  g_autofree char *config_token_file = NULL;
-  guint16 port = 9091;
+  Options options = { .from = -1, .max = -1 };
+  g_autoptr (GOptionContext) context = option_context_new (&options);
+  g_autoptr (GError) error = NULL;
   Session session = { 0 };
-  const Command *command = NULL;
-  GError *error = NULL;
-  int i, n_args, rc;
+  int rc;
 
   signal (SIGPIPE, SIG_IGN);
-  for (i = 1; i < argc && argv[i][0] == '-'; i++) {
-    const char *opt = argv[i];
-    if (strcmp (opt, "-h") == 0 || strcmp (opt, "--help") == 0) {
-      printf ("%s", main_usage);
-      return 0;
-    } else if (strcmp (opt, "--json") == 0) {
-      session.json = TRUE;
-    } else if (strcmp (opt, "-c") == 0 || strcmp (opt, "-a") == 0 || strcmp (opt, "--token-file") == 0) {
-      if (i + 1 >= argc)
-        return usage_error ("option %s needs a value", opt);
-      if (opt[1] == 'c')
-        config_path = argv[++i];
-      else if (opt[1] == 'a')
-        address = argv[++i];
-      else
-        token_file = argv[++i];
-    } else {
-      return usage_error ("unknown option '%s'", opt);
-    }
-  }
-  if (i >= argc)
-    return usage_error ("%s", "missing COMMAND");
-  for (guint c = 0; c < G_N_ELEMENTS (commands); c++)
-    if (strcmp (commands[c].name, argv[i]) == 0)
-      command = &commands[c];
-  if (command == NULL)
-    return usage_error ("unknown command '%s'", argv[i]);
-  i++;
-  for (int j = i; j < argc; j++) {
-    if (strcmp (argv[j], "--help") == 0 || strcmp (argv[j], "-h") == 0) {
-      printf ("Usage: tr-admin [OPTIONS] %s\n\n%s\n", command->usage, command->help);
-      return 0;
-    }
-  }
-  n_args = argc - i;
-  if (n_args < command->min_args || n_args > command->max_args) {
-    g_printerr ("tr-admin: usage: tr-admin [OPTIONS] %s\nTry 'tr-admin %s --help'.\n", command->usage,
-                command->name);
-    return EXIT_USAGE;
-  }
-  if (config_path != NULL && address != NULL)
-    return usage_error ("%s", "-c and -a exclude each other");
-  if (address != NULL && !parse_address (address, &host, &port))
-    return usage_error ("'%s' is not HOST:PORT", address);
-  if (config_path != NULL) {
-    g_autoptr (TrConfig) config = tr_config_load_router (config_path, &error);
-    if (config == NULL) {
-      g_printerr ("tr-admin: %s\n", error->message);
-      g_error_free (error);
-      return EXIT_USAGE;
-    }
-    /* A wildcard listen address is reached on loopback. */
-    if (strcmp (config->admin_host, "0.0.0.0") == 0)
-      host = g_strdup ("127.0.0.1");
-    else if (strcmp (config->admin_host, "::") == 0)
-      host = g_strdup ("::1");
-    else
-      host = g_strdup (config->admin_host);
-    port = config->admin_port;
-    config_token_file = g_strdup (config->admin_token_file);
-  }
-  if (host == NULL)
-    host = g_strdup ("127.0.0.1");
-  if (token_file == NULL)
-    token_file = config_token_file;
-  session.token = token_file != NULL ? read_token (token_file) : g_strdup ("");
-  if (session.token == NULL)
-    return EXIT_USAGE;
-
-  session.socket = g_object_new (THRIFT_TYPE_SOCKET, "hostname", host, "port", port, NULL);
-  session.framed = g_object_new (THRIFT_TYPE_FRAMED_TRANSPORT, "transport", session.socket, NULL);
-  session.protocol = g_object_new (THRIFT_TYPE_BINARY_PROTOCOL, "transport", session.framed, NULL);
-  session.client = g_object_new (TR_ADMIN_TYPE_ADMIN_CLIENT, "input_protocol", session.protocol,
-                                 "output_protocol", session.protocol, NULL);
-  if (!thrift_transport_open (session.framed, &error)) {
-    g_printerr ("tr-admin: cannot reach the router at %s:%u: %s\n", host, port, error->message);
-    g_error_free (error);
-    rc = EXIT_UNREACHABLE;
+  /* Options anywhere: GOption takes them out of argv and leaves the
+   * command and its arguments, in order ("--" ends the options). */
+  if (!g_option_context_parse (context, &argc, &argv, &error)) {
+    g_autofree char *message = option_error_message (error);
+    session.json = json_asked (argc, argv);
+    rc = usage_error (&session, NULL, "%s", message);
   } else {
-    rc = command->func (&session, argv + i);
-    thrift_transport_close (session.framed, NULL);
+    session.json = options.json;
+    session.from = options.from;
+    session.max = options.max;
+    rc = run (&session, &options, context, argc, argv);
   }
-  g_object_unref (session.client);
-  g_object_unref (session.protocol);
-  g_object_unref (session.framed);
-  g_object_unref (session.socket);
   g_free (session.token);
+  g_free (options.config_path);
+  g_free (options.address);
+  g_free (options.token_file);
   return rc;
 }

@@ -225,6 +225,44 @@ def test_stop_send_persisted_across_restart_keeping_comments():
         ep.stop()
 
 
+def test_stop_send_changes_one_line_of_the_service_file():
+    """stop-send / start-send change the stop_send line of that endpoint and
+    nothing else (spacing, comments, key order, other groups stay byte for
+    byte), or add that one line when the group has none.  They used to
+    rewrite the whole file through GKeyFile: every `key = value` became
+    `key=value`."""
+    ep = Endpoint().start()
+    router = Router({"books": {"rpcs": ["log_event"], "endpoints": {"a": ep.port}}})
+    path = os.path.join(router.tmp, "services", "books.conf")
+    original = ("# books: the ledger\n[service]\nrpcs   =  log_event\n"
+                "retry_backoff_ms = 20\n\n# primary\n[endpoint a]\nhost = 127.0.0.1\n"
+                "port = %d\nstop_send = false\n\n# spare, no stop_send line\n[endpoint b]\n"
+                "port = %d\n# trailing comment of b\n" % (ep.port, ep.port))
+    with open(path, "w") as f:
+        f.write(original)
+    router.start()
+    try:
+        ok(router, "stop-send", "books", "a")
+        with open(path) as f:
+            text = f.read()
+        check(text == original.replace("stop_send = false", "stop_send = true"), "file changed beyond one line:\n"
+              + text)
+        ok(router, "stop-send", "books", "b")
+        with open(path) as f:
+            second = f.read()
+        check(second == text.replace("port = %d\n# trailing" % ep.port,
+                                     "port = %d\nstop_send = true\n# trailing" % ep.port),
+              "the added line is not one line after port:\n" + second)
+        ok(router, "start-send", "books", "a")
+        with open(path) as f:
+            third = f.read()
+        check(third == second.replace("stop_send = true\n\n# spare", "stop_send = false\n\n# spare"), third)
+    finally:
+        router.stop()
+        router.cleanup()
+        ep.stop()
+
+
 def test_skip_and_rewind():
     ep = Endpoint().start()
     router = Router({"books": {"rpcs": ["log_event"], "endpoints": {"a": (ep.port, "true")}}}).start()
@@ -302,6 +340,40 @@ def test_refusals_and_exit_codes():
     finally:
         router.stop()
         router.cleanup()
+
+
+def test_options_after_the_command_and_json_errors():
+    """GOption: options may follow the command (`tr-admin status --json` was a
+    usage error); with --json every error is also a JSON document on stdout."""
+    ep = Endpoint().start()
+    router = Router({"books": {"rpcs": ["log_event"], "endpoints": {"a": ep.port}}}).start()
+    try:
+        status = json.loads(ok(router, "status", "--json"))
+        check(status["server_id"] == "it-1" and status["server_type"] == "MASTER", str(status))
+        rc, out, err = tr_admin(None, "endpoints", "books", "--json", "-c", conf(router))
+        check(rc == 0 and json.loads(out)[0]["endpoint"] == "a", "options after the args: %d %s%s" % (rc, out, err))
+        for args, code, admin_code, text in [
+            (("--json", "stop-send", "books", "zz"), 1, 2, "no endpoint 'zz'"),
+            (("reload", "--json", "--bogus"), 2, 0, "unknown option"),
+            (("frobnicate", "--json"), 2, 0, "unknown command"),
+            (("status", "--from", "1", "--json"), 2, 0, "options of dead-letters"),
+        ]:
+            rc, out, err = tr_admin(router, *args)
+            doc = json.loads(out)
+            check(rc == code and doc == {"ok": False, "exit_status": code, "code": admin_code, "error": doc["error"]}
+                  and text in doc["error"] and text in err, "tr-admin %s: %d %r %r" % (args, rc, out, err))
+        rc, out, err = tr_admin(None, "-a", "127.0.0.1:%d" % free_port(), "status", "--json")
+        check(rc == 3 and json.loads(out)["exit_status"] == 3 and "cannot reach" in json.loads(out)["error"],
+              "unreachable: %d %r" % (rc, out))
+        # Strings that need escaping come through intact.
+        rc, out, err = tr_admin(router, "--json", "endpoints", 'no"such\\service\n')
+        check(rc == 1 and 'no"such\\service\n' in json.loads(out)["error"], "escaping: %r" % out)
+        out = ok(router, "--help")
+        check("Commands:" in out and "--json" in out and "before or after the command" in out, out)
+    finally:
+        router.stop()
+        router.cleanup()
+        ep.stop()
 
 
 def test_token_on_and_off_and_insecure_listen():
@@ -685,8 +757,10 @@ if __name__ == "__main__":
         test_status_services_endpoints_table_and_json,
         test_stop_send_with_rpcs_flowing_then_start_send_delivers_all_in_order,
         test_stop_send_persisted_across_restart_keeping_comments,
+        test_stop_send_changes_one_line_of_the_service_file,
         test_skip_and_rewind,
         test_refusals_and_exit_codes,
+        test_options_after_the_command_and_json_errors,
         test_token_on_and_off_and_insecure_listen,
         test_slow_admin_client_blocks_nobody,
         test_rss_flat_over_many_admin_calls,

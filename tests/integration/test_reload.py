@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import signal
+import struct
 import threading
 import time
 
@@ -69,6 +70,30 @@ def unknown_method(router, name):
     finally:
         p.close()
     return False
+
+
+def acked_on_disk(router, service, endpoint):
+    """The acknowledged seqid in SERVICE@ENDPOINT's send state file as the
+    router last wrote it (RotateFile, docs/format/rotatefile.md: the record
+    with the highest sequence number; state payload: u32 version, u64 acked,
+    little-endian, router/tr_push.c), or None if there is none yet."""
+    best_seq, acked = 0, None
+    for suffix in (".0", ".1"):
+        try:
+            with open(os.path.join(router.data_dir, "state", "%s@%s%s" % (service, endpoint, suffix)), "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            continue
+        off = 0
+        while off + 20 <= len(data):
+            length, record_type = struct.unpack_from("<IB", data, off)
+            if record_type != 0x52 or length < 8 or off + 12 + length > len(data):
+                break
+            (seq,) = struct.unpack_from("<Q", data, off + 12)
+            if length >= 8 + 12 and seq > best_seq:
+                best_seq, (_, acked) = seq, struct.unpack_from("<IQ", data, off + 20)
+            off += 12 + length
+    return acked
 
 
 def stop_cleanly(router):
@@ -318,7 +343,9 @@ def test_removed_service_killed_restarted_then_readded_continues_its_seqids():
     try:
         first = send(router, 40, b"x")
         wait_until(lambda: len(m.payloads()) == 40, what="mail's endpoint to get 40 rpcs")
-        time.sleep(0.3)  # state_flush_ms: the endpoint's position is on disk
+        # state_flush_ms: the endpoint's position reaches its file a little later.
+        wait_until(lambda: acked_on_disk(router, "mail", "m") == 40,
+                   what="mail's acknowledged seqid 40 in its send state file")
         set_services(router, ["books"])
         reload_ok(router)
         router.kill9()
@@ -527,6 +554,34 @@ def test_invalid_file_and_restart_keys_refused():
         s.close()
 
 
+def test_adding_admin_token_file_is_refused():
+    """docs/configuration.md: admin_token_file is read at start-up, and a
+    changed [router] key other than services refuses the reload (code 7).
+    The reload used to compare serialized text that skipped comment lines,
+    and an unset admin_token_file serializes as one: adding it was reported
+    as a successful reload while the admin port stayed open without a token."""
+    s = Setup()
+    try:
+        token = os.path.join(s.router.tmp, "admin.token")
+        with open(token, "w") as f:
+            f.write("s3cret\n")
+        with open(conf(s.router)) as f:
+            text = f.read()
+        with open(conf(s.router), "w") as f:
+            f.write(text.replace("[router]\n", "[router]\nadmin_token_file = admin.token\n"))
+        # Without the token: the running node takes none, as before the edit.
+        rc, out, err = tr_admin(s.router, "--token-file", "/dev/null", "reload")
+        check(rc == 1 and "code 7" in err and "admin_token_file = " + token in err
+              and "(running: not set)" in err and "restart" in err, "rc %d: %s%s" % (rc, out, err))
+        rc, out, err = tr_admin(s.router, "--token-file", "/dev/null", "status")
+        check(rc == 0, "the refused reload changed the admin port's token: %s" % err)
+        with open(conf(s.router), "w") as f:
+            f.write(text)
+        check(reload_ok(s.router).strip() == "reload done: 0 changes", "the running files should change nothing")
+    finally:
+        s.close()
+
+
 def test_sighup_reload_and_refusal_logged():
     s = Setup(extra_endpoints=1)
     a, b = s.eps
@@ -595,4 +650,5 @@ if __name__ == "__main__":
         test_concurrent_reloads_sighup_and_stop_send,
         test_sighup_reload_and_refusal_logged,
         test_reload_keeps_operator_stop_send,
+        test_adding_admin_token_file_is_refused,
     ])

@@ -4,6 +4,7 @@
 
 #include "tr_config.h"
 #include "tr_dwfile.h"
+#include "tr_frame.h"
 #include "tr_endian.h"
 #include "tr_record.h"
 #include "tr_test_util.h"
@@ -177,7 +178,8 @@ Test (tr_config, defaults, .init = setup, .fini = teardown)
   text = tr_config_to_string (config);
   cr_assert (strstr (text, "rpc_cache_size = 64M\n") != NULL, "%s", text);
   cr_assert (strstr (text, "group_file_size = 2G\n") != NULL, "%s", text);
-  cr_assert (strstr (text, "max_frame_size = 16000K\n") != NULL, "%s", text);
+  cr_assert (strstr (text, "# max_frame_size: not set, so 16000K (the default 16000K, or half of group_file_size "
+                           "when that is smaller)\n") != NULL, "%s", text);
   cr_assert (strstr (text, "on_failure = block\n") != NULL, "%s", text);
   /* The printed settings load back: [router] as router.conf, each service
    * section as its file. */
@@ -613,4 +615,203 @@ Test (tr_config, endpoint_at_the_routers_own_address, .init = setup, .fini = tea
       cr_assert_eq (config->services->len, 1);
     }
   }
+}
+
+/* ---- tr_config_edit_endpoint_key (tr-admin stop-send's one-line edit) ---- */
+
+#define EDIT_FILE                                                                                                  \
+  "# ledger\n[service]\nrpcs  =  log_event\n\n[endpoint a]\r\nport = 1\r\n  stop_send\t=  false\r\n"             \
+  "\n# b has none\n[endpoint b]\nport = 2\n# end of b\n\n[endpoint c]\nport = 3"
+
+static char *
+edit_ok (const char *text, const char *id, const char *value)
+{
+  g_autoptr (GError) error = NULL;
+  char *out = tr_config_edit_endpoint_key (text, strlen (text), id, "stop_send", value, &error);
+
+  cr_assert_not_null (out, "%s", error ? error->message : "?");
+  return out;
+}
+
+Test (tr_config, edit_changes_only_the_value_of_that_line)
+{
+  g_autofree char *out = edit_ok (EDIT_FILE, "a", "true");
+
+  /* Spacing before the value and the CRLF ending are the operator's. */
+  cr_assert_str_eq (out, "# ledger\n[service]\nrpcs  =  log_event\n\n[endpoint a]\r\nport = 1\r\n"
+                         "  stop_send\t=  true\r\n\n# b has none\n[endpoint b]\nport = 2\n# end of b\n\n"
+                         "[endpoint c]\nport = 3");
+}
+
+Test (tr_config, edit_adds_one_line_after_the_last_key_of_the_group)
+{
+  g_autofree char *b = edit_ok (EDIT_FILE, "b", "true");
+  g_autofree char *c = edit_ok (EDIT_FILE, "c", "false");
+  g_autofree char *expected_b = NULL;
+
+  expected_b = g_strjoin ("", "# ledger\n[service]\nrpcs  =  log_event\n\n[endpoint a]\r\nport = 1\r\n",
+                          "  stop_send\t=  false\r\n\n# b has none\n[endpoint b]\nport = 2\nstop_send = true\n",
+                          "# end of b\n\n[endpoint c]\nport = 3", NULL);
+  cr_assert_str_eq (b, expected_b);
+  /* The last line had no newline: it gets one, then the added line. */
+  cr_assert (g_str_has_suffix (c, "[endpoint c]\nport = 3\nstop_send = false\n"), "%s", c);
+  cr_assert (strncmp (c, EDIT_FILE, strlen (EDIT_FILE)) == 0, "%s", c);
+}
+
+Test (tr_config, edit_of_a_missing_endpoint_is_an_error)
+{
+  g_autoptr (GError) error = NULL;
+  char *out = tr_config_edit_endpoint_key (EDIT_FILE, strlen (EDIT_FILE), "zz", "stop_send", "true", &error);
+
+  cr_assert_null (out);
+  cr_assert (g_error_matches (error, TR_CONFIG_ERROR, TR_CONFIG_ERROR_INVALID));
+  cr_assert (strstr (error->message, "[endpoint zz]") != NULL, "%s", error->message);
+}
+
+/* A key of the same name in another group, or a longer key that starts
+ * with it, is not the line to change. */
+Test (tr_config, edit_matches_the_key_of_that_group_only)
+{
+  const char *text = "[endpoint x]\nstop_sendx = 1\nport = 1\n[endpoint y]\nstop_send = false\nport = 2\n";
+  g_autofree char *out = edit_ok (text, "x", "true");
+
+  cr_assert_str_eq (out, "[endpoint x]\nstop_sendx = 1\nport = 1\nstop_send = true\n[endpoint y]\n"
+                         "stop_send = false\nport = 2\n");
+}
+
+/* ---- issue 12: mistakes that used to pass, or were reported vaguely ---- */
+
+/* A host:port in host passed --check and reload, then every connection
+ * attempt looked up the name "localhost:19191" and failed. */
+Test (tr_config, endpoint_host_with_a_port_is_refused_naming_the_fix, .init = setup, .fini = teardown)
+{
+  with_service ("[service]\nrpcs = log_event\n[endpoint a]\nhost = localhost:19191\nport = 9190\n");
+  expect_error (TR_CONFIG_ERROR_INVALID, "s.conf: [endpoint a] host: 'localhost:19191'", "holds a port",
+                "host = localhost", "port = 19191", NULL);
+}
+
+/* An IPv6 address has colons too, and stays valid. */
+Test (tr_config, endpoint_host_ipv6_is_not_a_host_with_port, .init = setup, .fini = teardown)
+{
+  g_autoptr (TrConfig) config = NULL;
+
+  with_service ("[service]\nrpcs = log_event\n[endpoint a]\nhost = ::1\nport = 9190\n"
+                "[endpoint b]\nhost = fe80::1:2\nport = 9191\n");
+  config = load_ok ();
+  cr_assert_str_eq (((TrEndpointConfig *) tr_config_lookup_endpoint (g_ptr_array_index (config->services, 0),
+                                                                     "b"))->host,
+                    "fe80::1:2");
+}
+
+Test (tr_config, service_key_in_an_endpoint_group_says_where_it_belongs, .init = setup, .fini = teardown)
+{
+  with_service ("[service]\nrpcs = log_event\n[endpoint a]\nport = 9190\nmax_retries = 3\n");
+  expect_error (TR_CONFIG_ERROR_INVALID, "[endpoint a] max_retries: unknown key in this group",
+                "belongs in the [service] group", NULL);
+}
+
+Test (tr_config, endpoint_key_in_the_service_group_says_where_it_belongs, .init = setup, .fini = teardown)
+{
+  with_service ("[service]\nrpcs = log_event\nport = 9190\n[endpoint a]\nport = 9190\n");
+  expect_error (TR_CONFIG_ERROR_INVALID, "[service] port: unknown key in this group",
+                "belongs in an [endpoint ID] group", NULL);
+}
+
+Test (tr_config, router_and_service_keys_swapped_between_files, .init = setup, .fini = teardown)
+{
+  with_service ("[service]\nrpcs = log_event\nsync_mode = none\n");
+  expect_error (TR_CONFIG_ERROR_INVALID, "[service] sync_mode: unknown key in this group",
+                "belongs in the [router] group of router.conf", NULL);
+  write_router ("[router]\nmax_inflight = 3\n");
+  expect_error (TR_CONFIG_ERROR_INVALID, "[router] max_inflight: unknown key in this group",
+                "belongs in the [service] group", NULL);
+}
+
+Test (tr_config, unknown_key_anywhere_stays_unknown, .init = setup, .fini = teardown)
+{
+  with_service ("[service]\nrpcs = log_event\n[endpoint a]\nport = 9190\ncolour = red\n");
+  expect_error (TR_CONFIG_ERROR_INVALID, "[endpoint a] colour: unknown key", NULL);
+}
+
+/* ---- max_frame_size: a default follows group_file_size ---- */
+
+/* A small group_file_size with max_frame_size unset used to fail start-up
+ * with "max_frame_size: 16384000 is more than half of group_file_size". */
+Test (tr_config, default_max_frame_size_follows_a_small_group_file_size, .init = setup, .fini = teardown)
+{
+  g_autoptr (TrConfig) config = NULL;
+  g_autofree char *text = NULL;
+
+  write_router ("[router]\ngroup_file_size = 1M\n");
+  config = load_ok ();
+  cr_assert_eq (config->max_frame_size, 512u * 1024);
+  cr_assert (config->max_frame_size_is_default);
+  text = tr_config_to_string (config);
+  cr_assert (strstr (text, "# max_frame_size: not set, so 512K (the default 16000K, or half of group_file_size "
+                           "when that is smaller)\n") != NULL, "%s", text);
+  cr_assert (strstr (text, "\nmax_frame_size") == NULL, "%s", text);
+}
+
+Test (tr_config, default_max_frame_size_when_group_file_size_is_large, .init = setup, .fini = teardown)
+{
+  g_autoptr (TrConfig) config = NULL;
+  g_autofree char *text = NULL;
+
+  write_router ("[router]\ngroup_file_size = 64M\n");
+  config = load_ok ();
+  cr_assert_eq (config->max_frame_size, TR_FRAME_DEFAULT_MAX_SIZE);
+  text = tr_config_to_string (config);
+  cr_assert (strstr (text, "# max_frame_size: not set, so 16000K (the default") != NULL, "%s", text);
+}
+
+/* A value the user wrote is never lowered behind their back. */
+Test (tr_config, explicit_max_frame_size_above_half_stays_an_error, .init = setup, .fini = teardown)
+{
+  write_router ("[router]\ngroup_file_size = 1M\nmax_frame_size = 16384000\n");
+  expect_error (TR_CONFIG_ERROR_INVALID, "[router] max_frame_size: 16384000 is more than half of group_file_size "
+                "(1048576)", NULL);
+}
+
+Test (tr_config, explicit_max_frame_size_has_no_default_comment, .init = setup, .fini = teardown)
+{
+  g_autoptr (TrConfig) config = NULL;
+  g_autofree char *text = NULL;
+
+  write_router ("[router]\nmax_frame_size = 1M\n");
+  config = load_ok ();
+  cr_assert_not (config->max_frame_size_is_default);
+  text = tr_config_to_string (config);
+  cr_assert (strstr (text, "# max_frame_size") == NULL && strstr (text, "max_frame_size = 1M\n") != NULL, "%s",
+             text);
+}
+
+/* ---- tr_config_copy: the admin thread's own configuration ---- */
+
+Test (tr_config, copy_is_equal_and_shares_nothing, .init = setup, .fini = teardown)
+{
+  g_autoptr (TrConfig) config = NULL;
+  g_autoptr (TrConfig) copy = NULL;
+  g_autofree char *before = NULL;
+  g_autofree char *copied = NULL;
+  g_autofree char *token = NULL;
+  TrEndpointConfig *endpoint;
+
+  write_router ("[router]\nservices = s\nadmin_token_file = token\n");
+  token = g_build_filename (fx.root, "conf", "token", NULL);
+  tr_test_write_file (token, "t\n", 2);
+  write_service ("s", "[service]\nrpcs = log_event, fire\n[endpoint a]\nport = 9190\n[endpoint b]\nport = 9191\n");
+  config = load_ok ();
+  before = tr_config_to_string (config);
+  copy = tr_config_copy (config);
+  copied = tr_config_to_string (copy);
+  cr_assert_str_eq (copied, before);
+  /* What the admin thread changes in its copy stays there. */
+  endpoint = tr_config_lookup_endpoint (tr_config_lookup_service (copy, "s"), "b");
+  endpoint->stop_send = TRUE;
+  cr_assert_not (tr_config_lookup_endpoint (tr_config_lookup_service (config, "s"), "b")->stop_send);
+  /* And it outlives the original (ASan / valgrind would see a shared pointer). */
+  g_clear_pointer (&config, tr_config_free);
+  cr_assert (g_str_has_suffix (tr_config_lookup_service (copy, "s")->path, "/services/s.conf"));
+  cr_assert_str_eq (g_ptr_array_index (tr_config_lookup_service (copy, "s")->rpcs, 1), "fire");
+  cr_assert (g_str_has_suffix (copy->admin_token_file, "/conf/token"), "%s", copy->admin_token_file);
 }
