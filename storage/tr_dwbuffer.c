@@ -629,16 +629,12 @@ tr_dwbuffer_drop_before (TrDwBuffer *dwb, guint32 file_id, guint64 offset, GErro
     return FALSE;
   }
   g_mutex_lock (&dwb->file_lock);
+  /* A part that cannot be deleted leaves the GroupFile usable (see
+   * tr_groupfile_drop_before()), so the buffer stays READY too; the parts
+   * deleted before it are forgotten below all the same. */
   ok = tr_groupfile_drop_before (file, offset, error);
   first_block = tr_groupfile_first_offset (file) / dwb->block_size;
   g_mutex_unlock (&dwb->file_lock);
-  if (!ok) {
-    g_mutex_lock (&dwb->lock);
-    dwb->failed = TRUE; /* the GroupFile is FAILED too (sticky) */
-    g_cond_broadcast (&dwb->cond);
-    g_mutex_unlock (&dwb->lock);
-    return FALSE;
-  }
 
   g_mutex_lock (&dwb->lock);
   forget_blocks_locked (dwb->active, file_id, first_block);
@@ -652,7 +648,7 @@ tr_dwbuffer_drop_before (TrDwBuffer *dwb, guint32 file_id, guint64 offset, GErro
   /* A reader that loaded a block before the drop must not cache it now. */
   dwb->epoch++;
   g_mutex_unlock (&dwb->lock);
-  return TRUE;
+  return ok;
 }
 
 void

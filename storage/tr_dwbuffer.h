@@ -179,7 +179,8 @@ gboolean tr_dwbuffer_wait_sync (TrDwBuffer *dwb, GError **error);
  * after the next sync that touches the file; if it is lost in a power loss
  * the parts simply come back.
  * Errors: TR_STORAGE_ERROR_NOT_FOUND (unregistered id), _CLOSED (FAILED), or
- * those of tr_groupfile_drop_before() (then the buffer is FAILED). */
+ * those of tr_groupfile_drop_before(): a part that cannot be deleted; the
+ * buffer stays usable (so does the GroupFile) and a later call retries. */
 gboolean tr_dwbuffer_drop_before (TrDwBuffer *dwb, guint32 file_id, guint64 offset, GError **error);
 
 /* tr_dwbuffer_get_stats: fills @out (a snapshot, taken under ->lock). */

@@ -24,11 +24,15 @@
  *
  * Object states:
  *
- *   OK ---- any failed pwrite / fsync / fsync_dir / truncate / unlink / create
- *    |      (record_failure())
+ *   OK ---- any failed pwrite / fsync / fsync_dir / truncate / create, or
+ *    |      an unlink made by truncate() (record_failure())
  *    v
- *   FAILED: every append/write_at/read/sync/truncate/drop_before returns
- *           TR_STORAGE_ERROR_CLOSED; only tr_groupfile_free() helps.
+ *   FAILED: every append/write_at/sync/truncate/drop_before/zero_ahead returns
+ *           TR_STORAGE_ERROR_CLOSED; only tr_groupfile_free() helps.  Reads
+ *           still work (tr_groupfile_read(): they change nothing).
+ *
+ *   A failed unlink in drop_before() (retention) and a failed zero_ahead()
+ *   leave the file OK: neither touched the logical stream.
  *
  * Invariants:
  *  - parts->data[k] describes part first_index + k; parts->len == 0 only for
@@ -223,7 +227,10 @@ part_write (TrGroupFile *file, guint64 index, guint64 pos, const void *buf, gsiz
   return TRUE;
 }
 
-/* Removes the part file and its slot; only the first or the last part. */
+/* Removes the part file and its slot; only the first or the last part.
+ * The name goes first and the descriptor after, so that a failed unlink
+ * leaves the part exactly as it was (open, dirty or not): the caller may
+ * carry on without it (retention, tr_groupfile_drop_before()). */
 static gboolean
 part_unlink (TrGroupFile *file, guint64 index, const char *why, GError **error)
 {
@@ -231,12 +238,12 @@ part_unlink (TrGroupFile *file, guint64 index, const char *why, GError **error)
   TrGroupPart *part = part_at (file, index);
 
   g_assert (index == file->first_index || index == last_index (file));
+  if (!tr_io_unlink (file->io, path, error))
+    return FALSE;
   tr_io_close_quietly (file->io, part->fd);
   part->fd = -1;
   if (file->cached_index == index)
     file->cached_index = NO_INDEX;
-  if (!tr_io_unlink (file->io, path, error))
-    return FALSE;
   if (index == file->first_index) {
     g_array_remove_index (file->parts, 0);
     file->first_index++;
@@ -630,9 +637,15 @@ tr_groupfile_drop_before (TrGroupFile *file, guint64 offset, GError **error)
    * stream, which open needs to find the logical size. */
   while (file->parts->len > 1 && (file->first_index + 1) * file->part_size <= offset) {
     if (!part_unlink (file, file->first_index, "retention", &local)) {
+      /* Not sticky, unlike every other failure here: nothing of the
+       * stream changed (the part is still there, still readable, and
+       * part_unlink() left its state as it was), so appends and syncs may
+       * go on, and a later call tries again.  The caller decides how loud
+       * that is. */
       g_prefix_error (&local, "cannot drop group file %s/%s before %" G_GUINT64_FORMAT ": ",
                       file->dir, file->name, offset);
-      return record_failure (file, local, error);
+      g_propagate_error (error, local);
+      return FALSE;
     }
   }
   return TRUE;

@@ -26,9 +26,12 @@
  * the owner (which knows its record format) truncates a torn tail with
  * tr_groupfile_truncate().
  *
- * Errors are sticky: after a failed write, sync, truncate or unlink every
+ * Errors are sticky: after a failed write, sync or truncate every
  * mutating call fails with TR_STORAGE_ERROR_CLOSED until the GroupFile is
  * reopened.  Reads still work (they only see what was written before).
+ * Two failures are not sticky, as they leave the logical stream untouched:
+ * a part tr_groupfile_drop_before() cannot delete, and
+ * tr_groupfile_zero_ahead().
  *
  * Thread safety: none.  One thread at a time (in the RPC store, whoever holds the commit lock);
  * reads from another thread need outside locking.
@@ -96,7 +99,10 @@ gboolean tr_groupfile_truncate (TrGroupFile *file, guint64 offset, GError **erro
 /* tr_groupfile_drop_before:
  * Deletes every whole part that ends at or before @offset (retention).  The
  * part holding the last byte written is never deleted.  Logs each deletion
- * (structured, TR_FILE).  Durable after the next sync. */
+ * (structured, TR_FILE).  Durable after the next sync.  A part that cannot
+ * be deleted stops the call with its error (naming the part and errno) but
+ * leaves the file usable: the parts before it are gone, it and the rest stay
+ * readable and appends go on; call again to retry. */
 gboolean tr_groupfile_drop_before (TrGroupFile *file, guint64 offset, GError **error);
 
 /* tr_groupfile_zero_ahead:

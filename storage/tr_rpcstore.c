@@ -429,6 +429,7 @@ store_free (TrRpcStore *store)
   g_mutex_clear (&store->dead_lock);
   g_rw_lock_clear (&store->files_lock);
   g_strfreev (store->configured);
+  g_free (store->retention_error);
   g_free (store->dir);
   g_free (store);
 }

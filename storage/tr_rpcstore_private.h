@@ -118,6 +118,7 @@ struct _TrRpcStore {
   gboolean zero_wanted;    /* protected by ->stop_lock: wakes the writer for it */
   gint64 zero_retry_us;    /* after a failure (a full disk), not again before this */
   guint retention_parts;   /* data parts after the last retention run: more means run again */
+  char *retention_error;   /* writer thread: why the last retention run failed, NULL if it worked */
 
   /* Published state, read by any thread. */
   GMutex head_lock;

@@ -1,10 +1,12 @@
 /* Tests for the RPC store (storage/tr_rpcstore.h): commit, service lists,
  * reads from cache and disk, reopen, crash recovery, torn tails, retention. */
+#include "tr_fault_io.h"
 #include "tr_rpcstore.h"
 #include "tr_storage_error.h"
 #include "tr_test_util.h"
 
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <glib/gstdio.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -787,6 +789,79 @@ Test (tr_rpcstore, retention_keeps_up_under_steady_commits)
   store = tr_rpcstore_open (tr_io_posix (), dir, &o, services, &error);
   cr_assert_not_null (store, "%s", error ? error->message : "");
   cr_assert_eq (tr_rpcstore_head (store), n);
+  tr_rpcstore_close (store);
+  tr_test_rmdir (dir);
+}
+
+/* Polls @cond (a condition of the store the writer thread brings about)
+ * every 10 ms for at most 10 s. */
+static gboolean
+wait_until (gboolean (*cond) (gpointer), gpointer data)
+{
+  gint64 end = g_get_monotonic_time () + 10 * G_TIME_SPAN_SECOND;
+  while (!cond (data)) {
+    if (g_get_monotonic_time () > end)
+      return FALSE;
+    g_usleep (10 * 1000);
+  }
+  return TRUE;
+}
+
+static gboolean
+fault_fired (gpointer data)
+{
+  return tr_fault_io_fired (data);
+}
+
+static gboolean
+file_is_gone (gpointer data)
+{
+  return tr_test_file_size (data) == -1;
+}
+
+/* Retention cannot delete a data part (EACCES from unlink, say a file made
+ * immutable by an operator): the commits after it must go on, and the part
+ * goes once unlink works again.  It used to leave the data GroupFile FAILED,
+ * so the next producer batch failed (INTERNAL_ERROR). */
+Test (tr_rpcstore, failed_retention_unlink_does_not_fail_commits)
+{
+  g_autofree char *dir = tr_test_mkdtemp ();
+  g_autofree char *first = g_strdup_printf ("%s/data.0", dir);
+  g_autoptr (TrFaultIo) fault = tr_fault_io_new ();
+  TrRpcStoreOptions o = small_options ();
+  g_autoptr (GError) error = NULL;
+  Waiter w = { 0 };
+  TrRpcStore *store = tr_rpcstore_open (tr_fault_io_get_io (fault), dir, &o, services, &error);
+
+  cr_assert_not_null (store, "%s", error ? error->message : "");
+  tr_fault_io_set_path_filter (fault, "/data.0");
+  tr_fault_io_arm (fault, TR_FAULT_UNLINK, 1, EACCES, TRUE, FALSE);
+  tr_rpcstore_set_low_water (store, (guint32) tr_rpcstore_service_id (store, "books"), G_MAXUINT64);
+  tr_rpcstore_set_low_water (store, (guint32) tr_rpcstore_service_id (store, "mail"), G_MAXUINT64);
+  submit_many (store, &w, 0, 2000);
+  wait_for (&w, 2000);
+  cr_assert (wait_until (fault_fired, fault), "retention never tried to delete data.0");
+  submit_many (store, &w, 2000, 100);
+  wait_for (&w, 2100);
+  cr_assert_eq (w.failed, 0, "%u commits failed after retention could not delete data.0", w.failed);
+  cr_assert_geq (tr_test_file_size (first), 0, "data.0 is still there");
+  /* The disk lets go: a later retention run deletes the part. */
+  tr_fault_io_disarm (fault);
+  submit_many (store, &w, 2100, 10);
+  wait_for (&w, 2110);
+  cr_assert (wait_until (file_is_gone, first), "data.0 was not deleted once unlink worked again");
+  cr_assert_eq (w.failed, 0);
+  cr_assert_eq (tr_rpcstore_head (store), 2110);
+  {
+    g_autoptr (GBytes) expect = make_message (2109);
+    g_autoptr (GBytes) got = tr_rpcstore_get (store, 2110, NULL, &error);
+    cr_assert_not_null (got, "%s", error ? error->message : "");
+    cr_assert (g_bytes_equal (got, expect));
+  }
+  tr_rpcstore_close (store);
+  store = tr_rpcstore_open (tr_io_posix (), dir, &o, services, &error);
+  cr_assert_not_null (store, "%s", error ? error->message : "");
+  cr_assert_eq (tr_rpcstore_head (store), 2110);
   tr_rpcstore_close (store);
   tr_test_rmdir (dir);
 }
