@@ -247,14 +247,37 @@ write_batch (TrRpcStore *store, GPtrArray *batch, gint64 now_us, GError **error)
 }
 
 gboolean
+tr_rpcstore__sync_data_file (TrRpcStore *store, GError **error)
+{
+  TrGroupFileSync *sync;
+  gboolean ok;
+
+  /* ->data_lock is held only to note and to settle what the sync covers,
+   * never across the fdatasync itself: every read of a committed record
+   * from disk takes ->data_lock, and a cold read must not wait for the
+   * sync of a later commit.  The records this sync covers are not yet
+   * acknowledged (nor published), so no reader looks for them; what
+   * readers look for was synced by an earlier call.  ->data stays the same
+   * object meanwhile: the caller holds ->commit_lock or the reader side of
+   * ->files_lock, and a reopen, the only thing that replaces it, takes both. */
+  g_mutex_lock (&store->data_lock);
+  sync = tr_groupfile_sync_begin (store->data, error);
+  g_mutex_unlock (&store->data_lock);
+  if (sync == NULL)
+    return FALSE;
+  tr_groupfile_sync_run (sync);
+  g_mutex_lock (&store->data_lock);
+  ok = tr_groupfile_sync_end (store->data, sync, error);
+  g_mutex_unlock (&store->data_lock);
+  return ok;
+}
+
+gboolean
 tr_rpcstore__sync_data (TrRpcStore *store, GError **error)
 {
   gint64 start = g_get_monotonic_time ();
-  gboolean ok;
+  gboolean ok = tr_rpcstore__sync_data_file (store, error);
 
-  g_mutex_lock (&store->data_lock);
-  ok = tr_groupfile_sync (store->data, error);
-  g_mutex_unlock (&store->data_lock);
   /* Moving average of the fsync time, for the group commit delay. */
   g_atomic_int_set (&store->fsync_ewma_us,
                     (gint) ((7 * (gint64) store->fsync_ewma_us + MIN (g_get_monotonic_time () - start, G_MAXINT)) / 8));

@@ -31,7 +31,9 @@
  * commits from several threads are serialised.  Commit callbacks run on the
  * submitting thread and must not call tr_rpcstore_submit*().
  * Lock order: ->commit_lock before ->data_lock before the DoubleWriteBuffer's locks; ->cache_lock
- * and ->head_lock are leaves.
+ * and ->head_lock are leaves.  Reads never wait for an fdatasync: ->data_lock
+ * (which a read from disk takes) is not held across one, and ->commit_lock
+ * (which is) is taken by no read.
  */
 #pragma once
 

@@ -71,6 +71,9 @@ struct _TrRpcStore {
   char *dir;
   TrRpcStoreOptions options;
 
+  /* Every call on ->data is made under ->data_lock; mutations also need
+   * ->commit_lock.  Never held across an fsync (readers take it for each
+   * read from disk): tr_rpcstore__sync_data_file(). */
   GMutex data_lock;
   TrGroupFile *data; /* protected by ->data_lock */
 
@@ -207,7 +210,14 @@ gboolean tr_rpcstore__run_exclusive (TrRpcStore *store, TrRpcStoreTask func, gpo
 gboolean tr_rpcstore__read_entry (TrRpcStore *store, guint32 file_id, guint64 entry_no,
                                   guint8 entry[TR_RPCSTORE_ENTRY_SIZE], GError **error);
 
-/* Syncs the data file (->commit_lock held). */
+/* Syncs the data file, holding ->data_lock only around the fsyncs, not
+ * across them (readers of committed records go on meanwhile).  Caller holds
+ * ->commit_lock or the reader side of ->files_lock (so no reopen replaces
+ * ->data); overlapping calls are fine (tr_groupfile_sync_begin()). */
+gboolean tr_rpcstore__sync_data_file (TrRpcStore *store, GError **error);
+
+/* tr_rpcstore__sync_data_file() plus the fsync time average and the
+ * interval mode bookkeeping (->commit_lock held). */
 gboolean tr_rpcstore__sync_data (TrRpcStore *store, GError **error);
 
 /* After a data-file failure: reopens the store, throttled; FALSE while the

@@ -229,9 +229,7 @@ tr_rpcstore__checkpoint_write (TrRpcStore *store, const GByteArray *state, GErro
    * says they are durable, or recovery would skip re-deriving lost entries.
    * Each sync covers at least what was written before it started, so
    * everything @state counts is durable before @state is. */
-  g_mutex_lock (&store->data_lock);
-  ok = tr_groupfile_sync (store->data, error);
-  g_mutex_unlock (&store->data_lock);
+  ok = tr_rpcstore__sync_data_file (store, error);
   return ok && tr_dwbuffer_sync (store->dwb, error) && tr_rotatefile_write (store->checkpoint, state->data, state->len, error)
          && tr_rotatefile_sync (store->checkpoint, error);
 }

@@ -379,3 +379,44 @@ Test (tr_groupfile_crash, power_loss_after_drop_keeps_parts_contiguous)
   cr_assert_eq (tr_groupfile_size (file), 6 * PART);
   tr_groupfile_free (file);
 }
+
+/* A sync in three steps covers what was written before its begin; a write
+ * made during its fsyncs keeps the part dirty, so the next sync syncs it
+ * again (and a power loss after that keeps it). */
+Test (tr_groupfile_crash, write_during_split_sync_is_left_for_the_next_sync)
+{
+  g_autoptr (TrFaultIo) fault = tr_fault_io_new ();
+  g_autoptr (GError) error = NULL;
+  TrIo *io = tr_fault_io_get_io (fault);
+  TrGroupFile *file = open_or_die (io, root);
+  TrGroupFileSync *sync;
+  guint8 a[10], b[10];
+  guint fsyncs;
+
+  memset (a, 0xaa, sizeof a);
+  memset (b, 0xbb, sizeof b);
+  cr_assert (tr_groupfile_append (file, a, sizeof a, NULL, &error));
+  sync = tr_groupfile_sync_begin (file, &error);
+  cr_assert_not_null (sync);
+  cr_assert (tr_groupfile_append (file, b, sizeof b, NULL, &error));
+  tr_groupfile_sync_run (sync);
+  cr_assert (tr_groupfile_sync_end (file, sync, &error), "%s", error ? error->message : "");
+  fsyncs = tr_fault_io_count (fault, TR_FAULT_FSYNC);
+  cr_assert (tr_groupfile_sync (file, &error));
+  cr_assert_eq (tr_fault_io_count (fault, TR_FAULT_FSYNC), fsyncs + 1, "the part written during the sync "
+                "was not synced again");
+  /* Nothing written since: nothing to sync. */
+  cr_assert (tr_groupfile_sync (file, &error));
+  cr_assert_eq (tr_fault_io_count (fault, TR_FAULT_FSYNC), fsyncs + 1);
+  /* A failed split sync makes the file FAILED, as tr_groupfile_sync() does. */
+  cr_assert (tr_groupfile_append (file, a, sizeof a, NULL, &error));
+  tr_fault_io_arm (fault, TR_FAULT_FSYNC, 1, EIO, FALSE, FALSE);
+  sync = tr_groupfile_sync_begin (file, &error);
+  tr_groupfile_sync_run (sync);
+  cr_assert_not (tr_groupfile_sync_end (file, sync, &error));
+  cr_assert (g_error_matches (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_IO), "%s", error->message);
+  g_clear_error (&error);
+  cr_assert_null (tr_groupfile_sync_begin (file, &error));
+  cr_assert (g_error_matches (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CLOSED));
+  tr_groupfile_free (file);
+}

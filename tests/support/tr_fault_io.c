@@ -52,6 +52,7 @@ struct _TrFaultIo {
   GMutex hold_lock;
   GCond hold_cond;
   char *hold_substring; /* protected by ->hold_lock; NULL: hold nothing */
+  GThread *hold_thread; /* protected by ->hold_lock: whose fsyncs are held */
   guint held;           /* protected by ->hold_lock: threads waiting now */
 };
 
@@ -252,7 +253,8 @@ static void
 wait_while_held (TrFaultIo *fault, const char *path)
 {
   g_mutex_lock (&fault->hold_lock);
-  if (path != NULL && fault->hold_substring != NULL && strstr (path, fault->hold_substring) != NULL) {
+  if (path != NULL && fault->hold_substring != NULL && fault->hold_thread == g_thread_self ()
+      && strstr (path, fault->hold_substring) != NULL) {
     fault->held++;
     g_cond_broadcast (&fault->hold_cond);
     while (fault->hold_substring != NULL && strstr (path, fault->hold_substring) != NULL)
@@ -486,6 +488,7 @@ tr_fault_io_hold_fsyncs (TrFaultIo *fault, const char *substring)
   g_mutex_lock (&fault->hold_lock);
   g_free (fault->hold_substring);
   fault->hold_substring = g_strdup (substring);
+  fault->hold_thread = g_thread_self ();
   g_cond_broadcast (&fault->hold_cond);
   g_mutex_unlock (&fault->hold_lock);
 }

@@ -67,11 +67,13 @@ guint tr_fault_io_count (TrFaultIo *fault, guint ops);
  * of the store works.  Kept until changed; tr_fault_io_disarm() keeps it. */
 void tr_fault_io_set_path_filter (TrFaultIo *fault, const char *substring);
 
-/* Holds the fsync of every file whose path contains @substring (NULL: stop
- * holding new ones) until tr_fault_io_release_fsyncs(): the calling thread
- * blocks outside the backend's lock, so every other call (reads on the same
- * file included) goes on meanwhile.  For tests of what must not wait for a
- * sync.  The held fsync then runs normally. */
+/* Holds every fsync that the calling thread makes later on a file whose
+ * path contains @substring (NULL: stop holding) until
+ * tr_fault_io_release_fsyncs(): the thread blocks outside the backend's
+ * lock, so every other call (reads of the same file included) goes on
+ * meanwhile.  Only the caller's own fsyncs, so that a test aims at its
+ * commit and not at the store's writer thread.  The held fsync then runs
+ * normally.  For tests of what must not wait for a sync. */
 void tr_fault_io_hold_fsyncs (TrFaultIo *fault, const char *substring);
 /* Waits until at least one fsync is held, at most @timeout_us; TRUE if one is. */
 gboolean tr_fault_io_wait_held (TrFaultIo *fault, gint64 timeout_us);

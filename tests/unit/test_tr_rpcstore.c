@@ -865,3 +865,94 @@ Test (tr_rpcstore, failed_retention_unlink_does_not_fail_commits)
   tr_rpcstore_close (store);
   tr_test_rmdir (dir);
 }
+
+typedef struct {
+  TrRpcStore *store;
+  TrFaultIo *fault;
+  Waiter *waiter;
+  GMutex lock;
+  GCond cond;
+  gboolean read_done; /* protected by ->lock */
+  GBytes *read;       /* protected by ->lock */
+} SyncRace;
+
+/* A producer's batch whose fdatasync the fault io holds. */
+static gpointer
+commit_held_batch (gpointer data)
+{
+  SyncRace *race = data;
+  tr_fault_io_hold_fsyncs (race->fault, "/data.");
+  submit_many (race->store, race->waiter, 10, 1);
+  return NULL;
+}
+
+/* A cold read (rpc_cache_size 0: from disk) of an rpc committed long ago. */
+static gpointer
+read_committed (gpointer data)
+{
+  SyncRace *race = data;
+  g_autoptr (GError) error = NULL;
+  GBytes *got = tr_rpcstore_get (race->store, 1, NULL, &error);
+
+  g_mutex_lock (&race->lock);
+  race->read = got;
+  race->read_done = TRUE;
+  g_cond_signal (&race->cond);
+  g_mutex_unlock (&race->lock);
+  return NULL;
+}
+
+/* Readers of committed data do not wait for a commit's fdatasync (it used
+ * to run under ->data_lock, which every read from disk takes). */
+Test (tr_rpcstore, cold_read_does_not_wait_for_a_commit_sync)
+{
+  g_autofree char *dir = tr_test_mkdtemp ();
+  g_autoptr (TrFaultIo) fault = tr_fault_io_new ();
+  TrRpcStoreOptions o = small_options ();
+  g_autoptr (GError) error = NULL;
+  Waiter w = { 0 };
+  SyncRace race = { 0 };
+  GThread *committer, *reader;
+  gint64 end;
+  gboolean read_done;
+  TrRpcStoreStats stats;
+
+  o.rpc_cache_size = 0;
+  race.store = tr_rpcstore_open (tr_fault_io_get_io (fault), dir, &o, services, &error);
+  cr_assert_not_null (race.store, "%s", error ? error->message : "");
+  race.fault = fault;
+  race.waiter = &w;
+  g_mutex_init (&race.lock);
+  g_cond_init (&race.cond);
+  submit_many (race.store, &w, 0, 10);
+  wait_for (&w, 10);
+  committer = g_thread_new ("committer", commit_held_batch, &race);
+  cr_assert (tr_fault_io_wait_held (fault, 10 * G_TIME_SPAN_SECOND), "the commit never reached its fdatasync");
+  reader = g_thread_new ("reader", read_committed, &race);
+  end = g_get_monotonic_time () + 5 * G_TIME_SPAN_SECOND;
+  g_mutex_lock (&race.lock);
+  while (!race.read_done && g_cond_wait_until (&race.cond, &race.lock, end))
+    ;
+  read_done = race.read_done;
+  g_mutex_unlock (&race.lock);
+  /* Let the commit go before asserting, so that both threads end. */
+  tr_fault_io_release_fsyncs (fault);
+  g_thread_join (committer);
+  g_thread_join (reader);
+  cr_assert (read_done, "a read of rpc 1 waited for the fdatasync of a later commit");
+  cr_assert_not_null (race.read);
+  {
+    g_autoptr (GBytes) expect = make_message (0);
+    cr_assert (g_bytes_equal (race.read, expect));
+  }
+  g_bytes_unref (race.read);
+  tr_rpcstore_get_stats (race.store, &stats);
+  cr_assert_gt (stats.reads_from_disk, 0);
+  wait_for (&w, 11);
+  cr_assert_eq (w.failed, 0);
+  cr_assert_eq (tr_rpcstore_head (race.store), 11);
+  tr_rpcstore_close (race.store);
+  g_mutex_clear (&race.lock);
+  g_cond_clear (&race.cond);
+  tr_test_rmdir (dir);
+}
