@@ -107,6 +107,24 @@ check_store (TrRpcStore *store, Acks *acks)
   }
 }
 
+/* Waits (at most 10 s) until the store, failed by a fault that is gone
+ * now, reopens by itself and acknowledges a commit again: the store retries
+ * its reopen every 500 ms, on the next batch or in its writer thread. */
+static void
+wait_until_writable (TrRpcStore *store, Acks *acks, guint n)
+{
+  gint64 end = g_get_monotonic_time () + 10 * G_TIME_SPAN_SECOND;
+
+  for (guint probe = 2000;; probe++) {
+    guint before = acks->acked->len;
+    submit_and_wait (store, acks, probe, 1);
+    if (acks->acked->len > before)
+      return;
+    cr_assert (g_get_monotonic_time () < end, "store did not recover by itself after fault %u", n);
+    g_usleep (20 * 1000);
+  }
+}
+
 static void
 run_countdown (guint ops, int errnum, gboolean short_write)
 {
@@ -134,7 +152,7 @@ run_countdown (guint ops, int errnum, gboolean short_write)
     }
     fired_rounds++;
     tr_fault_io_disarm (fault);
-    g_usleep (600 * 1000); /* the writer retries its reopen after 500 ms */
+    wait_until_writable (store, &acks, n);
     submit_and_wait (store, &acks, 1000, 30);
     cr_assert_geq (acks.acked->len, 80, "store did not recover by itself after fault %u", n);
     check_store (store, &acks);
