@@ -22,6 +22,7 @@
 
 #include "tr_endian.h"
 #include "tr_record.h"
+#include "tr_rpcrecord.h"
 #include "tr_rpcstore_private.h"
 #include "tr_storage_error.h"
 
@@ -140,27 +141,14 @@ fail_batch (TrRpcStore *store, GPtrArray *batch, const GError *error)
   g_mutex_unlock (&store->head_lock);
 }
 
-/* Encodes one data record for @sub into @buf. */
-static void
+/* Appends the data record of @sub to @buf; returns its checksum. */
+static guint32
 encode_rpc (GByteArray *buf, Submission *sub, gint64 now_us)
 {
   gsize msg_len = 0;
   const guint8 *msg = g_bytes_get_data (sub->message, &msg_len);
-  guint32 payload_len = (guint32) (TR_RPCSTORE_RPC_PREFIX + 4 * sub->n_services + msg_len);
-  gsize start = buf->len;
-  guint8 *p;
 
-  g_byte_array_set_size (buf, start + TR_RECORD_SIZE (payload_len));
-  p = buf->data + start + TR_RECORD_HEADER_SIZE;
-  tr_put_le64 (p, sub->rpc_id);
-  tr_put_le64 (p + 8, (guint64) now_us);
-  tr_put_le16 (p + 16, (guint16) sub->n_services);
-  tr_put_le16 (p + 18, 0);
-  for (guint i = 0; i < sub->n_services; i++)
-    tr_put_le32 (p + 20 + 4 * i, sub->service_ids[i]);
-  if (msg_len > 0)
-    memcpy (p + 20 + 4 * sub->n_services, msg, msg_len);
-  tr_record_encode_header (buf->data + start, TR_RPCSTORE_REC_RPC, p, payload_len);
+  return tr_rpcrecord_encode (buf, sub->rpc_id, now_us, sub->service_ids, sub->n_services, msg, msg_len);
 }
 
 /* Appends @buf (records that all fit in the current part) and fixes the
@@ -204,7 +192,7 @@ write_records (TrRpcStore *store, GByteArray *buf, GPtrArray *batch, gint64 now_
     Submission *sub = g_ptr_array_index (batch, i);
     gsize before = buf->len;
     sub->rpc_id = store->next_rpc_id + i;
-    encode_rpc (buf, sub, now_us);
+    sub->checksum = encode_rpc (buf, sub, now_us);
     *peak = MAX (*peak, buf->len);
     if (buf->len > room) {
       /* This record would cross the part end: flush what fits, the
@@ -220,11 +208,10 @@ write_records (TrRpcStore *store, GByteArray *buf, GPtrArray *batch, gint64 now_
       first = i;
       room = part;
       before = 0;
-      encode_rpc (buf, sub, now_us);
+      sub->checksum = encode_rpc (buf, sub, now_us);
     }
     sub->offset = before;
     sub->record_len = (guint32) (buf->len - before);
-    sub->checksum = tr_get_le32 (buf->data + before + 8);
   }
   return append_chunk (store, buf, batch, first, batch->len, error);
 }
@@ -677,10 +664,10 @@ tr_rpcstore_service_first (TrRpcStore *store, guint32 service_id)
 }
 
 gboolean
-tr_rpcstore__read_entry (TrRpcStore *store, guint32 file_id, guint64 entry_no, guint8 entry[TR_RPCSTORE_ENTRY_SIZE],
+tr_rpcstore__read_entry (TrRpcStore *store, guint32 file_id, guint64 entry_no, guint8 entry[TR_RPCRECORD_ENTRY_SIZE],
                          GError **error)
 {
-  guint64 pos = entry_no * TR_RPCSTORE_ENTRY_SIZE;
+  guint64 pos = entry_no * TR_RPCRECORD_ENTRY_SIZE;
   gboolean ok;
 
   /* Caller holds ->files_lock (reader side) or ->commit_lock. */
@@ -689,7 +676,7 @@ tr_rpcstore__read_entry (TrRpcStore *store, guint32 file_id, guint64 entry_no, g
     ok = FALSE;
   } else {
     ok = tr_dwbuffer_read (store->dwb, file_id, pos / TR_RPCSTORE_BLOCK_SIZE,
-                           (guint32) (pos % TR_RPCSTORE_BLOCK_SIZE), entry, TR_RPCSTORE_ENTRY_SIZE, error);
+                           (guint32) (pos % TR_RPCSTORE_BLOCK_SIZE), entry, TR_RPCRECORD_ENTRY_SIZE, error);
   }
   return ok;
 }
@@ -698,7 +685,7 @@ gboolean
 tr_rpcstore_service_lookup (TrRpcStore *store, guint32 service_id, guint64 seqid, guint64 *rpc_id_out,
                             GError **error)
 {
-  guint8 entry[TR_RPCSTORE_ENTRY_SIZE];
+  guint8 entry[TR_RPCRECORD_ENTRY_SIZE];
   guint64 head, first;
   gboolean ok;
 
@@ -719,21 +706,19 @@ tr_rpcstore_service_lookup (TrRpcStore *store, guint32 service_id, guint64 seqid
   g_rw_lock_reader_unlock (&store->files_lock);
   if (!ok)
     return FALSE;
-  if (tr_get_le64 (entry) == 0
-      || tr_get_le32 (entry + 12) != (guint32) XXH3_64bits_withSeed (entry, 12, TR_RECORD_SEED)) {
+  if (!tr_rpcrecord_list_decode (entry, rpc_id_out, NULL)) {
     g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CORRUPT,
                  "list entry %" G_GUINT64_FORMAT " of service %s fails its checksum", seqid,
                  (const char *) g_ptr_array_index (store->service_names, service_id));
     return FALSE;
   }
-  *rpc_id_out = tr_get_le64 (entry);
   return TRUE;
 }
 
 gboolean
 tr_rpcstore_locate (TrRpcStore *store, guint64 rpc_id, guint64 *offset_out, guint32 *len_out, GError **error)
 {
-  guint8 entry[TR_RPCSTORE_ENTRY_SIZE];
+  TrRpcIndexEntry index;
   guint64 head, first;
   gboolean ok;
 
@@ -749,70 +734,70 @@ tr_rpcstore_locate (TrRpcStore *store, guint64 rpc_id, guint64 *offset_out, guin
     return FALSE;
   }
   g_rw_lock_reader_lock (&store->files_lock);
-  ok = tr_rpcstore__read_entry (store, TR_RPCSTORE_INDEX_FILE_ID, rpc_id - 1, entry, error);
+  ok = tr_rpcstore__read_index (store, rpc_id, &index, error);
   g_rw_lock_reader_unlock (&store->files_lock);
   if (!ok)
     return FALSE;
-  *offset_out = tr_get_le64 (entry);
-  *len_out = tr_get_le32 (entry + 8);
+  *offset_out = index.offset;
+  *len_out = index.length;
   return TRUE;
 }
 
-/* Reads and verifies the data record of @rpc_id from disk.  Caller holds
- * ->files_lock (reader side). */
-static GBytes *
-read_record_locked (TrRpcStore *store, guint64 rpc_id, gint64 *time_out, GError **error)
+gboolean
+tr_rpcstore__read_index (TrRpcStore *store, guint64 rpc_id, TrRpcIndexEntry *out, GError **error)
 {
-  guint8 entry[TR_RPCSTORE_ENTRY_SIZE];
-  g_autofree guint8 *buf = NULL;
-  guint32 len;
-  TrRecordView view;
-  gboolean ok;
-  gsize got = 0;
-  guint16 n;
+  guint8 entry[TR_RPCRECORD_ENTRY_SIZE];
 
   if (!tr_rpcstore__read_entry (store, TR_RPCSTORE_INDEX_FILE_ID, rpc_id - 1, entry, error))
-    return NULL;
-  len = tr_get_le32 (entry + 8);
-  if (len < TR_RECORD_SIZE (TR_RPCSTORE_RPC_PREFIX) || len > store->options.group_file_size) {
+    return FALSE;
+  if (!tr_rpcrecord_index_decode (entry, store->options.group_file_size, out)) {
     g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CORRUPT,
-                 "index entry of rpc %" G_GUINT64_FORMAT " is invalid", rpc_id);
-    return NULL;
+                 "index entry of rpc %" G_GUINT64_FORMAT " is invalid (record length %u)", rpc_id, out->length);
+    return FALSE;
   }
-  buf = g_malloc (len);
+  return TRUE;
+}
+
+/* Reads and verifies the data record of @rpc_id from disk: the whole
+ * record, with @view pointing into it.  Caller holds ->files_lock (reader
+ * side) and ->data is not NULL. */
+static GBytes *
+read_record_locked (TrRpcStore *store, guint64 rpc_id, TrRpcRecordView *view, GError **error)
+{
+  TrRpcIndexEntry index;
+  g_autofree guint8 *buf = NULL;
+  const char *why = NULL;
+  gboolean ok;
+  gsize got = 0;
+
+  if (!tr_rpcstore__read_index (store, rpc_id, &index, error))
+    return NULL;
+  buf = g_malloc (index.length);
+  /* ->data_lock only for the read itself: no sync ever holds it across
+   * an fsync (tr_rpcstore__sync_data_file()). */
   g_mutex_lock (&store->data_lock);
-  ok = tr_groupfile_read (store->data, tr_get_le64 (entry), buf, len, &got, error);
+  ok = tr_groupfile_read (store->data, index.offset, buf, index.length, &got, error);
   g_mutex_unlock (&store->data_lock);
-  /* ->data cannot be NULL here: it is only replaced under the writer side. */
   if (!ok)
     return NULL;
-  if (got != len || tr_record_decode (buf, len, len, &view) != TR_RECORD_OK
-      || view.type != TR_RPCSTORE_REC_RPC || tr_get_le64 (view.payload) != rpc_id) {
-    g_autofree char *path = tr_groupfile_part_path (store->data, tr_get_le64 (entry));
+  if (got != index.length || !tr_rpcrecord_decode (buf, got, (guint32) index.length, view, &why)
+      || view->rpc_id != rpc_id) {
+    g_autofree char *path = tr_groupfile_part_path (store->data, index.offset);
     g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CORRUPT,
-                 "data record of rpc %" G_GUINT64_FORMAT " in %s at offset %" G_GUINT64_FORMAT
-                 " is corrupt",
-                 rpc_id, path, tr_get_le64 (entry));
+                 "data record of rpc %" G_GUINT64_FORMAT " in %s at offset %" G_GUINT64_FORMAT " is corrupt (%s)",
+                 rpc_id, path, index.offset,
+                 got != index.length ? "record cut short" : why != NULL ? why : "another rpc id");
     return NULL;
   }
-  n = tr_get_le16 (view.payload + 16);
-  if (time_out)
-    *time_out = (gint64) tr_get_le64 (view.payload + 8);
-  {
-    gsize skip = TR_RECORD_HEADER_SIZE + TR_RPCSTORE_RPC_PREFIX + 4 * (gsize) n;
-    g_autoptr (GBytes) whole = g_bytes_new_take (g_steal_pointer (&buf), len);
-    if (skip > len) {
-      g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CORRUPT,
-                   "data record of rpc %" G_GUINT64_FORMAT " has a bad service count", rpc_id);
-      return NULL;
-    }
-    return g_bytes_new_from_bytes (whole, skip, len - skip);
-  }
+  /* @view points into buf, which the GBytes takes over without moving. */
+  return g_bytes_new_take (g_steal_pointer (&buf), index.length);
 }
 
 GBytes *
 tr_rpcstore_get (TrRpcStore *store, guint64 rpc_id, gint64 *timestamp_us_out, GError **error)
 {
+  g_autoptr (GBytes) record = NULL;
+  TrRpcRecordView view;
   GBytes *message;
   guint64 head, first;
 
@@ -832,11 +817,15 @@ tr_rpcstore_get (TrRpcStore *store, guint64 rpc_id, gint64 *timestamp_us_out, GE
     return NULL;
   }
   g_rw_lock_reader_lock (&store->files_lock);
-  message = store->data != NULL ? read_record_locked (store, rpc_id, timestamp_us_out, error) : NULL;
+  record = store->data != NULL ? read_record_locked (store, rpc_id, &view, error) : NULL;
   if (store->data == NULL)
     g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CLOSED, "the store failed and is being reopened");
   g_rw_lock_reader_unlock (&store->files_lock);
-  return message;
+  if (record == NULL)
+    return NULL;
+  if (timestamp_us_out != NULL)
+    *timestamp_us_out = view.commit_time_us;
+  return g_bytes_new_from_bytes (record, view.message_offset, view.message_len);
 }
 
 void

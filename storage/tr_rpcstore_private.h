@@ -4,33 +4,9 @@
  * (dead-letter lists) and tr_rpcstore_recover.c (recovery, service map).
  * Not for use outside storage/.
  *
- * On-disk formats (docs/format/rpcstore.md, version 1), all little-endian:
- *
- * Data record: record frame v1 (tr_record.h) of type TR_RPCSTORE_REC_RPC,
- * payload:
- *   0   8  global rpc id (>= 1, dense: each record is the previous one + 1)
- *   8   8  commit time, microseconds since the Unix epoch (i64)
- *   16  2  n = number of subscribing services
- *   18  2  flags, 0
- *   20  4n service ids (u32 each), in the order their list entries were made
- *   20+4n  the Thrift message, byte for byte as received (no frame length)
- *
- * Index entry (16 bytes, entry of rpc id r at logical offset (r-1)*16):
- *   0 8 logical offset of the data record in the data GroupFile
- *   8 4 total record length (header + payload)
- *   12 4 the data record's checksum (its header bytes 8..11)
- *
- * List entry (16 bytes, entry of service seqid s at logical offset (s-1)*16):
- *   0 8 global rpc id
- *   8 4 the data record's checksum
- *   12 4 low 32 bits of XXH3-64(seed TR_RECORD_SEED) over bytes 0..11
- *
- * Checkpoint (RotateFile state):
- *   0 4 version (1)
- *   4 8 last rpc id whose index and list entries are durable
- *   12 8 logical data offset just after that rpc's record
- *   20 4 m = number of services
- *   24 12m (u32 service id, u64 list head seqid) pairs
+ * On-disk formats: the records' codec is tr_rpcrecord.h (data records,
+ * index and list entries, the checkpoint), dead-letter records are
+ * tr_rpcstore_dead.c's; all mirrored in docs/format/rpcstore.md.
  */
 #pragma once
 
@@ -39,16 +15,14 @@
 #include "tr_groupfile.h"
 #include "tr_io.h"
 #include "tr_rotatefile.h"
+#include "tr_rpcrecord.h"
 #include "tr_rpcstore.h"
 
 #include <glib.h>
 
 G_BEGIN_DECLS
 
-#define TR_RPCSTORE_REC_RPC 0x44 /* 'D' */
 #define TR_RPCSTORE_REC_DEAD 0x4c /* 'L' */
-#define TR_RPCSTORE_RPC_PREFIX 20
-#define TR_RPCSTORE_ENTRY_SIZE 16
 #define TR_RPCSTORE_BLOCK_SIZE 4096
 /* sync_mode always: the writer keeps TR_ZERO_AHEAD bytes of zeros written
  * and synced after the end of the data, so that each commit's fdatasync
@@ -62,7 +36,6 @@ G_BEGIN_DECLS
 #define TR_ZERO_RETRY_US (10 * G_TIME_SPAN_SECOND)
 #define TR_RPCSTORE_MAX_SERVICES 4096
 #define TR_RPCSTORE_INDEX_FILE_ID 0
-#define TR_RPCSTORE_CHECKPOINT_VERSION 1
 /* DoubleWriteBuffer file id of a service's list. */
 #define TR_RPCSTORE_LIST_FILE_ID(service_id) ((guint32) (service_id) + 1)
 
@@ -208,7 +181,12 @@ gboolean tr_rpcstore__run_exclusive (TrRpcStore *store, TrRpcStoreTask func, gpo
 /* Reads the 16-byte entry @entry_no (0-based) of DoubleWriteBuffer file
  * @file_id.  Caller holds ->files_lock (reader side) or ->commit_lock. */
 gboolean tr_rpcstore__read_entry (TrRpcStore *store, guint32 file_id, guint64 entry_no,
-                                  guint8 entry[TR_RPCSTORE_ENTRY_SIZE], GError **error);
+                                  guint8 entry[TR_RPCRECORD_ENTRY_SIZE], GError **error);
+
+/* Reads and decodes the index entry of @rpc_id; TR_STORAGE_ERROR_CORRUPT
+ * if it cannot describe a record.  Caller holds ->files_lock (reader side)
+ * or ->commit_lock. */
+gboolean tr_rpcstore__read_index (TrRpcStore *store, guint64 rpc_id, TrRpcIndexEntry *out, GError **error);
 
 /* Syncs the data file, holding ->data_lock only around the fsyncs, not
  * across them (readers of committed records go on meanwhile).  Caller holds

@@ -13,11 +13,11 @@
 #include "tr_endian.h"
 #include "tr_dwfile.h"
 #include "tr_record.h"
+#include "tr_rpcrecord.h"
 #include "tr_rpcstore_private.h"
 #include "tr_storage_error.h"
 
 #include <string.h>
-#include <xxhash.h>
 
 #define TR_SERVICES_MAP "services.map"
 #define TR_CHECKPOINT_FILE_SIZE (64 * 1024)
@@ -176,12 +176,11 @@ tr_rpcstore__derive_entries (TrRpcStore *store, guint64 rpc_id, guint64 offset, 
                              guint32 checksum, const guint32 *service_ids, guint n_services,
                              GError **error)
 {
-  guint8 entry[TR_RPCSTORE_ENTRY_SIZE];
-  guint64 pos = (rpc_id - 1) * TR_RPCSTORE_ENTRY_SIZE;
+  guint8 entry[TR_RPCRECORD_ENTRY_SIZE];
+  guint64 pos = (rpc_id - 1) * TR_RPCRECORD_ENTRY_SIZE;
+  TrRpcIndexEntry index = { offset, record_len, checksum };
 
-  tr_put_le64 (entry, offset);
-  tr_put_le32 (entry + 8, record_len);
-  tr_put_le32 (entry + 12, checksum);
+  tr_rpcrecord_index_encode (entry, &index);
   if (!tr_dwbuffer_write (store->dwb, TR_RPCSTORE_INDEX_FILE_ID, pos / TR_RPCSTORE_BLOCK_SIZE,
                           (guint32) (pos % TR_RPCSTORE_BLOCK_SIZE), entry, sizeof entry, error))
     return FALSE;
@@ -189,10 +188,8 @@ tr_rpcstore__derive_entries (TrRpcStore *store, guint64 rpc_id, guint64 offset, 
     guint32 id = service_ids[i];
     if (id >= store->n_ids || g_ptr_array_index (store->lists, id) == NULL)
       continue; /* a service removed from the config: its list is closed */
-    pos = store->list_heads[id] * TR_RPCSTORE_ENTRY_SIZE;
-    tr_put_le64 (entry, rpc_id);
-    tr_put_le32 (entry + 8, checksum);
-    tr_put_le32 (entry + 12, (guint32) XXH3_64bits_withSeed (entry, 12, TR_RECORD_SEED));
+    pos = store->list_heads[id] * TR_RPCRECORD_ENTRY_SIZE;
+    tr_rpcrecord_list_encode (entry, rpc_id, checksum);
     if (!tr_dwbuffer_write (store->dwb, TR_RPCSTORE_LIST_FILE_ID (id), pos / TR_RPCSTORE_BLOCK_SIZE,
                             (guint32) (pos % TR_RPCSTORE_BLOCK_SIZE), entry, sizeof entry, error))
       return FALSE;
@@ -204,18 +201,7 @@ tr_rpcstore__derive_entries (TrRpcStore *store, guint64 rpc_id, guint64 offset, 
 guint64
 tr_rpcstore__checkpoint_capture (TrRpcStore *store, GByteArray *state)
 {
-  guint8 buf[24];
-
-  tr_put_le32 (buf, TR_RPCSTORE_CHECKPOINT_VERSION);
-  tr_put_le64 (buf + 4, store->next_rpc_id - 1);
-  tr_put_le64 (buf + 12, store->data_end);
-  tr_put_le32 (buf + 20, store->n_ids);
-  g_byte_array_append (state, buf, 24);
-  for (guint id = 0; id < store->n_ids; id++) {
-    tr_put_le32 (buf, id);
-    tr_put_le64 (buf + 4, store->list_heads[id]);
-    g_byte_array_append (state, buf, 12);
-  }
+  tr_rpcrecord_checkpoint_encode (state, store->next_rpc_id - 1, store->data_end, store->list_heads, store->n_ids);
   return store->next_rpc_id - 1;
 }
 
@@ -262,9 +248,9 @@ load_checkpoint (TrRpcStore *store, GError **error)
   g_autofree char *path = g_build_filename (store->dir, "checkpoint", NULL);
   g_autoptr (GError) local = NULL;
   g_autoptr (GBytes) state = NULL;
+  TrRpcCheckpoint checkpoint;
   const guint8 *p;
   gsize len = 0;
-  guint32 n;
 
   store->checkpoint = tr_rotatefile_open (store->io, path, TR_CHECKPOINT_FILE_SIZE, error);
   if (store->checkpoint == NULL)
@@ -280,37 +266,18 @@ load_checkpoint (TrRpcStore *store, GError **error)
     return FALSE;
   }
   p = g_bytes_get_data (state, &len);
-  n = len >= 24 ? tr_get_le32 (p + 20) : 0;
-  if (len < 24 || tr_get_le32 (p) != TR_RPCSTORE_CHECKPOINT_VERSION || len != 24 + 12 * (gsize) n) {
-    g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CORRUPT,
-                 "%s: checkpoint has an unknown version or size", path);
+  if (!tr_rpcrecord_checkpoint_decode (p, len, &checkpoint, error)) {
+    g_prefix_error (error, "%s: ", path);
     return FALSE;
   }
-  store->next_rpc_id = tr_get_le64 (p + 4) + 1;
-  store->data_end = tr_get_le64 (p + 12);
-  /* Every rpc takes at least a minimal record of logical data space, and a
-   * list never holds more entries than there are rpcs: anything else is a
-   * damaged checkpoint (which would otherwise make recovery create index
-   * parts up to an absurd offset). */
-  if (tr_get_le64 (p + 4) > store->data_end / TR_RECORD_SIZE (TR_RPCSTORE_RPC_PREFIX)) {
-    g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CORRUPT,
-                 "%s: checkpoint claims rpc %" G_GUINT64_FORMAT " within %" G_GUINT64_FORMAT " bytes of data",
-                 path, tr_get_le64 (p + 4), store->data_end);
-    return FALSE;
+  store->next_rpc_id = checkpoint.rpc_id + 1;
+  store->data_end = checkpoint.data_end;
+  for (guint i = 0; i < checkpoint.heads->len; i++) {
+    const TrRpcCheckpointHead *head = &g_array_index (checkpoint.heads, TrRpcCheckpointHead, i);
+    if (head->service_id < store->n_ids)
+      store->list_heads[head->service_id] = head->head;
   }
-  for (guint i = 0; i < n; i++) {
-    guint32 id = tr_get_le32 (p + 24 + 12 * i);
-    guint64 head = tr_get_le64 (p + 28 + 12 * i);
-    if (head >= store->next_rpc_id) {
-      g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CORRUPT,
-                   "%s: checkpoint gives service id %u %" G_GUINT64_FORMAT " entries but only %" G_GUINT64_FORMAT
-                   " rpcs exist",
-                   path, id, head, store->next_rpc_id - 1);
-      return FALSE;
-    }
-    if (id < store->n_ids)
-      store->list_heads[id] = head;
-  }
+  tr_rpcrecord_checkpoint_clear (&checkpoint);
   tr_rpcstore__checkpoint_done (store, store->next_rpc_id - 1, store->data_end, store->list_heads, store->n_ids);
   return TRUE;
 }
@@ -376,15 +343,17 @@ handle_bad_record (TrRpcStore *store, guint64 offset, const char *why, GError **
   return tr_groupfile_truncate (store->data, offset, error) && tr_groupfile_sync (store->data, error);
 }
 
-/* Reads the record at @offset into @rec; FALSE + @why when it is not valid. */
+/* Reads the record at @offset into @rec and decodes it into @view; *@why
+ * is set when it is not a valid record or not the next rpc.  FALSE only
+ * for a read error. */
 static gboolean
-read_tail_record (TrRpcStore *store, guint64 offset, GByteArray *rec, const char **why, GError **error)
+read_tail_record (TrRpcStore *store, guint64 offset, GByteArray *rec, TrRpcRecordView *view, const char **why,
+                  GError **error)
 {
   guint8 header[TR_RECORD_HEADER_SIZE];
   /* Bound by the part size, not by today's max_frame_size: a record written
    * under a larger limit must not be mistaken for a torn tail. */
   guint32 max = (guint32) MIN (store->options.group_file_size, G_MAXUINT32);
-  TrRecordView view;
   gsize got = 0;
   guint32 len;
 
@@ -398,14 +367,7 @@ read_tail_record (TrRpcStore *store, guint64 offset, GByteArray *rec, const char
   g_byte_array_set_size (rec, (guint) TR_RECORD_SIZE (len));
   if (!tr_groupfile_read (store->data, offset, rec->data, rec->len, &got, error))
     return FALSE;
-  if (got < rec->len)
-    *why = "record cut short";
-  else if (tr_record_decode (rec->data, rec->len, max, &view) != TR_RECORD_OK)
-    *why = "record checksum mismatch";
-  else if (view.type != TR_RPCSTORE_REC_RPC || view.len < TR_RPCSTORE_RPC_PREFIX
-           || view.len < TR_RPCSTORE_RPC_PREFIX + 4 * (gsize) tr_get_le16 (view.payload + 16))
-    *why = "record of unexpected type or size";
-  else if (tr_get_le64 (view.payload) != store->next_rpc_id)
+  if (tr_rpcrecord_decode (rec->data, got, max, view, why) && view->rpc_id != store->next_rpc_id)
     *why = TR_WHY_OUT_OF_SEQUENCE;
   return TRUE;
 }
@@ -416,7 +378,7 @@ scan_tail (TrRpcStore *store, guint *found_out, GError **error)
   guint64 ps = store->options.group_file_size;
   guint64 offset = store->data_end;
   g_autoptr (GByteArray) rec = g_byte_array_new ();
-  g_autofree guint32 *ids = g_new (guint32, TR_RPCSTORE_MAX_SERVICES);
+  g_autofree guint32 *ids = g_new (guint32, G_MAXUINT16);
   guint64 zeros_from = G_MAXUINT64; /* where skipped zeros began in the part before */
 
   *found_out = 0;
@@ -429,16 +391,16 @@ scan_tail (TrRpcStore *store, guint *found_out, GError **error)
   }
   while (offset < tr_groupfile_size (store->data)) {
     const char *why = NULL;
+    TrRpcRecordView view;
     guint8 probe;
     gsize got = 0;
-    guint16 n;
     if (!tr_groupfile_read (store->data, offset, &probe, 1, &got, error))
       return FALSE;
     if (got == 0) { /* the unused end of a sealed part: go on at the next part */
       offset = (offset / ps + 1) * ps;
       continue;
     }
-    if (!read_tail_record (store, offset, rec, &why, error))
+    if (!read_tail_record (store, offset, rec, &view, &why, error))
       return FALSE;
     if (zeros_from != G_MAXUINT64) {
       /* A part rolls only when the next record does not fit: zeros that
@@ -467,11 +429,10 @@ scan_tail (TrRpcStore *store, guint *found_out, GError **error)
       }
       return handle_bad_record (store, offset, zeros ? NULL : why, error);
     }
-    n = tr_get_le16 (rec->data + TR_RECORD_HEADER_SIZE + 16);
-    for (guint i = 0; i < n; i++)
-      ids[i] = tr_get_le32 (rec->data + TR_RECORD_HEADER_SIZE + 20 + 4 * i);
-    if (!tr_rpcstore__derive_entries (store, store->next_rpc_id, offset, rec->len,
-                                      tr_get_le32 (rec->data + 8), ids, n, error))
+    for (guint i = 0; i < view.n_services; i++)
+      ids[i] = tr_rpcrecord_service_id (&view, i);
+    if (!tr_rpcstore__derive_entries (store, store->next_rpc_id, offset, rec->len, view.checksum, ids,
+                                      view.n_services, error))
       return FALSE;
     store->next_rpc_id++;
     offset += rec->len;
@@ -502,11 +463,11 @@ recover_files (TrRpcStore *store, GError **error)
   }
   g_mutex_lock (&store->head_lock);
   store->head_rpc_id = store->next_rpc_id - 1;
-  store->first_rpc_id = tr_groupfile_first_offset (store->index) / TR_RPCSTORE_ENTRY_SIZE + 1;
+  store->first_rpc_id = tr_groupfile_first_offset (store->index) / TR_RPCRECORD_ENTRY_SIZE + 1;
   memcpy (store->pub_list_heads, store->list_heads, store->n_ids * sizeof (guint64));
   for (guint id = 0; id < store->n_ids; id++) {
     TrGroupFile *list = g_ptr_array_index (store->lists, id);
-    store->list_first[id] = list ? tr_groupfile_first_offset (list) / TR_RPCSTORE_ENTRY_SIZE + 1 : 1;
+    store->list_first[id] = list ? tr_groupfile_first_offset (list) / TR_RPCRECORD_ENTRY_SIZE + 1 : 1;
   }
   g_mutex_unlock (&store->head_lock);
   return TRUE;
@@ -649,7 +610,7 @@ add_service_locked (TrRpcStore *store, gpointer data, GError **error)
   }
   g_mutex_lock (&store->head_lock);
   store->pub_list_heads[id] = store->list_heads[id];
-  store->list_first[id] = tr_groupfile_first_offset (list) / TR_RPCSTORE_ENTRY_SIZE + 1;
+  store->list_first[id] = tr_groupfile_first_offset (list) / TR_RPCRECORD_ENTRY_SIZE + 1;
   g_mutex_unlock (&store->head_lock);
   return TRUE;
 }

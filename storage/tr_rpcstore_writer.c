@@ -8,7 +8,6 @@
  * long syncs (checkpoint_beside_commits(), zero_ahead_beside_commits()) so
  * that commits go on meanwhile.
  */
-#include "tr_endian.h"
 #include "tr_rpcstore_private.h"
 #include "tr_storage_error.h"
 
@@ -69,7 +68,7 @@ report_retention (TrRpcStore *store, const GError *error)
 static gboolean
 drop_entries (TrRpcStore *store, guint64 min_rpc, GError **error)
 {
-  if (!tr_dwbuffer_drop_before (store->dwb, TR_RPCSTORE_INDEX_FILE_ID, (min_rpc - 1) * TR_RPCSTORE_ENTRY_SIZE,
+  if (!tr_dwbuffer_drop_before (store->dwb, TR_RPCSTORE_INDEX_FILE_ID, (min_rpc - 1) * TR_RPCRECORD_ENTRY_SIZE,
                                 error))
     return FALSE;
   for (guint id = 0; id < store->n_ids; id++) {
@@ -80,7 +79,7 @@ drop_entries (TrRpcStore *store, guint64 min_rpc, GError **error)
     low = store->low_water[id];
     g_mutex_unlock (&store->head_lock);
     if (!tr_dwbuffer_drop_before (store->dwb, TR_RPCSTORE_LIST_FILE_ID (id),
-                                  (MIN (low, store->ckpt_list_heads[id] + 1) - 1) * TR_RPCSTORE_ENTRY_SIZE,
+                                  (MIN (low, store->ckpt_list_heads[id] + 1) - 1) * TR_RPCRECORD_ENTRY_SIZE,
                                   error))
       return FALSE;
   }
@@ -92,11 +91,11 @@ static void
 publish_firsts (TrRpcStore *store)
 {
   g_mutex_lock (&store->head_lock);
-  store->first_rpc_id = tr_groupfile_first_offset (store->index) / TR_RPCSTORE_ENTRY_SIZE + 1;
+  store->first_rpc_id = tr_groupfile_first_offset (store->index) / TR_RPCRECORD_ENTRY_SIZE + 1;
   for (guint id = 0; id < store->n_ids; id++) {
     TrGroupFile *list = g_ptr_array_index (store->lists, id);
     if (list != NULL)
-      store->list_first[id] = tr_groupfile_first_offset (list) / TR_RPCSTORE_ENTRY_SIZE + 1;
+      store->list_first[id] = tr_groupfile_first_offset (list) / TR_RPCRECORD_ENTRY_SIZE + 1;
   }
   g_mutex_unlock (&store->head_lock);
 }
@@ -114,7 +113,7 @@ static gboolean
 run_retention (TrRpcStore *store)
 {
   g_autoptr (GError) error = NULL;
-  guint8 entry[TR_RPCSTORE_ENTRY_SIZE];
+  TrRpcIndexEntry index;
   guint64 min_rpc = MIN (min_needed_rpc (store), store->ckpt_rpc_id + 1);
   guint64 first_rpc, drop_offset;
   gboolean ok;
@@ -128,8 +127,8 @@ run_retention (TrRpcStore *store)
   }
   if (min_rpc == store->ckpt_rpc_id + 1)
     drop_offset = store->ckpt_data_end; /* everything checkpointed is consumed */
-  else if (tr_rpcstore__read_entry (store, TR_RPCSTORE_INDEX_FILE_ID, min_rpc - 1, entry, &error))
-    drop_offset = tr_get_le64 (entry);
+  else if (tr_rpcstore__read_index (store, min_rpc, &index, &error))
+    drop_offset = index.offset;
   else
     goto out;
   g_mutex_lock (&store->data_lock);
