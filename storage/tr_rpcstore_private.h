@@ -1,7 +1,9 @@
 /* tr_rpcstore_private.h - shared between the files of the RPC store:
  * tr_rpcstore.c (open, close, commit, cache, reads), tr_rpcstore_writer.c
  * (the writer thread: periodic work, retention), tr_rpcstore_dead.c
- * (dead-letter lists) and tr_rpcstore_recover.c (recovery, service map).
+ * (dead-letter lists), tr_rpcstore_recover.c (open/reopen recovery),
+ * tr_rpcstore_checkpoint.c (checkpoints) and tr_rpcstore_services.c
+ * (services.map, services added and retired at run time).
  * Not for use outside storage/.
  *
  * On-disk formats: the records' codec is tr_rpcrecord.h (data records,
@@ -127,6 +129,16 @@ struct _TrRpcStore {
   GMutex dead_lock;
   GPtrArray *dead; /* TrGroupFile* by service id, opened lazily; protected by ->dead_lock */
 };
+
+/* Reads services.map (creating it, or adding the configured @services it
+ * lacks) into ->service_ids, ->service_names and ->n_ids
+ * (tr_rpcstore_services.c). */
+gboolean tr_rpcstore__load_service_map (TrRpcStore *store, const char *const *services, GError **error);
+
+/* Opens the checkpoint RotateFile and sets the commit state (next rpc id,
+ * data end, list heads) from the last checkpoint, or to an empty store
+ * (tr_rpcstore_checkpoint.c).  Errors: _CORRUPT naming the file. */
+gboolean tr_rpcstore__load_checkpoint (TrRpcStore *store, GError **error);
 
 /* Recovery (tr_rpcstore_recover.c): loads the service map, opens the
  * files, replays the journal, re-derives entries after the checkpoint. */
