@@ -143,7 +143,7 @@ run (TrConfig *config)
     tr_rpcstore_close (store);
     return 1;
   }
-  tr_rpcstore_set_notify (store, tr_push_on_store_event, push);
+  tr_rpcstore_add_subscriber (store, tr_push_on_store_event, push);
   /* SIGTERM/SIGINT handlers go in before the producer port opens: whoever
    * sees the port listening may stop the node at once, and that must be a
    * clean stop (the signal waits in GLib until the loop runs), not death by
@@ -179,7 +179,7 @@ run (TrConfig *config)
 
   tr_admin_free (admin);
   drain_in_flight (daemon.ingress);
-  tr_rpcstore_set_notify (store, NULL, NULL);
+  tr_rpcstore_remove_subscriber (store, tr_push_on_store_event, push);
   tr_push_free (push);
   tr_rpcstore_close (store);
   tr_ingress_free (daemon.ingress);

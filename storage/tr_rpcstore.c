@@ -275,6 +275,16 @@ tr_rpcstore__sync_data (TrRpcStore *store, GError **error)
   return ok;
 }
 
+/* Tells every subscriber (->commit_lock held). */
+static void
+notify_subscribers (TrRpcStore *store, TrRpcNotify what, guint64 value)
+{
+  for (guint i = 0; i < store->subscribers->len; i++) {
+    const TrRpcSubscriber *sub = &g_array_index (store->subscribers, TrRpcSubscriber, i);
+    sub->notify (sub->user_data, what, value);
+  }
+}
+
 static void
 publish (TrRpcStore *store, guint64 head)
 {
@@ -283,8 +293,7 @@ publish (TrRpcStore *store, guint64 head)
   memcpy (store->pub_list_heads, store->list_heads, store->n_ids * sizeof (guint64));
   store->batches++;
   g_mutex_unlock (&store->head_lock);
-  if (store->notify)
-    store->notify (store->notify_data, TR_RPC_NOTIFY_COMMITTED, head);
+  notify_subscribers (store, TR_RPC_NOTIFY_COMMITTED, head);
 }
 
 /* After a data-file failure: reopen it and cut it back to the end of the
@@ -352,8 +361,7 @@ commit_batch (TrRpcStore *store, GPtrArray *batch)
   end_before = store->data_end;
   ok = write_batch (store, batch, now_us, &error);
   if (ok && store->options.sync_mode == TR_SYNC_ALWAYS) {
-    if (store->notify)
-      store->notify (store->notify_data, TR_RPC_NOTIFY_SYNCING, batch->len);
+    notify_subscribers (store, TR_RPC_NOTIFY_SYNCING, batch->len);
     ok = tr_rpcstore__sync_data (store, &error);
   }
   if (!ok) {
@@ -406,6 +414,7 @@ commit_batch (TrRpcStore *store, GPtrArray *batch)
 static void
 store_free (TrRpcStore *store)
 {
+  g_clear_pointer (&store->subscribers, g_array_unref);
   if (store->dwb)
     tr_dwbuffer_free (store->dwb);
   g_clear_pointer (&store->data, tr_groupfile_free);
@@ -465,6 +474,7 @@ tr_rpcstore_open (TrIo *io, const char *dir, const TrRpcStoreOptions *options,
   if (store->options.checkpoint_interval_ms == 0)
     store->options.checkpoint_interval_ms = 1000;
   g_mutex_init (&store->commit_lock);
+  store->subscribers = g_array_new (FALSE, FALSE, sizeof (TrRpcSubscriber));
   g_mutex_init (&store->data_lock);
   g_mutex_init (&store->head_lock);
   g_mutex_init (&store->cache_lock);
@@ -549,14 +559,36 @@ tr_rpcstore_group_commit_delay_us (TrRpcStore *store)
 }
 
 void
-tr_rpcstore_set_notify (TrRpcStore *store, TrRpcNotifyFunc notify, gpointer user_data)
+tr_rpcstore_add_subscriber (TrRpcStore *store, TrRpcNotifyFunc notify, gpointer user_data)
 {
-  /* publish() calls it under ->commit_lock: once this returns, the old
-   * callback is neither running nor about to run (safe to free its data). */
+  TrRpcSubscriber sub = { notify, user_data };
+
+  g_return_if_fail (store != NULL && notify != NULL);
+  /* Subscribers are called under ->commit_lock, so changing the list under
+   * it never races with a call. */
   g_mutex_lock (&store->commit_lock);
-  store->notify = notify;
-  store->notify_data = user_data;
+  g_array_append_val (store->subscribers, sub);
   g_mutex_unlock (&store->commit_lock);
+}
+
+gboolean
+tr_rpcstore_remove_subscriber (TrRpcStore *store, TrRpcNotifyFunc notify, gpointer user_data)
+{
+  gboolean found = FALSE;
+
+  g_return_val_if_fail (store != NULL && notify != NULL, FALSE);
+  /* Once this has the lock, no call of the old subscriber is running or
+   * about to run: its data may be freed when this returns. */
+  g_mutex_lock (&store->commit_lock);
+  for (guint i = 0; i < store->subscribers->len && !found; i++) {
+    const TrRpcSubscriber *sub = &g_array_index (store->subscribers, TrRpcSubscriber, i);
+    if (sub->notify == notify && sub->user_data == user_data) {
+      g_array_remove_index (store->subscribers, i);
+      found = TRUE;
+    }
+  }
+  g_mutex_unlock (&store->commit_lock);
+  return found;
 }
 
 struct _TrRpcBatch {
@@ -793,29 +825,38 @@ read_record_locked (TrRpcStore *store, guint64 rpc_id, TrRpcRecordView *view, GE
   return g_bytes_new_take (g_steal_pointer (&buf), index.length);
 }
 
-GBytes *
-tr_rpcstore_get (TrRpcStore *store, guint64 rpc_id, gint64 *timestamp_us_out, GError **error)
+/* NOT_FOUND unless first <= @rpc_id <= head. */
+static gboolean
+check_stored (TrRpcStore *store, guint64 rpc_id, GError **error)
 {
-  g_autoptr (GBytes) record = NULL;
-  TrRpcRecordView view;
-  GBytes *message;
   guint64 head, first;
 
-  g_return_val_if_fail (store != NULL, NULL);
-  message = cache_lookup (store, rpc_id, timestamp_us_out);
-  if (message != NULL)
-    return message;
   g_mutex_lock (&store->head_lock);
   head = store->head_rpc_id;
   first = store->first_rpc_id;
   g_mutex_unlock (&store->head_lock);
   if (rpc_id == 0 || rpc_id > head || rpc_id < first) {
     g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_NOT_FOUND,
-                 "rpc %" G_GUINT64_FORMAT " is not stored (range %" G_GUINT64_FORMAT "..%" G_GUINT64_FORMAT
-                 ")",
+                 "rpc %" G_GUINT64_FORMAT " is not stored (range %" G_GUINT64_FORMAT "..%" G_GUINT64_FORMAT ")",
                  rpc_id, first, head);
-    return NULL;
+    return FALSE;
   }
+  return TRUE;
+}
+
+GBytes *
+tr_rpcstore_get (TrRpcStore *store, guint64 rpc_id, gint64 *timestamp_us_out, GError **error)
+{
+  g_autoptr (GBytes) record = NULL;
+  TrRpcRecordView view;
+  GBytes *message;
+
+  g_return_val_if_fail (store != NULL, NULL);
+  message = cache_lookup (store, rpc_id, timestamp_us_out);
+  if (message != NULL)
+    return message;
+  if (!check_stored (store, rpc_id, error))
+    return NULL;
   g_rw_lock_reader_lock (&store->files_lock);
   record = store->data != NULL ? read_record_locked (store, rpc_id, &view, error) : NULL;
   if (store->data == NULL)
@@ -826,6 +867,46 @@ tr_rpcstore_get (TrRpcStore *store, guint64 rpc_id, gint64 *timestamp_us_out, GE
   if (timestamp_us_out != NULL)
     *timestamp_us_out = view.commit_time_us;
   return g_bytes_new_from_bytes (record, view.message_offset, view.message_len);
+}
+
+void
+tr_rpcstore_record_free (TrRpcStoreRecord *record)
+{
+  if (record == NULL)
+    return;
+  g_bytes_unref (record->message);
+  g_free (record->service_ids);
+  g_free (record);
+}
+
+TrRpcStoreRecord *
+tr_rpcstore_read_record (TrRpcStore *store, guint64 rpc_id, GError **error)
+{
+  g_autoptr (GBytes) bytes = NULL;
+  TrRpcRecordView view;
+  TrRpcStoreRecord *record;
+
+  g_return_val_if_fail (store != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+  if (!check_stored (store, rpc_id, error))
+    return NULL;
+  g_rw_lock_reader_lock (&store->files_lock);
+  if (store->data != NULL)
+    bytes = read_record_locked (store, rpc_id, &view, error);
+  else
+    g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CLOSED, "the store failed and is being reopened");
+  g_rw_lock_reader_unlock (&store->files_lock);
+  if (bytes == NULL)
+    return NULL;
+  record = g_new0 (TrRpcStoreRecord, 1);
+  record->rpc_id = view.rpc_id;
+  record->commit_time_us = view.commit_time_us;
+  record->message = g_bytes_new_from_bytes (bytes, view.message_offset, view.message_len);
+  record->n_services = view.n_services;
+  record->service_ids = g_new (guint32, MAX (view.n_services, 1));
+  for (guint i = 0; i < view.n_services; i++)
+    record->service_ids[i] = tr_rpcrecord_service_id (&view, i);
+  return record;
 }
 
 void

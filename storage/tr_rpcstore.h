@@ -74,7 +74,8 @@ typedef enum {
   TR_RPC_NOTIFY_SYNCING,
 } TrRpcNotify;
 
-/* Used to wake the push side (tr_push_on_store_event()). */
+/* A subscriber (tr_rpcstore_add_subscriber()): the push side
+ * (tr_push_on_store_event()), and next a replication source. */
 typedef void (*TrRpcNotifyFunc) (gpointer user_data, TrRpcNotify what, guint64 value);
 
 /* tr_rpcstore_open:
@@ -113,7 +114,20 @@ gint tr_rpcstore_add_service (TrRpcStore *store, const char *name, GError **erro
  * batches (under the commit lock); not from a commit callback. */
 void tr_rpcstore_retire_service (TrRpcStore *store, guint32 service_id);
 
-void tr_rpcstore_set_notify (TrRpcStore *store, TrRpcNotifyFunc notify, gpointer user_data);
+/* tr_rpcstore_add_subscriber:
+ * Adds @notify (with @user_data) to the functions told of every batch, in
+ * the order they were added (TrRpcNotify: on the committing thread, under
+ * the commit lock).  The same pair may not be added twice.  Any thread but
+ * a subscriber's (it takes the commit lock, so it waits for a batch being
+ * committed). */
+void tr_rpcstore_add_subscriber (TrRpcStore *store, TrRpcNotifyFunc notify, gpointer user_data);
+
+/* tr_rpcstore_remove_subscriber:
+ * Removes the pair added by tr_rpcstore_add_subscriber().  Once it returns,
+ * @notify is neither running nor about to run for it, so @user_data may be
+ * freed.  Threads as for adding.
+ * Returns: FALSE if the pair was not subscribed. */
+gboolean tr_rpcstore_remove_subscriber (TrRpcStore *store, TrRpcNotifyFunc notify, gpointer user_data);
 
 /* tr_rpcstore_group_commit_delay_us:
  * How long a caller may hold a batch back to let other producers join it:
@@ -186,6 +200,28 @@ gboolean tr_rpcstore_locate (TrRpcStore *store, guint64 rpc_id, guint64 *offset_
  * @timestamp_us_out (optional): commit time. */
 GBytes *tr_rpcstore_get (TrRpcStore *store, guint64 rpc_id, gint64 *timestamp_us_out, GError **error);
 
+/* A stored RPC as it is on disk (tr_rpcstore_read_record()): everything a
+ * replica needs to apply it (tr_rpcstore_apply_batch()). */
+typedef struct {
+  guint64 rpc_id;
+  gint64 commit_time_us; /* the leader's commit time, microseconds since the epoch */
+  GBytes *message;       /* (transfer full): the Thrift message, without frame length */
+  guint32 *service_ids;  /* (transfer full) (array length=n_services) */
+  guint n_services;
+} TrRpcStoreRecord;
+
+void tr_rpcstore_record_free (TrRpcStoreRecord *record);
+
+/* tr_rpcstore_read_record:
+ * Reads the data record of @rpc_id (first <= @rpc_id <= head) from the data
+ * file, checksum verified: its id, commit time, message and service list.
+ * Always from disk (the cache keeps no service lists); the read never waits
+ * for a commit's fdatasync.  Thread-safe.
+ * Returns: (transfer full) (nullable): free with tr_rpcstore_record_free();
+ * NULL with TR_STORAGE_ERROR_NOT_FOUND (not stored, or dropped by
+ * retention), _CORRUPT (naming the file and offset), _CLOSED or _IO. */
+TrRpcStoreRecord *tr_rpcstore_read_record (TrRpcStore *store, guint64 rpc_id, GError **error);
+
 /* tr_rpcstore_set_low_water:
  * Tells retention that @service_id no longer needs seqids below @seqid (the
  * minimum over its endpoints, stopped ones included, of the first
@@ -245,5 +281,7 @@ typedef struct {
 } TrRpcStoreStats;
 
 void tr_rpcstore_get_stats (TrRpcStore *store, TrRpcStoreStats *stats_out);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (TrRpcStoreRecord, tr_rpcstore_record_free)
 
 G_END_DECLS

@@ -41,6 +41,12 @@ G_BEGIN_DECLS
 /* DoubleWriteBuffer file id of a service's list. */
 #define TR_RPCSTORE_LIST_FILE_ID(service_id) ((guint32) (service_id) + 1)
 
+/* One function told of every batch (tr_rpcstore_add_subscriber()). */
+typedef struct {
+  TrRpcNotifyFunc notify;
+  gpointer user_data;
+} TrRpcSubscriber;
+
 struct _TrRpcStore {
   TrIo *io;
   char *dir;
@@ -111,8 +117,7 @@ struct _TrRpcStore {
   guint64 commit_errors;      /* protected by ->head_lock */
   guint64 commit_latency[TR_RPCSTORE_LATENCY_BUCKETS]; /* protected by ->head_lock */
 
-  TrRpcNotifyFunc notify;
-  gpointer notify_data;
+  GArray *subscribers; /* TrRpcSubscriber, in the order added; protected by ->commit_lock */
 
   /* Recent messages: ring of rpc ids [cache_lo, cache_hi]. */
   GMutex cache_lock;

@@ -163,7 +163,7 @@ check_notify_events (TrSyncMode mode)
   store = tr_rpcstore_open (tr_io_posix (), dir, &o, services, &error);
   cr_assert_not_null (store, "%s", error ? error->message : "");
   books = (guint32) tr_rpcstore_service_id (store, "books");
-  tr_rpcstore_set_notify (store, record_event, events);
+  tr_rpcstore_add_subscriber (store, record_event, events);
   for (guint round = 0; round < 2; round++) {
     guint n = round == 0 ? 20 : 3;
     for (guint i = 0; i < n; i++) {
@@ -174,7 +174,7 @@ check_notify_events (TrSyncMode mode)
   }
   wait_for (&w, 23);
   cr_assert_eq (w.failed, 0);
-  tr_rpcstore_set_notify (store, NULL, NULL);
+  cr_assert (tr_rpcstore_remove_subscriber (store, record_event, events));
   cr_assert_eq (events->len, n_expect, "%u values recorded, expected %u", events->len, n_expect);
   for (guint i = 0; i < n_expect; i++)
     cr_assert_eq (g_array_index (events, guint64, i), expect[i], "value %u: %" G_GUINT64_FORMAT " != %" G_GUINT64_FORMAT,
@@ -954,5 +954,89 @@ Test (tr_rpcstore, cold_read_does_not_wait_for_a_commit_sync)
   tr_rpcstore_close (race.store);
   g_mutex_clear (&race.lock);
   g_cond_clear (&race.cond);
+  tr_test_rmdir (dir);
+}
+
+/* Several subscribers are each told of every batch, in the order they were
+ * added; one removed is told of nothing after. */
+Test (tr_rpcstore, every_subscriber_is_notified_until_removed)
+{
+  g_autofree char *dir = tr_test_mkdtemp ();
+  TrRpcStoreOptions o = small_options ();
+  g_autoptr (GArray) first = g_array_new (FALSE, FALSE, sizeof (guint64));
+  g_autoptr (GArray) second = g_array_new (FALSE, FALSE, sizeof (guint64));
+  g_autoptr (GError) error = NULL;
+  Waiter w = { 0 };
+  TrRpcStore *store;
+
+  o.sync_mode = TR_SYNC_NONE;
+  store = tr_rpcstore_open (tr_io_posix (), dir, &o, services, &error);
+  cr_assert_not_null (store, "%s", error ? error->message : "");
+  tr_rpcstore_add_subscriber (store, record_event, first);
+  tr_rpcstore_add_subscriber (store, record_event, second);
+  submit_many (store, &w, 0, 2);
+  wait_for (&w, 2);
+  cr_assert (tr_rpcstore_remove_subscriber (store, record_event, first));
+  cr_assert_not (tr_rpcstore_remove_subscriber (store, record_event, first), "removed twice");
+  submit_many (store, &w, 2, 1);
+  wait_for (&w, 3);
+  cr_assert (tr_rpcstore_remove_subscriber (store, record_event, second));
+  /* tr_rpcstore_submit() commits one rpc per batch: heads 1, 2, then 3. */
+  cr_assert_eq (first->len, 4);
+  cr_assert_eq (g_array_index (first, guint64, 3), 2);
+  cr_assert_eq (second->len, 6);
+  cr_assert_eq (g_array_index (second, guint64, 4), TR_RPC_NOTIFY_COMMITTED);
+  cr_assert_eq (g_array_index (second, guint64, 5), 3);
+  tr_rpcstore_close (store);
+  tr_test_rmdir (dir);
+}
+
+/* The raw read gives what the data record holds (id, the commit time
+ * tr_rpcstore_get() reports, message, services), from disk, verified. */
+Test (tr_rpcstore, read_record_gives_id_time_message_and_services)
+{
+  g_autofree char *dir = tr_test_mkdtemp ();
+  g_autofree char *data0 = g_strdup_printf ("%s/data.0", dir);
+  TrRpcStoreOptions o = small_options ();
+  g_autoptr (GError) error = NULL;
+  Waiter w = { 0 };
+  TrRpcStore *store = tr_rpcstore_open (tr_io_posix (), dir, &o, services, &error);
+  guint32 books, mail;
+
+  cr_assert_not_null (store, "%s", error ? error->message : "");
+  books = (guint32) tr_rpcstore_service_id (store, "books");
+  mail = (guint32) tr_rpcstore_service_id (store, "mail");
+  submit_many (store, &w, 0, 4);
+  wait_for (&w, 4);
+  for (guint i = 0; i < 4; i++) {
+    g_autoptr (TrRpcStoreRecord) record = tr_rpcstore_read_record (store, i + 1, &error);
+    g_autoptr (GBytes) expect = make_message (i);
+    gint64 time_us = 0;
+    g_autoptr (GBytes) got = tr_rpcstore_get (store, i + 1, &time_us, NULL);
+    cr_assert_not_null (record, "%s", error ? error->message : "");
+    cr_assert_eq (record->rpc_id, i + 1);
+    cr_assert_eq (record->commit_time_us, time_us);
+    cr_assert (g_bytes_equal (record->message, expect));
+    cr_assert_eq (record->n_services, i % 2 ? 1 : 2);
+    cr_assert_eq (record->service_ids[0], books);
+    if (i % 2 == 0)
+      cr_assert_eq (record->service_ids[1], mail);
+  }
+  cr_assert_null (tr_rpcstore_read_record (store, 5, &error));
+  cr_assert (g_error_matches (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_NOT_FOUND));
+  g_clear_error (&error);
+  cr_assert_null (tr_rpcstore_read_record (store, 0, &error));
+  cr_assert (g_error_matches (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_NOT_FOUND));
+  g_clear_error (&error);
+  tr_rpcstore_close (store);
+  /* A byte of rpc 1's message goes bad on disk (the checkpoint covers it,
+   * so the store still opens): the raw read says so. */
+  tr_test_patch_file (data0, 40, "X", 1);
+  store = tr_rpcstore_open (tr_io_posix (), dir, &o, services, &error);
+  cr_assert_not_null (store, "%s", error ? error->message : "");
+  cr_assert_null (tr_rpcstore_read_record (store, 1, &error));
+  cr_assert (g_error_matches (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CORRUPT), "%s", error->message);
+  cr_assert (strstr (error->message, "data.0") != NULL, "names the file: %s", error->message);
+  tr_rpcstore_close (store);
   tr_test_rmdir (dir);
 }
