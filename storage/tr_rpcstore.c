@@ -46,9 +46,10 @@ typedef struct {
   GBytes *message;
   guint32 *service_ids;
   guint n_services;
-  TrRpcCommitFunc done;
+  TrRpcCommitFunc done; /* (nullable): NULL for a record applied as follower */
   gpointer user_data;
   guint64 rpc_id;
+  gint64 commit_time_us; /* written into its record */
   guint64 offset;     /* logical offset of its data record, once written */
   guint32 record_len; /* header + payload */
   guint32 checksum;   /* the record's checksum, copied into index/list entries */
@@ -134,7 +135,8 @@ fail_batch (TrRpcStore *store, GPtrArray *batch, const GError *error)
 {
   for (guint i = 0; i < batch->len; i++) {
     Submission *sub = g_ptr_array_index (batch, i);
-    sub->done (sub->user_data, 0, error);
+    if (sub->done != NULL)
+      sub->done (sub->user_data, 0, error);
   }
   g_mutex_lock (&store->head_lock);
   store->commit_errors += batch->len;
@@ -143,12 +145,12 @@ fail_batch (TrRpcStore *store, GPtrArray *batch, const GError *error)
 
 /* Appends the data record of @sub to @buf; returns its checksum. */
 static guint32
-encode_rpc (GByteArray *buf, Submission *sub, gint64 now_us)
+encode_rpc (GByteArray *buf, Submission *sub)
 {
   gsize msg_len = 0;
   const guint8 *msg = g_bytes_get_data (sub->message, &msg_len);
 
-  return tr_rpcrecord_encode (buf, sub->rpc_id, now_us, sub->service_ids, sub->n_services, msg, msg_len);
+  return tr_rpcrecord_encode (buf, sub->rpc_id, sub->commit_time_us, sub->service_ids, sub->n_services, msg, msg_len);
 }
 
 /* Appends @buf (records that all fit in the current part) and fixes the
@@ -179,7 +181,7 @@ append_chunk (TrRpcStore *store, GByteArray *buf, GPtrArray *batch, guint first,
 /* Writes every record of @batch into @buf and appends it; one append per
  * part touched.  *@peak: the most @buf held. */
 static gboolean
-write_records (TrRpcStore *store, GByteArray *buf, GPtrArray *batch, gint64 now_us, gsize *peak,
+write_records (TrRpcStore *store, GByteArray *buf, GPtrArray *batch, gsize *peak,
                GError **error)
 {
   guint64 part = store->options.group_file_size;
@@ -191,8 +193,7 @@ write_records (TrRpcStore *store, GByteArray *buf, GPtrArray *batch, gint64 now_
   for (guint i = 0; i < batch->len; i++) {
     Submission *sub = g_ptr_array_index (batch, i);
     gsize before = buf->len;
-    sub->rpc_id = store->next_rpc_id + i;
-    sub->checksum = encode_rpc (buf, sub, now_us);
+    sub->checksum = encode_rpc (buf, sub);
     *peak = MAX (*peak, buf->len);
     if (buf->len > room) {
       /* This record would cross the part end: flush what fits, the
@@ -208,7 +209,7 @@ write_records (TrRpcStore *store, GByteArray *buf, GPtrArray *batch, gint64 now_
       first = i;
       room = part;
       before = 0;
-      sub->checksum = encode_rpc (buf, sub, now_us);
+      sub->checksum = encode_rpc (buf, sub);
     }
     sub->offset = before;
     sub->record_len = (guint32) (buf->len - before);
@@ -221,10 +222,10 @@ write_records (TrRpcStore *store, GByteArray *buf, GPtrArray *batch, gint64 now_
  * per 4 KiB each time), unless a batch of large messages made it bigger
  * than TR_COMMIT_BUF_KEEP. */
 static gboolean
-write_batch (TrRpcStore *store, GPtrArray *batch, gint64 now_us, GError **error)
+write_batch (TrRpcStore *store, GPtrArray *batch, GError **error)
 {
   gsize peak = 0;
-  gboolean ok = write_records (store, store->commit_buf, batch, now_us, &peak, error);
+  gboolean ok = write_records (store, store->commit_buf, batch, &peak, error);
 
   if (peak > TR_COMMIT_BUF_KEEP) {
     g_byte_array_unref (store->commit_buf);
@@ -346,20 +347,25 @@ ask_for_zeros (TrRpcStore *store)
   g_mutex_unlock (&store->stop_lock);
 }
 
-static void
-commit_batch (TrRpcStore *store, GPtrArray *batch)
+/* Commits @batch, whose submissions have their rpc ids (next_rpc_id on)
+ * and commit times: the one commit path of leader and follower
+ * (->commit_lock held).  Every callback has run when it returns.  FALSE
+ * with @error_out (optional) when nothing of the batch is stored. */
+static gboolean
+commit_batch (TrRpcStore *store, GPtrArray *batch, GError **error_out)
 {
   g_autoptr (GError) error = NULL;
-  gint64 now_us = g_get_real_time ();
   guint64 end_before;
   gboolean ok;
 
   if (store->failure != NULL && !tr_rpcstore__try_reopen (store)) {
     fail_batch (store, batch, store->failure);
-    return;
+    if (error_out != NULL)
+      *error_out = g_error_copy (store->failure);
+    return FALSE;
   }
   end_before = store->data_end;
-  ok = write_batch (store, batch, now_us, &error);
+  ok = write_batch (store, batch, &error);
   if (ok && store->options.sync_mode == TR_SYNC_ALWAYS) {
     notify_subscribers (store, TR_RPC_NOTIFY_SYNCING, batch->len);
     ok = tr_rpcstore__sync_data (store, &error);
@@ -371,7 +377,8 @@ commit_batch (TrRpcStore *store, GPtrArray *batch)
     store->data_end = end_before;
     store->failure = g_error_copy (error);
     fail_batch (store, batch, error);
-    return;
+    g_propagate_error (error_out, g_steal_pointer (&error));
+    return FALSE;
   }
   store->unsynced = store->options.sync_mode != TR_SYNC_ALWAYS;
   /* Zeros stop at the end of a part: the next part asks again once the
@@ -389,7 +396,8 @@ commit_batch (TrRpcStore *store, GPtrArray *batch)
   record_latency (store, batch);
   for (guint i = 0; i < batch->len; i++) {
     Submission *sub = g_ptr_array_index (batch, i);
-    sub->done (sub->user_data, sub->rpc_id, NULL);
+    if (sub->done != NULL)
+      sub->done (sub->user_data, sub->rpc_id, NULL);
   }
   for (guint i = 0; i < batch->len; i++) {
     Submission *sub = g_ptr_array_index (batch, i);
@@ -402,11 +410,12 @@ commit_batch (TrRpcStore *store, GPtrArray *batch)
                  error->message);
       store->failure = g_steal_pointer (&error);
     }
-    cache_insert (store, sub->rpc_id, sub->message, now_us);
+    cache_insert (store, sub->rpc_id, sub->message, sub->commit_time_us);
   }
   store->next_rpc_id += batch->len;
   store->rpcs_committed += batch->len;
   publish (store, store->next_rpc_id - 1);
+  return TRUE;
 }
 
 /* ---- public API ------------------------------------------------------- */
@@ -640,13 +649,71 @@ tr_rpcbatch_add (TrRpcBatch *batch, GBytes *message, const guint32 *service_ids,
 void
 tr_rpcstore_submit_batch (TrRpcStore *store, TrRpcBatch *batch)
 {
+  gint64 now_us;
+
   g_return_if_fail (store != NULL && batch != NULL);
   if (batch->subs->len == 0)
     return;
   g_mutex_lock (&store->commit_lock);
-  commit_batch (store, batch->subs);
+  /* Commit as leader: the store gives the ids and the commit time.  A
+   * failure reaches every submitter through its callback. */
+  now_us = g_get_real_time ();
+  for (guint i = 0; i < batch->subs->len; i++) {
+    Submission *sub = g_ptr_array_index (batch->subs, i);
+    sub->rpc_id = store->next_rpc_id + i;
+    sub->commit_time_us = now_us;
+  }
+  if (!commit_batch (store, batch->subs, NULL))
+    g_debug ("batch of %u rpcs failed (each submitter was told)", batch->subs->len);
   g_mutex_unlock (&store->commit_lock);
   g_ptr_array_set_size (batch->subs, 0);
+}
+
+/* Whether @records continue the store at head + 1, one id after the other
+ * (->commit_lock held). */
+static gboolean
+check_sequence (TrRpcStore *store, TrRpcStoreRecord *const *records, guint n_records, GError **error)
+{
+  for (guint i = 0; i < n_records; i++) {
+    if (records[i]->rpc_id != store->next_rpc_id + i) {
+      g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_SEQUENCE,
+                   "cannot apply rpc %" G_GUINT64_FORMAT " (record %u of the batch) to store %s: the next rpc id "
+                   "is %" G_GUINT64_FORMAT " (head %" G_GUINT64_FORMAT ")",
+                   records[i]->rpc_id, i, store->dir, store->next_rpc_id + i, store->next_rpc_id - 1);
+      return FALSE;
+    }
+  }
+  return TRUE;
+}
+
+gboolean
+tr_rpcstore_apply_batch (TrRpcStore *store, TrRpcStoreRecord *const *records, guint n_records, GError **error)
+{
+  g_autoptr (GPtrArray) subs = g_ptr_array_new_with_free_func ((GDestroyNotify) submission_free);
+  gint64 now = g_get_monotonic_time ();
+  gboolean ok;
+
+  g_return_val_if_fail (store != NULL && (records != NULL || n_records == 0), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+  if (n_records == 0)
+    return TRUE;
+  for (guint i = 0; i < n_records; i++) {
+    Submission *sub;
+    g_return_val_if_fail (records[i] != NULL && records[i]->message != NULL, FALSE);
+    g_return_val_if_fail (records[i]->n_services <= G_MAXUINT16, FALSE);
+    sub = g_new0 (Submission, 1);
+    sub->message = g_bytes_ref (records[i]->message);
+    sub->service_ids = g_memdup2 (records[i]->service_ids, MAX (records[i]->n_services, 1) * sizeof (guint32));
+    sub->n_services = records[i]->n_services;
+    sub->rpc_id = records[i]->rpc_id;
+    sub->commit_time_us = records[i]->commit_time_us;
+    sub->submitted_us = now;
+    g_ptr_array_add (subs, sub);
+  }
+  g_mutex_lock (&store->commit_lock);
+  ok = check_sequence (store, records, n_records, error) && commit_batch (store, subs, error);
+  g_mutex_unlock (&store->commit_lock);
+  return ok;
 }
 
 void

@@ -171,6 +171,38 @@ void tr_rpcbatch_add (TrRpcBatch *batch, GBytes *message, const guint32 *service
  * empties it; every callback has run when this returns. */
 void tr_rpcstore_submit_batch (TrRpcStore *store, TrRpcBatch *batch);
 
+/* A stored RPC as it is on disk (tr_rpcstore_read_record()): everything a
+ * replica needs to apply it (tr_rpcstore_apply_batch()). */
+typedef struct {
+  guint64 rpc_id;
+  gint64 commit_time_us; /* the leader's commit time, microseconds since the epoch */
+  GBytes *message;       /* (transfer full): the Thrift message, without frame length */
+  guint32 *service_ids;  /* (transfer full) (array length=n_services) */
+  guint n_services;
+} TrRpcStoreRecord;
+
+void tr_rpcstore_record_free (TrRpcStoreRecord *record);
+
+/* tr_rpcstore_apply_batch:
+ * @records: (array length=n_records): records of another store (the
+ *   leader's, read with tr_rpcstore_read_record() and shipped)
+ *
+ * Commit as follower: stores @records with the ids and commit times they
+ * carry, in order, as one group commit: the same path as
+ * tr_rpcstore_submit_batch() (one write per part, one fdatasync with
+ * sync_mode always, index and list entries through the DoubleWriteBuffer,
+ * cache, subscribers notified), so the same recovery brings them back after
+ * a crash, and for the same records the data, index and list files are
+ * byte for byte the leader's.  The first record must be head + 1 and each
+ * the one before + 1.  Runs on the calling thread (a replica's receiving
+ * loop); thread-safe, serialised with every other commit.  Returns when the
+ * batch is as durable as sync_mode promises.
+ * Returns: TRUE, or FALSE with TR_STORAGE_ERROR_SEQUENCE (ids not head + 1
+ * onward: nothing stored), _IO / _FULL / _CLOSED (nothing of the batch
+ * stored; the store reopens by itself as after a failed commit). */
+gboolean tr_rpcstore_apply_batch (TrRpcStore *store, TrRpcStoreRecord *const *records, guint n_records,
+                                  GError **error);
+
 /* Head (last committed) global rpc id; 0 when empty. */
 guint64 tr_rpcstore_head (TrRpcStore *store);
 /* Last committed seqid of a service's list; 0 when empty. */
@@ -200,17 +232,6 @@ gboolean tr_rpcstore_locate (TrRpcStore *store, guint64 rpc_id, guint64 *offset_
  * @timestamp_us_out (optional): commit time. */
 GBytes *tr_rpcstore_get (TrRpcStore *store, guint64 rpc_id, gint64 *timestamp_us_out, GError **error);
 
-/* A stored RPC as it is on disk (tr_rpcstore_read_record()): everything a
- * replica needs to apply it (tr_rpcstore_apply_batch()). */
-typedef struct {
-  guint64 rpc_id;
-  gint64 commit_time_us; /* the leader's commit time, microseconds since the epoch */
-  GBytes *message;       /* (transfer full): the Thrift message, without frame length */
-  guint32 *service_ids;  /* (transfer full) (array length=n_services) */
-  guint n_services;
-} TrRpcStoreRecord;
-
-void tr_rpcstore_record_free (TrRpcStoreRecord *record);
 
 /* tr_rpcstore_read_record:
  * Reads the data record of @rpc_id (first <= @rpc_id <= head) from the data

@@ -17,6 +17,7 @@ typedef enum {
   TR_STORAGE_ERROR_FULL,      /* ENOSPC / EDQUOT: no space left on the device */
   TR_STORAGE_ERROR_CLOSED,    /* the object failed earlier and must be reopened */
   TR_STORAGE_ERROR_NOT_FOUND, /* offset / record / file does not exist (or was dropped) */
+  TR_STORAGE_ERROR_SEQUENCE,  /* records applied as follower do not continue the store at head + 1 */
 } TrStorageError;
 
 GQuark tr_storage_error_quark (void);
