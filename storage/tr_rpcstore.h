@@ -15,7 +15,10 @@
  *
  * Commit path: tr_rpcstore_submit() (one message) or
  * tr_rpcstore_submit_batch() (a group commit: every RPC the caller read in
- * one event loop iteration) commit on the calling thread: append one data
+ * one event loop iteration) commit as leader (the store gives the ids), and
+ * tr_rpcstore_apply_batch() commits as follower (the ids and commit times
+ * come with the records, read on the leader with
+ * tr_rpcstore_read_record()); both on the calling thread: append one data
  * record per RPC, fdatasync once per batch (sync_mode always), write the
  * index and list entries into the DoubleWriteBuffer (memory) and call each
  * submitter's callback, all before returning.  No thread hop is on the
@@ -27,8 +30,8 @@
  * and records a checkpoint; recovery re-derives index and list entries from the data
  * records after the checkpoint, so only the data file needs a sync per batch.
  *
- * Threads: tr_rpcstore_submit*() and every read function are thread-safe;
- * commits from several threads are serialised.  Commit callbacks run on the
+ * Threads: tr_rpcstore_submit*(), tr_rpcstore_apply_batch() and every read
+ * function are thread-safe; commits from several threads are serialised.  Commit callbacks run on the
  * submitting thread and must not call tr_rpcstore_submit*().
  * Lock order: ->commit_lock before ->data_lock before the DoubleWriteBuffer's locks; ->cache_lock
  * and ->head_lock are leaves.  Reads never wait for an fdatasync: ->data_lock
