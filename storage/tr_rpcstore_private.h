@@ -1,9 +1,10 @@
 /* tr_rpcstore_private.h - shared between the files of the RPC store:
- * tr_rpcstore.c (open, close, commit, cache, reads), tr_rpcstore_writer.c
- * (the writer thread: periodic work, retention), tr_rpcstore_dead.c
- * (dead-letter lists), tr_rpcstore_recover.c (open/reopen recovery),
- * tr_rpcstore_checkpoint.c (checkpoints) and tr_rpcstore_services.c
- * (services.map, services added and retired at run time).
+ * tr_rpcstore.c (open, close, commit, cache), tr_rpcstore_read.c (reads),
+ * tr_rpcstore_writer.c (the writer thread: periodic work, retention),
+ * tr_rpcstore_dead.c (dead-letter lists), tr_rpcstore_recover.c
+ * (open/reopen recovery), tr_rpcstore_checkpoint.c (checkpoints) and
+ * tr_rpcstore_services.c (services.map, services added and retired at run
+ * time).
  * Not for use outside storage/.
  *
  * On-disk formats: the records' codec is tr_rpcrecord.h (data records,
@@ -199,6 +200,10 @@ gboolean tr_rpcstore__run_exclusive (TrRpcStore *store, TrRpcStoreTask func, gpo
  * @file_id.  Caller holds ->files_lock (reader side) or ->commit_lock. */
 gboolean tr_rpcstore__read_entry (TrRpcStore *store, guint32 file_id, guint64 entry_no,
                                   guint8 entry[TR_RPCRECORD_ENTRY_SIZE], GError **error);
+
+/* The cached message of @rpc_id (and its commit time), or NULL; counts
+ * the hit or miss.  Any thread. */
+GBytes *tr_rpcstore__cache_lookup (TrRpcStore *store, guint64 rpc_id, gint64 *time_out);
 
 /* Reads and decodes the index entry of @rpc_id; TR_STORAGE_ERROR_CORRUPT
  * if it cannot describe a record.  Caller holds ->files_lock (reader side)
