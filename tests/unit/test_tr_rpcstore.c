@@ -429,6 +429,32 @@ Test (tr_rpcstore, zeroed_records_in_a_sealed_part_are_corruption)
   tr_test_rmdir (dir);
 }
 
+/* Polls @cond (a condition of the store the writer thread brings about)
+ * every 10 ms for at most 10 s. */
+static gboolean
+wait_until (gboolean (*cond) (gpointer), gpointer data)
+{
+  gint64 end = g_get_monotonic_time () + 10 * G_TIME_SPAN_SECOND;
+  while (!cond (data)) {
+    if (g_get_monotonic_time () > end)
+      return FALSE;
+    g_usleep (10 * 1000);
+  }
+  return TRUE;
+}
+
+static gboolean
+fault_fired (gpointer data)
+{
+  return tr_fault_io_fired (data);
+}
+
+static gboolean
+file_is_gone (gpointer data)
+{
+  return tr_test_file_size (data) == -1;
+}
+
 /* A node whose services have no endpoint: low water "nothing needed" is set
  * once, no acknowledgement moves it again, and parts must still go. */
 Test (tr_rpcstore, retention_keeps_running_with_no_endpoint_at_all)
@@ -481,8 +507,7 @@ Test (tr_rpcstore, retention_drops_parts_only_below_low_water)
   tr_rpcstore_set_low_water (store, books, 1000);
   submit_many (store, &w, 2000, 2);
   wait_for (&w, 2002);
-  g_usleep (300 * 1000); /* two checkpoint intervals */
-  cr_assert_eq (tr_test_file_size (first), -1, "data.0 should be deleted");
+  cr_assert (wait_until (file_is_gone, first), "data.0 should be deleted");
   tr_rpcstore_get_stats (store, &stats);
   cr_assert_leq (stats.first_rpc_id, 1000);
   {
@@ -791,32 +816,6 @@ Test (tr_rpcstore, retention_keeps_up_under_steady_commits)
   cr_assert_eq (tr_rpcstore_head (store), n);
   tr_rpcstore_close (store);
   tr_test_rmdir (dir);
-}
-
-/* Polls @cond (a condition of the store the writer thread brings about)
- * every 10 ms for at most 10 s. */
-static gboolean
-wait_until (gboolean (*cond) (gpointer), gpointer data)
-{
-  gint64 end = g_get_monotonic_time () + 10 * G_TIME_SPAN_SECOND;
-  while (!cond (data)) {
-    if (g_get_monotonic_time () > end)
-      return FALSE;
-    g_usleep (10 * 1000);
-  }
-  return TRUE;
-}
-
-static gboolean
-fault_fired (gpointer data)
-{
-  return tr_fault_io_fired (data);
-}
-
-static gboolean
-file_is_gone (gpointer data)
-{
-  return tr_test_file_size (data) == -1;
 }
 
 /* Retention cannot delete a data part (EACCES from unlink, say a file made
