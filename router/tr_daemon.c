@@ -99,7 +99,7 @@ start_writer (TrDaemon *daemon, GError **error)
   daemon->push = tr_push_new (daemon->store, daemon->config, error);
   if (daemon->push == NULL)
     return FALSE;
-  tr_rpcstore_set_notify (daemon->store, tr_push_on_store_event, daemon->push);
+  tr_rpcstore_add_subscriber (daemon->store, tr_push_on_store_event, daemon->push);
   daemon->ingress = tr_ingress_new (daemon->store, daemon->config, error);
   if (daemon->ingress == NULL)
     return FALSE;
@@ -210,7 +210,7 @@ tr_daemon_free (TrDaemon *daemon)
   if (daemon->ingress != NULL && started)
     drain_in_flight (daemon->ingress);
   if (daemon->store != NULL)
-    tr_rpcstore_set_notify (daemon->store, NULL, NULL);
+    tr_rpcstore_remove_subscriber (daemon->store, tr_push_on_store_event, daemon->push);
   g_clear_pointer (&daemon->push, tr_push_free);
   g_clear_pointer (&daemon->store, tr_rpcstore_close);
   g_clear_pointer (&daemon->ingress, tr_ingress_free);

@@ -191,7 +191,7 @@ tr_dwbuffer__apply_blocks (TrDwBuffer *dwb, Block **blocks, guint n, GError **er
 /* Step 1, under ->lock: swaps the buffers.  Returns the sorted blocks of the
  * new flushing buffer (borrowed from it), or NULL when nothing is dirty. */
 static Block **
-swap_buffers_locked (TrDwBuffer *dwb, guint *n_out, guint64 *gen_out, guint64 *seq_out)
+swap_buffers_locked (TrDwBuffer *dwb, guint *n_out, guint64 *seq_out)
 {
   Block **blocks;
 
@@ -201,7 +201,6 @@ swap_buffers_locked (TrDwBuffer *dwb, guint *n_out, guint64 *gen_out, guint64 *s
   dwb->active = block_table_new ();
   dwb->flush_running = TRUE;
   dwb->epoch++;
-  *gen_out = dwb->write_gen;
   *seq_out = ++dwb->batch_seq;
   blocks = (Block **) g_hash_table_get_keys_as_array (dwb->flushing, n_out);
   qsort (blocks, *n_out, sizeof (Block *), tr_dwbuffer__compare_blocks);
@@ -215,7 +214,7 @@ flush_once (TrDwBuffer *dwb, GError **error)
 {
   g_autofree Block **blocks = NULL;
   guint n = 0;
-  guint64 gen = 0, seq = 0;
+  guint64 seq = 0;
   gboolean ok;
 
   g_mutex_lock (&dwb->lock);
@@ -226,10 +225,9 @@ flush_once (TrDwBuffer *dwb, GError **error)
     set_closed_error (error);
     return FALSE;
   }
-  blocks = swap_buffers_locked (dwb, &n, &gen, &seq);
+  blocks = swap_buffers_locked (dwb, &n, &seq);
   if (blocks == NULL) {
     /* Nothing dirty and no flush running: every write is durable. */
-    dwb->durable_gen = dwb->write_gen;
     g_mutex_unlock (&dwb->lock);
     return TRUE;
   }
@@ -243,7 +241,6 @@ flush_once (TrDwBuffer *dwb, GError **error)
   if (ok) {
     for (guint i = 0; i < n; i++)
       cache_put (dwb, &blocks[i]->key, blocks[i]->data);
-    dwb->durable_gen = gen;
     dwb->stats.syncs++;
     dwb->stats.blocks_synced += n;
     g_clear_pointer (&dwb->flushing, g_hash_table_unref);
@@ -257,42 +254,6 @@ flush_once (TrDwBuffer *dwb, GError **error)
   g_cond_broadcast (&dwb->cond);
   g_mutex_unlock (&dwb->lock);
   return ok;
-}
-
-static gpointer
-sync_thread_main (gpointer data)
-{
-  TrDwBuffer *dwb = data;
-  gint64 last_sync;
-
-  g_mutex_lock (&dwb->lock);
-  last_sync = g_get_monotonic_time ();
-  while (!dwb->stop && !dwb->failed) {
-    g_autoptr (GError) error = NULL;
-
-    if (!dwb->sync_requested) {
-      /* Deadline recomputed after every wake-up, so a new interval counts
-       * from the last sync at once. */
-      gint64 deadline = last_sync + (gint64) dwb->interval_ms * G_TIME_SPAN_MILLISECOND;
-
-      if (dwb->interval_ms == 0) {
-        g_cond_wait (&dwb->wake, &dwb->lock);
-        continue;
-      }
-      if (g_get_monotonic_time () < deadline) {
-        g_cond_wait_until (&dwb->wake, &dwb->lock, deadline);
-        continue;
-      }
-    }
-    dwb->sync_requested = FALSE;
-    g_mutex_unlock (&dwb->lock);
-    if (!flush_once (dwb, &error))
-      g_warning ("%s", error->message); /* handled here: the buffer is FAILED */
-    g_mutex_lock (&dwb->lock);
-    last_sync = g_get_monotonic_time ();
-  }
-  g_mutex_unlock (&dwb->lock);
-  return NULL;
 }
 
 /* ---- public API ---- */
@@ -321,7 +282,6 @@ tr_dwbuffer_new (TrIo *io, const char *dir, guint32 block_size, gsize cache_bloc
   g_mutex_init (&dwb->lock);
   g_mutex_init (&dwb->file_lock);
   g_cond_init (&dwb->cond);
-  g_cond_init (&dwb->wake);
   return dwb;
 }
 
@@ -338,7 +298,7 @@ tr_dwbuffer_add_file (TrDwBuffer *dwb, guint32 file_id, TrGroupFile *file)
 void
 tr_dwbuffer_add_file_live (TrDwBuffer *dwb, guint32 file_id, TrGroupFile *file)
 {
-  g_return_if_fail (dwb != NULL && file != NULL && dwb->recovered && dwb->thread == NULL);
+  g_return_if_fail (dwb != NULL && file != NULL && dwb->recovered);
   g_return_if_fail (tr_groupfile_part_size (file) % dwb->block_size == 0);
   g_return_if_fail (!g_hash_table_contains (dwb->files, GUINT_TO_POINTER (file_id)));
 
@@ -347,15 +307,6 @@ tr_dwbuffer_add_file_live (TrDwBuffer *dwb, guint32 file_id, TrGroupFile *file)
   g_mutex_lock (&dwb->file_lock);
   g_hash_table_insert (dwb->files, GUINT_TO_POINTER (file_id), file);
   g_mutex_unlock (&dwb->file_lock);
-}
-
-void
-tr_dwbuffer_start (TrDwBuffer *dwb, guint interval_ms)
-{
-  g_return_if_fail (dwb != NULL && dwb->recovered && dwb->thread == NULL);
-
-  dwb->interval_ms = interval_ms;
-  dwb->thread = g_thread_new ("tr-dwbuffer-sync", sync_thread_main, dwb);
 }
 
 /* Finds the current content of a block that is not dirty, under ->lock.
@@ -378,12 +329,6 @@ lookup_clean_locked (TrDwBuffer *dwb, const BlockKey *key)
 static void
 backpressure_locked (TrDwBuffer *dwb)
 {
-  if (dwb->thread != NULL) {
-    dwb->sync_requested = TRUE;
-    g_cond_signal (&dwb->wake);
-    g_cond_wait (&dwb->cond, &dwb->lock);
-    return;
-  }
   g_mutex_unlock (&dwb->lock);
   /* A failure is sticky and the caller's loop reports it as CLOSED. */
   if (!flush_once (dwb, NULL))
@@ -463,10 +408,8 @@ tr_dwbuffer_write (TrDwBuffer *dwb, guint32 file_id, guint64 block_id, guint32 o
 
   g_mutex_lock (&dwb->lock);
   block = get_dirty_block_locked (dwb, &key, error);
-  if (block != NULL) {
+  if (block != NULL)
     memcpy (block->data + offset_in_block, data, len);
-    dwb->write_gen++;
-  }
   g_mutex_unlock (&dwb->lock);
   return block != NULL;
 }
@@ -544,57 +487,6 @@ tr_dwbuffer_sync (TrDwBuffer *dwb, GError **error)
   return flush_once (dwb, error);
 }
 
-void
-tr_dwbuffer_notify_sync (TrDwBuffer *dwb)
-{
-  g_return_if_fail (dwb != NULL);
-
-  g_mutex_lock (&dwb->lock);
-  dwb->sync_requested = TRUE;
-  g_cond_signal (&dwb->wake);
-  g_mutex_unlock (&dwb->lock);
-}
-
-void
-tr_dwbuffer_set_sync_interval (TrDwBuffer *dwb, guint interval_ms)
-{
-  g_return_if_fail (dwb != NULL);
-
-  g_mutex_lock (&dwb->lock);
-  dwb->interval_ms = interval_ms;
-  g_cond_signal (&dwb->wake);
-  g_mutex_unlock (&dwb->lock);
-}
-
-gboolean
-tr_dwbuffer_wait_sync (TrDwBuffer *dwb, GError **error)
-{
-  guint64 target;
-
-  g_return_val_if_fail (dwb != NULL && dwb->recovered, FALSE);
-  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
-
-  if (dwb->thread == NULL)
-    return flush_once (dwb, error);
-
-  g_mutex_lock (&dwb->lock);
-  target = dwb->write_gen;
-  while (!dwb->failed && dwb->durable_gen < target) {
-    /* Also covers "nothing dirty but a flush of older writes is running":
-     * the thread finds active empty, waits for that flush, marks durable. */
-    dwb->sync_requested = TRUE;
-    g_cond_signal (&dwb->wake);
-    g_cond_wait (&dwb->cond, &dwb->lock);
-  }
-  if (dwb->failed && dwb->durable_gen < target) {
-    g_mutex_unlock (&dwb->lock);
-    set_closed_error (error);
-    return FALSE;
-  }
-  g_mutex_unlock (&dwb->lock);
-  return TRUE;
-}
-
 /* Removes every block of @file_id below @first_block from @table. */
 static void
 forget_blocks_locked (GHashTable *table, guint32 file_id, guint64 first_block)
@@ -629,16 +521,12 @@ tr_dwbuffer_drop_before (TrDwBuffer *dwb, guint32 file_id, guint64 offset, GErro
     return FALSE;
   }
   g_mutex_lock (&dwb->file_lock);
+  /* A part that cannot be deleted leaves the GroupFile usable (see
+   * tr_groupfile_drop_before()), so the buffer stays READY too; the parts
+   * deleted before it are forgotten below all the same. */
   ok = tr_groupfile_drop_before (file, offset, error);
   first_block = tr_groupfile_first_offset (file) / dwb->block_size;
   g_mutex_unlock (&dwb->file_lock);
-  if (!ok) {
-    g_mutex_lock (&dwb->lock);
-    dwb->failed = TRUE; /* the GroupFile is FAILED too (sticky) */
-    g_cond_broadcast (&dwb->cond);
-    g_mutex_unlock (&dwb->lock);
-    return FALSE;
-  }
 
   g_mutex_lock (&dwb->lock);
   forget_blocks_locked (dwb->active, file_id, first_block);
@@ -652,7 +540,7 @@ tr_dwbuffer_drop_before (TrDwBuffer *dwb, guint32 file_id, guint64 offset, GErro
   /* A reader that loaded a block before the drop must not cache it now. */
   dwb->epoch++;
   g_mutex_unlock (&dwb->lock);
-  return TRUE;
+  return ok;
 }
 
 void
@@ -673,13 +561,6 @@ tr_dwbuffer_free (TrDwBuffer *dwb)
 {
   if (dwb == NULL)
     return;
-  if (dwb->thread != NULL) {
-    g_mutex_lock (&dwb->lock);
-    dwb->stop = TRUE;
-    g_cond_signal (&dwb->wake);
-    g_mutex_unlock (&dwb->lock);
-    g_thread_join (dwb->thread);
-  }
   if (g_hash_table_size (dwb->active) > 0)
     g_debug ("double-write buffer freed with %u unsynced blocks", g_hash_table_size (dwb->active));
   g_hash_table_unref (dwb->active);
@@ -692,7 +573,6 @@ tr_dwbuffer_free (TrDwBuffer *dwb)
   g_mutex_clear (&dwb->lock);
   g_mutex_clear (&dwb->file_lock);
   g_cond_clear (&dwb->cond);
-  g_cond_clear (&dwb->wake);
   g_free (dwb->journal_path);
   g_free (dwb->dir);
   g_free (dwb);

@@ -26,28 +26,29 @@
  * Life cycle:
  *
  *   tr_dwbuffer_new() -> tr_dwbuffer_add_file() x N -> tr_dwbuffer_recover()
- *     -> [tr_dwbuffer_start()] -> write/read/sync ... -> tr_dwbuffer_free()
+ *     -> write/read/sync ... -> tr_dwbuffer_free()
  *
  *   READY --(journal/in-place write or sync fails)--> FAILED (sticky): every
- *   later write, read, sync and wait_sync fails with TR_STORAGE_ERROR_CLOSED;
- *   free, reopen the GroupFiles and recover to continue.
+ *   later write, read and sync fails with TR_STORAGE_ERROR_CLOSED; free,
+ *   reopen the GroupFiles and recover to continue.  (A part that
+ *   tr_dwbuffer_drop_before() cannot delete does not make it FAILED.)
  *
  * Memory bound: at most @cache_blocks cached blocks plus the dirty blocks.
  * Dirty blocks are bounded by @max_dirty_blocks (0 = unbounded): a write that
  * needs a new dirty block while the active buffer is full asks for a sync and
- * waits until the buffers have been swapped (backpressure).  Without a sync
- * thread, that write performs the sync itself.  The flushing buffer adds at
- * most another @max_dirty_blocks.
+ * performs a sync itself first (backpressure); a sync already running (on
+ * another thread) is waited for.  The flushing buffer adds at most another
+ * @max_dirty_blocks.  There is no sync thread: the owner decides when to
+ * sync (the RPC store: its writer thread, at every checkpoint).
  *
- * Thread safety: after tr_dwbuffer_recover(), write, read, sync, notify_sync,
- * set_sync_interval, wait_sync, drop_before and get_stats may be called from
- * any thread.
- * new, add_file, recover, start and free must not run concurrently with any
- * other call.  The registered GroupFiles belong to the DoubleWriteBuffer while
- * it lives: nobody else may touch them (GroupFile is not thread-safe; every
- * access made here holds ->file_lock).  The TrIo must be usable from the sync
- * thread (the POSIX backend is; the fault backend is not, so tests with it do
- * not call tr_dwbuffer_start()).
+ * Thread safety: after tr_dwbuffer_recover(), write, read, sync,
+ * drop_before and get_stats may be called from any thread, and a read never
+ * waits for a sync's I/O.  new, add_file, recover and free must not run
+ * concurrently with any other call.  The registered GroupFiles belong to the
+ * DoubleWriteBuffer while it lives: nobody else may touch them (GroupFile is
+ * not thread-safe; every access made here holds ->file_lock).  The TrIo must
+ * be usable from every thread that calls in (the POSIX and the fault
+ * backends are).
  *
  * Lock order: the module has two mutexes, ->lock (buffers, cache, state) and
  * ->file_lock (GroupFile access and in-place I/O).  They are never nested:
@@ -85,7 +86,7 @@ typedef struct {
  * @cache_blocks: read cache capacity in blocks (0: no cache)
  * @max_dirty_blocks: backpressure limit of the active buffer (0: unbounded)
  *
- * Creates an empty buffer with no file registered and no sync thread.
+ * Creates an empty buffer with no file registered.
  * Nothing is read or written yet.
  * Returns: (transfer full): the buffer; never NULL. */
 TrDwBuffer *tr_dwbuffer_new (TrIo *io, const char *dir, guint32 block_size, gsize cache_blocks,
@@ -104,7 +105,7 @@ void tr_dwbuffer_add_file (TrDwBuffer *dwb, guint32 file_id, TrGroupFile *file);
 
 /* tr_dwbuffer_add_file_live:
  * Registers one more GroupFile after tr_dwbuffer_recover() (a service added
- * by a configuration reload), with no sync thread running.  The caller must
+ * by a configuration reload).  The caller must
  * guarantee that no other call on @dwb runs at the same time (the RPC store
  * does it under its commit lock with its files lock held for writing).
  * Arguments and checks as for tr_dwbuffer_add_file(). */
@@ -121,13 +122,6 @@ void tr_dwbuffer_add_file_live (TrDwBuffer *dwb, guint32 file_id, TrGroupFile *f
  * _CORRUPT (a complete journal names an unregistered file id or another
  * block size: it cannot be replayed, so startup must stop). */
 gboolean tr_dwbuffer_recover (TrDwBuffer *dwb, GError **error);
-
-/* tr_dwbuffer_start:
- * Starts the sync thread, which syncs every @interval_ms milliseconds (0:
- * only when notified) and on tr_dwbuffer_notify_sync().  At most once, after
- * tr_dwbuffer_recover().  A sync failure in the thread is logged there
- * (g_warning) and leaves the buffer FAILED. */
-void tr_dwbuffer_start (TrDwBuffer *dwb, guint interval_ms);
 
 /* tr_dwbuffer_write:
  * Copies @len bytes from @data to byte @offset_in_block of block @block_id of
@@ -154,23 +148,6 @@ gboolean tr_dwbuffer_read (TrDwBuffer *dwb, guint32 file_id, guint64 block_id,
  * Errors: TR_STORAGE_ERROR_IO, _FULL, _CLOSED (FAILED before the call). */
 gboolean tr_dwbuffer_sync (TrDwBuffer *dwb, GError **error);
 
-/* tr_dwbuffer_notify_sync:
- * Asks the sync thread to sync now; returns at once.  Without a sync thread
- * it does nothing. */
-void tr_dwbuffer_notify_sync (TrDwBuffer *dwb);
-
-/* tr_dwbuffer_set_sync_interval:
- * Changes the sync thread's period (0: only when notified); takes effect at
- * once. */
-void tr_dwbuffer_set_sync_interval (TrDwBuffer *dwb, guint interval_ms);
-
-/* tr_dwbuffer_wait_sync:
- * Blocks until every write made before the call is durable.  With a sync
- * thread it notifies the thread and waits; without one it syncs itself.
- * Errors: TR_STORAGE_ERROR_CLOSED if the buffer is or becomes FAILED, or as
- * tr_dwbuffer_sync() when it syncs itself. */
-gboolean tr_dwbuffer_wait_sync (TrDwBuffer *dwb, GError **error);
-
 /* tr_dwbuffer_drop_before:
  * Retention for a registered file: tr_groupfile_drop_before(@offset) under
  * ->file_lock, then forgets dirty and cached blocks that now lie before the
@@ -179,16 +156,17 @@ gboolean tr_dwbuffer_wait_sync (TrDwBuffer *dwb, GError **error);
  * after the next sync that touches the file; if it is lost in a power loss
  * the parts simply come back.
  * Errors: TR_STORAGE_ERROR_NOT_FOUND (unregistered id), _CLOSED (FAILED), or
- * those of tr_groupfile_drop_before() (then the buffer is FAILED). */
+ * those of tr_groupfile_drop_before(): a part that cannot be deleted; the
+ * buffer stays usable (so does the GroupFile) and a later call retries. */
 gboolean tr_dwbuffer_drop_before (TrDwBuffer *dwb, guint32 file_id, guint64 offset, GError **error);
 
 /* tr_dwbuffer_get_stats: fills @out (a snapshot, taken under ->lock). */
 void tr_dwbuffer_get_stats (TrDwBuffer *dwb, TrDwBufferStats *out);
 
 /* tr_dwbuffer_free:
- * Stops and joins the sync thread and frees the buffers and the cache.  It
- * does NOT sync: dirty blocks not yet synced are dropped (logged at debug
- * level).  Call tr_dwbuffer_wait_sync() first to keep them.  The registered
+ * Frees the buffers and the cache.  It does NOT sync: dirty blocks not yet
+ * synced are dropped (logged at debug level).  Call tr_dwbuffer_sync() first
+ * to keep them.  The registered
  * GroupFiles are not freed.  NULL is ignored. */
 void tr_dwbuffer_free (TrDwBuffer *dwb);
 

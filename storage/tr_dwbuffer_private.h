@@ -39,24 +39,17 @@ struct _TrDwBuffer {
   gsize max_dirty_blocks;
   GHashTable *files; /* guint32 file id -> TrGroupFile * (borrowed); fixed after recover() */
   gboolean recovered;
-  GThread *thread;
 
   GMutex file_lock; /* serialises every call on the registered GroupFiles */
 
   GMutex lock;
-  GCond cond;                /* waiters: backpressure, wait_sync, sync; with ->lock */
-  GCond wake;                /* the sync thread; with ->lock */
+  GCond cond;                /* waiters: backpressure, sync; with ->lock */
   GHashTable *active;        /* Block * -> itself; protected by ->lock */
   GHashTable *flushing;      /* same, or NULL; protected by ->lock (contents immutable) */
   gboolean flush_running;    /* protected by ->lock */
   guint64 epoch;             /* bumped on every swap and flush end; protected by ->lock */
-  guint64 write_gen;         /* writes so far; protected by ->lock */
-  guint64 durable_gen;       /* writes known durable; protected by ->lock */
   guint64 batch_seq;         /* last journal batch number; protected by ->lock */
   gboolean failed;           /* sticky FAILED state; protected by ->lock */
-  gboolean stop;             /* sync thread must exit; protected by ->lock */
-  gboolean sync_requested;   /* protected by ->lock */
-  guint interval_ms;         /* protected by ->lock */
   CacheSlot *slots;          /* cache_blocks slots; protected by ->lock */
   gsize hand;                /* CLOCK hand; protected by ->lock */
   GHashTable *cache_index;   /* BlockKey * (in a slot) -> CacheSlot *; protected by ->lock */

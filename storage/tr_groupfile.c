@@ -24,11 +24,15 @@
  *
  * Object states:
  *
- *   OK ---- any failed pwrite / fsync / fsync_dir / truncate / unlink / create
- *    |      (record_failure())
+ *   OK ---- any failed pwrite / fsync / fsync_dir / truncate / create, or
+ *    |      an unlink made by truncate() (record_failure())
  *    v
- *   FAILED: every append/write_at/read/sync/truncate/drop_before returns
- *           TR_STORAGE_ERROR_CLOSED; only tr_groupfile_free() helps.
+ *   FAILED: every append/write_at/sync/truncate/drop_before/zero_ahead returns
+ *           TR_STORAGE_ERROR_CLOSED; only tr_groupfile_free() helps.  Reads
+ *           still work (tr_groupfile_read(): they change nothing).
+ *
+ *   A failed unlink in drop_before() (retention) and a failed zero_ahead()
+ *   leave the file OK: neither touched the logical stream.
  *
  * Invariants:
  *  - parts->data[k] describes part first_index + k; parts->len == 0 only for
@@ -51,7 +55,26 @@ typedef struct {
   guint64 size;   /* bytes of the logical stream in this part */
   gboolean dirty; /* written or truncated since the last sync */
   guint64 alloc;  /* physical end: size plus the zeros of tr_groupfile_zero_ahead() */
+  guint64 writes; /* bumped by every change (mark_dirty()): a sync that began
+                   * before the last change does not make the part clean */
+  guint syncing;  /* syncs between _begin() and _end() holding ->fd */
 } TrGroupPart;
+
+/* A sync in three steps (tr_groupfile_sync_begin()): what it covers. */
+typedef struct {
+  guint64 index;
+  int fd;
+  guint64 writes; /* the part's ->writes at begin */
+} TrGroupSyncPart;
+
+struct _TrGroupFileSync {
+  TrIo *io;
+  char *dir;
+  GArray *parts;     /* TrGroupSyncPart: every part dirty at begin */
+  gboolean sync_dir; /* a part was created or deleted before begin */
+  guint64 dir_changes;
+  GError *error;     /* set by tr_groupfile_sync_run() when it failed */
+};
 
 struct _TrGroupFile {
   TrIo *io;
@@ -63,6 +86,7 @@ struct _TrGroupFile {
   GArray *dirty;        /* guint64 indices of dirty parts (may hold stale ones) */
   guint64 cached_index; /* a non-last part whose fd is kept for reads, or NO_INDEX */
   gboolean dir_dirty;   /* a part was created or deleted since the last sync */
+  guint64 dir_changes;  /* bumped by every create and delete */
   GError *failure;      /* set once FAILED */
 };
 
@@ -118,7 +142,7 @@ release_fd_if_idle (TrGroupFile *file, guint64 index)
 {
   TrGroupPart *part = part_at (file, index);
 
-  if (part == NULL || part->fd < 0 || part->dirty || index == last_index (file)
+  if (part == NULL || part->fd < 0 || part->dirty || part->syncing > 0 || index == last_index (file)
       || index == file->cached_index)
     return;
   tr_io_close_quietly (file->io, part->fd);
@@ -165,6 +189,7 @@ part_fd (TrGroupFile *file, guint64 index, int *fd_out, GError **error)
 static void
 mark_dirty (TrGroupFile *file, guint64 index, TrGroupPart *part)
 {
+  part->writes++;
   if (part->dirty)
     return;
   part->dirty = TRUE;
@@ -176,7 +201,7 @@ static gboolean
 part_create (TrGroupFile *file, guint64 index, GError **error)
 {
   g_autofree char *path = part_path (file, index);
-  TrGroupPart part = { -1, 0, FALSE, 0 };
+  TrGroupPart part = { -1, 0, FALSE, 0, 0, 0 };
 
   g_assert (file->parts->len == 0 ? index == file->first_index : index == last_index (file) + 1);
   /* EXCLUSIVE: open listed every part, so an existing file here means a
@@ -185,6 +210,7 @@ part_create (TrGroupFile *file, guint64 index, GError **error)
     return FALSE;
   g_array_append_val (file->parts, part);
   file->dir_dirty = TRUE;
+  file->dir_changes++;
   if (index > file->first_index)
     release_fd_if_idle (file, index - 1);
   g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_INFO, "TR_FILE", path, "MESSAGE",
@@ -223,7 +249,10 @@ part_write (TrGroupFile *file, guint64 index, guint64 pos, const void *buf, gsiz
   return TRUE;
 }
 
-/* Removes the part file and its slot; only the first or the last part. */
+/* Removes the part file and its slot; only the first or the last part.
+ * The name goes first and the descriptor after, so that a failed unlink
+ * leaves the part exactly as it was (open, dirty or not): the caller may
+ * carry on without it (retention, tr_groupfile_drop_before()). */
 static gboolean
 part_unlink (TrGroupFile *file, guint64 index, const char *why, GError **error)
 {
@@ -231,12 +260,12 @@ part_unlink (TrGroupFile *file, guint64 index, const char *why, GError **error)
   TrGroupPart *part = part_at (file, index);
 
   g_assert (index == file->first_index || index == last_index (file));
+  if (!tr_io_unlink (file->io, path, error))
+    return FALSE;
   tr_io_close_quietly (file->io, part->fd);
   part->fd = -1;
   if (file->cached_index == index)
     file->cached_index = NO_INDEX;
-  if (!tr_io_unlink (file->io, path, error))
-    return FALSE;
   if (index == file->first_index) {
     g_array_remove_index (file->parts, 0);
     file->first_index++;
@@ -244,6 +273,7 @@ part_unlink (TrGroupFile *file, guint64 index, const char *why, GError **error)
     g_array_set_size (file->parts, file->parts->len - 1);
   }
   file->dir_dirty = TRUE;
+  file->dir_changes++;
   g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_MESSAGE, "TR_FILE", path, "MESSAGE",
                     "group file part %s deleted (%s)", path, why);
   return TRUE;
@@ -310,7 +340,7 @@ static gboolean
 load_part (TrGroupFile *file, guint64 index, gboolean is_last, GError **error)
 {
   g_autofree char *path = part_path (file, index);
-  TrGroupPart part = { -1, 0, FALSE, 0 };
+  TrGroupPart part = { -1, 0, FALSE, 0, 0, 0 };
 
   if (!tr_io_open (file->io, path, TR_IO_WRITE, &part.fd, error))
     return FALSE;
@@ -518,54 +548,120 @@ tr_groupfile_read (TrGroupFile *file, guint64 offset, void *buf, gsize len, gsiz
 
 /* ---- sync, truncate, drop ----------------------------------------------- */
 
-static gboolean
-sync_parts (TrGroupFile *file, GError **error)
+/* A sync is three steps so that an owner can let readers in during the
+ * fsyncs, which take milliseconds: _begin() notes, under the owner's lock,
+ * every dirty part (its descriptor and its ->writes) and whether the
+ * directory changed; _run() fsyncs them with no lock held; _end(), under
+ * the lock again, marks clean each part not written since _begin() and
+ * releases descriptors, or moves the file to FAILED.  A part stays dirty
+ * (so its descriptor stays open, and a sync that begins meanwhile covers
+ * it too) until a sync that began after its last write has ended; while a
+ * sync holds its descriptor, ->syncing keeps it from being closed. */
+TrGroupFileSync *
+tr_groupfile_sync_begin (TrGroupFile *file, GError **error)
 {
+  TrGroupFileSync *sync;
+
+  g_return_val_if_fail (file != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+  if (!check_usable (file, error))
+    return NULL;
+  sync = g_new0 (TrGroupFileSync, 1);
+  sync->io = file->io;
+  sync->dir = g_strdup (file->dir);
+  sync->parts = g_array_new (FALSE, FALSE, sizeof (TrGroupSyncPart));
   for (guint k = 0; k < file->dirty->len; k++) {
     guint64 index = g_array_index (file->dirty, guint64, k);
     TrGroupPart *part = part_at (file, index);
+    TrGroupSyncPart noted;
 
     /* Stale entries: the part was deleted (or recreated and already done). */
     if (part == NULL || !part->dirty)
       continue;
-    if (!tr_io_fsync (file->io, part->fd, error))
-      return FALSE;
-    part->dirty = FALSE;
+    noted.index = index;
+    noted.fd = part->fd;
+    noted.writes = part->writes;
+    part->syncing++;
+    g_array_append_val (sync->parts, noted);
   }
-  for (guint k = 0; k < file->dirty->len; k++)
-    release_fd_if_idle (file, g_array_index (file->dirty, guint64, k));
-  g_array_set_size (file->dirty, 0);
-  return TRUE;
+  sync->sync_dir = file->dir_dirty;
+  sync->dir_changes = file->dir_changes;
+  return sync;
+}
+
+void
+tr_groupfile_sync_run (TrGroupFileSync *sync)
+{
+  g_return_if_fail (sync != NULL && sync->error == NULL);
+  /* Data first, then the directory.  Both must be done before we report
+   * success; doing the parts first means that a crash in between leaves at
+   * worst a new part whose name is not yet durable (its bytes were never
+   * acknowledged), never a durable name whose acknowledged bytes are
+   * missing. */
+  for (guint k = 0; k < sync->parts->len; k++) {
+    if (!tr_io_fsync (sync->io, g_array_index (sync->parts, TrGroupSyncPart, k).fd, &sync->error))
+      return;
+  }
+  if (sync->sync_dir)
+    tr_io_fsync_dir (sync->io, sync->dir, &sync->error);
+}
+
+gboolean
+tr_groupfile_sync_end (TrGroupFile *file, TrGroupFileSync *sync, GError **error)
+{
+  GError *local = g_steal_pointer (&sync->error);
+  guint kept = 0;
+
+  g_return_val_if_fail (file != NULL && sync != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+  for (guint k = 0; k < sync->parts->len; k++) {
+    TrGroupSyncPart *noted = &g_array_index (sync->parts, TrGroupSyncPart, k);
+    TrGroupPart *part = part_at (file, noted->index);
+
+    g_assert (part != NULL && part->syncing > 0); /* a part being synced is never deleted */
+    part->syncing--;
+    if (local == NULL && part->writes == noted->writes)
+      part->dirty = FALSE;
+  }
+  if (local == NULL && sync->sync_dir && file->dir_changes == sync->dir_changes)
+    file->dir_dirty = FALSE;
+  /* Keep the entries of parts still dirty; release the descriptors of the
+   * others (invariants). */
+  for (guint k = 0; k < file->dirty->len; k++) {
+    guint64 index = g_array_index (file->dirty, guint64, k);
+    TrGroupPart *part = part_at (file, index);
+    if (part != NULL && part->dirty)
+      g_array_index (file->dirty, guint64, kept++) = index;
+    else
+      release_fd_if_idle (file, index);
+  }
+  g_array_set_size (file->dirty, kept);
+  for (guint k = 0; k < sync->parts->len; k++)
+    release_fd_if_idle (file, g_array_index (sync->parts, TrGroupSyncPart, k).index);
+  g_array_unref (sync->parts);
+  g_free (sync->dir);
+  g_free (sync);
+  if (local == NULL)
+    return TRUE;
+  /* A failed fsync is never retried: the kernel may already have dropped
+   * the dirty pages, so the file goes FAILED and reopening re-reads what
+   * really is on disk. */
+  g_prefix_error (&local, "cannot sync group file %s/%s: ", file->dir, file->name);
+  return record_failure (file, local, error);
 }
 
 gboolean
 tr_groupfile_sync (TrGroupFile *file, GError **error)
 {
-  GError *local = NULL;
+  TrGroupFileSync *sync;
 
   g_return_val_if_fail (file != NULL, FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
-  if (!check_usable (file, error))
+  sync = tr_groupfile_sync_begin (file, error);
+  if (sync == NULL)
     return FALSE;
-  /* Data first, then the directory.  Both must be done before we report
-   * success; doing the parts first means that a crash in between leaves at
-   * worst a new part whose name is not yet durable (its bytes were never
-   * acknowledged), never a durable name whose acknowledged bytes are
-   * missing.  A failed fsync is never retried: the kernel may already have
-   * dropped the dirty pages, so the file goes FAILED and reopening re-reads
-   * what really is on disk. */
-  if (!sync_parts (file, &local))
-    goto failed;
-  if (file->dir_dirty) {
-    if (!tr_io_fsync_dir (file->io, file->dir, &local))
-      goto failed;
-    file->dir_dirty = FALSE;
-  }
-  return TRUE;
-
-failed:
-  g_prefix_error (&local, "cannot sync group file %s/%s: ", file->dir, file->name);
-  return record_failure (file, local, error);
+  tr_groupfile_sync_run (sync);
+  return tr_groupfile_sync_end (file, sync, error);
 }
 
 static gboolean
@@ -628,11 +724,18 @@ tr_groupfile_drop_before (TrGroupFile *file, guint64 offset, GError **error)
   /* Oldest first, so a crash part-way leaves a gap-free run of parts.  The
    * last part is kept even if @offset is past it: it holds the end of the
    * stream, which open needs to find the logical size. */
-  while (file->parts->len > 1 && (file->first_index + 1) * file->part_size <= offset) {
+  while (file->parts->len > 1 && (file->first_index + 1) * file->part_size <= offset
+         && part_at (file, file->first_index)->syncing == 0) {
     if (!part_unlink (file, file->first_index, "retention", &local)) {
+      /* Not sticky, unlike every other failure here: nothing of the
+       * stream changed (the part is still there, still readable, and
+       * part_unlink() left its state as it was), so appends and syncs may
+       * go on, and a later call tries again.  The caller decides how loud
+       * that is. */
       g_prefix_error (&local, "cannot drop group file %s/%s before %" G_GUINT64_FORMAT ": ",
                       file->dir, file->name, offset);
-      return record_failure (file, local, error);
+      g_propagate_error (error, local);
+      return FALSE;
     }
   }
   return TRUE;

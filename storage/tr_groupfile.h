@@ -26,12 +26,18 @@
  * the owner (which knows its record format) truncates a torn tail with
  * tr_groupfile_truncate().
  *
- * Errors are sticky: after a failed write, sync, truncate or unlink every
+ * Errors are sticky: after a failed write, sync or truncate every
  * mutating call fails with TR_STORAGE_ERROR_CLOSED until the GroupFile is
  * reopened.  Reads still work (they only see what was written before).
+ * Two failures are not sticky, as they leave the logical stream untouched:
+ * a part tr_groupfile_drop_before() cannot delete, and
+ * tr_groupfile_zero_ahead().
  *
  * Thread safety: none.  One thread at a time (in the RPC store, whoever holds the commit lock);
- * reads from another thread need outside locking.
+ * reads from another thread need outside locking.  The one exception is
+ * tr_groupfile_sync_run(), the fsyncs of a sync split in three steps: it
+ * runs without the owner's lock, beside any other call, so that readers
+ * of what is already written need not wait for a sync.
  */
 #pragma once
 
@@ -87,6 +93,38 @@ gboolean tr_groupfile_read (TrGroupFile *file, guint64 offset, void *buf, gsize 
  * FAILED (sticky). */
 gboolean tr_groupfile_sync (TrGroupFile *file, GError **error);
 
+/* A sync in three steps, for an owner that serialises calls with a lock
+ * of its own and must not hold it across the fsyncs (readers of committed
+ * data would wait for every sync):
+ *
+ *   lock; sync = tr_groupfile_sync_begin (); unlock;
+ *   tr_groupfile_sync_run (sync);                 (no lock held)
+ *   lock; ok = tr_groupfile_sync_end (file, sync); unlock;
+ *
+ * The sync covers every byte written, and every part created or deleted,
+ * before tr_groupfile_sync_begin(); writes made meanwhile are covered by
+ * the next sync.  Several syncs may overlap.  Between _begin() and _end()
+ * any call may be made except tr_groupfile_truncate() (recovery, which owns
+ * the file) and tr_groupfile_free(); tr_groupfile_drop_before() keeps a
+ * part being synced.  tr_groupfile_sync() is the three steps in one. */
+typedef struct _TrGroupFileSync TrGroupFileSync;
+
+/* tr_groupfile_sync_begin:
+ * Notes what a sync must cover.  Returns: (transfer full) (nullable): pass
+ * it to tr_groupfile_sync_run() and then to tr_groupfile_sync_end(); NULL
+ * with TR_STORAGE_ERROR_CLOSED if the file is FAILED. */
+TrGroupFileSync *tr_groupfile_sync_begin (TrGroupFile *file, GError **error);
+/* tr_groupfile_sync_run:
+ * The fsyncs (each part noted, then the directory if needed).  Touches
+ * nothing of the GroupFile: call it without the owner's lock.  Its result
+ * is kept in @sync for tr_groupfile_sync_end(). */
+void tr_groupfile_sync_run (TrGroupFileSync *sync);
+/* tr_groupfile_sync_end:
+ * @sync: (transfer full): freed here
+ * Marks what the sync covered as durable; if an fsync failed, the file is
+ * FAILED (sticky, as for tr_groupfile_sync()) and the error returned. */
+gboolean tr_groupfile_sync_end (TrGroupFile *file, TrGroupFileSync *sync, GError **error);
+
 /* tr_groupfile_truncate:
  * Cuts the logical file back to @offset (>= first offset, <= size): parts
  * after the one holding @offset are deleted, that part is truncated.  Used to
@@ -96,7 +134,10 @@ gboolean tr_groupfile_truncate (TrGroupFile *file, guint64 offset, GError **erro
 /* tr_groupfile_drop_before:
  * Deletes every whole part that ends at or before @offset (retention).  The
  * part holding the last byte written is never deleted.  Logs each deletion
- * (structured, TR_FILE).  Durable after the next sync. */
+ * (structured, TR_FILE).  Durable after the next sync.  A part that cannot
+ * be deleted stops the call with its error (naming the part and errno) but
+ * leaves the file usable: the parts before it are gone, it and the rest stay
+ * readable and appends go on; call again to retry. */
 gboolean tr_groupfile_drop_before (TrGroupFile *file, guint64 offset, GError **error);
 
 /* tr_groupfile_zero_ahead:

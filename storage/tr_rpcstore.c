@@ -1,7 +1,8 @@
 /* tr_rpcstore.c - open and close, group commit, cache and reads of the RPC
  * store.
  *
- * Formats: tr_rpcstore_private.h and docs/format/rpcstore.md.
+ * Formats: tr_rpcrecord.h and docs/format/rpcstore.md.  Reads:
+ * tr_rpcstore_read.c.
  * Recovery: tr_rpcstore_recover.c.  The writer thread (periodic work,
  * retention): tr_rpcstore_writer.c.  Dead-letter lists: tr_rpcstore_dead.c.
  *
@@ -22,6 +23,7 @@
 
 #include "tr_endian.h"
 #include "tr_record.h"
+#include "tr_rpcrecord.h"
 #include "tr_rpcstore_private.h"
 #include "tr_storage_error.h"
 
@@ -45,9 +47,10 @@ typedef struct {
   GBytes *message;
   guint32 *service_ids;
   guint n_services;
-  TrRpcCommitFunc done;
+  TrRpcCommitFunc done; /* (nullable): NULL for a record applied as follower */
   gpointer user_data;
   guint64 rpc_id;
+  gint64 commit_time_us; /* written into its record */
   guint64 offset;     /* logical offset of its data record, once written */
   guint32 record_len; /* header + payload */
   guint32 checksum;   /* the record's checksum, copied into index/list entries */
@@ -101,8 +104,8 @@ cache_insert (TrRpcStore *store, guint64 rpc_id, GBytes *message, gint64 time_us
   g_mutex_unlock (&store->cache_lock);
 }
 
-static GBytes *
-cache_lookup (TrRpcStore *store, guint64 rpc_id, gint64 *time_out)
+GBytes *
+tr_rpcstore__cache_lookup (TrRpcStore *store, guint64 rpc_id, gint64 *time_out)
 {
   GBytes *found = NULL;
 
@@ -133,34 +136,22 @@ fail_batch (TrRpcStore *store, GPtrArray *batch, const GError *error)
 {
   for (guint i = 0; i < batch->len; i++) {
     Submission *sub = g_ptr_array_index (batch, i);
-    sub->done (sub->user_data, 0, error);
+    if (sub->done != NULL)
+      sub->done (sub->user_data, 0, error);
   }
   g_mutex_lock (&store->head_lock);
   store->commit_errors += batch->len;
   g_mutex_unlock (&store->head_lock);
 }
 
-/* Encodes one data record for @sub into @buf. */
-static void
-encode_rpc (GByteArray *buf, Submission *sub, gint64 now_us)
+/* Appends the data record of @sub to @buf; returns its checksum. */
+static guint32
+encode_rpc (GByteArray *buf, Submission *sub)
 {
   gsize msg_len = 0;
   const guint8 *msg = g_bytes_get_data (sub->message, &msg_len);
-  guint32 payload_len = (guint32) (TR_RPCSTORE_RPC_PREFIX + 4 * sub->n_services + msg_len);
-  gsize start = buf->len;
-  guint8 *p;
 
-  g_byte_array_set_size (buf, start + TR_RECORD_SIZE (payload_len));
-  p = buf->data + start + TR_RECORD_HEADER_SIZE;
-  tr_put_le64 (p, sub->rpc_id);
-  tr_put_le64 (p + 8, (guint64) now_us);
-  tr_put_le16 (p + 16, (guint16) sub->n_services);
-  tr_put_le16 (p + 18, 0);
-  for (guint i = 0; i < sub->n_services; i++)
-    tr_put_le32 (p + 20 + 4 * i, sub->service_ids[i]);
-  if (msg_len > 0)
-    memcpy (p + 20 + 4 * sub->n_services, msg, msg_len);
-  tr_record_encode_header (buf->data + start, TR_RPCSTORE_REC_RPC, p, payload_len);
+  return tr_rpcrecord_encode (buf, sub->rpc_id, sub->commit_time_us, sub->service_ids, sub->n_services, msg, msg_len);
 }
 
 /* Appends @buf (records that all fit in the current part) and fixes the
@@ -191,7 +182,7 @@ append_chunk (TrRpcStore *store, GByteArray *buf, GPtrArray *batch, guint first,
 /* Writes every record of @batch into @buf and appends it; one append per
  * part touched.  *@peak: the most @buf held. */
 static gboolean
-write_records (TrRpcStore *store, GByteArray *buf, GPtrArray *batch, gint64 now_us, gsize *peak,
+write_records (TrRpcStore *store, GByteArray *buf, GPtrArray *batch, gsize *peak,
                GError **error)
 {
   guint64 part = store->options.group_file_size;
@@ -203,8 +194,7 @@ write_records (TrRpcStore *store, GByteArray *buf, GPtrArray *batch, gint64 now_
   for (guint i = 0; i < batch->len; i++) {
     Submission *sub = g_ptr_array_index (batch, i);
     gsize before = buf->len;
-    sub->rpc_id = store->next_rpc_id + i;
-    encode_rpc (buf, sub, now_us);
+    sub->checksum = encode_rpc (buf, sub);
     *peak = MAX (*peak, buf->len);
     if (buf->len > room) {
       /* This record would cross the part end: flush what fits, the
@@ -220,11 +210,10 @@ write_records (TrRpcStore *store, GByteArray *buf, GPtrArray *batch, gint64 now_
       first = i;
       room = part;
       before = 0;
-      encode_rpc (buf, sub, now_us);
+      sub->checksum = encode_rpc (buf, sub);
     }
     sub->offset = before;
     sub->record_len = (guint32) (buf->len - before);
-    sub->checksum = tr_get_le32 (buf->data + before + 8);
   }
   return append_chunk (store, buf, batch, first, batch->len, error);
 }
@@ -234,10 +223,10 @@ write_records (TrRpcStore *store, GByteArray *buf, GPtrArray *batch, gint64 now_
  * per 4 KiB each time), unless a batch of large messages made it bigger
  * than TR_COMMIT_BUF_KEEP. */
 static gboolean
-write_batch (TrRpcStore *store, GPtrArray *batch, gint64 now_us, GError **error)
+write_batch (TrRpcStore *store, GPtrArray *batch, GError **error)
 {
   gsize peak = 0;
-  gboolean ok = write_records (store, store->commit_buf, batch, now_us, &peak, error);
+  gboolean ok = write_records (store, store->commit_buf, batch, &peak, error);
 
   if (peak > TR_COMMIT_BUF_KEEP) {
     g_byte_array_unref (store->commit_buf);
@@ -247,14 +236,37 @@ write_batch (TrRpcStore *store, GPtrArray *batch, gint64 now_us, GError **error)
 }
 
 gboolean
+tr_rpcstore__sync_data_file (TrRpcStore *store, GError **error)
+{
+  TrGroupFileSync *sync;
+  gboolean ok;
+
+  /* ->data_lock is held only to note and to settle what the sync covers,
+   * never across the fdatasync itself: every read of a committed record
+   * from disk takes ->data_lock, and a cold read must not wait for the
+   * sync of a later commit.  The records this sync covers are not yet
+   * acknowledged (nor published), so no reader looks for them; what
+   * readers look for was synced by an earlier call.  ->data stays the same
+   * object meanwhile: the caller holds ->commit_lock or the reader side of
+   * ->files_lock, and a reopen, the only thing that replaces it, takes both. */
+  g_mutex_lock (&store->data_lock);
+  sync = tr_groupfile_sync_begin (store->data, error);
+  g_mutex_unlock (&store->data_lock);
+  if (sync == NULL)
+    return FALSE;
+  tr_groupfile_sync_run (sync);
+  g_mutex_lock (&store->data_lock);
+  ok = tr_groupfile_sync_end (store->data, sync, error);
+  g_mutex_unlock (&store->data_lock);
+  return ok;
+}
+
+gboolean
 tr_rpcstore__sync_data (TrRpcStore *store, GError **error)
 {
   gint64 start = g_get_monotonic_time ();
-  gboolean ok;
+  gboolean ok = tr_rpcstore__sync_data_file (store, error);
 
-  g_mutex_lock (&store->data_lock);
-  ok = tr_groupfile_sync (store->data, error);
-  g_mutex_unlock (&store->data_lock);
   /* Moving average of the fsync time, for the group commit delay. */
   g_atomic_int_set (&store->fsync_ewma_us,
                     (gint) ((7 * (gint64) store->fsync_ewma_us + MIN (g_get_monotonic_time () - start, G_MAXINT)) / 8));
@@ -265,6 +277,16 @@ tr_rpcstore__sync_data (TrRpcStore *store, GError **error)
   return ok;
 }
 
+/* Tells every subscriber (->commit_lock held). */
+static void
+notify_subscribers (TrRpcStore *store, TrRpcNotify what, guint64 value)
+{
+  for (guint i = 0; i < store->subscribers->len; i++) {
+    const TrRpcSubscriber *sub = &g_array_index (store->subscribers, TrRpcSubscriber, i);
+    sub->notify (sub->user_data, what, value);
+  }
+}
+
 static void
 publish (TrRpcStore *store, guint64 head)
 {
@@ -273,8 +295,7 @@ publish (TrRpcStore *store, guint64 head)
   memcpy (store->pub_list_heads, store->list_heads, store->n_ids * sizeof (guint64));
   store->batches++;
   g_mutex_unlock (&store->head_lock);
-  if (store->notify)
-    store->notify (store->notify_data, TR_RPC_NOTIFY_COMMITTED, head);
+  notify_subscribers (store, TR_RPC_NOTIFY_COMMITTED, head);
 }
 
 /* After a data-file failure: reopen it and cut it back to the end of the
@@ -327,23 +348,36 @@ ask_for_zeros (TrRpcStore *store)
   g_mutex_unlock (&store->stop_lock);
 }
 
-static void
-commit_batch (TrRpcStore *store, GPtrArray *batch)
+/* Before a batch: after a failure, reopens the store (throttled), which
+ * may recover fewer rpcs than were written, so ids are given (leader) or
+ * checked (follower) only after this.  FALSE with the failure while the
+ * store stays failed (->commit_lock held). */
+static gboolean
+ensure_writable (TrRpcStore *store, GError **error)
+{
+  if (store->failure != NULL && !tr_rpcstore__try_reopen (store)) {
+    g_propagate_error (error, g_error_copy (store->failure));
+    return FALSE;
+  }
+  return TRUE;
+}
+
+/* Commits @batch, whose submissions have their rpc ids (next_rpc_id on)
+ * and commit times: the one commit path of leader and follower
+ * (->commit_lock held, ensure_writable() done).  Every callback has run
+ * when it returns.  FALSE with @error_out (optional) when nothing of the
+ * batch is stored. */
+static gboolean
+commit_batch (TrRpcStore *store, GPtrArray *batch, GError **error_out)
 {
   g_autoptr (GError) error = NULL;
-  gint64 now_us = g_get_real_time ();
   guint64 end_before;
   gboolean ok;
 
-  if (store->failure != NULL && !tr_rpcstore__try_reopen (store)) {
-    fail_batch (store, batch, store->failure);
-    return;
-  }
   end_before = store->data_end;
-  ok = write_batch (store, batch, now_us, &error);
+  ok = write_batch (store, batch, &error);
   if (ok && store->options.sync_mode == TR_SYNC_ALWAYS) {
-    if (store->notify)
-      store->notify (store->notify_data, TR_RPC_NOTIFY_SYNCING, batch->len);
+    notify_subscribers (store, TR_RPC_NOTIFY_SYNCING, batch->len);
     ok = tr_rpcstore__sync_data (store, &error);
   }
   if (!ok) {
@@ -353,7 +387,8 @@ commit_batch (TrRpcStore *store, GPtrArray *batch)
     store->data_end = end_before;
     store->failure = g_error_copy (error);
     fail_batch (store, batch, error);
-    return;
+    g_propagate_error (error_out, g_steal_pointer (&error));
+    return FALSE;
   }
   store->unsynced = store->options.sync_mode != TR_SYNC_ALWAYS;
   /* Zeros stop at the end of a part: the next part asks again once the
@@ -371,7 +406,8 @@ commit_batch (TrRpcStore *store, GPtrArray *batch)
   record_latency (store, batch);
   for (guint i = 0; i < batch->len; i++) {
     Submission *sub = g_ptr_array_index (batch, i);
-    sub->done (sub->user_data, sub->rpc_id, NULL);
+    if (sub->done != NULL)
+      sub->done (sub->user_data, sub->rpc_id, NULL);
   }
   for (guint i = 0; i < batch->len; i++) {
     Submission *sub = g_ptr_array_index (batch, i);
@@ -384,11 +420,12 @@ commit_batch (TrRpcStore *store, GPtrArray *batch)
                  error->message);
       store->failure = g_steal_pointer (&error);
     }
-    cache_insert (store, sub->rpc_id, sub->message, now_us);
+    cache_insert (store, sub->rpc_id, sub->message, sub->commit_time_us);
   }
   store->next_rpc_id += batch->len;
   store->rpcs_committed += batch->len;
   publish (store, store->next_rpc_id - 1);
+  return TRUE;
 }
 
 /* ---- public API ------------------------------------------------------- */
@@ -396,6 +433,7 @@ commit_batch (TrRpcStore *store, GPtrArray *batch)
 static void
 store_free (TrRpcStore *store)
 {
+  g_clear_pointer (&store->subscribers, g_array_unref);
   if (store->dwb)
     tr_dwbuffer_free (store->dwb);
   g_clear_pointer (&store->data, tr_groupfile_free);
@@ -429,6 +467,7 @@ store_free (TrRpcStore *store)
   g_mutex_clear (&store->dead_lock);
   g_rw_lock_clear (&store->files_lock);
   g_strfreev (store->configured);
+  g_free (store->retention_error);
   g_free (store->dir);
   g_free (store);
 }
@@ -454,6 +493,7 @@ tr_rpcstore_open (TrIo *io, const char *dir, const TrRpcStoreOptions *options,
   if (store->options.checkpoint_interval_ms == 0)
     store->options.checkpoint_interval_ms = 1000;
   g_mutex_init (&store->commit_lock);
+  store->subscribers = g_array_new (FALSE, FALSE, sizeof (TrRpcSubscriber));
   g_mutex_init (&store->data_lock);
   g_mutex_init (&store->head_lock);
   g_mutex_init (&store->cache_lock);
@@ -538,14 +578,36 @@ tr_rpcstore_group_commit_delay_us (TrRpcStore *store)
 }
 
 void
-tr_rpcstore_set_notify (TrRpcStore *store, TrRpcNotifyFunc notify, gpointer user_data)
+tr_rpcstore_add_subscriber (TrRpcStore *store, TrRpcNotifyFunc notify, gpointer user_data)
 {
-  /* publish() calls it under ->commit_lock: once this returns, the old
-   * callback is neither running nor about to run (safe to free its data). */
+  TrRpcSubscriber sub = { notify, user_data };
+
+  g_return_if_fail (store != NULL && notify != NULL);
+  /* Subscribers are called under ->commit_lock, so changing the list under
+   * it never races with a call. */
   g_mutex_lock (&store->commit_lock);
-  store->notify = notify;
-  store->notify_data = user_data;
+  g_array_append_val (store->subscribers, sub);
   g_mutex_unlock (&store->commit_lock);
+}
+
+gboolean
+tr_rpcstore_remove_subscriber (TrRpcStore *store, TrRpcNotifyFunc notify, gpointer user_data)
+{
+  gboolean found = FALSE;
+
+  g_return_val_if_fail (store != NULL && notify != NULL, FALSE);
+  /* Once this has the lock, no call of the old subscriber is running or
+   * about to run: its data may be freed when this returns. */
+  g_mutex_lock (&store->commit_lock);
+  for (guint i = 0; i < store->subscribers->len && !found; i++) {
+    const TrRpcSubscriber *sub = &g_array_index (store->subscribers, TrRpcSubscriber, i);
+    if (sub->notify == notify && sub->user_data == user_data) {
+      g_array_remove_index (store->subscribers, i);
+      found = TRUE;
+    }
+  }
+  g_mutex_unlock (&store->commit_lock);
+  return found;
 }
 
 struct _TrRpcBatch {
@@ -597,13 +659,77 @@ tr_rpcbatch_add (TrRpcBatch *batch, GBytes *message, const guint32 *service_ids,
 void
 tr_rpcstore_submit_batch (TrRpcStore *store, TrRpcBatch *batch)
 {
+  g_autoptr (GError) error = NULL;
+  gint64 now_us;
+
   g_return_if_fail (store != NULL && batch != NULL);
   if (batch->subs->len == 0)
     return;
   g_mutex_lock (&store->commit_lock);
-  commit_batch (store, batch->subs);
+  /* Commit as leader: the store gives the ids and the commit time.  A
+   * failure reaches every submitter through its callback. */
+  if (!ensure_writable (store, &error)) {
+    fail_batch (store, batch->subs, error);
+  } else {
+    now_us = g_get_real_time ();
+    for (guint i = 0; i < batch->subs->len; i++) {
+      Submission *sub = g_ptr_array_index (batch->subs, i);
+      sub->rpc_id = store->next_rpc_id + i;
+      sub->commit_time_us = now_us;
+    }
+    if (!commit_batch (store, batch->subs, NULL))
+      g_debug ("batch of %u rpcs failed (each submitter was told)", batch->subs->len);
+  }
   g_mutex_unlock (&store->commit_lock);
   g_ptr_array_set_size (batch->subs, 0);
+}
+
+/* Whether @records continue the store at head + 1, one id after the other
+ * (->commit_lock held). */
+static gboolean
+check_sequence (TrRpcStore *store, TrRpcStoreRecord *const *records, guint n_records, GError **error)
+{
+  for (guint i = 0; i < n_records; i++) {
+    if (records[i]->rpc_id != store->next_rpc_id + i) {
+      g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_SEQUENCE,
+                   "cannot apply rpc %" G_GUINT64_FORMAT " (record %u of the batch) to store %s: the next rpc id "
+                   "is %" G_GUINT64_FORMAT " (head %" G_GUINT64_FORMAT ")",
+                   records[i]->rpc_id, i, store->dir, store->next_rpc_id + i, store->next_rpc_id - 1);
+      return FALSE;
+    }
+  }
+  return TRUE;
+}
+
+gboolean
+tr_rpcstore_apply_batch (TrRpcStore *store, TrRpcStoreRecord *const *records, guint n_records, GError **error)
+{
+  g_autoptr (GPtrArray) subs = g_ptr_array_new_with_free_func ((GDestroyNotify) submission_free);
+  gint64 now = g_get_monotonic_time ();
+  gboolean ok;
+
+  g_return_val_if_fail (store != NULL && (records != NULL || n_records == 0), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+  if (n_records == 0)
+    return TRUE;
+  for (guint i = 0; i < n_records; i++) {
+    Submission *sub;
+    g_return_val_if_fail (records[i] != NULL && records[i]->message != NULL, FALSE);
+    g_return_val_if_fail (records[i]->n_services <= G_MAXUINT16, FALSE);
+    sub = g_new0 (Submission, 1);
+    sub->message = g_bytes_ref (records[i]->message);
+    sub->service_ids = g_memdup2 (records[i]->service_ids, MAX (records[i]->n_services, 1) * sizeof (guint32));
+    sub->n_services = records[i]->n_services;
+    sub->rpc_id = records[i]->rpc_id;
+    sub->commit_time_us = records[i]->commit_time_us;
+    sub->submitted_us = now;
+    g_ptr_array_add (subs, sub);
+  }
+  g_mutex_lock (&store->commit_lock);
+  ok = ensure_writable (store, error) && check_sequence (store, records, n_records, error)
+       && commit_batch (store, subs, error);
+  g_mutex_unlock (&store->commit_lock);
+  return ok;
 }
 
 void
@@ -650,169 +776,6 @@ tr_rpcstore_service_first (TrRpcStore *store, guint32 service_id)
   first = store->list_first[service_id];
   g_mutex_unlock (&store->head_lock);
   return first;
-}
-
-gboolean
-tr_rpcstore__read_entry (TrRpcStore *store, guint32 file_id, guint64 entry_no, guint8 entry[TR_RPCSTORE_ENTRY_SIZE],
-                         GError **error)
-{
-  guint64 pos = entry_no * TR_RPCSTORE_ENTRY_SIZE;
-  gboolean ok;
-
-  /* Caller holds ->files_lock (reader side) or ->commit_lock. */
-  if (store->dwb == NULL) {
-    g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CLOSED, "the store failed and is being reopened");
-    ok = FALSE;
-  } else {
-    ok = tr_dwbuffer_read (store->dwb, file_id, pos / TR_RPCSTORE_BLOCK_SIZE,
-                           (guint32) (pos % TR_RPCSTORE_BLOCK_SIZE), entry, TR_RPCSTORE_ENTRY_SIZE, error);
-  }
-  return ok;
-}
-
-gboolean
-tr_rpcstore_service_lookup (TrRpcStore *store, guint32 service_id, guint64 seqid, guint64 *rpc_id_out,
-                            GError **error)
-{
-  guint8 entry[TR_RPCSTORE_ENTRY_SIZE];
-  guint64 head, first;
-  gboolean ok;
-
-  g_return_val_if_fail (service_id < tr_rpcstore__n_ids (store), FALSE);
-  g_mutex_lock (&store->head_lock);
-  head = store->pub_list_heads[service_id];
-  first = store->list_first[service_id];
-  g_mutex_unlock (&store->head_lock);
-  if (seqid == 0 || seqid > head || seqid < first) {
-    g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_NOT_FOUND,
-                 "seqid %" G_GUINT64_FORMAT " of service %s is not stored (range %" G_GUINT64_FORMAT
-                 "..%" G_GUINT64_FORMAT ")",
-                 seqid, (const char *) g_ptr_array_index (store->service_names, service_id), first, head);
-    return FALSE;
-  }
-  g_rw_lock_reader_lock (&store->files_lock);
-  ok = tr_rpcstore__read_entry (store, TR_RPCSTORE_LIST_FILE_ID (service_id), seqid - 1, entry, error);
-  g_rw_lock_reader_unlock (&store->files_lock);
-  if (!ok)
-    return FALSE;
-  if (tr_get_le64 (entry) == 0
-      || tr_get_le32 (entry + 12) != (guint32) XXH3_64bits_withSeed (entry, 12, TR_RECORD_SEED)) {
-    g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CORRUPT,
-                 "list entry %" G_GUINT64_FORMAT " of service %s fails its checksum", seqid,
-                 (const char *) g_ptr_array_index (store->service_names, service_id));
-    return FALSE;
-  }
-  *rpc_id_out = tr_get_le64 (entry);
-  return TRUE;
-}
-
-gboolean
-tr_rpcstore_locate (TrRpcStore *store, guint64 rpc_id, guint64 *offset_out, guint32 *len_out, GError **error)
-{
-  guint8 entry[TR_RPCSTORE_ENTRY_SIZE];
-  guint64 head, first;
-  gboolean ok;
-
-  g_return_val_if_fail (store != NULL && offset_out != NULL && len_out != NULL, FALSE);
-  g_mutex_lock (&store->head_lock);
-  head = store->head_rpc_id;
-  first = store->first_rpc_id;
-  g_mutex_unlock (&store->head_lock);
-  if (rpc_id == 0 || rpc_id < first || rpc_id > head) {
-    g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_NOT_FOUND,
-                 "rpc %" G_GUINT64_FORMAT " is not stored (range %" G_GUINT64_FORMAT "..%" G_GUINT64_FORMAT ")",
-                 rpc_id, first, head);
-    return FALSE;
-  }
-  g_rw_lock_reader_lock (&store->files_lock);
-  ok = tr_rpcstore__read_entry (store, TR_RPCSTORE_INDEX_FILE_ID, rpc_id - 1, entry, error);
-  g_rw_lock_reader_unlock (&store->files_lock);
-  if (!ok)
-    return FALSE;
-  *offset_out = tr_get_le64 (entry);
-  *len_out = tr_get_le32 (entry + 8);
-  return TRUE;
-}
-
-/* Reads and verifies the data record of @rpc_id from disk.  Caller holds
- * ->files_lock (reader side). */
-static GBytes *
-read_record_locked (TrRpcStore *store, guint64 rpc_id, gint64 *time_out, GError **error)
-{
-  guint8 entry[TR_RPCSTORE_ENTRY_SIZE];
-  g_autofree guint8 *buf = NULL;
-  guint32 len;
-  TrRecordView view;
-  gboolean ok;
-  gsize got = 0;
-  guint16 n;
-
-  if (!tr_rpcstore__read_entry (store, TR_RPCSTORE_INDEX_FILE_ID, rpc_id - 1, entry, error))
-    return NULL;
-  len = tr_get_le32 (entry + 8);
-  if (len < TR_RECORD_SIZE (TR_RPCSTORE_RPC_PREFIX) || len > store->options.group_file_size) {
-    g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CORRUPT,
-                 "index entry of rpc %" G_GUINT64_FORMAT " is invalid", rpc_id);
-    return NULL;
-  }
-  buf = g_malloc (len);
-  g_mutex_lock (&store->data_lock);
-  ok = tr_groupfile_read (store->data, tr_get_le64 (entry), buf, len, &got, error);
-  g_mutex_unlock (&store->data_lock);
-  /* ->data cannot be NULL here: it is only replaced under the writer side. */
-  if (!ok)
-    return NULL;
-  if (got != len || tr_record_decode (buf, len, len, &view) != TR_RECORD_OK
-      || view.type != TR_RPCSTORE_REC_RPC || tr_get_le64 (view.payload) != rpc_id) {
-    g_autofree char *path = tr_groupfile_part_path (store->data, tr_get_le64 (entry));
-    g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CORRUPT,
-                 "data record of rpc %" G_GUINT64_FORMAT " in %s at offset %" G_GUINT64_FORMAT
-                 " is corrupt",
-                 rpc_id, path, tr_get_le64 (entry));
-    return NULL;
-  }
-  n = tr_get_le16 (view.payload + 16);
-  if (time_out)
-    *time_out = (gint64) tr_get_le64 (view.payload + 8);
-  {
-    gsize skip = TR_RECORD_HEADER_SIZE + TR_RPCSTORE_RPC_PREFIX + 4 * (gsize) n;
-    g_autoptr (GBytes) whole = g_bytes_new_take (g_steal_pointer (&buf), len);
-    if (skip > len) {
-      g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CORRUPT,
-                   "data record of rpc %" G_GUINT64_FORMAT " has a bad service count", rpc_id);
-      return NULL;
-    }
-    return g_bytes_new_from_bytes (whole, skip, len - skip);
-  }
-}
-
-GBytes *
-tr_rpcstore_get (TrRpcStore *store, guint64 rpc_id, gint64 *timestamp_us_out, GError **error)
-{
-  GBytes *message;
-  guint64 head, first;
-
-  g_return_val_if_fail (store != NULL, NULL);
-  message = cache_lookup (store, rpc_id, timestamp_us_out);
-  if (message != NULL)
-    return message;
-  g_mutex_lock (&store->head_lock);
-  head = store->head_rpc_id;
-  first = store->first_rpc_id;
-  g_mutex_unlock (&store->head_lock);
-  if (rpc_id == 0 || rpc_id > head || rpc_id < first) {
-    g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_NOT_FOUND,
-                 "rpc %" G_GUINT64_FORMAT " is not stored (range %" G_GUINT64_FORMAT "..%" G_GUINT64_FORMAT
-                 ")",
-                 rpc_id, first, head);
-    return NULL;
-  }
-  g_rw_lock_reader_lock (&store->files_lock);
-  message = store->data != NULL ? read_record_locked (store, rpc_id, timestamp_us_out, error) : NULL;
-  if (store->data == NULL)
-    g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CLOSED, "the store failed and is being reopened");
-  g_rw_lock_reader_unlock (&store->files_lock);
-  return message;
 }
 
 void

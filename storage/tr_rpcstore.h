@@ -15,7 +15,10 @@
  *
  * Commit path: tr_rpcstore_submit() (one message) or
  * tr_rpcstore_submit_batch() (a group commit: every RPC the caller read in
- * one event loop iteration) commit on the calling thread: append one data
+ * one event loop iteration) commit as leader (the store gives the ids), and
+ * tr_rpcstore_apply_batch() commits as follower (the ids and commit times
+ * come with the records, read on the leader with
+ * tr_rpcstore_read_record()); both on the calling thread: append one data
  * record per RPC, fdatasync once per batch (sync_mode always), write the
  * index and list entries into the DoubleWriteBuffer (memory) and call each
  * submitter's callback, all before returning.  No thread hop is on the
@@ -27,11 +30,13 @@
  * and records a checkpoint; recovery re-derives index and list entries from the data
  * records after the checkpoint, so only the data file needs a sync per batch.
  *
- * Threads: tr_rpcstore_submit*() and every read function are thread-safe;
- * commits from several threads are serialised.  Commit callbacks run on the
+ * Threads: tr_rpcstore_submit*(), tr_rpcstore_apply_batch() and every read
+ * function are thread-safe; commits from several threads are serialised.  Commit callbacks run on the
  * submitting thread and must not call tr_rpcstore_submit*().
  * Lock order: ->commit_lock before ->data_lock before the DoubleWriteBuffer's locks; ->cache_lock
- * and ->head_lock are leaves.
+ * and ->head_lock are leaves.  Reads never wait for an fdatasync: ->data_lock
+ * (which a read from disk takes) is not held across one, and ->commit_lock
+ * (which is) is taken by no read.
  */
 #pragma once
 
@@ -72,7 +77,8 @@ typedef enum {
   TR_RPC_NOTIFY_SYNCING,
 } TrRpcNotify;
 
-/* Used to wake the push side (tr_push_on_store_event()). */
+/* A subscriber (tr_rpcstore_add_subscriber()): the push side
+ * (tr_push_on_store_event()), and next a replication source. */
 typedef void (*TrRpcNotifyFunc) (gpointer user_data, TrRpcNotify what, guint64 value);
 
 /* tr_rpcstore_open:
@@ -111,7 +117,20 @@ gint tr_rpcstore_add_service (TrRpcStore *store, const char *name, GError **erro
  * batches (under the commit lock); not from a commit callback. */
 void tr_rpcstore_retire_service (TrRpcStore *store, guint32 service_id);
 
-void tr_rpcstore_set_notify (TrRpcStore *store, TrRpcNotifyFunc notify, gpointer user_data);
+/* tr_rpcstore_add_subscriber:
+ * Adds @notify (with @user_data) to the functions told of every batch, in
+ * the order they were added (TrRpcNotify: on the committing thread, under
+ * the commit lock).  The same pair may not be added twice.  Any thread but
+ * a subscriber's (it takes the commit lock, so it waits for a batch being
+ * committed). */
+void tr_rpcstore_add_subscriber (TrRpcStore *store, TrRpcNotifyFunc notify, gpointer user_data);
+
+/* tr_rpcstore_remove_subscriber:
+ * Removes the pair added by tr_rpcstore_add_subscriber().  Once it returns,
+ * @notify is neither running nor about to run for it, so @user_data may be
+ * freed.  Threads as for adding.
+ * Returns: FALSE if the pair was not subscribed. */
+gboolean tr_rpcstore_remove_subscriber (TrRpcStore *store, TrRpcNotifyFunc notify, gpointer user_data);
 
 /* tr_rpcstore_group_commit_delay_us:
  * How long a caller may hold a batch back to let other producers join it:
@@ -155,6 +174,38 @@ void tr_rpcbatch_add (TrRpcBatch *batch, GBytes *message, const guint32 *service
  * empties it; every callback has run when this returns. */
 void tr_rpcstore_submit_batch (TrRpcStore *store, TrRpcBatch *batch);
 
+/* A stored RPC as it is on disk (tr_rpcstore_read_record()): everything a
+ * replica needs to apply it (tr_rpcstore_apply_batch()). */
+typedef struct {
+  guint64 rpc_id;
+  gint64 commit_time_us; /* the leader's commit time, microseconds since the epoch */
+  GBytes *message;       /* (transfer full): the Thrift message, without frame length */
+  guint32 *service_ids;  /* (transfer full) (array length=n_services) */
+  guint n_services;
+} TrRpcStoreRecord;
+
+void tr_rpcstore_record_free (TrRpcStoreRecord *record);
+
+/* tr_rpcstore_apply_batch:
+ * @records: (array length=n_records): records of another store (the
+ *   leader's, read with tr_rpcstore_read_record() and shipped)
+ *
+ * Commit as follower: stores @records with the ids and commit times they
+ * carry, in order, as one group commit: the same path as
+ * tr_rpcstore_submit_batch() (one write per part, one fdatasync with
+ * sync_mode always, index and list entries through the DoubleWriteBuffer,
+ * cache, subscribers notified), so the same recovery brings them back after
+ * a crash, and for the same records the data, index and list files are
+ * byte for byte the leader's.  The first record must be head + 1 and each
+ * the one before + 1.  Runs on the calling thread (a replica's receiving
+ * loop); thread-safe, serialised with every other commit.  Returns when the
+ * batch is as durable as sync_mode promises.
+ * Returns: TRUE, or FALSE with TR_STORAGE_ERROR_SEQUENCE (ids not head + 1
+ * onward: nothing stored), _IO / _FULL / _CLOSED (nothing of the batch
+ * stored; the store reopens by itself as after a failed commit). */
+gboolean tr_rpcstore_apply_batch (TrRpcStore *store, TrRpcStoreRecord *const *records, guint n_records,
+                                  GError **error);
+
 /* Head (last committed) global rpc id; 0 when empty. */
 guint64 tr_rpcstore_head (TrRpcStore *store);
 /* Last committed seqid of a service's list; 0 when empty. */
@@ -183,6 +234,17 @@ gboolean tr_rpcstore_locate (TrRpcStore *store, guint64 rpc_id, guint64 *offset_
  * cache, else from disk, checksum verified), or NULL with NOT_FOUND/CORRUPT.
  * @timestamp_us_out (optional): commit time. */
 GBytes *tr_rpcstore_get (TrRpcStore *store, guint64 rpc_id, gint64 *timestamp_us_out, GError **error);
+
+
+/* tr_rpcstore_read_record:
+ * Reads the data record of @rpc_id (first <= @rpc_id <= head) from the data
+ * file, checksum verified: its id, commit time, message and service list.
+ * Always from disk (the cache keeps no service lists); the read never waits
+ * for a commit's fdatasync.  Thread-safe.
+ * Returns: (transfer full) (nullable): free with tr_rpcstore_record_free();
+ * NULL with TR_STORAGE_ERROR_NOT_FOUND (not stored, or dropped by
+ * retention), _CORRUPT (naming the file and offset), _CLOSED or _IO. */
+TrRpcStoreRecord *tr_rpcstore_read_record (TrRpcStore *store, guint64 rpc_id, GError **error);
 
 /* tr_rpcstore_set_low_water:
  * Tells retention that @service_id no longer needs seqids below @seqid (the
@@ -243,5 +305,7 @@ typedef struct {
 } TrRpcStoreStats;
 
 void tr_rpcstore_get_stats (TrRpcStore *store, TrRpcStoreStats *stats_out);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (TrRpcStoreRecord, tr_rpcstore_record_free)
 
 G_END_DECLS

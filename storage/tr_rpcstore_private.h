@@ -1,36 +1,15 @@
 /* tr_rpcstore_private.h - shared between the files of the RPC store:
- * tr_rpcstore.c (open, close, commit, cache, reads), tr_rpcstore_writer.c
- * (the writer thread: periodic work, retention), tr_rpcstore_dead.c
- * (dead-letter lists) and tr_rpcstore_recover.c (recovery, service map).
+ * tr_rpcstore.c (open, close, commit, cache), tr_rpcstore_read.c (reads),
+ * tr_rpcstore_writer.c (the writer thread: periodic work, retention),
+ * tr_rpcstore_dead.c (dead-letter lists), tr_rpcstore_recover.c
+ * (open/reopen recovery), tr_rpcstore_checkpoint.c (checkpoints) and
+ * tr_rpcstore_services.c (services.map, services added and retired at run
+ * time).
  * Not for use outside storage/.
  *
- * On-disk formats (docs/format/rpcstore.md, version 1), all little-endian:
- *
- * Data record: record frame v1 (tr_record.h) of type TR_RPCSTORE_REC_RPC,
- * payload:
- *   0   8  global rpc id (>= 1, dense: each record is the previous one + 1)
- *   8   8  commit time, microseconds since the Unix epoch (i64)
- *   16  2  n = number of subscribing services
- *   18  2  flags, 0
- *   20  4n service ids (u32 each), in the order their list entries were made
- *   20+4n  the Thrift message, byte for byte as received (no frame length)
- *
- * Index entry (16 bytes, entry of rpc id r at logical offset (r-1)*16):
- *   0 8 logical offset of the data record in the data GroupFile
- *   8 4 total record length (header + payload)
- *   12 4 the data record's checksum (its header bytes 8..11)
- *
- * List entry (16 bytes, entry of service seqid s at logical offset (s-1)*16):
- *   0 8 global rpc id
- *   8 4 the data record's checksum
- *   12 4 low 32 bits of XXH3-64(seed TR_RECORD_SEED) over bytes 0..11
- *
- * Checkpoint (RotateFile state):
- *   0 4 version (1)
- *   4 8 last rpc id whose index and list entries are durable
- *   12 8 logical data offset just after that rpc's record
- *   20 4 m = number of services
- *   24 12m (u32 service id, u64 list head seqid) pairs
+ * On-disk formats: the records' codec is tr_rpcrecord.h (data records,
+ * index and list entries, the checkpoint), dead-letter records are
+ * tr_rpcstore_dead.c's; all mirrored in docs/format/rpcstore.md.
  */
 #pragma once
 
@@ -39,16 +18,14 @@
 #include "tr_groupfile.h"
 #include "tr_io.h"
 #include "tr_rotatefile.h"
+#include "tr_rpcrecord.h"
 #include "tr_rpcstore.h"
 
 #include <glib.h>
 
 G_BEGIN_DECLS
 
-#define TR_RPCSTORE_REC_RPC 0x44 /* 'D' */
 #define TR_RPCSTORE_REC_DEAD 0x4c /* 'L' */
-#define TR_RPCSTORE_RPC_PREFIX 20
-#define TR_RPCSTORE_ENTRY_SIZE 16
 #define TR_RPCSTORE_BLOCK_SIZE 4096
 /* sync_mode always: the writer keeps TR_ZERO_AHEAD bytes of zeros written
  * and synced after the end of the data, so that each commit's fdatasync
@@ -62,15 +39,23 @@ G_BEGIN_DECLS
 #define TR_ZERO_RETRY_US (10 * G_TIME_SPAN_SECOND)
 #define TR_RPCSTORE_MAX_SERVICES 4096
 #define TR_RPCSTORE_INDEX_FILE_ID 0
-#define TR_RPCSTORE_CHECKPOINT_VERSION 1
 /* DoubleWriteBuffer file id of a service's list. */
 #define TR_RPCSTORE_LIST_FILE_ID(service_id) ((guint32) (service_id) + 1)
+
+/* One function told of every batch (tr_rpcstore_add_subscriber()). */
+typedef struct {
+  TrRpcNotifyFunc notify;
+  gpointer user_data;
+} TrRpcSubscriber;
 
 struct _TrRpcStore {
   TrIo *io;
   char *dir;
   TrRpcStoreOptions options;
 
+  /* Every call on ->data is made under ->data_lock; mutations also need
+   * ->commit_lock.  Never held across an fsync (readers take it for each
+   * read from disk): tr_rpcstore__sync_data_file(). */
   GMutex data_lock;
   TrGroupFile *data; /* protected by ->data_lock */
 
@@ -118,6 +103,7 @@ struct _TrRpcStore {
   gboolean zero_wanted;    /* protected by ->stop_lock: wakes the writer for it */
   gint64 zero_retry_us;    /* after a failure (a full disk), not again before this */
   guint retention_parts;   /* data parts after the last retention run: more means run again */
+  char *retention_error;   /* writer thread: why the last retention run failed, NULL if it worked */
 
   /* Published state, read by any thread. */
   GMutex head_lock;
@@ -132,8 +118,7 @@ struct _TrRpcStore {
   guint64 commit_errors;      /* protected by ->head_lock */
   guint64 commit_latency[TR_RPCSTORE_LATENCY_BUCKETS]; /* protected by ->head_lock */
 
-  TrRpcNotifyFunc notify;
-  gpointer notify_data;
+  GArray *subscribers; /* TrRpcSubscriber, in the order added; protected by ->commit_lock */
 
   /* Recent messages: ring of rpc ids [cache_lo, cache_hi]. */
   GMutex cache_lock;
@@ -150,6 +135,16 @@ struct _TrRpcStore {
   GMutex dead_lock;
   GPtrArray *dead; /* TrGroupFile* by service id, opened lazily; protected by ->dead_lock */
 };
+
+/* Reads services.map (creating it, or adding the configured @services it
+ * lacks) into ->service_ids, ->service_names and ->n_ids
+ * (tr_rpcstore_services.c). */
+gboolean tr_rpcstore__load_service_map (TrRpcStore *store, const char *const *services, GError **error);
+
+/* Opens the checkpoint RotateFile and sets the commit state (next rpc id,
+ * data end, list heads) from the last checkpoint, or to an empty store
+ * (tr_rpcstore_checkpoint.c).  Errors: _CORRUPT naming the file. */
+gboolean tr_rpcstore__load_checkpoint (TrRpcStore *store, GError **error);
 
 /* Recovery (tr_rpcstore_recover.c): loads the service map, opens the
  * files, replays the journal, re-derives entries after the checkpoint. */
@@ -204,9 +199,25 @@ gboolean tr_rpcstore__run_exclusive (TrRpcStore *store, TrRpcStoreTask func, gpo
 /* Reads the 16-byte entry @entry_no (0-based) of DoubleWriteBuffer file
  * @file_id.  Caller holds ->files_lock (reader side) or ->commit_lock. */
 gboolean tr_rpcstore__read_entry (TrRpcStore *store, guint32 file_id, guint64 entry_no,
-                                  guint8 entry[TR_RPCSTORE_ENTRY_SIZE], GError **error);
+                                  guint8 entry[TR_RPCRECORD_ENTRY_SIZE], GError **error);
 
-/* Syncs the data file (->commit_lock held). */
+/* The cached message of @rpc_id (and its commit time), or NULL; counts
+ * the hit or miss.  Any thread. */
+GBytes *tr_rpcstore__cache_lookup (TrRpcStore *store, guint64 rpc_id, gint64 *time_out);
+
+/* Reads and decodes the index entry of @rpc_id; TR_STORAGE_ERROR_CORRUPT
+ * if it cannot describe a record.  Caller holds ->files_lock (reader side)
+ * or ->commit_lock. */
+gboolean tr_rpcstore__read_index (TrRpcStore *store, guint64 rpc_id, TrRpcIndexEntry *out, GError **error);
+
+/* Syncs the data file, holding ->data_lock only around the fsyncs, not
+ * across them (readers of committed records go on meanwhile).  Caller holds
+ * ->commit_lock or the reader side of ->files_lock (so no reopen replaces
+ * ->data); overlapping calls are fine (tr_groupfile_sync_begin()). */
+gboolean tr_rpcstore__sync_data_file (TrRpcStore *store, GError **error);
+
+/* tr_rpcstore__sync_data_file() plus the fsync time average and the
+ * interval mode bookkeeping (->commit_lock held). */
 gboolean tr_rpcstore__sync_data (TrRpcStore *store, GError **error);
 
 /* After a data-file failure: reopens the store, throttled; FALSE while the

@@ -1,5 +1,7 @@
-/* tr_rpcstore_recover.c - opening the RPC store: service map, files,
+/* tr_rpcstore_recover.c - opening and reopening the RPC store: files,
  * DoubleWriteBuffer journal replay, tail scan after the last checkpoint.
+ * The service map is read by tr_rpcstore_services.c, the checkpoint by
+ * tr_rpcstore_checkpoint.c.
  *
  * Recovery never scans the whole store: it starts at the data offset of the
  * last checkpoint, so restart time is bounded by the checkpoint interval,
@@ -10,90 +12,19 @@
  * bytes dropped); anywhere else it is corruption and opening fails naming
  * the file and offset.  Formats: tr_rpcstore_private.h.
  */
-#include "tr_endian.h"
-#include "tr_dwfile.h"
 #include "tr_record.h"
+#include "tr_rpcrecord.h"
 #include "tr_rpcstore_private.h"
 #include "tr_storage_error.h"
 
 #include <string.h>
-#include <xxhash.h>
 
-#define TR_SERVICES_MAP "services.map"
-#define TR_CHECKPOINT_FILE_SIZE (64 * 1024)
 #define TR_WHY_OUT_OF_SEQUENCE "rpc id out of sequence"
 
 TrGroupFile *
 tr_rpcstore__open_file (TrRpcStore *store, const char *name, GError **error)
 {
   return tr_groupfile_open (store->io, store->dir, name, store->options.group_file_size, error);
-}
-
-/* Writes services.map with every known name, plus @extra (nullable) as the
- * next id, through DoubleWriteFile. */
-static gboolean
-write_service_map (TrRpcStore *store, const char *extra, GError **error)
-{
-  g_autofree char *path = g_build_filename (store->dir, TR_SERVICES_MAP, NULL);
-  g_autoptr (GString) out = g_string_new ("# thriftrouter service ids (do not edit)\n");
-
-  for (guint id = 0; id < store->service_names->len; id++)
-    g_string_append_printf (out, "%u %s\n", id, (char *) g_ptr_array_index (store->service_names, id));
-  if (extra != NULL)
-    g_string_append_printf (out, "%u %s\n", store->service_names->len, extra);
-  return tr_dwfile_replace (store->io, path, out->str, out->len, error);
-}
-
-/* services.map: one "ID NAME" line per service ever configured.  Ids are
- * permanent (they are written into data records), so a removed service
- * keeps its id and a new one gets the next. */
-static gboolean
-load_service_map (TrRpcStore *store, const char *const *services, GError **error)
-{
-  g_autofree char *path = g_build_filename (store->dir, TR_SERVICES_MAP, NULL);
-  g_autoptr (GError) local = NULL;
-  g_autoptr (GBytes) content = tr_dwfile_read (store->io, path, &local);
-  g_auto (GStrv) lines = NULL;
-  gboolean changed = FALSE;
-
-  store->service_ids = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
-  store->service_names = g_ptr_array_new_full (TR_RPCSTORE_MAX_SERVICES, g_free);
-  if (content == NULL && !g_error_matches (local, TR_STORAGE_ERROR, TR_STORAGE_ERROR_NOT_FOUND)) {
-    g_propagate_error (error, g_steal_pointer (&local));
-    return FALSE;
-  }
-  if (content != NULL) {
-    g_autofree char *text = g_strndup (g_bytes_get_data (content, NULL), g_bytes_get_size (content));
-    lines = g_strsplit (text, "\n", -1);
-  }
-  for (guint i = 0; lines && lines[i]; i++) {
-    g_auto (GStrv) fields = g_strsplit (lines[i], " ", 2);
-    if (lines[i][0] == '#' || lines[i][0] == '\0')
-      continue;
-    if (g_strv_length (fields) != 2 || g_ascii_strtoull (fields[0], NULL, 10) != store->service_names->len) {
-      g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CORRUPT, "%s line %u is invalid: '%s'", path,
-                   i + 1, lines[i]);
-      return FALSE;
-    }
-    g_ptr_array_add (store->service_names, g_strdup (fields[1]));
-    g_hash_table_insert (store->service_ids, g_strdup (fields[1]),
-                         GUINT_TO_POINTER (store->service_names->len));
-  }
-  for (guint i = 0; services[i]; i++) {
-    if (g_hash_table_contains (store->service_ids, services[i]))
-      continue;
-    g_ptr_array_add (store->service_names, g_strdup (services[i]));
-    g_hash_table_insert (store->service_ids, g_strdup (services[i]),
-                         GUINT_TO_POINTER (store->service_names->len));
-    changed = TRUE;
-  }
-  store->n_ids = store->service_names->len;
-  if (store->n_ids > TR_RPCSTORE_MAX_SERVICES) {
-    g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CORRUPT, "%s: too many services (%u)", path,
-                 store->n_ids);
-    return FALSE;
-  }
-  return !changed || write_service_map (store, NULL, error);
 }
 
 /* Room for every id a reload may add (tr_rpcstore_add_service): these
@@ -176,12 +107,11 @@ tr_rpcstore__derive_entries (TrRpcStore *store, guint64 rpc_id, guint64 offset, 
                              guint32 checksum, const guint32 *service_ids, guint n_services,
                              GError **error)
 {
-  guint8 entry[TR_RPCSTORE_ENTRY_SIZE];
-  guint64 pos = (rpc_id - 1) * TR_RPCSTORE_ENTRY_SIZE;
+  guint8 entry[TR_RPCRECORD_ENTRY_SIZE];
+  guint64 pos = (rpc_id - 1) * TR_RPCRECORD_ENTRY_SIZE;
+  TrRpcIndexEntry index = { offset, record_len, checksum };
 
-  tr_put_le64 (entry, offset);
-  tr_put_le32 (entry + 8, record_len);
-  tr_put_le32 (entry + 12, checksum);
+  tr_rpcrecord_index_encode (entry, &index);
   if (!tr_dwbuffer_write (store->dwb, TR_RPCSTORE_INDEX_FILE_ID, pos / TR_RPCSTORE_BLOCK_SIZE,
                           (guint32) (pos % TR_RPCSTORE_BLOCK_SIZE), entry, sizeof entry, error))
     return FALSE;
@@ -189,10 +119,8 @@ tr_rpcstore__derive_entries (TrRpcStore *store, guint64 rpc_id, guint64 offset, 
     guint32 id = service_ids[i];
     if (id >= store->n_ids || g_ptr_array_index (store->lists, id) == NULL)
       continue; /* a service removed from the config: its list is closed */
-    pos = store->list_heads[id] * TR_RPCSTORE_ENTRY_SIZE;
-    tr_put_le64 (entry, rpc_id);
-    tr_put_le32 (entry + 8, checksum);
-    tr_put_le32 (entry + 12, (guint32) XXH3_64bits_withSeed (entry, 12, TR_RECORD_SEED));
+    pos = store->list_heads[id] * TR_RPCRECORD_ENTRY_SIZE;
+    tr_rpcrecord_list_encode (entry, rpc_id, checksum);
     if (!tr_dwbuffer_write (store->dwb, TR_RPCSTORE_LIST_FILE_ID (id), pos / TR_RPCSTORE_BLOCK_SIZE,
                             (guint32) (pos % TR_RPCSTORE_BLOCK_SIZE), entry, sizeof entry, error))
       return FALSE;
@@ -201,121 +129,6 @@ tr_rpcstore__derive_entries (TrRpcStore *store, guint64 rpc_id, guint64 offset, 
   return TRUE;
 }
 
-guint64
-tr_rpcstore__checkpoint_capture (TrRpcStore *store, GByteArray *state)
-{
-  guint8 buf[24];
-
-  tr_put_le32 (buf, TR_RPCSTORE_CHECKPOINT_VERSION);
-  tr_put_le64 (buf + 4, store->next_rpc_id - 1);
-  tr_put_le64 (buf + 12, store->data_end);
-  tr_put_le32 (buf + 20, store->n_ids);
-  g_byte_array_append (state, buf, 24);
-  for (guint id = 0; id < store->n_ids; id++) {
-    tr_put_le32 (buf, id);
-    tr_put_le64 (buf + 4, store->list_heads[id]);
-    g_byte_array_append (state, buf, 12);
-  }
-  return store->next_rpc_id - 1;
-}
-
-gboolean
-tr_rpcstore__checkpoint_write (TrRpcStore *store, const GByteArray *state, GError **error)
-{
-  gboolean ok;
-
-  /* Order matters.  The data records come first (index entries point into
-   * them), then the index and list blocks, and only then the checkpoint that
-   * says they are durable, or recovery would skip re-deriving lost entries.
-   * Each sync covers at least what was written before it started, so
-   * everything @state counts is durable before @state is. */
-  g_mutex_lock (&store->data_lock);
-  ok = tr_groupfile_sync (store->data, error);
-  g_mutex_unlock (&store->data_lock);
-  return ok && tr_dwbuffer_sync (store->dwb, error) && tr_rotatefile_write (store->checkpoint, state->data, state->len, error)
-         && tr_rotatefile_sync (store->checkpoint, error);
-}
-
-void
-tr_rpcstore__checkpoint_done (TrRpcStore *store, guint64 rpc_id, guint64 data_end, const guint64 *list_heads,
-                              guint n_heads)
-{
-  store->ckpt_rpc_id = rpc_id;
-  store->ckpt_data_end = data_end;
-  for (guint id = 0; id < store->n_ids; id++)
-    store->ckpt_list_heads[id] = id < n_heads ? list_heads[id] : 0;
-}
-
-gboolean
-tr_rpcstore__checkpoint (TrRpcStore *store, GError **error)
-{
-  g_autoptr (GByteArray) state = g_byte_array_new ();
-  guint64 rpc_id = tr_rpcstore__checkpoint_capture (store, state);
-
-  if (!tr_rpcstore__checkpoint_write (store, state, error))
-    return FALSE;
-  tr_rpcstore__checkpoint_done (store, rpc_id, store->data_end, store->list_heads, store->n_ids);
-  return TRUE;
-}
-
-static gboolean
-load_checkpoint (TrRpcStore *store, GError **error)
-{
-  g_autofree char *path = g_build_filename (store->dir, "checkpoint", NULL);
-  g_autoptr (GError) local = NULL;
-  g_autoptr (GBytes) state = NULL;
-  const guint8 *p;
-  gsize len = 0;
-  guint32 n;
-
-  store->checkpoint = tr_rotatefile_open (store->io, path, TR_CHECKPOINT_FILE_SIZE, error);
-  if (store->checkpoint == NULL)
-    return FALSE;
-  store->next_rpc_id = 1;
-  store->data_end = tr_groupfile_first_offset (store->data);
-  memset (store->list_heads, 0, store->n_ids * sizeof (guint64)); /* also on a reopen */
-  state = tr_rotatefile_load (store->checkpoint, NULL, &local);
-  if (state == NULL) {
-    if (g_error_matches (local, TR_STORAGE_ERROR, TR_STORAGE_ERROR_NOT_FOUND))
-      return TRUE; /* a new store */
-    g_propagate_error (error, g_steal_pointer (&local));
-    return FALSE;
-  }
-  p = g_bytes_get_data (state, &len);
-  n = len >= 24 ? tr_get_le32 (p + 20) : 0;
-  if (len < 24 || tr_get_le32 (p) != TR_RPCSTORE_CHECKPOINT_VERSION || len != 24 + 12 * (gsize) n) {
-    g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CORRUPT,
-                 "%s: checkpoint has an unknown version or size", path);
-    return FALSE;
-  }
-  store->next_rpc_id = tr_get_le64 (p + 4) + 1;
-  store->data_end = tr_get_le64 (p + 12);
-  /* Every rpc takes at least a minimal record of logical data space, and a
-   * list never holds more entries than there are rpcs: anything else is a
-   * damaged checkpoint (which would otherwise make recovery create index
-   * parts up to an absurd offset). */
-  if (tr_get_le64 (p + 4) > store->data_end / TR_RECORD_SIZE (TR_RPCSTORE_RPC_PREFIX)) {
-    g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CORRUPT,
-                 "%s: checkpoint claims rpc %" G_GUINT64_FORMAT " within %" G_GUINT64_FORMAT " bytes of data",
-                 path, tr_get_le64 (p + 4), store->data_end);
-    return FALSE;
-  }
-  for (guint i = 0; i < n; i++) {
-    guint32 id = tr_get_le32 (p + 24 + 12 * i);
-    guint64 head = tr_get_le64 (p + 28 + 12 * i);
-    if (head >= store->next_rpc_id) {
-      g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CORRUPT,
-                   "%s: checkpoint gives service id %u %" G_GUINT64_FORMAT " entries but only %" G_GUINT64_FORMAT
-                   " rpcs exist",
-                   path, id, head, store->next_rpc_id - 1);
-      return FALSE;
-    }
-    if (id < store->n_ids)
-      store->list_heads[id] = head;
-  }
-  tr_rpcstore__checkpoint_done (store, store->next_rpc_id - 1, store->data_end, store->list_heads, store->n_ids);
-  return TRUE;
-}
 
 /* Sets *@zeros_out when every byte from @offset to the end of its part is
  * zero: what tr_groupfile_zero_ahead() wrote and no record overwrote. */
@@ -378,15 +191,17 @@ handle_bad_record (TrRpcStore *store, guint64 offset, const char *why, GError **
   return tr_groupfile_truncate (store->data, offset, error) && tr_groupfile_sync (store->data, error);
 }
 
-/* Reads the record at @offset into @rec; FALSE + @why when it is not valid. */
+/* Reads the record at @offset into @rec and decodes it into @view; *@why
+ * is set when it is not a valid record or not the next rpc.  FALSE only
+ * for a read error. */
 static gboolean
-read_tail_record (TrRpcStore *store, guint64 offset, GByteArray *rec, const char **why, GError **error)
+read_tail_record (TrRpcStore *store, guint64 offset, GByteArray *rec, TrRpcRecordView *view, const char **why,
+                  GError **error)
 {
   guint8 header[TR_RECORD_HEADER_SIZE];
   /* Bound by the part size, not by today's max_frame_size: a record written
    * under a larger limit must not be mistaken for a torn tail. */
   guint32 max = (guint32) MIN (store->options.group_file_size, G_MAXUINT32);
-  TrRecordView view;
   gsize got = 0;
   guint32 len;
 
@@ -400,14 +215,7 @@ read_tail_record (TrRpcStore *store, guint64 offset, GByteArray *rec, const char
   g_byte_array_set_size (rec, (guint) TR_RECORD_SIZE (len));
   if (!tr_groupfile_read (store->data, offset, rec->data, rec->len, &got, error))
     return FALSE;
-  if (got < rec->len)
-    *why = "record cut short";
-  else if (tr_record_decode (rec->data, rec->len, max, &view) != TR_RECORD_OK)
-    *why = "record checksum mismatch";
-  else if (view.type != TR_RPCSTORE_REC_RPC || view.len < TR_RPCSTORE_RPC_PREFIX
-           || view.len < TR_RPCSTORE_RPC_PREFIX + 4 * (gsize) tr_get_le16 (view.payload + 16))
-    *why = "record of unexpected type or size";
-  else if (tr_get_le64 (view.payload) != store->next_rpc_id)
+  if (tr_rpcrecord_decode (rec->data, got, max, view, why) && view->rpc_id != store->next_rpc_id)
     *why = TR_WHY_OUT_OF_SEQUENCE;
   return TRUE;
 }
@@ -418,7 +226,7 @@ scan_tail (TrRpcStore *store, guint *found_out, GError **error)
   guint64 ps = store->options.group_file_size;
   guint64 offset = store->data_end;
   g_autoptr (GByteArray) rec = g_byte_array_new ();
-  g_autofree guint32 *ids = g_new (guint32, TR_RPCSTORE_MAX_SERVICES);
+  g_autofree guint32 *ids = g_new (guint32, G_MAXUINT16);
   guint64 zeros_from = G_MAXUINT64; /* where skipped zeros began in the part before */
 
   *found_out = 0;
@@ -431,16 +239,16 @@ scan_tail (TrRpcStore *store, guint *found_out, GError **error)
   }
   while (offset < tr_groupfile_size (store->data)) {
     const char *why = NULL;
+    TrRpcRecordView view;
     guint8 probe;
     gsize got = 0;
-    guint16 n;
     if (!tr_groupfile_read (store->data, offset, &probe, 1, &got, error))
       return FALSE;
     if (got == 0) { /* the unused end of a sealed part: go on at the next part */
       offset = (offset / ps + 1) * ps;
       continue;
     }
-    if (!read_tail_record (store, offset, rec, &why, error))
+    if (!read_tail_record (store, offset, rec, &view, &why, error))
       return FALSE;
     if (zeros_from != G_MAXUINT64) {
       /* A part rolls only when the next record does not fit: zeros that
@@ -469,11 +277,10 @@ scan_tail (TrRpcStore *store, guint *found_out, GError **error)
       }
       return handle_bad_record (store, offset, zeros ? NULL : why, error);
     }
-    n = tr_get_le16 (rec->data + TR_RECORD_HEADER_SIZE + 16);
-    for (guint i = 0; i < n; i++)
-      ids[i] = tr_get_le32 (rec->data + TR_RECORD_HEADER_SIZE + 20 + 4 * i);
-    if (!tr_rpcstore__derive_entries (store, store->next_rpc_id, offset, rec->len,
-                                      tr_get_le32 (rec->data + 8), ids, n, error))
+    for (guint i = 0; i < view.n_services; i++)
+      ids[i] = tr_rpcrecord_service_id (&view, i);
+    if (!tr_rpcstore__derive_entries (store, store->next_rpc_id, offset, rec->len, view.checksum, ids,
+                                      view.n_services, error))
       return FALSE;
     store->next_rpc_id++;
     offset += rec->len;
@@ -490,7 +297,7 @@ recover_files (TrRpcStore *store, GError **error)
   guint found = 0;
   guint64 ckpt_end;
 
-  if (!load_checkpoint (store, error))
+  if (!tr_rpcstore__load_checkpoint (store, error))
     return FALSE;
   ckpt_end = store->data_end;
   if (!scan_tail (store, &found, error))
@@ -504,11 +311,11 @@ recover_files (TrRpcStore *store, GError **error)
   }
   g_mutex_lock (&store->head_lock);
   store->head_rpc_id = store->next_rpc_id - 1;
-  store->first_rpc_id = tr_groupfile_first_offset (store->index) / TR_RPCSTORE_ENTRY_SIZE + 1;
+  store->first_rpc_id = tr_groupfile_first_offset (store->index) / TR_RPCRECORD_ENTRY_SIZE + 1;
   memcpy (store->pub_list_heads, store->list_heads, store->n_ids * sizeof (guint64));
   for (guint id = 0; id < store->n_ids; id++) {
     TrGroupFile *list = g_ptr_array_index (store->lists, id);
-    store->list_first[id] = list ? tr_groupfile_first_offset (list) / TR_RPCSTORE_ENTRY_SIZE + 1 : 1;
+    store->list_first[id] = list ? tr_groupfile_first_offset (list) / TR_RPCRECORD_ENTRY_SIZE + 1 : 1;
   }
   g_mutex_unlock (&store->head_lock);
   return TRUE;
@@ -518,7 +325,7 @@ gboolean
 tr_rpcstore__recover (TrRpcStore *store, const char *const *services, GError **error)
 {
   store->configured = g_strdupv ((char **) services);
-  if (!load_service_map (store, services, error))
+  if (!tr_rpcstore__load_service_map (store, services, error))
     return FALSE;
   alloc_state (store);
   if (!open_files (store, error) || !recover_files (store, error))
@@ -596,100 +403,4 @@ tr_rpcstore__reopen (TrRpcStore *store, guint64 committed_end, GError **error)
     g_clear_pointer (&old_data, tr_groupfile_free);
   }
   return ok;
-}
-
-/* ---- services added at run time (configuration reload) ---- */
-
-typedef struct {
-  const char *name;
-  guint32 id;
-} AddService;
-
-/* Writer thread: gives @add->name an id (services.map first, so an id is
- * never used before it is durable), opens its list and registers it with
- * the DoubleWriteBuffer.  Readers are kept out by ->files_lock. */
-static gboolean
-add_service_locked (TrRpcStore *store, gpointer data, GError **error)
-{
-  AddService *add = data;
-  gint known = tr_rpcstore_service_id (store, add->name);
-  guint id = known >= 0 ? (guint) known : store->n_ids;
-  g_autofree char *file = g_strdup_printf ("list-%u", id);
-  TrGroupFile *list;
-
-  add->id = id;
-  if (known >= 0 && g_ptr_array_index (store->lists, id) != NULL)
-    return TRUE; /* known already: recovery or an earlier add opened its list */
-  if (known < 0 && id >= TR_RPCSTORE_MAX_SERVICES) {
-    g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_FULL, "too many services (at most %d ids)",
-                 TR_RPCSTORE_MAX_SERVICES);
-    return FALSE;
-  }
-  if (known < 0 && !write_service_map (store, add->name, error))
-    return FALSE;
-  list = tr_rpcstore__open_file (store, file, error);
-  if (list == NULL && known < 0)
-    g_prefix_error (error, "service '%s' has id %u in services.map, but: ", add->name, id);
-  g_mutex_lock (&store->head_lock);
-  if (known < 0) {
-    g_ptr_array_add (store->service_names, g_strdup (add->name));
-    g_hash_table_insert (store->service_ids, g_strdup (add->name), GUINT_TO_POINTER (id + 1));
-    g_atomic_int_set (&store->n_ids, id + 1);
-  }
-  g_mutex_unlock (&store->head_lock);
-  if (list == NULL)
-    return FALSE;
-  g_rw_lock_writer_lock (&store->files_lock);
-  tr_dwbuffer_add_file_live (store->dwb, TR_RPCSTORE_LIST_FILE_ID (id), list);
-  g_ptr_array_index (store->lists, id) = list;
-  g_rw_lock_writer_unlock (&store->files_lock);
-  {
-    guint n = g_strv_length (store->configured);
-    store->configured = g_renew (char *, store->configured, n + 2);
-    store->configured[n] = g_strdup (add->name);
-    store->configured[n + 1] = NULL;
-  }
-  g_mutex_lock (&store->head_lock);
-  store->pub_list_heads[id] = store->list_heads[id];
-  store->list_first[id] = tr_groupfile_first_offset (list) / TR_RPCSTORE_ENTRY_SIZE + 1;
-  g_mutex_unlock (&store->head_lock);
-  return TRUE;
-}
-
-gint
-tr_rpcstore_add_service (TrRpcStore *store, const char *name, GError **error)
-{
-  AddService add = { name, 0 };
-
-  g_return_val_if_fail (store != NULL && name != NULL, -1);
-  g_return_val_if_fail (error == NULL || *error == NULL, -1);
-
-  if (!tr_rpcstore__run_exclusive (store, add_service_locked, &add, error)) {
-    g_prefix_error (error, "adding service '%s' to store %s: ", name, store->dir);
-    return -1;
-  }
-  return (gint) add.id;
-}
-
-/* Under the commit lock, so every RPC committed before the call is in the
- * list already: past the head now means past everything it will ever get. */
-static gboolean
-retire_service_locked (TrRpcStore *store, gpointer data, GError **error)
-{
-  guint32 id = GPOINTER_TO_UINT (data);
-
-  (void) error;
-  g_mutex_lock (&store->head_lock);
-  store->low_water[id] = store->list_heads[id] + 1;
-  store->low_water_moved = TRUE;
-  g_mutex_unlock (&store->head_lock);
-  return TRUE;
-}
-
-void
-tr_rpcstore_retire_service (TrRpcStore *store, guint32 service_id)
-{
-  g_return_if_fail (store != NULL && service_id < tr_rpcstore__n_ids (store));
-
-  tr_rpcstore__run_exclusive (store, retire_service_locked, GUINT_TO_POINTER (service_id), NULL);
 }

@@ -8,7 +8,6 @@
  * long syncs (checkpoint_beside_commits(), zero_ahead_beside_commits()) so
  * that commits go on meanwhile.
  */
-#include "tr_endian.h"
 #include "tr_rpcstore_private.h"
 #include "tr_storage_error.h"
 
@@ -42,60 +41,109 @@ min_needed_rpc (TrRpcStore *store)
   return min_rpc;
 }
 
-/* Deletes whole parts nobody needs (DESIGN §2.9), up to what the last
- * checkpoint covers: recovery scans from the checkpoint's data offset and
- * re-derives entries after its heads, so nothing it may need goes.  Runs
- * right after a checkpoint; commits may have gone on beside it. */
-static gboolean
-run_retention (TrRpcStore *store)
+/* Logs the outcome of a retention run: a failure once (and again only
+ * when it changes), so that a part that cannot be deleted for hours does
+ * not log every checkpoint interval; and when it works again. */
+static void
+report_retention (TrRpcStore *store, const GError *error)
 {
-  g_autoptr (GError) error = NULL;
-  guint8 entry[TR_RPCSTORE_ENTRY_SIZE];
-  guint64 min_rpc = MIN (min_needed_rpc (store), store->ckpt_rpc_id + 1);
-  guint64 first_rpc, drop_offset;
-  gboolean ok = TRUE;
-
-  g_mutex_lock (&store->head_lock);
-  first_rpc = store->first_rpc_id;
-  g_mutex_unlock (&store->head_lock);
-  if (min_rpc <= first_rpc)
-    return TRUE;
-  if (min_rpc == store->ckpt_rpc_id + 1) {
-    drop_offset = store->ckpt_data_end; /* everything checkpointed is consumed */
-  } else if (tr_rpcstore__read_entry (store, TR_RPCSTORE_INDEX_FILE_ID, min_rpc - 1, entry, &error)) {
-    drop_offset = tr_get_le64 (entry);
-  } else {
-    goto out;
+  if (error == NULL) {
+    if (store->retention_error != NULL)
+      g_message ("retention works again (after: %s)", store->retention_error);
+    g_clear_pointer (&store->retention_error, g_free);
+    return;
   }
-  g_mutex_lock (&store->data_lock);
-  ok = tr_groupfile_drop_before (store->data, drop_offset, &error);
-  g_mutex_unlock (&store->data_lock);
-  if (ok)
-    ok = tr_dwbuffer_drop_before (store->dwb, TR_RPCSTORE_INDEX_FILE_ID,
-                                  (min_rpc - 1) * TR_RPCSTORE_ENTRY_SIZE, &error);
-  for (guint id = 0; ok && id < store->n_ids; id++) {
+  if (g_strcmp0 (store->retention_error, error->message) == 0) {
+    g_debug ("retention still failing: %s", error->message);
+    return;
+  }
+  g_warning ("retention failed, commits go on and it is retried every checkpoint: %s", error->message);
+  g_free (store->retention_error);
+  store->retention_error = g_strdup (error->message);
+}
+
+/* Drops the index parts before rpc @min_rpc and the list parts below each
+ * service's low water mark (and the last checkpoint); stops at the first
+ * failure. */
+static gboolean
+drop_entries (TrRpcStore *store, guint64 min_rpc, GError **error)
+{
+  if (!tr_dwbuffer_drop_before (store->dwb, TR_RPCSTORE_INDEX_FILE_ID, (min_rpc - 1) * TR_RPCRECORD_ENTRY_SIZE,
+                                error))
+    return FALSE;
+  for (guint id = 0; id < store->n_ids; id++) {
     guint64 low;
     if (g_ptr_array_index (store->lists, id) == NULL)
       continue;
     g_mutex_lock (&store->head_lock);
     low = store->low_water[id];
     g_mutex_unlock (&store->head_lock);
-    ok = tr_dwbuffer_drop_before (store->dwb, TR_RPCSTORE_LIST_FILE_ID (id),
-                                  (MIN (low, store->ckpt_list_heads[id] + 1) - 1) * TR_RPCSTORE_ENTRY_SIZE,
-                                  &error);
+    if (!tr_dwbuffer_drop_before (store->dwb, TR_RPCSTORE_LIST_FILE_ID (id),
+                                  (MIN (low, store->ckpt_list_heads[id] + 1) - 1) * TR_RPCRECORD_ENTRY_SIZE,
+                                  error))
+      return FALSE;
   }
+  return TRUE;
+}
+
+/* Publishes the first rpc id and list seqids still stored. */
+static void
+publish_firsts (TrRpcStore *store)
+{
   g_mutex_lock (&store->head_lock);
-  store->first_rpc_id = tr_groupfile_first_offset (store->index) / TR_RPCSTORE_ENTRY_SIZE + 1;
+  store->first_rpc_id = tr_groupfile_first_offset (store->index) / TR_RPCRECORD_ENTRY_SIZE + 1;
   for (guint id = 0; id < store->n_ids; id++) {
     TrGroupFile *list = g_ptr_array_index (store->lists, id);
     if (list != NULL)
-      store->list_first[id] = tr_groupfile_first_offset (list) / TR_RPCSTORE_ENTRY_SIZE + 1;
+      store->list_first[id] = tr_groupfile_first_offset (list) / TR_RPCRECORD_ENTRY_SIZE + 1;
   }
   g_mutex_unlock (&store->head_lock);
+}
+
+/* Deletes whole parts nobody needs (DESIGN §2.9), up to what the last
+ * checkpoint covers: recovery scans from the checkpoint's data offset and
+ * re-derives entries after its heads, so nothing it may need goes.  Runs
+ * right after a checkpoint; commits may have gone on beside it.
+ * Returns FALSE if it could not finish (a part that cannot be deleted, an
+ * index entry that cannot be read): the caller runs it again at the next
+ * checkpoint.  A failure never touches the commits: the GroupFiles stay
+ * usable (tr_groupfile_drop_before()), and the store only keeps more parts
+ * on disk than it needs until a run succeeds. */
+static gboolean
+run_retention (TrRpcStore *store)
+{
+  g_autoptr (GError) error = NULL;
+  TrRpcIndexEntry index;
+  guint64 min_rpc = MIN (min_needed_rpc (store), store->ckpt_rpc_id + 1);
+  guint64 first_rpc, drop_offset;
+  gboolean ok;
+
+  g_mutex_lock (&store->head_lock);
+  first_rpc = store->first_rpc_id;
+  g_mutex_unlock (&store->head_lock);
+  if (min_rpc <= first_rpc) {
+    report_retention (store, NULL);
+    return TRUE;
+  }
+  if (min_rpc == store->ckpt_rpc_id + 1)
+    drop_offset = store->ckpt_data_end; /* everything checkpointed is consumed */
+  else if (tr_rpcstore__read_index (store, min_rpc, &index, &error))
+    drop_offset = index.offset;
+  else
+    goto out;
+  g_mutex_lock (&store->data_lock);
+  ok = tr_groupfile_drop_before (store->data, drop_offset, &error);
+  g_mutex_unlock (&store->data_lock);
+  /* A run that stops early leaves entries whose data part is gone: reading
+   * them gives NOT_FOUND, as for any rpc retention dropped, until a later
+   * run drops them too. */
+  if (ok)
+    drop_entries (store, min_rpc, &error);
+  /* Also after a failure: parts deleted before it are gone. */
+  publish_firsts (store);
 out:
-  if (error != NULL)
-    g_warning ("retention skipped: %s", error->message);
-  return TRUE;
+  report_retention (store, error);
+  return error == NULL;
 }
 
 /* ---- writer thread ---------------------------------------------------- */

@@ -18,6 +18,7 @@ typedef enum {
   TR_STORAGE_ERROR_CLOSED,    /* the object failed earlier and must be reopened */
   TR_STORAGE_ERROR_NOT_FOUND, /* offset / record / file does not exist (or was dropped) */
   TR_STORAGE_ERROR_BUSY,      /* another process holds the data directory's lock (tr_lockfile.h) */
+  TR_STORAGE_ERROR_SEQUENCE,  /* records applied as follower do not continue the store at head + 1 */
 } TrStorageError;
 
 GQuark tr_storage_error_quark (void);

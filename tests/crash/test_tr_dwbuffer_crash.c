@@ -150,7 +150,7 @@ countdown (gboolean persistent, gboolean short_write)
       cr_assert_not (tr_dwbuffer_write (store.dwb, 1, 0, 0, "x", 1, &error));
       cr_assert (g_error_matches (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CLOSED), "%s", what);
       g_clear_error (&error);
-      cr_assert_not (tr_dwbuffer_wait_sync (store.dwb, &error));
+      cr_assert_not (tr_dwbuffer_sync (store.dwb, &error));
       cr_assert (g_error_matches (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CLOSED), "%s", what);
       g_clear_error (&error);
     }

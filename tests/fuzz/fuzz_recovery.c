@@ -15,13 +15,13 @@
  * side copy.
  * The directory is emptied after each input. */
 #include <string.h>
-#include <xxhash.h>
 
 #include "fuzz_recovery.h"
 #include "fuzz_util.h"
 #include "tr_dwfile.h"
 #include "tr_endian.h"
 #include "tr_record.h"
+#include "tr_rpcrecord.h"
 #include "tr_rotatefile.h"
 #include "tr_rpcstore.h"
 #include "tr_storage_error.h"
@@ -89,12 +89,13 @@ fixup_records (Chunk *c)
   }
 }
 
-/* List entries: rpc id u64, record checksum u32, XXH3 of the 12 bytes. */
+/* List entries: re-encoded with the store's codec over the mutated rpc id
+ * and record checksum, so that their own checksum matches. */
 static void
 fixup_list (Chunk *c)
 {
-  for (gsize off = 0; c->data && off + 16 <= c->len; off += 16)
-    tr_put_le32 (c->data + off + 12, (guint32) XXH3_64bits_withSeed (c->data + off, 12, TR_RECORD_SEED));
+  for (gsize off = 0; c->data && off + TR_RPCRECORD_ENTRY_SIZE <= c->len; off += TR_RPCRECORD_ENTRY_SIZE)
+    tr_rpcrecord_list_encode (c->data + off, tr_get_le64 (c->data + off), tr_get_le32 (c->data + off + 8));
 }
 
 /* Index entries: data offset u64, record length u32, the record's checksum. */

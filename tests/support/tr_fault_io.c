@@ -46,6 +46,14 @@ struct _TrFaultIo {
   gboolean persistent;
   gboolean short_write;
   gboolean fired;
+  char *path_filter; /* (nullable): only paths containing it fail */
+  /* Held fsyncs (tr_fault_io_hold_fsyncs()): a lock of their own, so a held
+   * thread does not keep ->lock. */
+  GMutex hold_lock;
+  GCond hold_cond;
+  char *hold_substring; /* protected by ->hold_lock; NULL: hold nothing */
+  GThread *hold_thread; /* protected by ->hold_lock: whose fsyncs are held */
+  guint held;           /* protected by ->hold_lock: threads waiting now */
 };
 
 static void
@@ -68,14 +76,17 @@ fdinfo_free (gpointer data)
   g_free (info);
 }
 
-/* Counts the call and decides whether it fails. */
+/* Counts the call and decides whether it fails; @path (nullable) is the
+ * file the call is about, matched against the path filter. */
 static gboolean
-should_fail (TrFaultIo *fault, TrFaultOp op)
+should_fail_path (TrFaultIo *fault, TrFaultOp op, const char *path)
 {
   guint bit = (guint) g_bit_nth_lsf ((gulong) op, -1);
 
   fault->counts[bit]++;
   if ((fault->armed_ops & op) == 0)
+    return FALSE;
+  if (fault->path_filter != NULL && (path == NULL || strstr (path, fault->path_filter) == NULL))
     return FALSE;
   if (fault->fired)
     return fault->persistent;
@@ -85,6 +96,14 @@ should_fail (TrFaultIo *fault, TrFaultOp op)
   }
   fault->fired = TRUE;
   return TRUE;
+}
+
+/* The path @fd was opened with, or NULL for a descriptor not seen. */
+static const char *
+fd_path (TrFaultIo *fault, int fd)
+{
+  FdInfo *info = g_hash_table_lookup (fault->fds, GINT_TO_POINTER (fd));
+  return info != NULL ? info->path : NULL;
 }
 
 static FdInfo *
@@ -157,7 +176,7 @@ fault_open (TrIo *io, const char *path, TrIoFlags flags, int *fd_out, GError **e
   gboolean existed = g_file_test (path, G_FILE_TEST_EXISTS);
   FdInfo *info;
 
-  if (should_fail (fault, TR_FAULT_OPEN)) {
+  if (should_fail_path (fault, TR_FAULT_OPEN, path)) {
     tr_io_set_errno_error (error, fault->errnum, "cannot open (injected)", path);
     return FALSE;
   }
@@ -190,7 +209,7 @@ fault_pwrite (TrIo *io, int fd, const void *buf, gsize len, guint64 offset, GErr
 
   if (!check_alive (fault, fd, error))
     return FALSE;
-  if (should_fail (fault, TR_FAULT_WRITE)) {
+  if (should_fail_path (fault, TR_FAULT_WRITE, fd_path (fault, fd))) {
     if (fault->short_write && len > 1) {
       log_data_change (fault, fd, offset, len / 2, offset + len / 2);
       posix->vtable->pwrite (posix, fd, buf, len / 2, offset, NULL);
@@ -210,7 +229,7 @@ fault_pread (TrIo *io, int fd, void *buf, gsize len, guint64 offset, gsize *got_
 
   if (!check_alive (fault, fd, error))
     return FALSE;
-  if (should_fail (fault, TR_FAULT_READ)) {
+  if (should_fail_path (fault, TR_FAULT_READ, fd_path (fault, fd))) {
     tr_io_set_errno_error (error, fault->errnum, "cannot read (injected)", lookup_fd (fault, fd)->path);
     return FALSE;
   }
@@ -228,16 +247,41 @@ forget_data_events (TrFaultIo *fault, const char *path)
   }
 }
 
+/* Blocks while fsyncs of @path are held (tr_fault_io_hold_fsyncs()).
+ * Called without ->lock, so that the rest of the backend keeps working. */
+static void
+wait_while_held (TrFaultIo *fault, const char *path)
+{
+  g_mutex_lock (&fault->hold_lock);
+  if (path != NULL && fault->hold_substring != NULL && fault->hold_thread == g_thread_self ()
+      && strstr (path, fault->hold_substring) != NULL) {
+    fault->held++;
+    g_cond_broadcast (&fault->hold_cond);
+    while (fault->hold_substring != NULL && strstr (path, fault->hold_substring) != NULL)
+      g_cond_wait (&fault->hold_cond, &fault->hold_lock);
+    fault->held--;
+  }
+  g_mutex_unlock (&fault->hold_lock);
+}
+
 static gboolean
 fault_fsync (TrIo *io, int fd, GError **error)
 {
   TrFaultIo *fault = io->user_data;
-  FdInfo *info = lookup_fd (fault, fd);
+  FdInfo *info;
+  g_autofree char *path = NULL;
+
+  g_rec_mutex_lock (&fault->lock);
+  path = g_strdup (fd_path (fault, fd));
+  g_rec_mutex_unlock (&fault->lock);
+  wait_while_held (fault, path);
+
   g_autoptr (GRecMutexLocker) locker = g_rec_mutex_locker_new (&fault->lock);
+  info = lookup_fd (fault, fd);
 
   if (!check_alive (fault, fd, error))
     return FALSE;
-  if (should_fail (fault, TR_FAULT_FSYNC)) {
+  if (should_fail_path (fault, TR_FAULT_FSYNC, fd_path (fault, fd))) {
     tr_io_set_errno_error (error, fault->errnum, "cannot sync (injected)", info ? info->path : "?");
     return FALSE;
   }
@@ -254,7 +298,7 @@ fault_fsync_dir (TrIo *io, const char *dir, GError **error)
   TrFaultIo *fault = io->user_data;
   g_autoptr (GRecMutexLocker) locker = g_rec_mutex_locker_new (&fault->lock);
 
-  if (should_fail (fault, TR_FAULT_FSYNC_DIR)) {
+  if (should_fail_path (fault, TR_FAULT_FSYNC_DIR, dir)) {
     tr_io_set_errno_error (error, fault->errnum, "cannot sync directory (injected)", dir);
     return FALSE;
   }
@@ -276,7 +320,7 @@ fault_rename (TrIo *io, const char *from, const char *to, GError **error)
   Event *ev;
   g_autoptr (GRecMutexLocker) locker = g_rec_mutex_locker_new (&fault->lock);
 
-  if (should_fail (fault, TR_FAULT_RENAME)) {
+  if (should_fail_path (fault, TR_FAULT_RENAME, from)) {
     tr_io_set_errno_error (error, fault->errnum, "cannot rename (injected)", from);
     return FALSE;
   }
@@ -313,7 +357,7 @@ fault_truncate (TrIo *io, int fd, guint64 length, GError **error)
 
   if (!check_alive (fault, fd, error))
     return FALSE;
-  if (should_fail (fault, TR_FAULT_TRUNCATE)) {
+  if (should_fail_path (fault, TR_FAULT_TRUNCATE, fd_path (fault, fd))) {
     tr_io_set_errno_error (error, fault->errnum, "cannot truncate (injected)", lookup_fd (fault, fd)->path);
     return FALSE;
   }
@@ -330,7 +374,7 @@ fault_unlink (TrIo *io, const char *path, GError **error)
   Event *ev;
   g_autoptr (GRecMutexLocker) locker = g_rec_mutex_locker_new (&fault->lock);
 
-  if (should_fail (fault, TR_FAULT_UNLINK)) {
+  if (should_fail_path (fault, TR_FAULT_UNLINK, path)) {
     tr_io_set_errno_error (error, fault->errnum, "cannot remove (injected)", path);
     return FALSE;
   }
@@ -378,6 +422,8 @@ tr_fault_io_new (void)
   fault->io.vtable = &fault_vtable;
   fault->io.user_data = fault;
   g_rec_mutex_init (&fault->lock);
+  g_mutex_init (&fault->hold_lock);
+  g_cond_init (&fault->hold_cond);
   fault->fds = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL, fdinfo_free);
   fault->events = g_ptr_array_new_with_free_func (event_free);
   return fault;
@@ -391,6 +437,10 @@ tr_fault_io_free (TrFaultIo *fault)
   g_hash_table_destroy (fault->fds);
   g_ptr_array_unref (fault->events);
   g_rec_mutex_clear (&fault->lock);
+  g_mutex_clear (&fault->hold_lock);
+  g_cond_clear (&fault->hold_cond);
+  g_free (fault->path_filter);
+  g_free (fault->hold_substring);
   g_free (fault);
 }
 
@@ -421,6 +471,46 @@ tr_fault_io_disarm (TrFaultIo *fault)
 
   fault->armed_ops = 0;
   fault->fired = FALSE;
+}
+
+void
+tr_fault_io_set_path_filter (TrFaultIo *fault, const char *substring)
+{
+  g_autoptr (GRecMutexLocker) locker = g_rec_mutex_locker_new (&fault->lock);
+
+  g_free (fault->path_filter);
+  fault->path_filter = g_strdup (substring);
+}
+
+void
+tr_fault_io_hold_fsyncs (TrFaultIo *fault, const char *substring)
+{
+  g_mutex_lock (&fault->hold_lock);
+  g_free (fault->hold_substring);
+  fault->hold_substring = g_strdup (substring);
+  fault->hold_thread = g_thread_self ();
+  g_cond_broadcast (&fault->hold_cond);
+  g_mutex_unlock (&fault->hold_lock);
+}
+
+gboolean
+tr_fault_io_wait_held (TrFaultIo *fault, gint64 timeout_us)
+{
+  gint64 end = g_get_monotonic_time () + timeout_us;
+  gboolean held;
+
+  g_mutex_lock (&fault->hold_lock);
+  while (fault->held == 0 && g_cond_wait_until (&fault->hold_cond, &fault->hold_lock, end))
+    ;
+  held = fault->held > 0;
+  g_mutex_unlock (&fault->hold_lock);
+  return held;
+}
+
+void
+tr_fault_io_release_fsyncs (TrFaultIo *fault)
+{
+  tr_fault_io_hold_fsyncs (fault, NULL);
 }
 
 gboolean

@@ -60,6 +60,26 @@ gboolean tr_fault_io_fired (TrFaultIo *fault);
 /* Calls seen of the operations in @ops since creation. */
 guint tr_fault_io_count (TrFaultIo *fault, guint ops);
 
+/* Restricts the armed fault to calls on paths containing @substring (NULL:
+ * every path, the default; for fsync the path the descriptor was opened
+ * with).  Calls on other paths are counted but never fail, so a test can
+ * aim at one file (say, a data part that retention deletes) while the rest
+ * of the store works.  Kept until changed; tr_fault_io_disarm() keeps it. */
+void tr_fault_io_set_path_filter (TrFaultIo *fault, const char *substring);
+
+/* Holds every fsync that the calling thread makes later on a file whose
+ * path contains @substring (NULL: stop holding) until
+ * tr_fault_io_release_fsyncs(): the thread blocks outside the backend's
+ * lock, so every other call (reads of the same file included) goes on
+ * meanwhile.  Only the caller's own fsyncs, so that a test aims at its
+ * commit and not at the store's writer thread.  The held fsync then runs
+ * normally.  For tests of what must not wait for a sync. */
+void tr_fault_io_hold_fsyncs (TrFaultIo *fault, const char *substring);
+/* Waits until at least one fsync is held, at most @timeout_us; TRUE if one is. */
+gboolean tr_fault_io_wait_held (TrFaultIo *fault, gint64 timeout_us);
+/* Lets every held fsync go and stops holding new ones. */
+void tr_fault_io_release_fsyncs (TrFaultIo *fault);
+
 /* Simulates a power loss (see above).  @seed drives GARBLE. */
 void tr_fault_io_power_loss (TrFaultIo *fault, TrFaultLoss mode, guint32 seed);
 

@@ -1,4 +1,4 @@
-/* test_tr_dwbuffer.c - DoubleWriteBuffer: buffer, cache, disk, sync thread,
+/* test_tr_dwbuffer.c - DoubleWriteBuffer: buffer, cache, disk, concurrent syncs,
  * journal replay and discard. */
 #include "tr_dwbuffer.h"
 #include "tr_endian.h"
@@ -239,43 +239,7 @@ Test (tr_dwbuffer, backpressure_bounds_dirty_blocks)
   fixture_free (&fx);
 }
 
-Test (tr_dwbuffer, wait_sync_with_thread)
-{
-  Fixture fx = { tr_test_mkdtemp (), { NULL, NULL }, NULL };
-  g_autofree char *part0 = g_build_filename (fx.dir, "list.0", NULL);
-  g_autoptr (GError) error = NULL;
-  g_autoptr (GBytes) bytes = NULL;
-  guint8 want[BS];
-
-  fixture_open (&fx, 4, 0);
-  tr_dwbuffer_start (fx.dwb, 0); /* only on demand */
-  write_block (fx.dwb, FILE_B, 1, 5);
-  cr_assert (tr_dwbuffer_wait_sync (fx.dwb, &error), "%s", error ? error->message : "");
-  bytes = tr_test_read_file (part0);
-  cr_assert_not_null (bytes);
-  fill (want, FILE_B, 1, 5);
-  cr_assert (memcmp ((const guint8 *) g_bytes_get_data (bytes, NULL) + BS, want, BS) == 0);
-  /* Nothing new: returns at once. */
-  cr_assert (tr_dwbuffer_wait_sync (fx.dwb, &error));
-  /* The interval thread syncs by itself. */
-  tr_dwbuffer_set_sync_interval (fx.dwb, 5);
-  write_block (fx.dwb, FILE_B, 2, 6);
-  for (int i = 0; i < 400; i++) {
-    TrDwBufferStats stats;
-    tr_dwbuffer_get_stats (fx.dwb, &stats);
-    if (stats.syncs == 2)
-      break;
-    g_usleep (5000);
-  }
-  {
-    TrDwBufferStats stats;
-    tr_dwbuffer_get_stats (fx.dwb, &stats);
-    cr_assert_eq (stats.syncs, 2);
-  }
-  fixture_free (&fx);
-}
-
-/* ---- read-your-writes while the sync thread flushes ---- */
+/* ---- read-your-writes while another thread flushes ---- */
 
 #define RYW_THREADS 3
 #define RYW_BLOCKS 12
@@ -303,22 +267,44 @@ ryw_main (gpointer data)
     t->ok = tr_dwbuffer_write (t->dwb, FILE_A, block_id, offset, value, 8, NULL)
             && tr_dwbuffer_read (t->dwb, FILE_A, block_id, offset, got, 8, NULL)
             && memcmp (value, got, 8) == 0;
-    if (round % 50 == 0)
-      tr_dwbuffer_notify_sync (t->dwb);
   }
   return NULL;
 }
 
-Test (tr_dwbuffer, read_your_writes_during_background_flush, .timeout = 60)
+typedef struct {
+  TrDwBuffer *dwb;
+  gint stop;    /* atomic: the writers are done */
+  gboolean ok;  /* every sync succeeded */
+} Flusher;
+
+/* Syncs again and again until told to stop, as the RPC store's writer
+ * thread does beside the commits. */
+static gpointer
+flusher_main (gpointer data)
+{
+  Flusher *f = data;
+
+  f->ok = TRUE;
+  while (f->ok && !g_atomic_int_get (&f->stop)) {
+    f->ok = tr_dwbuffer_sync (f->dwb, NULL);
+    g_thread_yield ();
+  }
+  return NULL;
+}
+
+Test (tr_dwbuffer, read_your_writes_during_concurrent_flushes, .timeout = 60)
 {
   Fixture fx = { tr_test_mkdtemp (), { NULL, NULL }, NULL };
   RywThread threads[RYW_THREADS];
   GThread *handles[RYW_THREADS];
   g_autoptr (GError) error = NULL;
   TrDwBufferStats stats;
+  Flusher flusher = { NULL, 0, FALSE };
+  GThread *flusher_thread;
 
   fixture_open (&fx, 4, 6);
-  tr_dwbuffer_start (fx.dwb, 1);
+  flusher.dwb = fx.dwb;
+  flusher_thread = g_thread_new ("flusher", flusher_main, &flusher);
   for (guint i = 0; i < RYW_THREADS; i++) {
     threads[i] = (RywThread) { fx.dwb, i, FALSE };
     handles[i] = g_thread_new ("ryw", ryw_main, &threads[i]);
@@ -327,7 +313,10 @@ Test (tr_dwbuffer, read_your_writes_during_background_flush, .timeout = 60)
     g_thread_join (handles[i]);
     cr_assert (threads[i].ok, "thread %u read back something else than it wrote", i);
   }
-  cr_assert (tr_dwbuffer_wait_sync (fx.dwb, &error), "%s", error ? error->message : "");
+  g_atomic_int_set (&flusher.stop, 1);
+  g_thread_join (flusher_thread);
+  cr_assert (flusher.ok, "a sync beside the writers failed");
+  cr_assert (tr_dwbuffer_sync (fx.dwb, &error), "%s", error ? error->message : "");
   tr_dwbuffer_get_stats (fx.dwb, &stats);
   cr_assert_gt (stats.syncs, 1);
   fixture_close (&fx);

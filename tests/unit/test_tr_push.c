@@ -206,7 +206,7 @@ static void
 teardown (void)
 {
   if (fx.store != NULL)
-    tr_rpcstore_set_notify (fx.store, NULL, NULL);
+    tr_rpcstore_remove_subscriber (fx.store, tr_push_on_store_event, fx.push);
   tr_push_free (fx.push);
   tr_rpcstore_close (fx.store);
   tr_config_free (fx.config);
@@ -260,13 +260,13 @@ start_push (void)
 
   fx.push = tr_push_new (fx.store, fx.config, &error);
   cr_assert_not_null (fx.push, "push: %s", error ? error->message : "");
-  tr_rpcstore_set_notify (fx.store, tr_push_on_store_event, fx.push);
+  tr_rpcstore_add_subscriber (fx.store, tr_push_on_store_event, fx.push);
 }
 
 static void
 stop_push (void)
 {
-  tr_rpcstore_set_notify (fx.store, NULL, NULL);
+  tr_rpcstore_remove_subscriber (fx.store, tr_push_on_store_event, fx.push);
   tr_push_free (fx.push);
   fx.push = NULL;
 }
