@@ -2,7 +2,7 @@
  *
  * Every on-disk integer in storage/ is little-endian; these are the only
  * helpers that read or write them.  (Thrift's wire integers are big-endian
- * and live in router/tr_frame.h.)
+ * and live in router/net/tr_frame.h.)
  */
 #pragma once
 

@@ -1,7 +1,7 @@
 /* admin.thrift - the thriftrouter admin service (DESIGN.md §6, docs/operations.md).
  *
  * The router serves it on admin_listen (TFramedTransport + TBinaryProtocol)
- * with a hand-written codec (router/tr_admin.c); tools/tr-admin uses the
+ * with a hand-written codec (router/admin/tr_admin.c); tools/tr-admin uses the
  * c_glib code generated from this file.  Every call takes the admin token
  * first ("" when the router has no admin_token_file).  ("service" is a Thrift
  * keyword, hence service_name.)  Field ids are part

@@ -10,7 +10,7 @@
  *
  * Uses the c_glib code generated from admin.thrift: a short-lived tool, so
  * c_glib's per-object leak does not matter here (the router side is
- * hand-encoded, router/tr_admin.c).  Exit status: 0 done, 1 refused by the
+ * hand-encoded, router/admin/tr_admin.c).  Exit status: 0 done, 1 refused by the
  * router (AdminError; message on stderr), 2 usage error, 3 cannot reach the
  * router (or it broke the connection).
  */

@@ -11,7 +11,7 @@
  *
  * The mode is the first argument or --mode.  All traffic is on 127.0.0.1.
  *
- * Wire handling goes through router/tr_frame.h (the project's one Thrift
+ * Wire handling goes through router/net/tr_frame.h (the project's one Thrift
  * codec).  The producer puts a CLOCK_MONOTONIC timestamp (u64 BE, ns) in the
  * first 8 bytes of the binary argument; the sink subtracts it from its receive
  * time of each seqid's first delivery (same host, same clock).

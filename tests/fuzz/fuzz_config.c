@@ -1,5 +1,5 @@
 /* fuzz_config.c - libFuzzer harness for the configuration loader
- * (router/tr_config.h).
+ * (router/core/tr_config.h).
  *
  * The input becomes router.conf in a scratch directory (created once and
  * reused) next to a fixed valid services/s.conf, and is loaded with

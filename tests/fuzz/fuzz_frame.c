@@ -1,5 +1,5 @@
 /* fuzz_frame.c - libFuzzer harness for the Thrift frame/header codec
- * (router/tr_frame.h).
+ * (router/net/tr_frame.h).
  *
  * The input is parsed twice: as one message payload, and as a connection's
  * byte stream (tr_frame_next in a loop, each frame payload parsed).  Every

@@ -76,7 +76,7 @@ def acked_on_disk(router, service, endpoint):
     """The acknowledged seqid in SERVICE@ENDPOINT's send state file as the
     router last wrote it (RotateFile, docs/format/rotatefile.md: the record
     with the highest sequence number; state payload: u32 version, u64 acked,
-    little-endian, router/tr_push.c), or None if there is none yet."""
+    little-endian, storage/tr_positions.c), or None if there is none yet."""
     best_seq, acked = 0, None
     for suffix in (".0", ".1"):
         try:

@@ -1,5 +1,5 @@
 /* test_tr_admin_codec.c - the admin service's hand-written Thrift codec
- * (router/tr_admin.c decodes the args, router/tr_admin_calls.c encodes the
+ * (router/admin/tr_admin.c decodes the args, router/admin/tr_admin_calls.c encodes the
  * results) checked against thrift/admin.thrift: every call goes through
  * the c_glib client generated from that file, so a field id or type that
  * differs from the IDL shows up as a value the generated decoder skipped

@@ -1,4 +1,4 @@
-/* test_tr_config.c - the configuration loader (router/tr_config.h). */
+/* test_tr_config.c - the configuration loader (router/core/tr_config.h). */
 #include <criterion/criterion.h>
 #include <string.h>
 

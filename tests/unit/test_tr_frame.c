@@ -1,4 +1,4 @@
-/* test_tr_frame.c - the Thrift frame/header codec (router/tr_frame.h).
+/* test_tr_frame.c - the Thrift frame/header codec (router/net/tr_frame.h).
  * Reference bytes are the captures in ../shared/THRIFT.md §3 and a
  * python3-thrift serialization of a TApplicationException. */
 #include <criterion/criterion.h>

@@ -1,4 +1,4 @@
-/* test_tr_ingress.c - the producer side (router/tr_ingress.h) on loopback
+/* test_tr_ingress.c - the producer side (router/ingress/tr_ingress.h) on loopback
  * against a real store in a temporary directory: this process is both the
  * producer (a plain socket) and the ingress loop (the default
  * GMainContext, iterated while waiting for an answer). */

@@ -1,4 +1,4 @@
-/* Tests for tr_invoke_wait() (router/tr_invoke.h): a call that runs, a
+/* Tests for tr_invoke_wait() (router/core/tr_invoke.h): a call that runs, a
  * call whose waiter gives up before a late run, and a call whose context
  * is dropped without running it.  The data must be freed exactly once in
  * each case, and by the caller only when the call ran. */

@@ -1,4 +1,4 @@
-/* test_tr_net.c - the inbound network layer (router/tr_net.h): listening
+/* test_tr_net.c - the inbound network layer (router/net/tr_net.h): listening
  * sockets and their errors, accept, connection buffers with partial writes,
  * checked epoll registration, and the rate-limited log helper. */
 #include <criterion/criterion.h>

@@ -1,4 +1,4 @@
-/* test_tr_node.c - node role and epoch state machine (router/tr_node.h). */
+/* test_tr_node.c - node role and epoch state machine (router/core/tr_node.h). */
 #include "tr_config_error.h"
 #include "tr_fault_io.h"
 #include "tr_node.h"

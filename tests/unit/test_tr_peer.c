@@ -1,4 +1,4 @@
-/* test_tr_peer.c - the outbound peer (router/tr_peer.h) against a socket
+/* test_tr_peer.c - the outbound peer (router/net/tr_peer.h) against a socket
  * server thread of this file on loopback: connect, pipelined sending and
  * replies matched in order, wrong seqid, hang-up hint, socket timeout,
  * backoff (first contact, then exponential) and the window.  The peer runs

@@ -1,4 +1,4 @@
-/* test_tr_push.c - the push module (router/tr_push.h) against a fake Thrift
+/* test_tr_push.c - the push module (router/push/tr_push.h) against a fake Thrift
  * endpoint on loopback: order, byte-identical bodies, oneways and barriers,
  * reconnects, wrong seqids, skip / block policies, stop_send, send state. */
 #include <criterion/criterion.h>

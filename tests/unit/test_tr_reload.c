@@ -1,5 +1,5 @@
 /* test_tr_reload.c - the reload's comparison of two configurations
- * (tr_reload_check_router_keys, tr_reload_describe; router/tr_reload.h)
+ * (tr_reload_check_router_keys, tr_reload_describe; router/admin/tr_reload.h)
  * and the typed [router] diff beneath it (tr_config_diff_router).  The
  * applying half (store, push, ingress) runs in tests/integration/test_reload.py. */
 #include <criterion/criterion.h>

@@ -1,5 +1,5 @@
 /* test_tr_thrift_value.c - the hand-written Thrift binary-protocol value
- * codec (router/tr_thrift_value.h): exact bytes of the writer against the
+ * codec (router/net/tr_thrift_value.h): exact bytes of the writer against the
  * binary protocol (big-endian, field = type byte + i16 id), the reader on
  * the same bytes, and its answers to truncated and hostile input. */
 #include <criterion/criterion.h>
