@@ -303,20 +303,23 @@ conn_watch (AdminConn *conn, GIOCondition events)
 }
 
 static gboolean
-on_accept (gint fd, GIOCondition condition, gpointer user_data)
+on_accept (gpointer user_data)
 {
   TrAdmin *admin = user_data;
 
-  (void) fd;
-  (void) condition;
   for (;;) {
     g_autoptr (GError) error = NULL;
     int client = tr_net_accept (admin->listen_fd, &error);
     AdminConn *conn;
     if (client < 0) {
-      /* Nothing waiting, or a transient error (EMFILE, ENOBUFS): the next
-       * readiness retries. */
-      if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
+      /* Out of descriptors or memory: the connection stays queued, so
+       * pause instead of spinning on a readable socket. */
+      if (tr_net_accept_must_pause (error)) {
+        tr_net_log_limited (admin->log_limit, "accept", G_LOG_LEVEL_WARNING, NULL,
+                            "admin: port %u: %s; not accepting for %d ms", admin->port, error->message,
+                            TR_NET_ACCEPT_PAUSE_MS);
+        tr_net_listen_source_pause (admin->listen_source, TR_NET_ACCEPT_PAUSE_MS);
+      } else if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
         tr_net_log_limited (admin->log_limit, "accept", G_LOG_LEVEL_WARNING, NULL, "admin: port %u: %s",
                             admin->port, error->message);
       break;
@@ -431,8 +434,7 @@ tr_admin_new (const TrConfig *config, TrRpcStore *store, TrPush *push, TrIngress
     admin_free_unstarted (admin);
     return NULL;
   }
-  admin->listen_source = g_unix_fd_source_new (admin->listen_fd, G_IO_IN);
-  g_source_set_callback (admin->listen_source, G_SOURCE_FUNC (on_accept), admin, NULL);
+  admin->listen_source = tr_net_listen_source_new (admin->listen_fd, on_accept, admin);
   g_source_attach (admin->listen_source, admin->context);
   tr_admin__on_rate_tick (admin);
   admin->rate_source = g_timeout_source_new_seconds (1);

@@ -66,7 +66,7 @@ struct _TrIngress {
   GHashTable *routes; /* rpc name -> GArray of guint32 service ids */
   int listen_fd;
   guint16 port;
-  guint listen_source;
+  GSource *listen_source;
   guint hint_source;
   int epoll_fd;      /* every producer connection; one GLib fd for all */
   guint epoll_source;
@@ -526,18 +526,24 @@ conn_open (TrIngress *ingress, int client)
 }
 
 static gboolean
-accept_cb (gint fd, GIOCondition condition, gpointer data)
+accept_cb (gpointer data)
 {
   TrIngress *ingress = data;
 
-  (void) condition;
   for (int i = 0; i < 64; i++) {
     g_autoptr (GError) error = NULL;
-    int client = tr_net_accept (fd, &error);
+    int client = tr_net_accept (ingress->listen_fd, &error);
     if (client < 0) {
-      if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
+      if (tr_net_accept_must_pause (error)) {
+        tr_net_log_limited (ingress->log_limit, LIMIT_ACCEPT, G_LOG_LEVEL_WARNING, NULL,
+                            "port %u: %s; not accepting producers for %d ms (open file limit: ulimit -n / "
+                            "LimitNOFILE, or lower max_connections)",
+                            ingress->port, error->message, TR_NET_ACCEPT_PAUSE_MS);
+        tr_net_listen_source_pause (ingress->listen_source, TR_NET_ACCEPT_PAUSE_MS);
+      } else if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK)) {
         tr_net_log_limited (ingress->log_limit, LIMIT_ACCEPT, G_LOG_LEVEL_WARNING, NULL, "port %u: %s",
                             ingress->port, error->message);
+      }
       break;
     }
     if (ingress->stats.connections >= ingress->max_connections) {
@@ -658,7 +664,8 @@ tr_ingress_new (TrRpcStore *store, const TrConfig *config, GError **error)
     tr_ingress_free (ingress);
     return NULL;
   }
-  ingress->listen_source = add_fd_source (ingress->listen_fd, accept_cb, ingress);
+  ingress->listen_source = tr_net_listen_source_new (ingress->listen_fd, accept_cb, ingress);
+  g_source_attach (ingress->listen_source, NULL);
   ingress->epoll_source = add_fd_source (ingress->epoll_fd, epoll_cb, ingress);
   ingress->hint_source = g_timeout_add (TR_HINT_INTERVAL_MS, update_commit_hint, ingress);
   return ingress;
@@ -678,9 +685,10 @@ tr_ingress_stop_accepting (TrIngress *ingress)
   for (GList *l = conns; l != NULL; l = l->next)
     conn_update_condition (l->data);
   g_list_free (conns);
-  if (ingress->listen_source != 0)
-    g_source_remove (ingress->listen_source);
-  ingress->listen_source = 0;
+  if (ingress->listen_source != NULL) {
+    g_source_destroy (ingress->listen_source);
+    g_clear_pointer (&ingress->listen_source, g_source_unref);
+  }
   if (ingress->listen_fd >= 0)
     close (ingress->listen_fd);
   ingress->listen_fd = -1;

@@ -82,7 +82,10 @@ tr_net_accept (int listen_fd, GError **error)
   while (fd < 0 && errno == EINTR);
   if (fd < 0) {
     int saved = errno;
-    g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved), "accept failed: %s", g_strerror (saved));
+    /* GLib maps ENOBUFS to G_IO_ERROR_FAILED: name it as the lack of
+     * memory it is, so that tr_net_accept_must_pause() sees it. */
+    GIOErrorEnum code = saved == ENOBUFS ? G_IO_ERROR_NO_SPACE : g_io_error_from_errno (saved);
+    g_set_error (error, G_IO_ERROR, code, "accept failed: %s", g_strerror (saved));
     return -1;
   }
   if (setsockopt (fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0) {
@@ -93,6 +96,59 @@ tr_net_accept (int listen_fd, GError **error)
     return -1;
   }
   return fd;
+}
+
+gboolean
+tr_net_accept_must_pause (const GError *error)
+{
+  return g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TOO_MANY_OPEN_FILES)
+         || g_error_matches (error, G_IO_ERROR, G_IO_ERROR_NO_SPACE);
+}
+
+/* ---- listen source ------------------------------------------------------ */
+
+/* A paused listener watches no events and has a ready time instead; when it
+ * comes, dispatch watches the socket again and runs the callback once. */
+typedef struct {
+  GSource source;
+  gpointer tag;
+} ListenSource;
+
+static gboolean
+listen_source_dispatch (GSource *source, GSourceFunc callback, gpointer data)
+{
+  ListenSource *listen = (ListenSource *) source;
+
+  if (g_source_get_ready_time (source) != -1) {
+    g_source_set_ready_time (source, -1);
+    g_source_modify_unix_fd (source, listen->tag, G_IO_IN);
+  }
+  return callback (data);
+}
+
+static GSourceFuncs listen_source_funcs = {
+  .dispatch = listen_source_dispatch,
+};
+
+GSource *
+tr_net_listen_source_new (int listen_fd, GSourceFunc func, gpointer data)
+{
+  GSource *source = g_source_new (&listen_source_funcs, sizeof (ListenSource));
+  ListenSource *listen = (ListenSource *) source;
+
+  listen->tag = g_source_add_unix_fd (source, listen_fd, G_IO_IN);
+  g_source_set_callback (source, func, data, NULL);
+  g_source_set_name (source, "tr-net listen");
+  return source;
+}
+
+void
+tr_net_listen_source_pause (GSource *source, guint ms)
+{
+  ListenSource *listen = (ListenSource *) source;
+
+  g_source_modify_unix_fd (source, listen->tag, 0);
+  g_source_set_ready_time (source, g_get_monotonic_time () + (gint64) ms * G_TIME_SPAN_MILLISECOND);
 }
 
 char *

@@ -43,6 +43,28 @@ int tr_net_listen (const char *host, guint16 port, int backlog, guint16 *port_ou
  * any other G_IO_ERROR code when accept() failed (EMFILE, ENOBUFS, …). */
 int tr_net_accept (int listen_fd, GError **error);
 
+/* How long a listener stops accepting after accept() ran out of descriptors
+ * or memory (see tr_net_listen_source_new()). */
+#define TR_NET_ACCEPT_PAUSE_MS 100
+
+/* tr_net_accept_must_pause:
+ * TRUE when tr_net_accept() failed for want of descriptors (EMFILE, ENFILE)
+ * or kernel memory (ENOBUFS, ENOMEM).  The connection then stays queued and
+ * the listening socket stays readable: retrying at once would spin, so the
+ * caller pauses its listener with tr_net_listen_source_pause(). */
+gboolean tr_net_accept_must_pause (const GError *error);
+
+/* tr_net_listen_source_new:
+ * A source that calls @func (@data) whenever @listen_fd is readable, like
+ * g_unix_fd_source_new(), but which tr_net_listen_source_pause() can stop
+ * watching its socket for a while.  Attach it to the context that accepts. */
+GSource *tr_net_listen_source_new (int listen_fd, GSourceFunc func, gpointer data);
+
+/* tr_net_listen_source_pause:
+ * Called from @source's callback: stop watching the socket for @ms, then
+ * call the callback again (once), whether or not a connection waits. */
+void tr_net_listen_source_pause (GSource *source, guint ms);
+
 /* tr_net_peer_name:
  * Returns: (transfer full): "HOST:PORT" of @fd's peer (numeric), or
  * "fd N" when the socket no longer has one. */

@@ -22,7 +22,7 @@ import subprocess
 import threading
 import time
 
-from trtest import BUILD, Endpoint, Producer, Router, check, run_tests, sanitizer, wait_until
+from trtest import BUILD, Endpoint, Producer, Router, Skip, check, run_tests, sanitizer, wait_until
 
 SEED = int(os.environ.get("TR_TEST_SEED", "20261122"))
 IDLE = int(os.environ.get("TR_HOSTILE_IDLE", "1000"))
@@ -307,6 +307,56 @@ def test_max_connections_closes_the_excess_and_recovers():
         router.cleanup()
 
 
+def _cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_out_of_descriptors_pauses_accepting_instead_of_spinning():
+    """With the open file limit reached, accept() fails with EMFILE while the
+    connection stays queued: the listening socket stays readable, and a loop
+    that retries at once burns a core.  The router must pause accepting,
+    stay responsive, and accept again when descriptors come back."""
+    if subprocess.call(["sh", "-c", "command -v prlimit"], stdout=subprocess.DEVNULL) != 0:
+        raise Skip("prlimit(1) (util-linux) is not installed")
+    router = Router({"books": {"rpcs": ["log_event"], "endpoints": {"a": (Endpoint().port, "true")}}},
+                    max_connections="500")
+    router.command_prefix = ["prlimit", "--nofile=64:64"]
+    try:
+        router.start()
+        held = []
+        try:
+            for _ in range(200):
+                held.append(socket.create_connection(("127.0.0.1", router.port), timeout=5))
+        except OSError:
+            pass
+        wait_until(lambda: "accept" in router.log() and "open files" in router.log().lower(), timeout=10,
+                   what="the router to log that accept() ran out of descriptors")
+        before = _cpu_seconds(router.proc.pid)
+        time.sleep(2.0)
+        used = _cpu_seconds(router.proc.pid) - before
+        check(used < 0.5, "router used %.2f s of CPU in 2 s while out of descriptors (accept loop spinning)" % used)
+        for s in held:
+            s.close()
+
+        def works():
+            try:
+                p = Producer(router.port, timeout_ms=2000)
+                p.log_event(b"x")
+                p.close()
+                return True
+            except Exception:
+                return False
+        wait_until(works, timeout=10, what="a producer to be served once descriptors were free again")
+        check(router.proc.poll() is None, "router died")
+        print("  out of descriptors: %.2f s CPU in 2 s, served again after the connections closed" % used)
+    finally:
+        router.stop()
+        router.cleanup()
+
+
 if __name__ == "__main__":
     run_tests([test_max_connections_closes_the_excess_and_recovers,
+               test_out_of_descriptors_pauses_accepting_instead_of_spinning,
                test_hostile_producers_router_stays_up_and_latency_holds])

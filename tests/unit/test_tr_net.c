@@ -73,6 +73,76 @@ Test (tr_net, accept_says_would_block_then_accepts_with_a_peer_name)
   close (listen_fd);
 }
 
+/* A listener whose callback does not accept: the socket stays readable,
+ * as it does when accept() fails with EMFILE. */
+typedef struct {
+  GSource *source;
+  int calls;
+  gboolean pause;
+} PauseProbe;
+
+static gboolean
+count_and_maybe_pause (gpointer data)
+{
+  PauseProbe *probe = data;
+
+  probe->calls++;
+  if (probe->pause)
+    tr_net_listen_source_pause (probe->source, 50);
+  return G_SOURCE_CONTINUE;
+}
+
+Test (tr_net, a_paused_listener_is_not_called_until_its_pause_ends)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GMainContext) context = g_main_context_new ();
+  guint16 port = 0;
+  int listen_fd = tr_net_listen ("127.0.0.1", 0, 16, &port, &error);
+  PauseProbe probe = { .pause = TRUE };
+  int client;
+  gint64 start, end;
+
+  cr_assert_geq (listen_fd, 0);
+  probe.source = tr_net_listen_source_new (listen_fd, count_and_maybe_pause, &probe);
+  g_source_attach (probe.source, context);
+  client = connect_loopback (port);
+  start = g_get_monotonic_time ();
+  end = start + 180 * G_TIME_SPAN_MILLISECOND;
+  while (g_get_monotonic_time () < end)
+    if (!g_main_context_iteration (context, FALSE))
+      g_usleep (1000);
+  /* Readable all the time: called at once, then once per 50 ms pause
+   * (3 or 4 in 180 ms), not thousands of times. */
+  cr_assert_geq (probe.calls, 3, "calls = %d", probe.calls);
+  cr_assert_leq (probe.calls, 5, "calls = %d", probe.calls);
+  /* Resumed: without pausing again, it is called as long as it is readable. */
+  probe.pause = FALSE;
+  probe.calls = 0;
+  for (int i = 0; i < 200 && probe.calls < 10; i++)
+    if (!g_main_context_iteration (context, FALSE))
+      g_usleep (1000);
+  cr_assert_geq (probe.calls, 10, "calls = %d after the pause ended", probe.calls);
+  g_source_destroy (probe.source);
+  g_source_unref (probe.source);
+  close (client);
+  close (listen_fd);
+}
+
+Test (tr_net, accept_pauses_only_for_want_of_descriptors_or_memory)
+{
+  g_autoptr (GError) emfile = g_error_new_literal (G_IO_ERROR, g_io_error_from_errno (EMFILE), "x");
+  g_autoptr (GError) enfile = g_error_new_literal (G_IO_ERROR, g_io_error_from_errno (ENFILE), "x");
+  g_autoptr (GError) nomem = g_error_new_literal (G_IO_ERROR, G_IO_ERROR_NO_SPACE, "x");
+  g_autoptr (GError) again = g_error_new_literal (G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK, "x");
+  g_autoptr (GError) other = g_error_new_literal (G_IO_ERROR, G_IO_ERROR_FAILED, "x");
+
+  cr_assert (tr_net_accept_must_pause (emfile));
+  cr_assert (tr_net_accept_must_pause (enfile));
+  cr_assert (tr_net_accept_must_pause (nomem));
+  cr_assert_not (tr_net_accept_must_pause (again));
+  cr_assert_not (tr_net_accept_must_pause (other));
+}
+
 /* ---- connection buffers ---- */
 
 Test (tr_net, flush_takes_partial_writes_until_all_is_sent)
