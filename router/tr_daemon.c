@@ -107,7 +107,7 @@ start_writer (TrDaemon *daemon, GError **error)
                                 g_main_context_default (), error);
   if (daemon->admin == NULL)
     return FALSE;
-  tr_admin_set_epoch (daemon->admin, tr_node_get_epoch (daemon->node));
+  tr_admin_set_node_state (daemon->admin, tr_node_get_epoch (daemon->node), tr_node_is_fenced (daemon->node));
   return TRUE;
 }
 

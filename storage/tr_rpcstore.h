@@ -246,6 +246,21 @@ GBytes *tr_rpcstore_get (TrRpcStore *store, guint64 rpc_id, gint64 *timestamp_us
  * retention), _CORRUPT (naming the file and offset), _CLOSED or _IO. */
 TrRpcStoreRecord *tr_rpcstore_read_record (TrRpcStore *store, guint64 rpc_id, GError **error);
 
+/* tr_rpcstore_digest:
+ * A checksum over the data records of the ids @from..@to (inclusive), as
+ * they are on disk, record framing included: XXH3-64 (seed
+ * TR_RECORD_SEED) of every record's bytes in id order.  Two stores whose
+ * digests agree over a range hold byte-identical records for it (same id,
+ * commit time, message and service list), which is what a replica must
+ * hold (tr_rpcstore_apply_batch()).  Reads every record from disk, never
+ * waiting for a commit's fdatasync; thread-safe.  @count_out: records read
+ * (to - from + 1).
+ * Returns: FALSE with TR_STORAGE_ERROR_NOT_FOUND (@from > @to, or a bound
+ * outside the ids stored: the message names the stored range), _CORRUPT
+ * (a record's checksum fails: naming the file and offset), _CLOSED, _IO. */
+gboolean tr_rpcstore_digest (TrRpcStore *store, guint64 from, guint64 to, guint64 *count_out, guint64 *digest_out,
+                             GError **error);
+
 /* tr_rpcstore_set_low_water:
  * Tells retention that @service_id no longer needs seqids below @seqid (the
  * minimum over its endpoints, stopped ones included, of the first

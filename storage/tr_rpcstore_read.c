@@ -13,6 +13,8 @@
 #include "tr_rpcstore_private.h"
 #include "tr_storage_error.h"
 
+#include <xxhash.h>
+
 gboolean
 tr_rpcstore__read_entry (TrRpcStore *store, guint32 file_id, guint64 entry_no, guint8 entry[TR_RPCRECORD_ENTRY_SIZE],
                          GError **error)
@@ -185,6 +187,50 @@ tr_rpcstore_get (TrRpcStore *store, guint64 rpc_id, gint64 *timestamp_us_out, GE
   if (timestamp_us_out != NULL)
     *timestamp_us_out = view.commit_time_us;
   return g_bytes_new_from_bytes (record, view.message_offset, view.message_len);
+}
+
+gboolean
+tr_rpcstore_digest (TrRpcStore *store, guint64 from, guint64 to, guint64 *count_out, guint64 *digest_out,
+                    GError **error)
+{
+  XXH3_state_t *state;
+  gboolean ok = TRUE;
+
+  g_return_val_if_fail (store != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+  if (from > to) {
+    g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_NOT_FOUND,
+                 "empty range %" G_GUINT64_FORMAT "..%" G_GUINT64_FORMAT ": FROM must not be above TO", from, to);
+    return FALSE;
+  }
+  /* Both ends checked first: a range that starts stored but ends beyond the
+   * head is refused before anything is read. */
+  if (!check_stored (store, from, error) || !check_stored (store, to, error))
+    return FALSE;
+  state = XXH3_createState ();
+  g_assert (state != NULL);
+  XXH3_64bits_reset_withSeed (state, TR_RECORD_SEED);
+  for (guint64 id = from; ok && id <= to; id++) {
+    g_autoptr (GBytes) record = NULL;
+    TrRpcRecordView view;
+
+    g_rw_lock_reader_lock (&store->files_lock);
+    if (store->data != NULL)
+      record = read_record_locked (store, id, &view, error);
+    else
+      g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CLOSED, "the store failed and is being reopened");
+    g_rw_lock_reader_unlock (&store->files_lock);
+    if (record == NULL)
+      ok = FALSE;
+    else
+      XXH3_64bits_update (state, g_bytes_get_data (record, NULL), g_bytes_get_size (record));
+  }
+  if (ok) {
+    *count_out = to - from + 1;
+    *digest_out = XXH3_64bits_digest (state);
+  }
+  XXH3_freeState (state);
+  return ok;
 }
 
 void

@@ -48,6 +48,18 @@ struct NodeStatus {
    * disk (an endpoint further behind than the cache holds). */
   17: i64 reads_from_cache
   18: i64 reads_from_disk
+  /* A MASTER that learnt of a newer epoch stops taking writes (node.meta). */
+  19: bool fenced
+}
+
+/* tr-admin digest: a checksum over the stored records of from_id..to_id. */
+struct RangeDigest {
+  1: i64 from_id
+  2: i64 to_id
+  3: i64 count
+  /* XXH3-64 of the records' bytes as stored, in id order (two nodes whose
+   * digests agree hold byte-identical records for the range) */
+  4: i64 digest
 }
 
 struct ServiceInfo {
@@ -111,4 +123,6 @@ service Admin {
   /* Re-reads router.conf and the service files and applies the differences
    * (docs/configuration.md "Reload").  Returns one line per change. */
   list<string> reload(1: string token) throws (1: AdminError e)
+  /* Both ids stored (first..head) and from_id <= to_id; reads from disk. */
+  RangeDigest digest(1: string token, 2: i64 from_id, 3: i64 to_id) throws (1: AdminError e)
 }

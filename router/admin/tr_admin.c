@@ -482,7 +482,8 @@ tr_admin_free (TrAdmin *admin)
 }
 
 void
-tr_admin_set_epoch (TrAdmin *admin, guint64 epoch)
+tr_admin_set_node_state (TrAdmin *admin, guint64 epoch, gboolean fenced)
 {
   admin->epoch = epoch;
+  admin->fenced = fenced;
 }

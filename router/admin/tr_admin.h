@@ -75,9 +75,9 @@ void tr_admin_free (TrAdmin *admin);
  * waiting: the result is logged (SIGHUP).  Main thread. */
 void tr_admin_reload_async (TrAdmin *admin);
 
-/* The node's epoch (node metadata, tr_node.h), reported by status.  Call
- * right after tr_admin_new(), before clients can connect meaningfully. */
-void tr_admin_set_epoch (TrAdmin *admin, guint64 epoch);
+/* The node's epoch and whether it is fenced (node metadata, tr_node.h),
+ * reported by status.  Call before tr_admin_start(). */
+void tr_admin_set_node_state (TrAdmin *admin, guint64 epoch, gboolean fenced);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (TrAdmin, tr_admin_free)
 

@@ -1,5 +1,5 @@
 /* tr_admin_calls.c - the admin calls (status, services, endpoints,
- * set_stop_send, skip, rewind, dump, dead_letters, reload) and what only
+ * set_stop_send, skip, rewind, dump, dead_letters, reload, digest) and what only
  * they use: ingress counters, lookups, rates, the reload and the call table
  * (tr_admin__find_call()).  The server that decodes, authorises and
  * answers them is tr_admin.c; both run on the admin thread.
@@ -227,6 +227,7 @@ call_status (TrAdmin *admin, const Args *args, GByteArray *result, Refusal *refu
   tr_thrift_write_field_i64 (result, 16, (gint64) store.cache_limit);
   tr_thrift_write_field_i64 (result, 17, (gint64) store.reads_from_cache);
   tr_thrift_write_field_i64 (result, 18, (gint64) store.reads_from_disk);
+  tr_thrift_write_field_bool (result, 19, admin->fenced);
   tr_thrift_write_field_stop (result);
   return TRUE;
 }
@@ -448,6 +449,33 @@ call_dump (TrAdmin *admin, const Args *args, GByteArray *result, Refusal *refusa
 }
 
 static gboolean
+call_digest (TrAdmin *admin, const Args *args, GByteArray *result, Refusal *refusal)
+{
+  gint64 from = args->num[2];
+  gint64 to = args->num[3];
+  g_autoptr (GError) error = NULL;
+  guint64 count = 0, digest = 0;
+
+  if (from <= 0 || to <= 0)
+    return tr_admin__refuse (refusal, TR_ADMIN_CODE_OUT_OF_RANGE, "digest %" G_GINT64_FORMAT "..%" G_GINT64_FORMAT
+                             ": rpc ids start at 1", from, to);
+  if (!tr_rpcstore_digest (admin->store, (guint64) from, (guint64) to, &count, &digest, &error)) {
+    if (g_error_matches (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_NOT_FOUND))
+      return tr_admin__refuse (refusal, TR_ADMIN_CODE_OUT_OF_RANGE, "digest %" G_GINT64_FORMAT "..%" G_GINT64_FORMAT
+                               ": %s", from, to, error->message);
+    return tr_admin__refuse (refusal, TR_ADMIN_CODE_FAILED, "digest %" G_GINT64_FORMAT "..%" G_GINT64_FORMAT ": %s",
+                             from, to, error->message);
+  }
+  tr_thrift_write_field_begin (result, TR_TTYPE_STRUCT, 0);
+  tr_thrift_write_field_i64 (result, 1, from);
+  tr_thrift_write_field_i64 (result, 2, to);
+  tr_thrift_write_field_i64 (result, 3, (gint64) count);
+  tr_thrift_write_field_i64 (result, 4, (gint64) digest);
+  tr_thrift_write_field_stop (result);
+  return TRUE;
+}
+
+static gboolean
 call_dead_letters (TrAdmin *admin, const Args *args, GByteArray *result, Refusal *refusal)
 {
   g_autofree char *service = arg_dup (args, 2);
@@ -551,6 +579,7 @@ static const struct {
   { "status", call_status },     { "services", call_services }, { "endpoints", call_endpoints },
   { "set_stop_send", call_set_stop_send }, { "skip", call_skip }, { "rewind", call_rewind },
   { "dump", call_dump },         { "dead_letters", call_dead_letters }, { "reload", call_reload },
+  { "digest", call_digest },
 };
 
 CallFunc

@@ -5,7 +5,7 @@
  *
  * Threads: the calls, connections and rate samples run on the admin thread
  * (tr_admin_reload_async() only queues the reload there).  The main thread
- * still reads ->port and sets ->epoch (tr_admin_set_epoch(), per the field
+ * still reads ->port and sets ->epoch (tr_admin_set_node_state(), per the field
  * comment before the first call) after that thread has started.
  */
 #pragma once
@@ -31,7 +31,8 @@ typedef struct {
 struct _TrAdmin {
   TrConfig *config; /* owned: the running configuration, a copy of main's or the last reload's;
                      * admin thread only after start (stop-send changes it, reload replaces it) */
-  guint64 epoch; /* from the node metadata; set before the first call */
+  guint64 epoch;    /* from the node metadata; set before the first call */
+  gboolean fenced; /* likewise */
   TrRpcStore *store;
   TrPush *push;
   TrIngress *ingress;

@@ -599,6 +599,51 @@ def test_skip_by_n():
         ep.stop()
 
 
+def test_digest_equal_on_a_copy_of_the_store_and_different_after_divergence():
+    """A stopped node's data dir copied to a second node: both print the same
+    digest for every range; one more RPC on each (different payloads) makes
+    the digests of that id differ while the common range still agrees."""
+    import shutil
+    first = Router({"books": {"rpcs": ["log_event"], "endpoints": {"a": (Endpoint().port, "true")}}})
+    second = None
+    try:
+        first.start()
+        p = Producer(first.port)
+        for i in range(1, 41):
+            p.log_event(b"rec%d" % i)
+        p.close()
+        first.stop()
+        second = Router({"books": {"rpcs": ["log_event"], "endpoints": {"a": (Endpoint().port, "true")}}})
+        shutil.copytree(first.data_dir, second.data_dir)
+        os.unlink(os.path.join(second.data_dir, "lock"))
+        first.start()
+        second.start()
+        one = json.loads(ok(first, "--json", "digest", "1", "40"))
+        two = json.loads(ok(second, "--json", "digest", "1", "40"))
+        check(one == two and one["count"] == 40 and one["from"] == 1 and one["to"] == 40, "%s / %s" % (one, two))
+        check(re.fullmatch(r"[0-9a-f]{16}", one["digest"]) is not None, str(one))
+        check(json.loads(ok(first, "--json", "digest", "7", "7")) != one, "a sub-range has the same digest")
+        check(one["digest"] in ok(second, "digest", "1", "40"), "text output lacks the digest")
+        check(json.loads(ok(second, "--json", "status"))["fenced"] is False, "a new node is not fenced")
+        for router, payload in ((first, b"left"), (second, b"right")):
+            p = Producer(router.port)
+            p.log_event(payload)
+            p.close()
+        check(ok(first, "--json", "digest", "41", "41") != ok(second, "--json", "digest", "41", "41"),
+              "different records, same digest")
+        check(ok(first, "--json", "digest", "1", "40") == ok(second, "--json", "digest", "1", "40"),
+              "the common range no longer agrees")
+        rc, _, err = tr_admin(first, "digest", "1", "99")
+        check(rc == 1 and "rpc 99 is not stored (range 1..41)" in err, "beyond head: %d %s" % (rc, err))
+        for bad in (["5", "4"], ["0", "3"], ["x", "3"]):
+            rc, _, err = tr_admin(first, "digest", *bad)
+            check(rc == 2 and "not a range" in err, "digest %s: %d %s" % (bad, rc, err))
+    finally:
+        for router in (first, second):
+            if router is not None:
+                router.stop()
+                router.cleanup()
+
 def test_status_rates_after_traffic():
     ep = Endpoint().start()
     router = Router({"books": {"rpcs": ["log_event"], "endpoints": {"a": ep.port}}}).start()
@@ -755,6 +800,7 @@ def test_stop_send_write_survives_kill9_loop():
 if __name__ == "__main__":
     run_tests([
         test_status_services_endpoints_table_and_json,
+        test_digest_equal_on_a_copy_of_the_store_and_different_after_divergence,
         test_stop_send_with_rpcs_flowing_then_start_send_delivers_all_in_order,
         test_stop_send_persisted_across_restart_keeping_comments,
         test_stop_send_changes_one_line_of_the_service_file,

@@ -113,7 +113,7 @@ setup (void)
   cr_assert_not_null (fx.push, "%s", error ? error->message : "");
   fx.admin = tr_admin_new (fx.config, fx.store, fx.push, NULL, NULL, &error);
   cr_assert_not_null (fx.admin, "%s", error ? error->message : "");
-  tr_admin_set_epoch (fx.admin, 7);
+  tr_admin_set_node_state (fx.admin, 7, TRUE);
   fx.socket = g_object_new (THRIFT_TYPE_SOCKET, "hostname", "127.0.0.1", "port", tr_admin_get_port (fx.admin), NULL);
   fx.framed = g_object_new (THRIFT_TYPE_FRAMED_TRANSPORT, "transport", fx.socket, NULL);
   fx.protocol = g_object_new (THRIFT_TYPE_BINARY_PROTOCOL, "transport", fx.framed, NULL);
@@ -188,6 +188,7 @@ Test (tr_admin_codec, status_fields, .init = setup, .fini = teardown, .timeout =
   cr_assert_str_eq (status->server_id, "codec-node");
   cr_assert_str_eq (status->server_type, "MASTER");
   cr_assert_eq (status->epoch, 7);
+  cr_assert (status->fenced);
   cr_assert_eq (status->head_rpc_id, 3);
   cr_assert_gt (status->store_bytes, 0);
   cr_assert_geq (status->store_parts, 1);
@@ -279,6 +280,28 @@ Test (tr_admin_codec, dump_returns_the_stored_bytes, .init = setup, .fini = tear
   cr_assert_eq (message->len, len);
   cr_assert_eq (memcmp (message->data, expected, len), 0);
   g_byte_array_unref (message);
+}
+
+Test (tr_admin_codec, digest_is_the_stores_and_refuses_ids_not_stored, .init = setup, .fini = teardown, .timeout = 30)
+{
+  g_autoptr (GError) error = NULL;
+  tr_adminAdminError *refusal = NULL;
+  tr_adminRangeDigest *digest = g_object_new (TR_ADMIN_TYPE_RANGE_DIGEST, NULL);
+  guint64 count = 0, expected = 0;
+
+  cr_assert (tr_rpcstore_digest (fx.store, 2, 3, &count, &expected, &error), "%s", error ? error->message : "?");
+  cr_assert (tr_admin_admin_if_digest (fx.client, &digest, TOKEN, 2, 3, &refusal, &error), "%s",
+             error ? error->message : "?");
+  cr_assert_eq (digest->from_id, 2);
+  cr_assert_eq (digest->to_id, 3);
+  cr_assert_eq (digest->count, 2);
+  cr_assert_eq ((guint64) digest->digest, expected);
+  cr_assert_not (tr_admin_admin_if_digest (fx.client, &digest, TOKEN, 2, 9, &refusal, &error));
+  cr_assert_not_null (refusal);
+  cr_assert_eq (refusal->code, TR_ADMIN_CODE_OUT_OF_RANGE);
+  cr_assert (strstr (refusal->message, "not stored") != NULL, "%s", refusal->message);
+  g_object_unref (refusal);
+  g_object_unref (digest);
 }
 
 /* AdminError {1: code, 2: message} in result field 1, and the argument

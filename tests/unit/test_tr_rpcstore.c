@@ -1084,6 +1084,35 @@ expect_same_store_files (const char *dir_a, const char *dir_b)
   cr_assert_gt (compared, 6, "too few files compared (%u)", compared);
 }
 
+/* Equal over every range of the leader's and the follower's, different
+ * from a neighbouring range, refused outside what is stored. */
+static void
+expect_same_digests (TrRpcStore *leader, TrRpcStore *follower, guint64 head)
+{
+  static const guint64 ranges[][2] = { { 1, 1 }, { 1, 700 }, { 350, 351 }, { 699, 700 } };
+  g_autoptr (GError) error = NULL;
+  guint64 count = 0, a = 0, b = 0, other = 0;
+
+  for (guint i = 0; i < G_N_ELEMENTS (ranges); i++) {
+    cr_assert (tr_rpcstore_digest (leader, ranges[i][0], ranges[i][1], &count, &a, &error), "%s", error->message);
+    cr_assert_eq (count, ranges[i][1] - ranges[i][0] + 1);
+    cr_assert (tr_rpcstore_digest (follower, ranges[i][0], ranges[i][1], &count, &b, &error), "%s", error->message);
+    cr_assert_eq (a, b, "digests of %" G_GUINT64_FORMAT "..%" G_GUINT64_FORMAT " differ", ranges[i][0],
+                  ranges[i][1]);
+  }
+  cr_assert (tr_rpcstore_digest (leader, 2, 2, &count, &other, &error));
+  cr_assert (tr_rpcstore_digest (leader, 1, 1, &count, &a, &error));
+  cr_assert_neq (a, other, "two records, one digest");
+  cr_assert_not (tr_rpcstore_digest (leader, 5, 4, &count, &a, &error));
+  cr_assert (g_error_matches (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_NOT_FOUND));
+  g_clear_error (&error);
+  cr_assert_not (tr_rpcstore_digest (leader, head, head + 1, &count, &a, &error));
+  cr_assert (strstr (error->message, "is not stored") != NULL, "%s", error->message);
+  g_clear_error (&error);
+  cr_assert_not (tr_rpcstore_digest (leader, 0, 3, &count, &a, &error));
+  cr_assert (g_error_matches (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_NOT_FOUND));
+}
+
 /* A follower given the leader's records, in batches of another size, ends
  * with the same data, index and list files, byte for byte, and serves the
  * same reads. */
@@ -1117,6 +1146,7 @@ Test (tr_rpcstore, follower_files_are_the_leaders_byte_for_byte)
   cr_assert (tr_rpcstore_remove_subscriber (follower, record_event, events));
   cr_assert_eq (g_array_index (events, guint64, events->len - 1), 700, "subscribers hear of applied batches");
   check_contents (follower, 700);
+  expect_same_digests (leader, follower, 700);
   tr_rpcstore_close (leader);
   tr_rpcstore_close (follower);
   expect_same_store_files (leader_dir, follower_dir);
