@@ -145,6 +145,22 @@ read_record_locked (TrRpcStore *store, guint64 rpc_id, TrRpcRecordView *view, GE
   return g_bytes_new_take (g_steal_pointer (&buf), index.length);
 }
 
+/* read_record_locked() under ->files_lock, or CLOSED while the store
+ * reopens after a failure. */
+static GBytes *
+read_record (TrRpcStore *store, guint64 rpc_id, TrRpcRecordView *view, GError **error)
+{
+  GBytes *record = NULL;
+
+  g_rw_lock_reader_lock (&store->files_lock);
+  if (store->data != NULL)
+    record = read_record_locked (store, rpc_id, view, error);
+  else
+    g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CLOSED, "the store failed and is being reopened");
+  g_rw_lock_reader_unlock (&store->files_lock);
+  return record;
+}
+
 /* NOT_FOUND unless first <= @rpc_id <= head. */
 static gboolean
 check_stored (TrRpcStore *store, guint64 rpc_id, GError **error)
@@ -177,11 +193,7 @@ tr_rpcstore_get (TrRpcStore *store, guint64 rpc_id, gint64 *timestamp_us_out, GE
     return message;
   if (!check_stored (store, rpc_id, error))
     return NULL;
-  g_rw_lock_reader_lock (&store->files_lock);
-  record = store->data != NULL ? read_record_locked (store, rpc_id, &view, error) : NULL;
-  if (store->data == NULL)
-    g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CLOSED, "the store failed and is being reopened");
-  g_rw_lock_reader_unlock (&store->files_lock);
+  record = read_record (store, rpc_id, &view, error);
   if (record == NULL)
     return NULL;
   if (timestamp_us_out != NULL)
@@ -214,12 +226,7 @@ tr_rpcstore_digest (TrRpcStore *store, guint64 from, guint64 to, guint64 *count_
     g_autoptr (GBytes) record = NULL;
     TrRpcRecordView view;
 
-    g_rw_lock_reader_lock (&store->files_lock);
-    if (store->data != NULL)
-      record = read_record_locked (store, id, &view, error);
-    else
-      g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CLOSED, "the store failed and is being reopened");
-    g_rw_lock_reader_unlock (&store->files_lock);
+    record = read_record (store, id, &view, error);
     if (record == NULL)
       ok = FALSE;
     else
@@ -254,12 +261,7 @@ tr_rpcstore_read_record (TrRpcStore *store, guint64 rpc_id, GError **error)
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
   if (!check_stored (store, rpc_id, error))
     return NULL;
-  g_rw_lock_reader_lock (&store->files_lock);
-  if (store->data != NULL)
-    bytes = read_record_locked (store, rpc_id, &view, error);
-  else
-    g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CLOSED, "the store failed and is being reopened");
-  g_rw_lock_reader_unlock (&store->files_lock);
+  bytes = read_record (store, rpc_id, &view, error);
   if (bytes == NULL)
     return NULL;
   record = g_new0 (TrRpcStoreRecord, 1);

@@ -271,6 +271,16 @@ def test_hostile_producers_router_stays_up_and_latency_holds():
         router.cleanup()
 
 
+def _served(router):
+    """TRUE when a new producer gets an answer within 2 s."""
+    try:
+        p = Producer(router.port, timeout_ms=2000)
+        p.log_event(b"x")
+        p.close()
+        return True
+    except Exception:
+        return False
+
 def test_max_connections_closes_the_excess_and_recovers():
     router = Router({"books": {"rpcs": ["log_event"], "endpoints": {"a": (Endpoint().port, "true")}}},
                     max_connections="20")
@@ -288,16 +298,7 @@ def test_max_connections_closes_the_excess_and_recovers():
         for s in held[:5]:
             s.close()
         time.sleep(0.3)
-
-        def works():
-            try:
-                p = Producer(router.port, timeout_ms=2000)
-                p.log_event(b"x")
-                p.close()
-                return True
-            except Exception:
-                return False
-        wait_until(works, timeout=10, what="a new producer to be served after others left")
+        wait_until(lambda: _served(router), timeout=10, what="a new producer to be served after others left")
         for s in held[5:]:
             s.close()
         check(router.proc.poll() is None, "router died")
@@ -339,16 +340,7 @@ def test_out_of_descriptors_pauses_accepting_instead_of_spinning():
         check(used < 0.5, "router used %.2f s of CPU in 2 s while out of descriptors (accept loop spinning)" % used)
         for s in held:
             s.close()
-
-        def works():
-            try:
-                p = Producer(router.port, timeout_ms=2000)
-                p.log_event(b"x")
-                p.close()
-                return True
-            except Exception:
-                return False
-        wait_until(works, timeout=10, what="a producer to be served once descriptors were free again")
+        wait_until(lambda: _served(router), timeout=10, what="a producer to be served once descriptors were free again")
         check(router.proc.poll() is None, "router died")
         print("  out of descriptors: %.2f s CPU in 2 s, served again after the connections closed" % used)
     finally:
