@@ -85,6 +85,8 @@ typedef struct {
   guint64 delivered; /* RPCs the endpoint acknowledged since the node started (or the
                       * reload that added it); redeliveries after a rewind count again */
   double rpcs_out_per_sec; /* delivered per second over the last 10 s */
+  guint64 expired;   /* RPCs expired by max_backlog_bytes / max_backlog_age since the node
+                      * started (or the reload that added it); each range is a dead letter */
 } TrPushEndpointStats;
 
 /* tr_push_get_stats:
