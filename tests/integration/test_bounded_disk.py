@@ -9,10 +9,12 @@ the real free space of the data dir's filesystem."""
 import json
 import os
 import re
+import subprocess
+import time
 
 from test_admin import conf, endpoint_info, ok
 from test_reload import reload_ok, send, seqids
-from trtest import Endpoint, Producer, Router, TApplicationException, check, run_tests, wait_until
+from trtest import Endpoint, Producer, Router, Skip, TApplicationException, check, run_tests, wait_until
 
 
 def dead_letters(router, service):
@@ -199,8 +201,64 @@ def test_min_free_space_refuses_writes_keeps_delivering_and_reload_resumes():
         b.stop()
 
 
+def test_min_free_space_on_a_small_filesystem_trips_before_enospc_and_resumes_by_itself():
+    """The guard on a real small filesystem (a tmpfs, as test_full_disk.py):
+    producers are refused by the guard, never by ENOSPC; once the endpoint
+    catches up, retention frees the parts and writes resume without any
+    operator action."""
+    if os.geteuid() != 0:
+        raise Skip("needs root to mount a small tmpfs")
+    ep = Endpoint()  # down while the disk fills
+    router = Router({"books": {"rpcs": ["log_event"], "endpoints": {"a": ep.port}}},
+                    group_file_size="256K", max_frame_size="64K", rpc_cache_size="1M", min_free_space="3M")
+    os.makedirs(router.data_dir)
+    subprocess.check_call(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", router.data_dir])
+    try:
+        router.start()
+        p = Producer(router.port)
+        acked, refusal = [], None
+        payload = b"g" * 2000
+        for i in range(20000):
+            data = b"%d-" % i + payload
+            try:
+                p.log_event(data)
+                acked.append(data)
+            except TApplicationException as e:
+                refusal = e
+                break
+        check(refusal is not None, "the guard never refused (%d acknowledged)" % len(acked))
+        check("below min_free_space 3.0 MiB" in refusal.message, refusal.message)
+        st = os.statvfs(router.data_dir)
+        check(st.f_bavail * st.f_frsize > 1 << 20, "the guard left less than 1 MiB free")
+        check("No space left" not in router.log() and "reopening the store" not in router.log(),
+              "the store hit ENOSPC although the guard was on:\n" + router.log())
+        # Delivery and retention go on; space returns; writes resume by themselves.
+        ep.start()
+        wait_until(lambda: len(ep.payloads()) >= len(acked), timeout=30, what="delivery of the stored rpcs")
+        resumed = False
+        deadline = time.time() + 20
+        while not resumed and time.time() < deadline:
+            try:
+                p.log_event(b"after")
+                resumed = True
+            except TApplicationException:
+                time.sleep(0.1)
+        check(resumed, "writes did not resume once retention freed the parts:\n" + router.log())
+        acked.append(b"after")
+        wait_until(lambda: len(ep.payloads()) >= len(acked), timeout=30, what="delivery after")
+        ep.check_sequence(acked)
+        p.close()
+        check("accepting writes" in router.log(), router.log())
+    finally:
+        router.stop()
+        subprocess.call(["umount", router.data_dir])
+        router.cleanup()
+        ep.stop()
+
+
 if __name__ == "__main__":
     run_tests([test_backlog_bytes_expire_a_stopped_endpoint_and_free_its_parts,
                test_backlog_age_expires_old_rpcs_and_the_endpoint_sees_the_jump,
                test_limits_off_by_default_and_turned_on_by_reload,
-               test_min_free_space_refuses_writes_keeps_delivering_and_reload_resumes])
+               test_min_free_space_refuses_writes_keeps_delivering_and_reload_resumes,
+               test_min_free_space_on_a_small_filesystem_trips_before_enospc_and_resumes_by_itself])
