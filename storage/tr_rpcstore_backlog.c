@@ -61,18 +61,58 @@ backlog_bytes (const Backlog *b, guint64 seqid, guint64 *bytes_out, GError **err
   return TRUE;
 }
 
+/* Commit time of @rpc_id: from the cache if it holds the message (without
+ * counting a cache hit or miss: this is no delivery read), else from the
+ * first bytes of its data record (tr_rpcrecord_peek_time()), not the whole
+ * record: messages may be megabytes, and this runs every second. */
+static gboolean
+commit_time (TrRpcStore *store, guint64 rpc_id, gint64 *time_out, GError **error)
+{
+  guint8 buf[TR_RPCRECORD_PEEK_SIZE];
+  TrRpcIndexEntry index;
+  guint64 got_id = 0;
+  gboolean cached = FALSE, ok;
+  gsize got = 0;
+
+  g_mutex_lock (&store->cache_lock);
+  if (store->ring_cap > 0 && rpc_id >= store->cache_lo && rpc_id <= store->cache_hi) {
+    *time_out = store->ring_time[rpc_id % store->ring_cap];
+    cached = TRUE;
+  }
+  g_mutex_unlock (&store->cache_lock);
+  if (cached)
+    return TRUE;
+  g_rw_lock_reader_lock (&store->files_lock);
+  ok = store->data != NULL && tr_rpcstore__read_index (store, rpc_id, &index, error);
+  if (ok) {
+    g_mutex_lock (&store->data_lock);
+    ok = tr_groupfile_read (store->data, index.offset, buf, sizeof buf, &got, error);
+    g_mutex_unlock (&store->data_lock);
+  } else if (store->data == NULL) {
+    g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CLOSED, "the store failed and is being reopened");
+  }
+  g_rw_lock_reader_unlock (&store->files_lock);
+  if (!ok)
+    return FALSE;
+  if (got != sizeof buf || !tr_rpcrecord_peek_time (buf, index.length, &got_id, time_out) || got_id != rpc_id) {
+    g_set_error (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_CORRUPT,
+                 "data record of rpc %" G_GUINT64_FORMAT " at offset %" G_GUINT64_FORMAT
+                 " does not start as one (reading its commit time)",
+                 rpc_id, index.offset);
+    return FALSE;
+  }
+  return TRUE;
+}
+
 /* Age of @seqid's RPC (<= head) at ->now_us; never negative. */
 static gboolean
 backlog_age (const Backlog *b, guint64 seqid, gint64 *age_out, GError **error)
 {
-  g_autoptr (GBytes) message = NULL;
   guint64 rpc_id;
   gint64 time_us = 0;
 
-  if (!tr_rpcstore_service_lookup (b->store, b->service_id, seqid, &rpc_id, error))
-    return FALSE;
-  message = tr_rpcstore_get (b->store, rpc_id, &time_us, error);
-  if (message == NULL)
+  if (!tr_rpcstore_service_lookup (b->store, b->service_id, seqid, &rpc_id, error)
+      || !commit_time (b->store, rpc_id, &time_us, error))
     return FALSE;
   *age_out = MAX (b->now_us - time_us, 0);
   return TRUE;
