@@ -83,10 +83,14 @@ expire (TrPushEndpoint *endpoint, guint64 first, guint64 last, const TrBacklogCu
                             " rpcs) not delivered: %s",
                             endpoint->id, first, last, first_rpc, last_rpc, count, excess);
   if (!tr_rpcstore_add_dead_letter (store, service->service_id, first, first_rpc, reason, &error)) {
-    tr_push__log (endpoint, G_LOG_LEVEL_WARNING, first,
-                  "cannot record the expiry of seqids %" G_GUINT64_FORMAT "..%" G_GUINT64_FORMAT
-                  ", keeping them (retried in a second): %s",
-                  first, last, error->message);
+    guint suppressed = 0;
+    if (tr_net_log_limit_admit (endpoint->fail_log, "expire", &suppressed)) {
+      g_autofree char *suffix = tr_net_log_limit_suffix (endpoint->fail_log, suppressed);
+      tr_push__log (endpoint, G_LOG_LEVEL_WARNING, first,
+                    "cannot record the expiry of seqids %" G_GUINT64_FORMAT "..%" G_GUINT64_FORMAT
+                    ", keeping them (tried again every second): %s%s",
+                    first, last, error->message, suffix);
+    }
     return FALSE;
   }
   tr_push__log (endpoint, endpoint->overflow_first == 0 ? G_LOG_LEVEL_WARNING : G_LOG_LEVEL_INFO, first,

@@ -1332,3 +1332,37 @@ Test (tr_rpcstore, backlog_cut_is_the_first_seqid_within_bytes_and_age)
   tr_rpcstore_close (store);
   tr_test_rmdir (dir);
 }
+
+/* A failed dead-letter append used to leave the dead-letter GroupFile
+ * failed for good ("failed earlier ... reopen to recover"), so every later
+ * dead letter of the service (on_failure = skip, expired backlog ranges)
+ * failed until a restart.  Now the next append reopens it. */
+Test (tr_rpcstore, dead_letter_append_works_again_after_a_failed_one)
+{
+  g_autofree char *dir = tr_test_mkdtemp ();
+  g_autoptr (TrFaultIo) fault = tr_fault_io_new ();
+  TrRpcStoreOptions o = small_options ();
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GArray) letters = NULL;
+  TrRpcStore *store = tr_rpcstore_open (tr_fault_io_get_io (fault), dir, &o, services, &error);
+
+  cr_assert_not_null (store, "%s", error ? error->message : "");
+  cr_assert (tr_rpcstore_add_dead_letter (store, 0, 1, 1, "first", &error), "%s", error ? error->message : "");
+  tr_fault_io_set_path_filter (fault, "/dead-");
+  tr_fault_io_arm (fault, TR_FAULT_FSYNC, 1, EIO, FALSE, FALSE);
+  cr_assert_not (tr_rpcstore_add_dead_letter (store, 0, 2, 2, "second", &error));
+  g_clear_error (&error);
+  cr_assert (tr_fault_io_fired (fault));
+  tr_fault_io_disarm (fault);
+  cr_assert (tr_rpcstore_add_dead_letter (store, 0, 3, 3, "third", &error), "still failing: %s",
+             error ? error->message : "");
+  letters = tr_rpcstore_list_dead_letters (store, 0, 0, 10, NULL, &error);
+  cr_assert_not_null (letters, "%s", error ? error->message : "");
+  /* The second one was written before its fsync failed: it may be there
+   * (never acknowledged, like any record whose sync failed). */
+  cr_assert (letters->len == 2 || letters->len == 3, "%u letters", letters->len);
+  cr_assert_str_eq (g_array_index (letters, TrDeadLetter, 0).reason, "first");
+  cr_assert_str_eq (g_array_index (letters, TrDeadLetter, letters->len - 1).reason, "third");
+  tr_rpcstore_close (store);
+  tr_test_rmdir (dir);
+}
