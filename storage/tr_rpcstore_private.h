@@ -4,7 +4,8 @@
  * tr_rpcstore_dead.c (dead-letter lists), tr_rpcstore_recover.c
  * (open/reopen recovery), tr_rpcstore_checkpoint.c (checkpoints) and
  * tr_rpcstore_services.c (services.map, services added and retired at run
- * time).
+ * time), tr_rpcstore_space.c (the free-space guard) and
+ * tr_rpcstore_backlog.c (backlog limits).
  * Not for use outside storage/.
  *
  * On-disk formats: the records' codec is tr_rpcrecord.h (data records,

@@ -2,7 +2,8 @@
  * cycle, send state files, retention, stats; tr_push_endpoint.c: one
  * endpoint's connection, sending, reply matching and failure handling;
  * tr_push_control.c: operator control, stop_send / skip / rewind;
- * tr_push_reload.c: applying a reloaded configuration).
+ * tr_push_reload.c: applying a reloaded configuration; tr_push_backlog.c:
+ * expiring what is beyond a service's backlog limits).
  * Nothing outside router/tr_push*.c may include this header.
  *
  * Threads: after tr_push_new() returns, every field below is owned by the
