@@ -119,7 +119,9 @@ def test_backlog_age_expires_old_rpcs_and_the_endpoint_sees_the_jump():
         wait_until(lambda: endpoint_info(router, "books", "b")["expired_rpcs"] == 5, timeout=15,
                    what="5 rpcs older than 2 s expired")
         ranges = expired_ranges(router, "books", "b")
-        check(ranges == [(1, 5, 5)], str(ranges))
+        # Usually one range; two when the five commit times straddle a check.
+        check(ranges[0][0] == 1 and ranges[-1][1] == 5 and sum(r[2] for r in ranges) == 5
+              and all(b2[0] == a2[1] + 1 for a2, b2 in zip(ranges, ranges[1:])), str(ranges))
         reason = dead_letters(router, "books")[0]["reason"]
         check("max_backlog_age 2 s" in reason, reason)
         check(len(warnings_about(router, "expired for endpoint b")) == 1, router.log())
