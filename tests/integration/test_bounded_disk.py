@@ -110,6 +110,35 @@ def test_backlog_bytes_expire_a_stopped_endpoint_and_free_its_parts():
         a.stop()
 
 
+def test_expired_ranges_survive_kill9_and_are_not_delivered_after_restart():
+    """The record is durable before the position moves: after kill -9 the
+    ranges are still listed, and the endpoint, started after the restart,
+    gets nothing from them (any range a crash put back before its position
+    is expired again, never delivered)."""
+    b = Endpoint()  # down
+    router = Router({"books": {"rpcs": ["log_event"], "endpoints": {"b": b.port}, "max_backlog_age": "1s"}})
+    try:
+        router.start()
+        send(router, 20, b"old")
+        wait_until(lambda: endpoint_info(router, "books", "b")["expired_rpcs"] == 20, timeout=15,
+                   what="20 rpcs expired")
+        before = expired_ranges(router, "books", "b")
+        router.kill9()
+        router.start()
+        after = expired_ranges(router, "books", "b")
+        check(after[:len(before)] == before, "ranges lost by kill -9: %s then %s" % (before, after))
+        wait_until(lambda: endpoint_info(router, "books", "b")["acked_seqid"] == 20, timeout=15,
+                   what="b past the expired range after the restart")
+        b.start()
+        new = send(router, 1, b"new")
+        wait_until(lambda: len(b.payloads()) >= 1, timeout=20, what="delivery of the new rpc")
+        check(seqids(b) == [21] and [d for _, d in b.payloads()] == new, str(b.payloads()))
+    finally:
+        router.stop()
+        router.cleanup()
+        b.stop()
+
+
 def test_backlog_age_expires_old_rpcs_and_the_endpoint_sees_the_jump():
     b = Endpoint()  # not started: b is down
     router = Router({"books": {"rpcs": ["log_event"], "endpoints": {"b": b.port}, "max_backlog_age": "2s"}})
@@ -260,6 +289,7 @@ def test_min_free_space_on_a_small_filesystem_trips_before_enospc_and_resumes_by
 
 if __name__ == "__main__":
     run_tests([test_backlog_bytes_expire_a_stopped_endpoint_and_free_its_parts,
+               test_expired_ranges_survive_kill9_and_are_not_delivered_after_restart,
                test_backlog_age_expires_old_rpcs_and_the_endpoint_sees_the_jump,
                test_limits_off_by_default_and_turned_on_by_reload,
                test_min_free_space_refuses_writes_keeps_delivering_and_reload_resumes,
