@@ -1,9 +1,10 @@
 /* tr_reload.c - configuration reload (see tr_reload.h).
  *
  * Steps: load (tr_config_load, the start-up loader) -> refuse changed
- * [router] keys other than services -> describe the differences (one line
- * each, logged) -> store (ids and lists of new services) -> push
- * (tr_push_reload) -> ingress routing table (built here, swapped on the
+ * [router] keys other than services and min_free_space -> describe the
+ * differences (one line each, logged) -> store (ids and lists of new
+ * services) -> push (tr_push_reload) -> the store's min_free_space ->
+ * ingress routing table (built here, swapped on the
  * ingress loop) -> removed services stop holding retention back
  * (tr_rpcstore_retire_service, on the ingress loop right after the swap:
  * every RPC routed to them until then is committed, and a swap that runs
