@@ -54,7 +54,7 @@ tr_reload_check_router_keys (const TrConfig *running, const TrConfig *loaded, GE
   if (changed->len == 0)
     return TRUE;
   g_set_error (error, TR_CONFIG_ERROR, TR_CONFIG_ERROR_RESTART,
-               "%s: [router] %s: only services can change without a restart; restart the node to apply "
+               "%s: [router] %s: only services and min_free_space can change without a restart; restart the node to apply "
                "this, or put the running value back and reload again",
                running->path, changed->str);
   return FALSE;
