@@ -38,6 +38,8 @@ store_options (const TrConfig *config)
   options.sync_interval_ms = config->sync_interval_ms;
   options.checkpoint_interval_ms = 1000;
   options.max_message_size = config->max_frame_size;
+  options.min_free_bytes = config->min_free_bytes;
+  options.min_free_percent = config->min_free_percent;
   return options;
 }
 

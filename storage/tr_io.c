@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 void
@@ -208,6 +209,22 @@ posix_size (TrIo *io, int fd, guint64 *size_out, GError **error)
   return TRUE;
 }
 
+static gboolean
+posix_free_space (TrIo *io, const char *path, guint64 *avail_out, guint64 *total_out, GError **error)
+{
+  struct statvfs st;
+
+  (void) io;
+  if (statvfs (path, &st) < 0) {
+    tr_io_set_errno_error (error, errno, "cannot read the free space of", path);
+    return FALSE;
+  }
+  /* f_bavail, not f_bfree: the blocks reserved for root are not ours. */
+  *avail_out = (guint64) st.f_bavail * st.f_frsize;
+  *total_out = (guint64) st.f_blocks * st.f_frsize;
+  return TRUE;
+}
+
 static const TrIoVtable posix_vtable = {
   .open = posix_open,
   .close = posix_close,
@@ -219,6 +236,7 @@ static const TrIoVtable posix_vtable = {
   .truncate = posix_truncate,
   .unlink = posix_unlink,
   .size = posix_size,
+  .free_space = posix_free_space,
 };
 
 TrIo *
@@ -227,6 +245,14 @@ tr_io_posix (void)
   /* A constant table: the backend has no state, so one instance serves all. */
   static TrIo posix_io = { &posix_vtable, NULL };
   return &posix_io;
+}
+
+gboolean
+tr_io_free_space (TrIo *io, const char *path, guint64 *avail_out, guint64 *total_out, GError **error)
+{
+  g_return_val_if_fail (io != NULL && path != NULL && avail_out != NULL && total_out != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+  return io->vtable->free_space (io, path, avail_out, total_out, error);
 }
 
 gboolean

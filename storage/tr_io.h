@@ -45,6 +45,9 @@ typedef struct {
   gboolean (*truncate) (TrIo *io, int fd, guint64 length, GError **error);
   gboolean (*unlink) (TrIo *io, const char *path, GError **error);
   gboolean (*size) (TrIo *io, int fd, guint64 *size_out, GError **error);
+  /* statvfs(2) of the filesystem holding @path: bytes an unprivileged
+   * writer may still use, and the filesystem's size. */
+  gboolean (*free_space) (TrIo *io, const char *path, guint64 *avail_out, guint64 *total_out, GError **error);
 } TrIoVtable;
 
 struct _TrIo {
@@ -71,6 +74,7 @@ gboolean tr_io_rename (TrIo *io, const char *from, const char *to, GError **erro
 gboolean tr_io_truncate (TrIo *io, int fd, guint64 length, GError **error);
 gboolean tr_io_unlink (TrIo *io, const char *path, GError **error);
 gboolean tr_io_size (TrIo *io, int fd, guint64 *size_out, GError **error);
+gboolean tr_io_free_space (TrIo *io, const char *path, guint64 *avail_out, guint64 *total_out, GError **error);
 
 /* tr_io_exists: TRUE if @path exists (plain stat, no vtable: it never
  * changes anything and cannot fail in a way recovery must see). */

@@ -91,6 +91,19 @@ tr_rpcrecord_decode (const guint8 *buf, gsize avail, guint32 max_len, TrRpcRecor
   return TRUE;
 }
 
+gboolean
+tr_rpcrecord_peek_time (const guint8 *buf, guint32 max_len, guint64 *rpc_id_out, gint64 *time_out)
+{
+  guint32 len;
+
+  g_return_val_if_fail (buf != NULL && rpc_id_out != NULL && time_out != NULL, FALSE);
+  if (!tr_record_peek_len (buf, max_len, &len) || buf[4] != TR_RPCRECORD_TYPE_RPC || len < TR_RPCRECORD_PREFIX)
+    return FALSE;
+  *rpc_id_out = tr_get_le64 (buf + TR_RECORD_HEADER_SIZE);
+  *time_out = (gint64) tr_get_le64 (buf + TR_RECORD_HEADER_SIZE + 8);
+  return TRUE;
+}
+
 guint32
 tr_rpcrecord_service_id (const TrRpcRecordView *view, guint i)
 {

@@ -79,6 +79,16 @@ guint32 tr_rpcrecord_encode (GByteArray *buf, guint64 rpc_id, gint64 commit_time
 gboolean tr_rpcrecord_decode (const guint8 *buf, gsize avail, guint32 max_len, TrRpcRecordView *out,
                               const char **why);
 
+/* tr_rpcrecord_peek_time:
+ * The rpc id and commit time of the data record that starts with
+ * @buf[0..TR_RPCRECORD_PEEK_SIZE), read without the rest of the record and
+ * so without checking its checksum: for measures (the age of an endpoint's
+ * backlog, tr_rpcstore_backlog_cut()), never for what is delivered.
+ * FALSE when the header is not that of a data record (type, version,
+ * reserved bytes, a payload of at least the fixed prefix up to @max_len). */
+#define TR_RPCRECORD_PEEK_SIZE (12 + 16)
+gboolean tr_rpcrecord_peek_time (const guint8 *buf, guint32 max_len, guint64 *rpc_id_out, gint64 *time_out);
+
 /* The @i-th service id of a decoded record (@i < n_services). */
 guint32 tr_rpcrecord_service_id (const TrRpcRecordView *view, guint i);
 

@@ -460,6 +460,8 @@ store_free (TrRpcStore *store)
   g_free (store->low_water);
   g_free (store->list_first);
   g_clear_error (&store->failure);
+  g_clear_error (&store->space_refusal);
+  g_free (store->space_error);
   g_mutex_clear (&store->commit_lock);
   g_mutex_clear (&store->data_lock);
   g_mutex_clear (&store->head_lock);
@@ -492,6 +494,8 @@ tr_rpcstore_open (TrIo *io, const char *dir, const TrRpcStoreOptions *options,
   store->options.group_file_size -= store->options.group_file_size % TR_RPCSTORE_BLOCK_SIZE;
   if (store->options.checkpoint_interval_ms == 0)
     store->options.checkpoint_interval_ms = 1000;
+  store->min_free_bytes = options->min_free_bytes;
+  store->min_free_percent = MIN (options->min_free_percent, 100);
   g_mutex_init (&store->commit_lock);
   store->subscribers = g_array_new (FALSE, FALSE, sizeof (TrRpcSubscriber));
   g_mutex_init (&store->data_lock);
@@ -668,7 +672,7 @@ tr_rpcstore_submit_batch (TrRpcStore *store, TrRpcBatch *batch)
   g_mutex_lock (&store->commit_lock);
   /* Commit as leader: the store gives the ids and the commit time.  A
    * failure reaches every submitter through its callback. */
-  if (!ensure_writable (store, &error)) {
+  if (!tr_rpcstore__check_space (store, &error) || !ensure_writable (store, &error)) {
     fail_batch (store, batch->subs, error);
   } else {
     now_us = g_get_real_time ();

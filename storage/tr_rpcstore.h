@@ -59,6 +59,9 @@ typedef struct {
   guint sync_interval_ms;    /* TR_SYNC_INTERVAL period */
   guint checkpoint_interval_ms; /* how often index/lists are made durable (default 1000) */
   guint32 max_message_size;  /* largest message accepted (<= group_file_size / 2) */
+  /* Free-space guard (tr_rpcstore_set_min_free_space()): both 0 = off. */
+  guint64 min_free_bytes;
+  guint min_free_percent;
 } TrRpcStoreOptions;
 
 typedef struct _TrRpcStore TrRpcStore;
@@ -116,6 +119,23 @@ gint tr_rpcstore_add_service (TrRpcStore *store, const char *name, GError **erro
  * it back with tr_rpcstore_add_service() reuses them).  Runs between two
  * batches (under the commit lock); not from a commit callback. */
 void tr_rpcstore_retire_service (TrRpcStore *store, guint32 service_id);
+
+/* tr_rpcstore_set_min_free_space:
+ * The free-space guard: once the filesystem of the data directory has less
+ * than @min_bytes plus @min_percent % of its size available (statvfs
+ * f_bavail, measured at most every TR_RPCSTORE_SPACE_CHECK_MS by the
+ * committing thread, not per RPC), tr_rpcstore_submit*() refuses new
+ * batches with TR_STORAGE_ERROR_SPACE_LOW (message: the free space, the
+ * limit and the directory) without writing anything and without failing
+ * the store; it accepts them again as soon as a measurement is above the
+ * limit.  Reads, dead letters, checkpoints, retention and
+ * tr_rpcstore_apply_batch() (a replica applies what its leader committed)
+ * are not refused: the margin is there so that they still fit.  The
+ * transitions are logged once each (warning, then message).  Both 0 turn
+ * the guard off.  Any thread (takes the commit lock); the next batch
+ * measures again. */
+#define TR_RPCSTORE_SPACE_CHECK_MS 100
+void tr_rpcstore_set_min_free_space (TrRpcStore *store, guint64 min_bytes, guint min_percent);
 
 /* tr_rpcstore_add_subscriber:
  * Adds @notify (with @user_data) to the functions told of every batch, in
@@ -269,6 +289,48 @@ gboolean tr_rpcstore_digest (TrRpcStore *store, guint64 from, guint64 to, guint6
  * seqid, rpc id and reason for ever, the RPC's bytes only while its part
  * exists (DESIGN §2.9 wants them pinned; not done yet). */
 void tr_rpcstore_set_low_water (TrRpcStore *store, guint32 service_id, guint64 seqid);
+
+/* Retention limits of a service's backlog (max_backlog_bytes,
+ * max_backlog_age); 0 = that limit is off. */
+typedef struct {
+  guint64 max_bytes;
+  gint64 max_age_us;
+} TrBacklogLimits;
+
+/* Which limit a backlog is over. */
+typedef enum {
+  TR_BACKLOG_WITHIN, /* neither */
+  TR_BACKLOG_BYTES,  /* max_backlog_bytes */
+  TR_BACKLOG_AGE,    /* max_backlog_age */
+} TrBacklogExcess;
+
+/* What tr_rpcstore_backlog_cut() found. */
+typedef struct {
+  guint64 cut;            /* first seqid within the limits: from (nothing over) .. head + 1 (everything) */
+  TrBacklogExcess excess; /* which limit decided the cut (age when it went past the bytes
+                           * limit's cut); WITHIN when cut is from */
+  guint64 bytes;          /* the backlog at from, in bytes (see below) */
+  gint64 age_us;          /* age of the RPC at from, at @now_us */
+} TrBacklogCut;
+
+/* tr_rpcstore_backlog_cut:
+ * The backlog of an endpoint of @service_id whose first unacknowledged
+ * seqid is @from_seqid is the RPCs from there to the service head.  Its
+ * bytes are the data-store bytes from that RPC's record to the end of the
+ * head's record (record framing included, other services' RPCs stored in
+ * between too: what the position keeps on disk; the LAG_BYTES of tr-admin
+ * endpoints); its age is @now_us minus that RPC's commit time.  Finds the
+ * first seqid s >= @from_seqid whose backlog (from s) is within @limits,
+ * by binary search over the service list (O(log lag) index reads and
+ * commit-time reads; cheap enough to run every second).  A @from_seqid
+ * below the first stored seqid counts from there.  Any thread.
+ * Returns: TRUE with @out filled, or FALSE with TR_STORAGE_ERROR_NOT_FOUND /
+ * _CORRUPT / _IO from the reads. */
+gboolean tr_rpcstore_backlog_cut (TrRpcStore *store, guint32 service_id, guint64 from_seqid,
+                                  const TrBacklogLimits *limits, gint64 now_us, TrBacklogCut *out, GError **error);
+
+/* "max_backlog_bytes", "max_backlog_age" or "none" for @excess. */
+const char *tr_backlog_excess_to_string (TrBacklogExcess excess);
 
 /* Appends a dead letter (@seqid of @service_id whose RPC could not be
  * delivered) durably.  Thread-safe. */

@@ -150,6 +150,14 @@ tr_rpcstore_add_dead_letter (TrRpcStore *store, guint32 service_id, guint64 seqi
   ok = file != NULL
        && tr_groupfile_append (file, g_bytes_get_data (record, NULL), g_bytes_get_size (record), &offset, error)
        && tr_groupfile_sync (file, error);
+  /* A failed append or sync leaves the GroupFile failed for good: closing
+   * it makes the next use reopen it, cutting off whatever torn record the
+   * failure left, instead of every later dead letter failing until the
+   * node restarts. */
+  if (file != NULL && !ok) {
+    tr_groupfile_free (file);
+    g_ptr_array_index (store->dead, service_id) = NULL;
+  }
   g_mutex_unlock (&store->dead_lock);
   return ok;
 }

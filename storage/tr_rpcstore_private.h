@@ -4,7 +4,8 @@
  * tr_rpcstore_dead.c (dead-letter lists), tr_rpcstore_recover.c
  * (open/reopen recovery), tr_rpcstore_checkpoint.c (checkpoints) and
  * tr_rpcstore_services.c (services.map, services added and retired at run
- * time).
+ * time), tr_rpcstore_space.c (the free-space guard) and
+ * tr_rpcstore_backlog.c (backlog limits).
  * Not for use outside storage/.
  *
  * On-disk formats: the records' codec is tr_rpcrecord.h (data records,
@@ -120,6 +121,13 @@ struct _TrRpcStore {
 
   GArray *subscribers; /* TrRpcSubscriber, in the order added; protected by ->commit_lock */
 
+  /* Free-space guard (tr_rpcstore_space.c), all protected by ->commit_lock. */
+  guint64 min_free_bytes;
+  guint min_free_percent;
+  gint64 space_checked_us;  /* monotonic time of the last measurement; 0 = measure at the next batch */
+  GError *space_refusal;    /* set while the free space is below the limit */
+  char *space_error;        /* why the last measurement failed (logged once), NULL if it worked */
+
   /* Recent messages: ring of rpc ids [cache_lo, cache_hi]. */
   GMutex cache_lock;
   GBytes **ring;     /* protected by ->cache_lock */
@@ -223,6 +231,12 @@ gboolean tr_rpcstore__sync_data (TrRpcStore *store, GError **error);
 /* After a data-file failure: reopens the store, throttled; FALSE while the
  * disk is still failing (->commit_lock held). */
 gboolean tr_rpcstore__try_reopen (TrRpcStore *store);
+
+/* The free-space guard before a leader batch (->commit_lock held):
+ * measures at most every TR_RPCSTORE_SPACE_CHECK_MS; FALSE with
+ * TR_STORAGE_ERROR_SPACE_LOW while the space is below the limit
+ * (tr_rpcstore_space.c). */
+gboolean tr_rpcstore__check_space (TrRpcStore *store, GError **error);
 
 /* The writer thread's main function (tr_rpcstore_writer.c). */
 gpointer tr_rpcstore__writer_main (gpointer data);

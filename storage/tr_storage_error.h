@@ -19,6 +19,7 @@ typedef enum {
   TR_STORAGE_ERROR_NOT_FOUND, /* offset / record / file does not exist (or was dropped) */
   TR_STORAGE_ERROR_BUSY,      /* another process holds the data directory's lock (tr_lockfile.h) */
   TR_STORAGE_ERROR_SEQUENCE,  /* records applied as follower do not continue the store at head + 1 */
+  TR_STORAGE_ERROR_SPACE_LOW, /* free space below min_free_space: new writes refused before the disk fills */
 } TrStorageError;
 
 GQuark tr_storage_error_quark (void);

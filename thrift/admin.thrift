@@ -90,6 +90,12 @@ struct EndpointInfo {
    * count too, so an upper bound; exact when every service gets every RPC).
    * 0 when nothing is waiting, -1 when it cannot be read. */
   12: i64 lag_bytes
+  /* RPCs expired by the service's max_backlog_bytes / max_backlog_age since
+   * the node started (or the reload that added the endpoint): never
+   * delivered to it; each expired range is a dead letter whose reason
+   * starts with "expired" (docs/delivery.md "Backlog limits").  (Id 20:
+   * 13..19 are left to the fields added beside it in the same issue.) */
+  20: i64 expired_rpcs
 }
 
 struct DeadLetter {

@@ -363,11 +363,11 @@ cmd_endpoints (Session *session, char **args)
     return call_failed (session, "endpoints", admin_error, error);
   }
   g_ptr_array_add (rows, g_strsplit ("SERVICE ENDPOINT STATE ACKED HEAD LAG RETRIES STOP_SEND LAG_BYTES DELIVERED "
-                                      "OUT/S LAST_ERROR",
+                                      "OUT/S EXPIRED LAST_ERROR",
                                       " ", -1));
   for (guint i = 0; i < endpoints->len; i++) {
     tr_adminEndpointInfo *e = g_ptr_array_index (endpoints, i);
-    char **row = g_new0 (char *, 13);
+    char **row = g_new0 (char *, 14);
     row[0] = g_strdup (e->service_name);
     row[1] = g_strdup (e->endpoint);
     row[2] = g_strdup (e->state);
@@ -379,7 +379,8 @@ cmd_endpoints (Session *session, char **args)
     row[8] = e->lag_bytes >= 0 ? i64 (e->lag_bytes) : g_strdup ("?");
     row[9] = i64 (e->delivered);
     row[10] = g_strdup_printf ("%.1f", e->rpcs_out_per_sec);
-    row[11] = g_strdup (e->last_error != NULL && e->last_error[0] != '\0' ? e->last_error : "-");
+    row[11] = i64 (e->expired_rpcs);
+    row[12] = g_strdup (e->last_error != NULL && e->last_error[0] != '\0' ? e->last_error : "-");
     g_ptr_array_add (rows, row);
     json_builder_begin_object (out);
     add_string (out, "service", e->service_name);
@@ -394,6 +395,7 @@ cmd_endpoints (Session *session, char **args)
     add_int (out, "delivered", e->delivered);
     add_double (out, "rpcs_out_per_sec", e->rpcs_out_per_sec);
     add_int (out, "lag_bytes", e->lag_bytes);
+    add_int (out, "expired_rpcs", e->expired_rpcs);
     json_builder_end_object (out);
   }
   print_listing (session, out, rows);
@@ -695,7 +697,8 @@ static const Command commands[] = {
     "LAG_BYTES (data-store bytes from its first unacknowledged RPC to the service head; RPCs of\n"
     "other services stored in between count too, so an upper bound; ? if unreadable), DELIVERED\n"
     "(RPCs it acknowledged since the node started), OUT/S (delivered per second over the last\n"
-    "10 s), last error.",
+    "10 s), EXPIRED (RPCs never delivered because the backlog went over max_backlog_bytes or\n"
+    "max_backlog_age since the node started; each range is listed by dead-letters), last error.",
     cmd_endpoints },
   { "stop-send", "stop-send SERVICE ENDPOINT", 2, 2,
     "Stops delivery to ENDPOINT at once; its position is kept and RPCs pile up on disk.\n"

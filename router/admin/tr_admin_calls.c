@@ -310,6 +310,7 @@ call_endpoints (TrAdmin *admin, const Args *args, GByteArray *result, Refusal *r
     tr_thrift_write_field_i64 (result, 10, (gint64) e->delivered);
     tr_thrift_write_field_double (result, 11, e->rpcs_out_per_sec);
     tr_thrift_write_field_i64 (result, 12, lag_bytes (admin, e));
+    tr_thrift_write_field_i64 (result, 20, (gint64) e->expired);
     tr_thrift_write_field_stop (result);
   }
   return TRUE;

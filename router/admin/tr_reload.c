@@ -1,9 +1,10 @@
 /* tr_reload.c - configuration reload (see tr_reload.h).
  *
  * Steps: load (tr_config_load, the start-up loader) -> refuse changed
- * [router] keys other than services -> describe the differences (one line
- * each, logged) -> store (ids and lists of new services) -> push
- * (tr_push_reload) -> ingress routing table (built here, swapped on the
+ * [router] keys other than services and min_free_space -> describe the
+ * differences (one line each, logged) -> store (ids and lists of new
+ * services) -> push (tr_push_reload) -> the store's min_free_space ->
+ * ingress routing table (built here, swapped on the
  * ingress loop) -> removed services stop holding retention back
  * (tr_rpcstore_retire_service, on the ingress loop right after the swap:
  * every RPC routed to them until then is committed, and a swap that runs
@@ -30,7 +31,9 @@
 
 /* Every [router] key is compared as a typed value (tr_config_diff_router),
  * so a key that is unset on one side (admin_token_file) is a difference like
- * any other: only `services` may change without a restart. */
+ * any other: only `services` and `min_free_space` (the store takes a new
+ * limit at once, tr_rpcstore_set_min_free_space) may change without a
+ * restart. */
 gboolean
 tr_reload_check_router_keys (const TrConfig *running, const TrConfig *loaded, GError **error)
 {
@@ -43,7 +46,7 @@ tr_reload_check_router_keys (const TrConfig *running, const TrConfig *loaded, GE
   keys = tr_config_diff_router (running, loaded);
   for (guint i = 0; i < keys->len; i++) {
     const TrConfigKeyChange *change = g_ptr_array_index (keys, i);
-    if (strcmp (change->key, "services") == 0)
+    if (strcmp (change->key, "services") == 0 || strcmp (change->key, "min_free_space") == 0)
       continue;
     g_string_append_printf (changed, "%s%s = %s (running: %s)", changed->len > 0 ? ", " : "", change->key,
                             change->loaded, change->running);
@@ -51,7 +54,7 @@ tr_reload_check_router_keys (const TrConfig *running, const TrConfig *loaded, GE
   if (changed->len == 0)
     return TRUE;
   g_set_error (error, TR_CONFIG_ERROR, TR_CONFIG_ERROR_RESTART,
-               "%s: [router] %s: only services can change without a restart; restart the node to apply "
+               "%s: [router] %s: only services and min_free_space can change without a restart; restart the node to apply "
                "this, or put the running value back and reload again",
                running->path, changed->str);
   return FALSE;
@@ -109,6 +112,14 @@ diff_settings (const TrServiceConfig *a, const TrServiceConfig *b)
   if (strcmp (a->barrier_method, b->barrier_method) != 0)
     g_string_append_printf (out, "%sbarrier_method %s -> %s", out->len > 0 ? ", " : "", a->barrier_method,
                             b->barrier_method);
+  if (a->max_backlog_bytes != b->max_backlog_bytes)
+    g_string_append_printf (out, "%smax_backlog_bytes %" G_GUINT64_FORMAT " -> %" G_GUINT64_FORMAT,
+                            out->len > 0 ? ", " : "", a->max_backlog_bytes, b->max_backlog_bytes);
+  if (a->max_backlog_age_s != b->max_backlog_age_s) {
+    g_autofree char *old_age = tr_config_format_duration (a->max_backlog_age_s);
+    g_autofree char *new_age = tr_config_format_duration (b->max_backlog_age_s);
+    g_string_append_printf (out, "%smax_backlog_age %s -> %s", out->len > 0 ? ", " : "", old_age, new_age);
+  }
   return g_string_free (out, out->len == 0);
 }
 
@@ -313,6 +324,12 @@ tr_reload_run (const TrConfig *running, const TrReloadTargets *targets, GPtrArra
   changes = tr_reload_describe (running, loaded);
   if (!add_new_services (running, loaded, targets->store, error) || !tr_push_reload (targets->push, loaded, error))
     return NULL;
+  if (running->min_free_bytes != loaded->min_free_bytes || running->min_free_percent != loaded->min_free_percent) {
+    g_autofree char *old_limit = tr_config_format_min_free_space (running);
+    g_autofree char *new_limit = tr_config_format_min_free_space (loaded);
+    tr_rpcstore_set_min_free_space (targets->store, loaded->min_free_bytes, loaded->min_free_percent);
+    note (changes, "min_free_space %s -> %s", old_limit, new_limit);
+  }
   if (!swap_routes (running, targets, loaded))
     g_warning ("reload: the ingress loop did not take the new routing table within %d s (shutting down, or "
                "a slow disk holds the loop); it takes it, and retires removed services, when it runs again",

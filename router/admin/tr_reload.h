@@ -36,7 +36,8 @@ typedef struct {
 
 /* tr_reload_check_router_keys:
  * The first check of a reload: every [router] key of @loaded other than
- * `services` must have the typed value it has in @running.
+ * `services` and `min_free_space` (which tr_reload_run() gives to the
+ * store) must have the typed value it has in @running.
  * Returns: TRUE if so; FALSE with @error TR_CONFIG_ERROR_RESTART naming
  * each changed key with its new and running value.  Any thread. */
 gboolean tr_reload_check_router_keys (const TrConfig *running, const TrConfig *loaded, GError **error);

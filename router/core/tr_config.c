@@ -33,12 +33,13 @@ typedef struct {
 static const char *const router_keys[] = {
   "server_id", "server_type", "listen", "admin_listen", "data_dir", "sync_mode",
   "sync_interval_ms", "rpc_cache_size", "group_file_size", "max_frame_size",
-  "state_flush_ms", "max_connections", "services", "admin_token_file", "admin_allow_insecure", NULL,
+  "state_flush_ms", "max_connections", "services", "admin_token_file", "admin_allow_insecure", "min_free_space",
+  NULL,
 };
 static const char *const service_keys[] = {
   "service_type", "rpcs", "max_inflight", "on_failure", "max_retries", "retry_backoff_ms",
   "retry_backoff_max_ms", "connect_timeout_ms", "socket_timeout_ms", "oneway_barrier",
-  "barrier_method", NULL,
+  "barrier_method", "max_backlog_bytes", "max_backlog_age", NULL,
 };
 static const char *const endpoint_keys[] = {
   "host", "port", "max_connection", "stop_send", "start", NULL,
@@ -288,6 +289,97 @@ get_size (const Reader *r, const char *group, const char *key, guint64 def, guin
   return TRUE;
 }
 
+/* A size (as parse_size) or a percentage of the filesystem "N%" (0..99):
+ * min_free_space.  Exactly one of *@bytes_out and *@percent_out is set
+ * (the other is 0). */
+static gboolean
+get_size_or_percent (const Reader *r, const char *group, const char *key, guint64 def, guint64 *bytes_out,
+                     guint *percent_out)
+{
+  g_autofree char *value = get_raw (r, group, key);
+  gsize len = value != NULL ? strlen (value) : 0;
+  guint64 n;
+
+  *bytes_out = def;
+  *percent_out = 0;
+  if (value == NULL)
+    return TRUE;
+  if (len > 1 && value[len - 1] == '%') {
+    value[len - 1] = '\0';
+    if (!all_digits (value) || !g_ascii_string_to_unsigned (value, 10, 0, 99, &n, NULL))
+      return fail (r, TR_CONFIG_ERROR_INVALID, group, key, "'%s%%' is not a percentage in 0..99%%", value);
+    *bytes_out = 0;
+    *percent_out = (guint) n;
+    return TRUE;
+  }
+  if (!parse_size (value, &n) || n > G_MAXINT64)
+    return fail (r, TR_CONFIG_ERROR_INVALID, group, key,
+                 "'%s' is neither a size (suffixes K, M, G allowed) nor a percentage of the filesystem (N%%)",
+                 value);
+  *bytes_out = n;
+  return TRUE;
+}
+
+/* "0" (off), or a number with a unit: "30s", "10m", "24h", "7d"; at most
+ * 3650 days.  Stored in seconds. */
+static gboolean
+parse_duration (const char *s, guint64 *seconds_out)
+{
+  g_autofree char *digits = NULL;
+  const char *p = s;
+  guint64 n, unit;
+
+  while (g_ascii_isdigit (*p))
+    p++;
+  digits = g_strndup (s, (gsize) (p - s));
+  if (!all_digits (digits) || !g_ascii_string_to_unsigned (digits, 10, 0, G_MAXUINT32, &n, NULL))
+    return FALSE;
+  switch (*p) {
+  case '\0':
+    if (n != 0)
+      return FALSE; /* a bare number has no unit: only 0 (off) is clear */
+    unit = 1;
+    break;
+  case 's':
+    unit = 1;
+    break;
+  case 'm':
+    unit = 60;
+    break;
+  case 'h':
+    unit = 3600;
+    break;
+  case 'd':
+    unit = 86400;
+    break;
+  default:
+    return FALSE;
+  }
+  if (*p != '\0' && p[1] != '\0')
+    return FALSE;
+  if (n * unit > G_GUINT64_CONSTANT (3650) * 86400)
+    return FALSE;
+  *seconds_out = n * unit;
+  return TRUE;
+}
+
+static gboolean
+get_duration (const Reader *r, const char *group, const char *key, guint64 def, guint64 *seconds_out)
+{
+  g_autofree char *value = get_raw (r, group, key);
+
+  if (value == NULL) {
+    *seconds_out = def;
+    return TRUE;
+  }
+  if (!parse_duration (value, seconds_out))
+    return fail (r, TR_CONFIG_ERROR_INVALID, group, key,
+                 "'%s' is not a duration: a number with a unit s, m, h or d (30s, 10m, 24h, 7d), at most 3650d, "
+                 "or 0 for off",
+                 value);
+  return TRUE;
+}
+
 static gboolean
 get_bool (const Reader *r, const char *group, const char *key, gboolean def, gboolean *out)
 {
@@ -526,7 +618,9 @@ read_service_group (const Reader *r, TrServiceConfig *s)
       !get_uint (r, g, "connect_timeout_ms", 3000, 1, MAX_MS, &s->connect_timeout_ms) ||
       !get_uint (r, g, "socket_timeout_ms", 10000, 1, MAX_MS, &s->socket_timeout_ms) ||
       !get_bool (r, g, "oneway_barrier", TRUE, &s->oneway_barrier) ||
-      !get_string (r, g, "barrier_method", TR_CONFIG_DEFAULT_BARRIER_METHOD, &s->barrier_method))
+      !get_string (r, g, "barrier_method", TR_CONFIG_DEFAULT_BARRIER_METHOD, &s->barrier_method) ||
+      !get_size (r, g, "max_backlog_bytes", 0, 0, G_MAXINT64, &s->max_backlog_bytes) ||
+      !get_duration (r, g, "max_backlog_age", 0, &s->max_backlog_age_s))
     return FALSE;
   s->service_type = (TrServiceType) type;
   s->on_failure = (TrOnFailure) on_failure;
@@ -700,7 +794,9 @@ read_router_values (const Reader *r, TrConfig *c)
       !get_uint (r, g, "state_flush_ms", 100, 0, 3600000, &c->state_flush_ms) ||
       !get_uint (r, g, "max_connections", 1024, 1, 1000000, &c->max_connections) ||
       !get_string (r, g, "admin_token_file", "", &c->admin_token_file) ||
-      !get_bool (r, g, "admin_allow_insecure", FALSE, &c->admin_allow_insecure))
+      !get_bool (r, g, "admin_allow_insecure", FALSE, &c->admin_allow_insecure) ||
+      !get_size_or_percent (r, g, "min_free_space", TR_CONFIG_DEFAULT_MIN_FREE_SPACE, &c->min_free_bytes,
+                            &c->min_free_percent))
     return FALSE;
   c->server_type = (TrServerType) type;
   c->sync_mode = (TrSyncMode) sync;
@@ -943,7 +1039,7 @@ join_service_names (const TrConfig *c)
 
 /* Every key of router_keys is compared below, one line each: a new key
  * must be added there too (the count is checked at build time). */
-G_STATIC_ASSERT (G_N_ELEMENTS (router_keys) == 15 + 1);
+G_STATIC_ASSERT (G_N_ELEMENTS (router_keys) == 16 + 1);
 
 GPtrArray *
 tr_config_diff_router (const TrConfig *a, const TrConfig *b)
@@ -969,6 +1065,9 @@ tr_config_diff_router (const TrConfig *a, const TrConfig *b)
   diff_u64 (changes, "max_frame_size", a->max_frame_size, b->max_frame_size, TRUE);
   diff_u64 (changes, "state_flush_ms", a->state_flush_ms, b->state_flush_ms, FALSE);
   diff_u64 (changes, "max_connections", a->max_connections, b->max_connections, FALSE);
+  if (a->min_free_bytes != b->min_free_bytes || a->min_free_percent != b->min_free_percent)
+    add_key_change (changes, "min_free_space", tr_config_format_min_free_space (a),
+                    tr_config_format_min_free_space (b));
   a_services = join_service_names (a);
   b_services = join_service_names (b);
   diff_str (changes, "services", a_services, b_services);
@@ -1008,6 +1107,10 @@ append_router (GString *out, const TrConfig *c)
     g_string_append_printf (out, "max_frame_size = %s\n", frame);
   g_string_append_printf (out, "state_flush_ms = %u\nmax_connections = %u\n", c->state_flush_ms,
                           c->max_connections);
+  {
+    g_autofree char *min_free = tr_config_format_min_free_space (c);
+    g_string_append_printf (out, "min_free_space = %s\n", min_free);
+  }
   g_string_append (out, "services = ");
   for (guint i = 0; i < c->services->len; i++) {
     const TrServiceConfig *s = g_ptr_array_index (c->services, i);
@@ -1031,6 +1134,11 @@ append_service (GString *out, const TrServiceConfig *s)
                           s->connect_timeout_ms, s->socket_timeout_ms);
   g_string_append_printf (out, "oneway_barrier = %s\nbarrier_method = %s\n",
                           s->oneway_barrier ? "true" : "false", s->barrier_method);
+  {
+    g_autofree char *bytes = format_size (s->max_backlog_bytes);
+    g_autofree char *age = tr_config_format_duration (s->max_backlog_age_s);
+    g_string_append_printf (out, "max_backlog_bytes = %s\nmax_backlog_age = %s\n", bytes, age);
+  }
   for (guint i = 0; i < s->endpoints->len; i++) {
     const TrEndpointConfig *e = g_ptr_array_index (s->endpoints, i);
     g_string_append_printf (out, "\n[endpoint %s]\nhost = %s\nport = %u\n", e->id, e->host,
@@ -1038,6 +1146,30 @@ append_service (GString *out, const TrServiceConfig *s)
     g_string_append_printf (out, "max_connection = %u\nstop_send = %s\nstart = %s\n", e->max_connection,
                             e->stop_send ? "true" : "false", tr_config_start_to_string (e->start));
   }
+}
+
+char *
+tr_config_format_duration (guint64 seconds)
+{
+  static const struct {
+    guint64 unit;
+    char suffix;
+  } units[] = { { 86400, 'd' }, { 3600, 'h' }, { 60, 'm' } };
+
+  if (seconds == 0)
+    return g_strdup ("0");
+  for (guint i = 0; i < G_N_ELEMENTS (units); i++)
+    if (seconds % units[i].unit == 0)
+      return g_strdup_printf ("%" G_GUINT64_FORMAT "%c", seconds / units[i].unit, units[i].suffix);
+  return g_strdup_printf ("%" G_GUINT64_FORMAT "s", seconds);
+}
+
+char *
+tr_config_format_min_free_space (const TrConfig *config)
+{
+  if (config->min_free_percent > 0)
+    return g_strdup_printf ("%u%%", config->min_free_percent);
+  return format_size (config->min_free_bytes);
 }
 
 const char *

@@ -26,6 +26,9 @@
  *     state_flush_ms   0..3600000 (0 = after each reply batch)   default 100
  *     max_connections  producer connection cap, 1..1000000       default 1024
  *     services         list of service names (, or ;)            default empty
+ *     min_free_space   size, or N% (0..99) of the data dir's       default 256M
+ *                      filesystem; below it new writes are refused
+ *                      (0 = off); applied on reload
  *
  *   services/NAME.conf next to router.conf, group [service]
  *     service_type     COMMON | BACKUP | REPLY (only COMMON now)  default COMMON
@@ -39,6 +42,9 @@
  *     socket_timeout_ms    1..86400000                            default 10000
  *     oneway_barrier   bool: confirm oneways with a barrier call  default true
  *     barrier_method   rpc name of that call, not in rpcs         default __thriftrouter_barrier__
+ *     max_backlog_bytes size: an endpoint's backlog beyond it expires  default 0 (off)
+ *     max_backlog_age  duration 30s/10m/24h/7d (or 0): unacknowledged default 0 (off)
+ *                      RPCs older than it expire
  *   and per endpoint, group [endpoint ID] (ID [A-Za-z0-9_.-]{1,64}, unique)
  *     host             host name or address                       default 127.0.0.1
  *     port             1..65535, required
@@ -74,6 +80,8 @@
 G_BEGIN_DECLS
 
 #define TR_CONFIG_DEFAULT_BARRIER_METHOD "__thriftrouter_barrier__"
+/* min_free_space when unset (docs/configuration.md says why this much). */
+#define TR_CONFIG_DEFAULT_MIN_FREE_SPACE (G_GUINT64_CONSTANT (256) << 20)
 
 typedef enum {
   TR_SERVER_MASTER,
@@ -123,6 +131,8 @@ typedef struct {
   guint socket_timeout_ms;
   gboolean oneway_barrier;
   char *barrier_method;  /* (transfer full) */
+  guint64 max_backlog_bytes;  /* 0 = off */
+  guint64 max_backlog_age_s;  /* seconds; 0 = off */
   GPtrArray *endpoints;  /* (transfer full) (element-type TrEndpointConfig) file order */
 } TrServiceConfig;
 
@@ -146,6 +156,8 @@ typedef struct {
   gboolean max_frame_size_is_default; /* not in the file: derived from group_file_size */
   guint state_flush_ms;
   guint max_connections;
+  guint64 min_free_bytes;  /* min_free_space as a size (0 when a percentage or off) */
+  guint min_free_percent;  /* min_free_space as N% (0 when a size or off) */
   GPtrArray *services; /* (transfer full) (element-type TrServiceConfig) in list order */
 } TrConfig;
 
@@ -192,6 +204,13 @@ TrEndpointConfig *tr_config_lookup_endpoint (const TrServiceConfig *service, con
 /* The configuration words of @on_failure ("block", "skip") and of an
  * endpoint's @start ("head", "earliest"), from the loader's own tables. */
 const char *tr_config_on_failure_to_string (TrOnFailure on_failure);
+
+/* A duration as the loader reads it back ("0", "90s", "10m", "24h", "7d").
+ * Returns: (transfer full). */
+char *tr_config_format_duration (guint64 seconds);
+/* min_free_space as written in a file ("256M", "5%", "0").
+ * Returns: (transfer full). */
+char *tr_config_format_min_free_space (const TrConfig *config);
 const char *tr_config_start_to_string (TrEndpointStart start);
 
 /* tr_config_edit_endpoint_key:

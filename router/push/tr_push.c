@@ -237,6 +237,7 @@ on_wake (gpointer user_data)
 static gboolean
 on_poll (gpointer user_data)
 {
+  tr_push__check_backlogs (user_data);
   fill_all (user_data);
   sample_rates (user_data);
   return G_SOURCE_CONTINUE;
@@ -386,6 +387,8 @@ tr_push__service_configure (TrPushService *service, const TrServiceConfig *confi
   service->oneway_barrier = config->oneway_barrier;
   g_free (service->barrier_method);
   service->barrier_method = g_strdup (config->barrier_method);
+  service->limits.max_bytes = config->max_backlog_bytes;
+  service->limits.max_age_us = (gint64) config->max_backlog_age_s * G_TIME_SPAN_SECOND;
   for (guint i = 0; service->endpoints != NULL && i < service->endpoints->len; i++)
     tr_push__endpoint_configure (g_ptr_array_index (service->endpoints, i));
 }
@@ -565,6 +568,7 @@ collect_stats (gpointer user_data)
       stats.last_error = g_strdup (tr_peer_get_last_error (endpoint->peer));
       stats.delivered = endpoint->delivered;
       stats.rpcs_out_per_sec = tr_push__endpoint_rate (endpoint, now);
+      stats.expired = endpoint->expired;
       g_array_append_val (request->stats, stats);
     }
   }

@@ -7,8 +7,10 @@
  * to max_inflight.  Replies are matched in order (Thrift servers answer one
  * connection's requests in order) and their seqid checked.  Acknowledged
  * seqids are recorded per endpoint in a RotateFile under DATA_DIR/state/
- * (at most every state_flush_ms, and on shutdown).  Behaviour:
- * docs/delivery.md.
+ * (at most every state_flush_ms, and on shutdown).  An endpoint whose
+ * backlog goes beyond its service's max_backlog_bytes / max_backlog_age
+ * has its oldest RPCs expired into a dead letter and moves past them
+ * (tr_push_backlog.c).  Behaviour: docs/delivery.md.
  *
  * Endpoint states (transitions in tr_peer.c, mapped in tr_push_endpoint.c;
  * stop_send and start_send in tr_push_control.c):
@@ -85,6 +87,8 @@ typedef struct {
   guint64 delivered; /* RPCs the endpoint acknowledged since the node started (or the
                       * reload that added it); redeliveries after a rewind count again */
   double rpcs_out_per_sec; /* delivered per second over the last 10 s */
+  guint64 expired;   /* RPCs expired by max_backlog_bytes / max_backlog_age since the node
+                      * started (or the reload that added it); each range is a dead letter */
 } TrPushEndpointStats;
 
 /* tr_push_get_stats:

@@ -89,22 +89,29 @@ tr_push__endpoint_set_stop_send (TrPushEndpoint *endpoint, gboolean stop)
   }
 }
 
-static void
-move_position (TrPushEndpoint *endpoint, guint64 to_seqid)
+void
+tr_push__endpoint_move (TrPushEndpoint *endpoint, guint64 to_seqid)
 {
   gboolean running = !endpoint->stopped;
-  guint64 from = endpoint->acked + 1;
 
   tr_push__endpoint_disconnect (endpoint);
   endpoint->acked = to_seqid - 1;
   endpoint->next_seqid = to_seqid;
   tr_push__acked (endpoint);
   tr_push__positions_moved (endpoint->push, endpoint->service);
+  if (running)
+    tr_push__endpoint_start (endpoint);
+}
+
+static void
+move_position (TrPushEndpoint *endpoint, guint64 to_seqid)
+{
+  guint64 from = endpoint->acked + 1;
+
   tr_push__log (endpoint, G_LOG_LEVEL_MESSAGE, to_seqid,
                 "position moved by the operator from seqid %" G_GUINT64_FORMAT " to %" G_GUINT64_FORMAT, from,
                 to_seqid);
-  if (running)
-    tr_push__endpoint_start (endpoint);
+  tr_push__endpoint_move (endpoint, to_seqid);
 }
 
 static gboolean

@@ -2,7 +2,8 @@
  * cycle, send state files, retention, stats; tr_push_endpoint.c: one
  * endpoint's connection, sending, reply matching and failure handling;
  * tr_push_control.c: operator control, stop_send / skip / rewind;
- * tr_push_reload.c: applying a reloaded configuration).
+ * tr_push_reload.c: applying a reloaded configuration; tr_push_backlog.c:
+ * expiring what is beyond a service's backlog limits).
  * Nothing outside router/tr_push*.c may include this header.
  *
  * Threads: after tr_push_new() returns, every field below is owned by the
@@ -62,6 +63,12 @@ struct _TrPushEndpoint {
   gint64 down_since;       /* monotonic µs of the first failure since the last connection; 0 = none */
   guint down_failures;     /* failures since the last connection */
   gboolean down_logged;    /* one of them was logged (not suppressed): so is the reconnection */
+
+  /* Backlog limits (tr_push_backlog.c). */
+  guint64 expired;         /* RPCs expired by max_backlog_bytes / _age since start (or its reload) */
+  guint64 overflow_first;  /* first seqid expired in the current overflow; 0 = within the limits */
+  guint64 overflow_last;   /* last seqid expired in it */
+  guint overflow_steps;    /* ranges recorded in it */
 };
 
 struct _TrPushService {
@@ -76,6 +83,7 @@ struct _TrPushService {
   guint socket_timeout_ms;
   gboolean oneway_barrier;
   char *barrier_method;
+  TrBacklogLimits limits;  /* max_backlog_bytes, max_backlog_age */
   GPtrArray *endpoints;    /* (element-type TrPushEndpoint) */
   guint64 low_water;       /* last value given to the store */
 };
@@ -142,6 +150,15 @@ void tr_push__endpoint_save (TrPushEndpoint *endpoint);
 void tr_push__endpoint_disconnect (TrPushEndpoint *endpoint);
 /* stop_send on/off on the push thread (logged). */
 void tr_push__endpoint_set_stop_send (TrPushEndpoint *endpoint, gboolean stop);
+/* Moves the position to @to_seqid (either way) without logging: closes the
+ * connection, records the position like an acknowledgement, recomputes
+ * the low-water mark, reconnects unless stopped.  The caller logs why. */
+void tr_push__endpoint_move (TrPushEndpoint *endpoint, guint64 to_seqid);
+
+/* tr_push_backlog.c */
+/* Expires what each endpoint's backlog has beyond its service's limits
+ * (once a second, from the poll timer). */
+void tr_push__check_backlogs (TrPush *push);
 
 /* Structured log line about @endpoint with TR_SERVICE, TR_ENDPOINT, TR_SEQID. */
 void tr_push__log (TrPushEndpoint *endpoint, GLogLevelFlags level, guint64 seqid, const char *format, ...)

@@ -1,5 +1,7 @@
 """Full disk (issue 5 item 3): the data dir on a small tmpfs the test mounts
-itself.  Producers get INTERNAL_ERROR once the disk is full and nothing
+itself, with the min_free_space guard off (min_free_space = 0), so the
+store's own ENOSPC handling below the guard is what is tested
+(test_bounded_disk.py tests the guard).  Producers get INTERNAL_ERROR once the disk is full and nothing
 unstored is acknowledged; what is stored keeps being pushed; when space
 returns (remount with a larger size) writes resume without a restart; and
 nothing acknowledged is lost.  Needs root for mount (CI runs as root); skipped
@@ -25,7 +27,7 @@ def test_disk_full_then_space_returns():
         raise Skip("needs root to mount a small tmpfs")
     ep = Endpoint()  # down while the disk fills: everything must come from the store
     router = Router({"books": {"rpcs": ["log_event"], "endpoints": {"a": ep.port}}},
-                    group_file_size="256K", max_frame_size="64K", rpc_cache_size="1M")
+                    group_file_size="256K", max_frame_size="64K", rpc_cache_size="1M", min_free_space="0")
     os.makedirs(router.data_dir)
     _mount(router.data_dir, "1m")
     try:

@@ -54,6 +54,8 @@ struct _TrFaultIo {
   char *hold_substring; /* protected by ->hold_lock; NULL: hold nothing */
   GThread *hold_thread; /* protected by ->hold_lock: whose fsyncs are held */
   guint held;           /* protected by ->hold_lock: threads waiting now */
+  gboolean fake_space;  /* tr_fault_io_set_free_space(): report the two below */
+  guint64 fake_avail, fake_total;
 };
 
 static void
@@ -401,6 +403,29 @@ fault_size (TrIo *io, int fd, guint64 *size_out, GError **error)
   return tr_io_posix ()->vtable->size (tr_io_posix (), fd, size_out, error);
 }
 
+static gboolean
+fault_free_space (TrIo *io, const char *path, guint64 *avail_out, guint64 *total_out, GError **error)
+{
+  TrFaultIo *fault = io->user_data;
+  g_autoptr (GRecMutexLocker) locker = g_rec_mutex_locker_new (&fault->lock);
+
+  if (!fault->fake_space)
+    return tr_io_posix ()->vtable->free_space (tr_io_posix (), path, avail_out, total_out, error);
+  *avail_out = fault->fake_avail;
+  *total_out = fault->fake_total;
+  return TRUE;
+}
+
+void
+tr_fault_io_set_free_space (TrFaultIo *fault, guint64 avail, guint64 total)
+{
+  g_rec_mutex_lock (&fault->lock);
+  fault->fake_space = total > 0;
+  fault->fake_avail = avail;
+  fault->fake_total = total;
+  g_rec_mutex_unlock (&fault->lock);
+}
+
 static const TrIoVtable fault_vtable = {
   .open = fault_open,
   .close = fault_close,
@@ -412,6 +437,7 @@ static const TrIoVtable fault_vtable = {
   .truncate = fault_truncate,
   .unlink = fault_unlink,
   .size = fault_size,
+  .free_space = fault_free_space,
 };
 
 TrFaultIo *

@@ -80,6 +80,10 @@ gboolean tr_fault_io_wait_held (TrFaultIo *fault, gint64 timeout_us);
 /* Lets every held fsync go and stops holding new ones. */
 void tr_fault_io_release_fsyncs (TrFaultIo *fault);
 
+/* Makes free_space report @avail of @total bytes free (a full disk without
+ * filling one); @total 0 goes back to the real figures. */
+void tr_fault_io_set_free_space (TrFaultIo *fault, guint64 avail, guint64 total);
+
 /* Simulates a power loss (see above).  @seed drives GARBLE. */
 void tr_fault_io_power_loss (TrFaultIo *fault, TrFaultLoss mode, guint32 seed);
 

@@ -815,3 +815,69 @@ Test (tr_config, copy_is_equal_and_shares_nothing, .init = setup, .fini = teardo
   cr_assert_str_eq (g_ptr_array_index (tr_config_lookup_service (copy, "s")->rpcs, 1), "fire");
   cr_assert (g_str_has_suffix (copy->admin_token_file, "/conf/token"), "%s", copy->admin_token_file);
 }
+
+/* Bounded disk: min_free_space ([router], a size or N%), max_backlog_bytes
+ * and max_backlog_age ([service]). */
+Test (tr_config, disk_limits_defaults_units_and_errors, .init = setup, .fini = teardown)
+{
+  static const struct {
+    const char *age;
+    guint64 seconds;
+    const char *shown; /* as tr_config_format_duration() writes it back */
+  } ages[] = { { "0", 0, "0" },          { "30s", 30, "30s" },  { "90s", 90, "90s" }, { "10m", 600, "10m" },
+               { "24h", 86400, "1d" },   { "7d", 604800, "7d" }, { "3650d", 315360000, "3650d" } };
+  static const struct {
+    const char *router; /* [router] keys */
+    const char *service; /* [service] keys */
+    const char *needle;
+  } bad[] = {
+    { "min_free_space = 100%", "", "[router] min_free_space: '100%' is not a percentage in 0..99%" },
+    { "min_free_space = x%", "", "[router] min_free_space: 'x%' is not a percentage" },
+    { "min_free_space = 5T", "", "[router] min_free_space: '5T' is neither a size" },
+    { "", "max_backlog_bytes = -1", "[service] max_backlog_bytes: '-1' is not a size" },
+    { "", "max_backlog_age = 10", "[service] max_backlog_age: '10' is not a duration" },
+    { "", "max_backlog_age = 10y", "[service] max_backlog_age: '10y' is not a duration" },
+    { "", "max_backlog_age = 3651d", "[service] max_backlog_age: '3651d' is not a duration" },
+    { "", "max_backlog_age = 1hh", "[service] max_backlog_age: '1hh' is not a duration" },
+  };
+
+  with_service (MIN_SERVICE);
+  {
+    g_autoptr (TrConfig) c = load_ok ();
+    const TrServiceConfig *s = g_ptr_array_index (c->services, 0);
+    g_autofree char *text = tr_config_to_string (c);
+    cr_assert_eq (c->min_free_bytes, G_GUINT64_CONSTANT (256) << 20);
+    cr_assert_eq (c->min_free_percent, 0);
+    cr_assert_eq (s->max_backlog_bytes, 0, "off by default");
+    cr_assert_eq (s->max_backlog_age_s, 0, "off by default");
+    cr_assert (strstr (text, "min_free_space = 256M\n") && strstr (text, "max_backlog_bytes = 0\n")
+                   && strstr (text, "max_backlog_age = 0\n"),
+               "%s", text);
+  }
+  for (guint i = 0; i < G_N_ELEMENTS (ages); i++) {
+    g_autofree char *service = g_strdup_printf ("[service]\nrpcs = log_event\nmax_backlog_bytes = 2G\n"
+                                                "max_backlog_age = %s\n[endpoint a]\nport = 9190\n",
+                                                ages[i].age);
+    g_autoptr (TrConfig) c = NULL;
+    const TrServiceConfig *s;
+    g_autofree char *back = NULL;
+    write_router ("[router]\nservices = s\nmin_free_space = 5%\n");
+    write_service ("s", service);
+    c = load_ok ();
+    s = g_ptr_array_index (c->services, 0);
+    cr_assert_eq (s->max_backlog_bytes, G_GUINT64_CONSTANT (2) << 30);
+    cr_assert_eq (s->max_backlog_age_s, ages[i].seconds, "%s", ages[i].age);
+    cr_assert_eq (c->min_free_percent, 5);
+    cr_assert_eq (c->min_free_bytes, 0);
+    back = tr_config_format_duration (ages[i].seconds);
+    cr_assert_str_eq (back, ages[i].shown);
+  }
+  for (guint i = 0; i < G_N_ELEMENTS (bad); i++) {
+    g_autofree char *router = g_strdup_printf ("[router]\nservices = s\n%s\n", bad[i].router);
+    g_autofree char *service = g_strdup_printf ("[service]\nrpcs = log_event\n%s\n[endpoint a]\nport = 9190\n",
+                                                bad[i].service);
+    write_router (router);
+    write_service ("s", service);
+    expect_error (TR_CONFIG_ERROR_INVALID, bad[i].needle, NULL);
+  }
+}

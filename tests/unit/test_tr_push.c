@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "tr_config.h"
+#include "tr_fault_io.h"
 #include "tr_frame.h"
 #include "tr_push.h"
 #include "tr_rpcstore.h"
@@ -190,6 +191,7 @@ typedef struct {
   GMutex lock;
   GCond cond;
   guint committed;
+  TrFaultIo *fault; /* (nullable): set before open_store() to give the store a fault io */
 } Fixture;
 
 static Fixture fx;
@@ -210,6 +212,7 @@ teardown (void)
   tr_push_free (fx.push);
   tr_rpcstore_close (fx.store);
   tr_config_free (fx.config);
+  tr_fault_io_free (fx.fault);
   tr_test_rmdir (fx.root);
   g_free (fx.root);
   g_mutex_clear (&fx.lock);
@@ -248,7 +251,8 @@ open_store (guint16 port, const char *extra, gboolean stop_send)
   options.sync_interval_ms = 10;
   options.checkpoint_interval_ms = 50;
   options.max_message_size = 64 * 1024;
-  fx.store = tr_rpcstore_open (tr_io_posix (), fx.config->data_dir, &options, names, &error);
+  fx.store = tr_rpcstore_open (fx.fault != NULL ? tr_fault_io_get_io (fx.fault) : tr_io_posix (),
+                               fx.config->data_dir, &options, names, &error);
   cr_assert_not_null (fx.store, "store: %s", error ? error->message : "");
   fx.service_id = (guint32) tr_rpcstore_service_id (fx.store, "svc");
 }
@@ -646,6 +650,53 @@ Test (tr_push, send_state_survives_restart, .timeout = 30)
   check_no_gap (&fake, 6, 8);
   cr_assert_eq (fake_count (&fake), 3);
   cr_assert_eq (((Received *) g_ptr_array_index (fake.received, 0))->seqid, 6);
+  stop_push ();
+  fake_stop (&fake);
+}
+
+/* Backlog limits (router/push/tr_push_backlog.c): the expired range is a
+ * dead letter before the endpoint moves; when that record cannot be
+ * written, nothing moves (never lost silently), and it is tried again. */
+Test (tr_push, backlog_expiry_is_recorded_before_the_endpoint_moves, .timeout = 30)
+{
+  Fake fake;
+  TrPushEndpointStats stats;
+  g_autoptr (GArray) letters = NULL;
+  g_autoptr (GError) error = NULL;
+  gint64 end;
+
+  fake_init (&fake);
+  fake_run (&fake);
+  fx.fault = tr_fault_io_new ();
+  open_store (fake.port, "max_backlog_age = 1s\n", TRUE);
+  tr_fault_io_set_path_filter (fx.fault, "/dead-");
+  tr_fault_io_arm (fx.fault, TR_FAULT_OPEN, 1, EIO, TRUE, FALSE);
+  start_push ();
+  submit_range (1, 5, TR_MSG_CALL);
+  end = g_get_monotonic_time () + 20 * G_TIME_SPAN_SECOND;
+  while (!tr_fault_io_fired (fx.fault)) {
+    cr_assert (g_get_monotonic_time () < end, "the expiry was never tried");
+    g_usleep (10 * 1000);
+  }
+  stats = get_stats ();
+  g_free (stats.last_error);
+  cr_assert_eq (stats.acked, 0, "moved although the expiry could not be recorded");
+  cr_assert_eq (stats.expired, 0);
+  /* The disk works again: the next check records and moves. */
+  tr_fault_io_disarm (fx.fault);
+  wait_acked (5);
+  stats = get_stats ();
+  g_free (stats.last_error);
+  cr_assert_eq (stats.expired, 5);
+  letters = tr_rpcstore_list_dead_letters (fx.store, fx.service_id, 0, 10, NULL, &error);
+  cr_assert_not_null (letters, "%s", error ? error->message : "");
+  cr_assert_eq (letters->len, 1);
+  cr_assert_eq (g_array_index (letters, TrDeadLetter, 0).seqid, 1);
+  cr_assert (g_str_has_prefix (g_array_index (letters, TrDeadLetter, 0).reason,
+                               "expired for endpoint e1: seqids 1..5 (rpc ids 1..5, 5 rpcs) not delivered: "
+                               "oldest unacknowledged rpc "),
+             "%s", g_array_index (letters, TrDeadLetter, 0).reason);
+  cr_assert_eq (fake_count (&fake), 0, "a stopped endpoint got something");
   stop_push ();
   fake_stop (&fake);
 }

@@ -209,3 +209,31 @@ Test (tr_reload, describe_services_and_endpoints, .init = setup, .fini = teardow
   nothing = tr_reload_describe (loaded, again);
   cr_assert_eq (nothing->len, 0, "same files, changes: %s", joined (nothing));
 }
+
+/* min_free_space is taken by the running store: no restart; the backlog
+ * limits are service settings, described like the others. */
+Test (tr_reload, min_free_space_and_backlog_limits_apply_on_reload, .init = setup, .fini = teardown)
+{
+  g_autoptr (TrConfig) running = NULL;
+  g_autoptr (TrConfig) loaded = NULL;
+  g_autoptr (GPtrArray) keys = NULL;
+  g_autoptr (GPtrArray) changes = NULL;
+  g_autofree char *all = NULL;
+
+  write_in_root ("services/s.conf", "[service]\nrpcs = log_event\n[endpoint a]\nport = 9190\n");
+  running = load_router ("services = s\n");
+  write_in_root ("services/s.conf",
+                 "[service]\nrpcs = log_event\nmax_backlog_bytes = 1024\nmax_backlog_age = 2h\n"
+                 "[endpoint a]\nport = 9190\n");
+  loaded = load_router ("services = s\nmin_free_space = 3%\n");
+  cr_assert_null (refusal (running, loaded));
+  keys = tr_config_diff_router (running, loaded);
+  cr_assert_eq (keys->len, 1);
+  cr_assert_str_eq (((TrConfigKeyChange *) keys->pdata[0])->key, "min_free_space");
+  cr_assert_str_eq (((TrConfigKeyChange *) keys->pdata[0])->running, "256M");
+  cr_assert_str_eq (((TrConfigKeyChange *) keys->pdata[0])->loaded, "3%");
+  changes = tr_reload_describe (running, loaded);
+  all = joined (changes);
+  cr_assert (strstr (all, "max_backlog_bytes 0 -> 1024") != NULL && strstr (all, "max_backlog_age 0 -> 2h") != NULL,
+             "%s", all);
+}

@@ -175,3 +175,29 @@ Test (tr_rpcrecord, damaged_checkpoints_are_rejected)
     cr_assert_null (checkpoint.heads);
   }
 }
+
+Test (tr_rpcrecord, peek_time_reads_id_and_time_from_the_first_bytes_only)
+{
+  g_autoptr (GByteArray) buf = g_byte_array_new ();
+  const guint32 ids[] = { 3, 9 };
+  const guint8 text[] = "hello";
+  guint64 rpc_id = 0;
+  gint64 time_us = 0;
+
+  tr_rpcrecord_encode (buf, 42, 1234567890123, ids, 2, text, sizeof text);
+  cr_assert (tr_rpcrecord_peek_time (buf->data, (guint32) buf->len, &rpc_id, &time_us));
+  cr_assert_eq (rpc_id, 42);
+  cr_assert_eq (time_us, 1234567890123);
+  /* Only the first TR_RPCRECORD_PEEK_SIZE bytes are looked at: a garbled
+   * message does not matter (the checksum is not checked). */
+  buf->data[buf->len - 1] ^= 0xff;
+  cr_assert (tr_rpcrecord_peek_time (buf->data, (guint32) buf->len, &rpc_id, &time_us));
+  /* Another record type, a payload shorter than the prefix, zero fill: no. */
+  buf->data[4] = 0x4c;
+  cr_assert_not (tr_rpcrecord_peek_time (buf->data, (guint32) buf->len, &rpc_id, &time_us));
+  buf->data[4] = 0x44;
+  tr_put_le32 (buf->data, 8);
+  cr_assert_not (tr_rpcrecord_peek_time (buf->data, (guint32) buf->len, &rpc_id, &time_us));
+  memset (buf->data, 0, TR_RPCRECORD_PEEK_SIZE);
+  cr_assert_not (tr_rpcrecord_peek_time (buf->data, (guint32) buf->len, &rpc_id, &time_us));
+}

@@ -1191,3 +1191,208 @@ Test (tr_rpcstore, apply_refuses_ids_that_do_not_follow_the_head)
   tr_test_rmdir (leader_dir);
   tr_test_rmdir (follower_dir);
 }
+
+/* ---- free-space guard (tr_rpcstore_set_min_free_space) ---- */
+
+typedef struct {
+  TrRpcStore *store;
+  gint code; /* -1 = committed, else the TR_STORAGE_ERROR code */
+  char *message;
+} OneCommit;
+
+static void
+on_one_commit (gpointer user_data, guint64 rpc_id, const GError *error)
+{
+  OneCommit *one = user_data;
+
+  (void) rpc_id;
+  g_free (one->message);
+  one->code = error != NULL ? error->code : -1;
+  one->message = error != NULL ? g_strdup (error->message) : NULL;
+}
+
+/* Submits one message to "books"; TRUE if it was committed.  (The callback
+ * has run when tr_rpcstore_submit() returns.) */
+static gboolean
+try_commit (gpointer data)
+{
+  OneCommit *one = data;
+  guint32 books = (guint32) tr_rpcstore_service_id (one->store, "books");
+  g_autoptr (GBytes) msg = make_message (7);
+
+  tr_rpcstore_submit (one->store, msg, &books, 1, on_one_commit, one);
+  return one->code == -1;
+}
+
+static gboolean
+commit_refused (gpointer data)
+{
+  return !try_commit (data);
+}
+
+Test (tr_rpcstore, min_free_space_refuses_new_writes_keeps_reads_and_resumes)
+{
+  g_autofree char *dir = tr_test_mkdtemp ();
+  g_autoptr (TrFaultIo) fault = tr_fault_io_new ();
+  TrRpcStoreOptions o = small_options ();
+  g_autoptr (GError) error = NULL;
+  OneCommit one = { 0 };
+  guint64 head;
+  TrRpcStore *store;
+
+  o.min_free_bytes = 1 << 20;
+  tr_fault_io_set_free_space (fault, 8 << 20, 100 << 20);
+  store = tr_rpcstore_open (tr_fault_io_get_io (fault), dir, &o, services, &error);
+  cr_assert_not_null (store, "%s", error ? error->message : "");
+  one.store = store;
+  cr_assert (try_commit (&one), "refused with 8 MiB free: %s", one.message);
+  /* Below the limit: refused within a measurement interval, nothing stored. */
+  tr_fault_io_set_free_space (fault, 512 << 10, 100 << 20);
+  cr_assert (wait_until (commit_refused, &one), "still accepting with 512 KiB free of a 1 MiB minimum");
+  cr_assert_eq (one.code, TR_STORAGE_ERROR_SPACE_LOW, "code %d: %s", one.code, one.message);
+  cr_assert (strstr (one.message, "0.5 MiB") != NULL && strstr (one.message, "1.0 MiB") != NULL
+                 && strstr (one.message, dir) != NULL,
+             "the refusal names the free space, the limit and the directory: %s", one.message);
+  head = tr_rpcstore_head (store);
+  cr_assert (!try_commit (&one));
+  cr_assert_eq (tr_rpcstore_head (store), head, "a refused rpc was stored");
+  /* The store itself is healthy: reads and dead letters still work. */
+  {
+    g_autoptr (GBytes) got = tr_rpcstore_get (store, head, NULL, &error);
+    cr_assert_not_null (got, "%s", error ? error->message : "");
+    cr_assert (tr_rpcstore_add_dead_letter (store, 0, 1, head, "test", &error), "%s",
+               error ? error->message : "");
+  }
+  /* Space returns: accepted again without anything else happening. */
+  tr_fault_io_set_free_space (fault, 2 << 20, 100 << 20);
+  cr_assert (wait_until (try_commit, &one), "writes did not resume: %s", one.message);
+  cr_assert_eq (tr_rpcstore_head (store), head + 1);
+  /* A percentage: 5 % of 100 MiB is more than the 2 MiB free. */
+  tr_rpcstore_set_min_free_space (store, 0, 5);
+  cr_assert (!try_commit (&one), "5%% of 100 MiB is 5 MiB; 2 MiB free was accepted");
+  cr_assert (strstr (one.message, "5%") != NULL, "%s", one.message);
+  /* Off: accepted at once. */
+  tr_rpcstore_set_min_free_space (store, 0, 0);
+  cr_assert (try_commit (&one), "%s", one.message);
+  g_free (one.message);
+  tr_rpcstore_close (store);
+  tr_test_rmdir (dir);
+}
+
+/* ---- backlog limits (tr_rpcstore_backlog_cut) ---- */
+
+/* Bytes of the "books" backlog from @seqid to the head, as documented. */
+static guint64
+books_backlog (TrRpcStore *store, guint64 seqid)
+{
+  guint32 books = (guint32) tr_rpcstore_service_id (store, "books");
+  guint64 rpc, offset, head_offset;
+  guint32 len, head_len;
+
+  cr_assert (tr_rpcstore_service_lookup (store, books, seqid, &rpc, NULL));
+  cr_assert (tr_rpcstore_locate (store, rpc, &offset, &len, NULL));
+  cr_assert (tr_rpcstore_service_lookup (store, books, tr_rpcstore_service_head (store, books), &rpc, NULL));
+  cr_assert (tr_rpcstore_locate (store, rpc, &head_offset, &head_len, NULL));
+  return head_offset + head_len - offset;
+}
+
+Test (tr_rpcstore, backlog_cut_is_the_first_seqid_within_bytes_and_age)
+{
+  g_autofree char *dir = tr_test_mkdtemp ();
+  TrRpcStoreOptions o = small_options ();
+  g_autoptr (GError) error = NULL;
+  TrBacklogLimits limits = { 0 };
+  TrBacklogCut cut;
+  Waiter w = { 0 };
+  TrRpcStore *store = tr_rpcstore_open (tr_io_posix (), dir, &o, services, &error);
+  guint32 books;
+  gint64 between;
+
+  cr_assert_not_null (store, "%s", error ? error->message : "");
+  books = (guint32) tr_rpcstore_service_id (store, "books");
+  submit_many (store, &w, 0, 300); /* spans several 16 KiB data parts */
+  wait_for (&w, 300);
+  between = g_get_real_time ();
+  while (g_get_real_time () < between + 2000)
+    g_usleep (500);
+  submit_many (store, &w, 300, 10);
+  wait_for (&w, 310);
+
+  /* No limit, or within both: nothing to cut. */
+  cr_assert (tr_rpcstore_backlog_cut (store, books, 1, &limits, g_get_real_time (), &cut, &error), "%s",
+             error ? error->message : "");
+  cr_assert_eq (cut.cut, 1);
+  cr_assert_eq (cut.excess, TR_BACKLOG_WITHIN);
+  limits.max_bytes = books_backlog (store, 1);
+  cr_assert (tr_rpcstore_backlog_cut (store, books, 1, &limits, g_get_real_time (), &cut, &error));
+  cr_assert_eq (cut.cut, 1, "a backlog exactly at the limit is within it");
+  cr_assert_eq (cut.bytes, limits.max_bytes);
+
+  /* Bytes: the cut is the first seqid whose backlog fits. */
+  limits.max_bytes = books_backlog (store, 1) / 3;
+  cr_assert (tr_rpcstore_backlog_cut (store, books, 5, &limits, g_get_real_time (), &cut, &error), "%s",
+             error ? error->message : "");
+  cr_assert_eq (cut.excess, TR_BACKLOG_BYTES);
+  cr_assert_gt (cut.cut, 5);
+  cr_assert_leq (books_backlog (store, cut.cut), limits.max_bytes);
+  cr_assert_gt (books_backlog (store, cut.cut - 1), limits.max_bytes, "cut %" G_GUINT64_FORMAT " is not the first",
+                cut.cut);
+  cr_assert_eq (cut.bytes, books_backlog (store, 5));
+
+  /* Age: everything committed before `between` is older than the limit at
+   * `between` + 1 s; the last 10 are not. */
+  limits.max_bytes = 0;
+  limits.max_age_us = G_TIME_SPAN_SECOND - 1000;
+  cr_assert (tr_rpcstore_backlog_cut (store, books, 1, &limits, between + G_TIME_SPAN_SECOND, &cut, &error), "%s",
+             error ? error->message : "");
+  cr_assert_eq (cut.excess, TR_BACKLOG_AGE);
+  cr_assert_eq (cut.cut, 301, "age cut at %" G_GUINT64_FORMAT, cut.cut);
+  cr_assert_geq (cut.age_us, G_TIME_SPAN_SECOND);
+
+  /* Everything too old: the cut is head + 1. */
+  limits.max_age_us = 1;
+  cr_assert (tr_rpcstore_backlog_cut (store, books, 1, &limits, g_get_real_time () + G_TIME_SPAN_SECOND, &cut,
+                                      &error));
+  cr_assert_eq (cut.cut, 311);
+
+  /* An endpoint already past the head has no backlog. */
+  cr_assert (tr_rpcstore_backlog_cut (store, books, 311, &limits, g_get_real_time (), &cut, &error));
+  cr_assert_eq (cut.cut, 311);
+  cr_assert_eq (cut.excess, TR_BACKLOG_WITHIN);
+  tr_rpcstore_close (store);
+  tr_test_rmdir (dir);
+}
+
+/* A failed dead-letter append used to leave the dead-letter GroupFile
+ * failed for good ("failed earlier ... reopen to recover"), so every later
+ * dead letter of the service (on_failure = skip, expired backlog ranges)
+ * failed until a restart.  Now the next append reopens it. */
+Test (tr_rpcstore, dead_letter_append_works_again_after_a_failed_one)
+{
+  g_autofree char *dir = tr_test_mkdtemp ();
+  g_autoptr (TrFaultIo) fault = tr_fault_io_new ();
+  TrRpcStoreOptions o = small_options ();
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GArray) letters = NULL;
+  TrRpcStore *store = tr_rpcstore_open (tr_fault_io_get_io (fault), dir, &o, services, &error);
+
+  cr_assert_not_null (store, "%s", error ? error->message : "");
+  cr_assert (tr_rpcstore_add_dead_letter (store, 0, 1, 1, "first", &error), "%s", error ? error->message : "");
+  tr_fault_io_set_path_filter (fault, "/dead-");
+  tr_fault_io_arm (fault, TR_FAULT_FSYNC, 1, EIO, FALSE, FALSE);
+  cr_assert_not (tr_rpcstore_add_dead_letter (store, 0, 2, 2, "second", &error));
+  g_clear_error (&error);
+  cr_assert (tr_fault_io_fired (fault));
+  tr_fault_io_disarm (fault);
+  cr_assert (tr_rpcstore_add_dead_letter (store, 0, 3, 3, "third", &error), "still failing: %s",
+             error ? error->message : "");
+  letters = tr_rpcstore_list_dead_letters (store, 0, 0, 10, NULL, &error);
+  cr_assert_not_null (letters, "%s", error ? error->message : "");
+  /* The second one was written before its fsync failed: it may be there
+   * (never acknowledged, like any record whose sync failed). */
+  cr_assert (letters->len == 2 || letters->len == 3, "%u letters", letters->len);
+  cr_assert_str_eq (g_array_index (letters, TrDeadLetter, 0).reason, "first");
+  cr_assert_str_eq (g_array_index (letters, TrDeadLetter, letters->len - 1).reason, "third");
+  tr_rpcstore_close (store);
+  tr_test_rmdir (dir);
+}
