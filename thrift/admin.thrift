@@ -78,6 +78,17 @@ struct EndpointInfo {
    * count too, so an upper bound; exact when every service gets every RPC).
    * 0 when nothing is waiting, -1 when it cannot be read. */
   12: i64 lag_bytes
+  /* state BLOCKED (on_failure = block; docs/delivery.md "BLOCKED or
+   * BACKOFF"): the seqid the endpoint keeps refusing and its global rpc id
+   * (see dump); 0 in every other state.  (Ids from 20: room for others.) */
+  20: i64 blocked_seqid
+  21: i64 blocked_rpc_id
+  /* When last_error happened, Unix time in milliseconds (0: no error since
+   * the node started), and when the endpoint recovered from it (the next
+   * acknowledgement; for a connection failure the next connection); 0
+   * while it is current. */
+  22: i64 last_error_time_ms
+  23: i64 last_error_resolved_ms
 }
 
 struct DeadLetter {

@@ -207,6 +207,29 @@ i64 (gint64 value)
   return g_strdup_printf ("%" G_GINT64_FORMAT, value);
 }
 
+/* Unix time in ms as ISO 8601 UTC to the second ("2026-05-04T10:11:12Z");
+ * NULL for 0 (no such time). */
+static char *
+iso_time_ms (gint64 ms)
+{
+  g_autoptr (GDateTime) time = ms > 0 ? g_date_time_new_from_unix_utc (ms / 1000) : NULL;
+
+  return time != NULL ? g_date_time_format (time, "%Y-%m-%dT%H:%M:%SZ") : NULL;
+}
+
+/* ISO string member, or null for 0. */
+static void
+add_time (JsonBuilder *builder, const char *name, gint64 ms)
+{
+  g_autofree char *text = iso_time_ms (ms);
+
+  json_builder_set_member_name (builder, name);
+  if (text != NULL)
+    json_builder_add_string_value (builder, text);
+  else
+    json_builder_add_null_value (builder);
+}
+
 /* ---- errors ---- */
 
 /* After a failed call: an AdminError is a refusal (1), anything else means
@@ -343,6 +366,22 @@ cmd_services (Session *session, char **args)
   return 0;
 }
 
+/* LAST_ERROR of the table: "-", or "TIME ERROR", with " (resolved at
+ * TIME)" once the endpoint recovered, so an old error does not read as a
+ * current one. */
+static char *
+last_error_text (const tr_adminEndpointInfo *e)
+{
+  g_autofree char *when = iso_time_ms (e->last_error_time_ms);
+  g_autofree char *resolved = iso_time_ms (e->last_error_resolved_ms);
+
+  if (e->last_error == NULL || e->last_error[0] == '\0')
+    return g_strdup ("-");
+  if (resolved != NULL)
+    return g_strdup_printf ("%s %s (resolved at %s)", when != NULL ? when : "?", e->last_error, resolved);
+  return g_strdup_printf ("%s %s", when != NULL ? when : "?", e->last_error);
+}
+
 static int
 cmd_endpoints (Session *session, char **args)
 {
@@ -359,11 +398,11 @@ cmd_endpoints (Session *session, char **args)
     return call_failed (session, "endpoints", admin_error, error);
   }
   g_ptr_array_add (rows, g_strsplit ("SERVICE ENDPOINT STATE ACKED HEAD LAG RETRIES STOP_SEND LAG_BYTES DELIVERED "
-                                      "OUT/S LAST_ERROR",
+                                      "OUT/S BLOCKED_ON LAST_ERROR",
                                       " ", -1));
   for (guint i = 0; i < endpoints->len; i++) {
     tr_adminEndpointInfo *e = g_ptr_array_index (endpoints, i);
-    char **row = g_new0 (char *, 13);
+    char **row = g_new0 (char *, 14);
     row[0] = g_strdup (e->service_name);
     row[1] = g_strdup (e->endpoint);
     row[2] = g_strdup (e->state);
@@ -375,7 +414,10 @@ cmd_endpoints (Session *session, char **args)
     row[8] = e->lag_bytes >= 0 ? i64 (e->lag_bytes) : g_strdup ("?");
     row[9] = i64 (e->delivered);
     row[10] = g_strdup_printf ("%.1f", e->rpcs_out_per_sec);
-    row[11] = g_strdup (e->last_error != NULL && e->last_error[0] != '\0' ? e->last_error : "-");
+    row[11] = e->blocked_seqid > 0 ? g_strdup_printf ("seqid=%" G_GINT64_FORMAT ",rpc=%" G_GINT64_FORMAT,
+                                                      e->blocked_seqid, e->blocked_rpc_id)
+                                   : g_strdup ("-");
+    row[12] = last_error_text (e);
     g_ptr_array_add (rows, row);
     json_builder_begin_object (out);
     add_string (out, "service", e->service_name);
@@ -387,6 +429,13 @@ cmd_endpoints (Session *session, char **args)
     add_int (out, "retries", e->retries);
     add_bool (out, "stop_send", e->stop_send);
     add_string (out, "last_error", e->last_error);
+    add_time (out, "last_error_time", e->last_error_time_ms);
+    add_int (out, "last_error_time_ms", e->last_error_time_ms);
+    add_bool (out, "last_error_past", e->last_error_resolved_ms > 0);
+    add_time (out, "last_error_resolved_time", e->last_error_resolved_ms);
+    add_int (out, "last_error_resolved_ms", e->last_error_resolved_ms);
+    add_int (out, "blocked_seqid", e->blocked_seqid);
+    add_int (out, "blocked_rpc_id", e->blocked_rpc_id);
     add_int (out, "delivered", e->delivered);
     add_double (out, "rpcs_out_per_sec", e->rpcs_out_per_sec);
     add_int (out, "lag_bytes", e->lag_bytes);
@@ -650,12 +699,18 @@ static const Command commands[] = {
   { "services", "services", 0, 0, "Every service with its rpc names and the seqids it still stores (first..head).",
     cmd_services },
   { "endpoints", "endpoints [SERVICE]", 0, 1,
-    "Endpoints of SERVICE (all services without it): state (STOPPED, CONNECTING, SENDING, BACKOFF),\n"
-    "last acknowledged seqid, service head, lag in RPCs, consecutive failures, stop_send,\n"
+    "Endpoints of SERVICE (all services without it): state (STOPPED, CONNECTING, SENDING, BACKOFF,\n"
+    "BLOCKED), last acknowledged seqid, service head, lag in RPCs, consecutive failures, stop_send,\n"
     "LAG_BYTES (data-store bytes from its first unacknowledged RPC to the service head; RPCs of\n"
     "other services stored in between count too, so an upper bound; ? if unreadable), DELIVERED\n"
     "(RPCs it acknowledged since the node started), OUT/S (delivered per second over the last\n"
-    "10 s), last error.",
+    "10 s), BLOCKED_ON and LAST_ERROR.\n"
+    "BACKOFF: the endpoint cannot be reached or broke the connection (down).  BLOCKED: it answers,\n"
+    "but refused the same RPC more than max_retries times and on_failure = block holds it there;\n"
+    "BLOCKED_ON is that seqid and its global rpc id (see 'dump').  LAST_ERROR starts with when it\n"
+    "happened (UTC) and ends with '(resolved at TIME)' once the endpoint recovered (acknowledged\n"
+    "an RPC; after a connection failure: connected again).  --json: blocked_seqid, blocked_rpc_id,\n"
+    "last_error_time (ISO 8601), last_error_time_ms, last_error_past, last_error_resolved_time.",
     cmd_endpoints },
   { "stop-send", "stop-send SERVICE ENDPOINT", 2, 2,
     "Stops delivery to ENDPOINT at once; its position is kept and RPCs pile up on disk.\n"

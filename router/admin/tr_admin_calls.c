@@ -309,6 +309,10 @@ call_endpoints (TrAdmin *admin, const Args *args, GByteArray *result, Refusal *r
     tr_thrift_write_field_i64 (result, 10, (gint64) e->delivered);
     tr_thrift_write_field_double (result, 11, e->rpcs_out_per_sec);
     tr_thrift_write_field_i64 (result, 12, lag_bytes (admin, e));
+    tr_thrift_write_field_i64 (result, 20, (gint64) e->blocked_seqid);
+    tr_thrift_write_field_i64 (result, 21, (gint64) e->blocked_rpc_id);
+    tr_thrift_write_field_i64 (result, 22, e->last_error_time / 1000);
+    tr_thrift_write_field_i64 (result, 23, e->last_error_resolved / 1000);
     tr_thrift_write_field_stop (result);
   }
   return TRUE;
