@@ -116,6 +116,10 @@ service Admin {
   void rewind(1: string token, 2: string service_name, 3: string endpoint, 4: i64 to_seqid)
       throws (1: AdminError e)
   binary dump(1: string token, 2: i64 rpc_id) throws (1: AdminError e)
+  /* The global rpc id of a service's seqid (tr-admin dump SERVICE SEQID);
+   * OUT_OF_RANGE when the seqid is not stored (never was, or retention
+   * deleted it). */
+  i64 rpc_id_of(1: string token, 2: string service_name, 3: i64 seqid) throws (1: AdminError e)
   /* At most max (1..10000) dead letters of a service from index from_index. */
   list<DeadLetter> dead_letters(1: string token, 2: string service_name, 3: i64 from_index, 4: i32 max)
       throws (1: AdminError e)

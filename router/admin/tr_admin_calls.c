@@ -1,5 +1,5 @@
 /* tr_admin_calls.c - the admin calls (status, services, endpoints,
- * set_stop_send, skip, rewind, dump, dead_letters, reload) and what only
+ * set_stop_send, skip, rewind, dump, rpc_id_of, dead_letters, reload) and what only
  * they use: ingress counters, lookups, rates, the reload and the call table
  * (tr_admin__find_call()).  The server that decodes, authorises and
  * answers them is tr_admin.c; both run on the admin thread.
@@ -452,6 +452,33 @@ call_dump (TrAdmin *admin, const Args *args, GByteArray *result, Refusal *refusa
 }
 
 static gboolean
+call_rpc_id_of (TrAdmin *admin, const Args *args, GByteArray *result, Refusal *refusal)
+{
+  g_autofree char *service = arg_dup (args, 2);
+  gint64 seqid = args->num[3];
+  g_autoptr (GError) error = NULL;
+  guint64 first, head, rpc_id = 0;
+  gint id;
+
+  if (find_service (admin, service, refusal) == NULL)
+    return FALSE;
+  id = tr_rpcstore_service_id (admin->store, service);
+  if (id < 0)
+    return tr_admin__refuse (refusal, TR_ADMIN_CODE_FAILED, "service '%s' has no store id", service);
+  first = tr_rpcstore_service_first (admin->store, (guint32) id);
+  head = tr_rpcstore_service_head (admin->store, (guint32) id);
+  if (seqid < 1 || (guint64) seqid < first || (guint64) seqid > head)
+    return tr_admin__refuse (refusal, TR_ADMIN_CODE_OUT_OF_RANGE, "%s has no seqid %" G_GINT64_FORMAT " stored "
+                             "(stored: %" G_GUINT64_FORMAT "..%" G_GUINT64_FORMAT ")", service, seqid, first, head);
+  if (!tr_rpcstore_service_lookup (admin->store, (guint32) id, (guint64) seqid, &rpc_id, &error))
+    return tr_admin__refuse (refusal, g_error_matches (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_NOT_FOUND)
+                                          ? TR_ADMIN_CODE_OUT_OF_RANGE : TR_ADMIN_CODE_FAILED,
+                             "%s seqid %" G_GINT64_FORMAT ": %s", service, seqid, error->message);
+  tr_thrift_write_field_i64 (result, 0, (gint64) rpc_id);
+  return TRUE;
+}
+
+static gboolean
 call_dead_letters (TrAdmin *admin, const Args *args, GByteArray *result, Refusal *refusal)
 {
   g_autofree char *service = arg_dup (args, 2);
@@ -555,6 +582,7 @@ static const struct {
   { "status", call_status },     { "services", call_services }, { "endpoints", call_endpoints },
   { "set_stop_send", call_set_stop_send }, { "skip", call_skip }, { "rewind", call_rewind },
   { "dump", call_dump },         { "dead_letters", call_dead_letters }, { "reload", call_reload },
+  { "rpc_id_of", call_rpc_id_of },
 };
 
 CallFunc

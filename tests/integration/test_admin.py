@@ -118,7 +118,7 @@ def test_status_services_endpoints_table_and_json():
         dump = json.loads(ok(router, "--json", "dump", "3"))
         check(dump["name"] == "log_event" and dump["type"] == "CALL", str(dump))
         check(bytes.fromhex(dump["hex"]).endswith(b"s2\x00"), dump["hex"])
-        text = ok(router, "dump", "3")
+        text = ok(router, "dump", "3", "--hex")
         check("log_event" in text and "00000000" in text, text)
     finally:
         router.stop()
