@@ -17,10 +17,9 @@
 #include "tr_admin_admin.h"
 #include "tr_config.h"
 #include "tr_frame.h"
+#include "tr_admin_dump.h"
 #include "tr_thrift_idl.h"
-#include "tr_thrift_value.h"
 
-#include <gio/gio.h>
 #include <glib.h>
 #include <json-glib/json-glib.h>
 #include <signal.h>
@@ -47,6 +46,7 @@ typedef struct {
   gint max;    /* dead-letters --max; -1 = not given */
   const char *idl_path; /* dump --idl; NULL = not given */
   gboolean hex;         /* dump --hex */
+  gboolean force;       /* redrive --force */
 } Session;
 
 typedef int (*CommandFunc) (Session *session, char **args);
@@ -73,7 +73,9 @@ static const char *const commands_summary =
     "  dump (RPC_ID | SERVICE SEQID) [--idl FILE.thrift] [--hex]\n"
     "                                   one stored RPC: ids, name, type, decoded arguments\n"
     "  dead-letters SERVICE [--from N] [--max N]\n"
-    "                                   RPCs given up (on_failure = skip) with the reason\n"
+    "                                   RPCs given up (on_failure = skip), the reason, redriven\n"
+    "  redrive SERVICE [FROM [TO]] [--force]\n"
+    "                                   send dead letters again, as new RPCs of the service\n"
     "  reload                           re-read router.conf and the service files, apply changes\n"
     "\n"
     "Options may come before or after the command.  'tr-admin COMMAND --help' explains one\n"
@@ -556,436 +558,8 @@ cmd_rewind (Session *session, char **args)
   return move (session, args, FALSE);
 }
 
-static const char *
-msg_type_name (TrMsgType type)
-{
-  switch (type) {
-  case TR_MSG_CALL:
-    return "CALL";
-  case TR_MSG_REPLY:
-    return "REPLY";
-  case TR_MSG_EXCEPTION:
-    return "EXCEPTION";
-  case TR_MSG_ONEWAY:
-    return "ONEWAY";
-  }
-  return "?";
-}
-
-/* ---- dump: the decoded arguments ---- */
-
-/* Whether a string value reads as text: valid UTF-8 without control
- * characters other than tab and newline.  Otherwise it is shown in hex. */
-static gboolean
-is_text (const TrThriftValue *v)
-{
-  if (!g_utf8_validate ((const char *) v->data, (gssize) v->len, NULL))
-    return FALSE;
-  for (gsize i = 0; i < v->len; i++)
-    if (v->data[i] < 0x20 && v->data[i] != '\t' && v->data[i] != '\n')
-      return FALSE;
-  return TRUE;
-}
-
-/* A text value quoted with C escapes for '"', '\\', tab and newline; UTF-8
- * kept as it is. */
-static char *
-quoted_text (const guint8 *data, gsize len)
-{
-  GString *out = g_string_sized_new (len + 2);
-
-  for (gsize i = 0; i < len; i++) {
-    if (data[i] == '"' || data[i] == '\\')
-      g_string_append_c (out, '\\');
-    if (data[i] == '\n')
-      g_string_append (out, "\\n");
-    else if (data[i] == '\t')
-      g_string_append (out, "\\t");
-    else
-      g_string_append_c (out, (char) data[i]);
-  }
-  return g_string_free (out, FALSE);
-}
-
-static char *
-hex_string (const guint8 *data, gsize len)
-{
-  GString *hex = g_string_sized_new (len * 2 + 1);
-
-  for (gsize i = 0; i < len; i++)
-    g_string_append_printf (hex, "%02x", data[i]);
-  return g_string_free (hex, FALSE);
-}
-
-/* The wire type of @v as IDL text, containers with their element types. */
-static char *
-wire_type_text (const TrThriftValue *v)
-{
-  if (v->type == TR_TTYPE_MAP)
-    return g_strdup_printf ("map<%s,%s>", tr_thrift_type_to_string (v->key_type),
-                            tr_thrift_type_to_string (v->element_type));
-  if (v->type == TR_TTYPE_LIST || v->type == TR_TTYPE_SET)
-    return g_strdup_printf ("%s<%s>", tr_thrift_type_to_string (v->type), tr_thrift_type_to_string (v->element_type));
-  return g_strdup (tr_thrift_type_to_string (v->type));
-}
-
-/* The IDL's type for @v when it matches the wire (else NULL: a value the
- * IDL does not describe is shown by its wire type only). */
-static const TrThriftIdlType *
-matching (const TrThriftIdlType *idl_type, const TrThriftValue *v)
-{
-  return idl_type != NULL && idl_type->wire == v->type ? idl_type : NULL;
-}
-
-#define DUMP_MAX_STRING 512
-
-/* One scalar as text ("true", "42", "\"abc\"", "0x00ff (2 bytes)"). */
-static char *
-scalar_text (const TrThriftValue *v, const TrThriftIdlType *idl_type)
-{
-  g_autofree char *text = NULL;
-  const char *enum_name;
-
-  switch (v->type) {
-  case TR_TTYPE_BOOL:
-    return g_strdup (v->b ? "true" : "false");
-  case TR_TTYPE_DOUBLE:
-    return g_strdup_printf ("%.17g", v->d);
-  case TR_TTYPE_UUID:
-    text = hex_string (v->data, 16);
-    return g_strdup_printf ("%.8s-%.4s-%.4s-%.4s-%.12s", text, text + 8, text + 12, text + 16, text + 20);
-  case TR_TTYPE_STRING:
-    if (is_text (v)) {
-      gsize shown = v->len;
-      while (shown > DUMP_MAX_STRING) /* cut on a character boundary */
-        shown = (gsize) (g_utf8_find_prev_char ((const char *) v->data, (const char *) v->data + shown)
-                         - (const char *) v->data);
-      text = quoted_text (v->data, shown);
-      return g_strdup_printf ("\"%s\"%s (%zu byte%s)", text, shown < v->len ? "..." : "", v->len,
-                              v->len == 1 ? "" : "s");
-    }
-    text = hex_string (v->data, MIN (v->len, DUMP_MAX_STRING / 2));
-    return g_strdup_printf ("0x%s%s (%zu byte%s)", text, v->len > DUMP_MAX_STRING / 2 ? "..." : "", v->len,
-                            v->len == 1 ? "" : "s");
-  default:
-    enum_name = idl_type != NULL && idl_type->enum_names != NULL
-                    ? g_hash_table_lookup (idl_type->enum_names, GINT_TO_POINTER ((gint) v->i))
-                    : NULL;
-    if (enum_name != NULL)
-      return g_strdup_printf ("%" G_GINT64_FORMAT " (%s)", v->i, enum_name);
-    return g_strdup_printf ("%" G_GINT64_FORMAT, v->i);
-  }
-}
-
-static gboolean
-is_container (const TrThriftValue *v)
-{
-  return v->type == TR_TTYPE_STRUCT || v->type == TR_TTYPE_LIST || v->type == TR_TTYPE_SET
-         || v->type == TR_TTYPE_MAP;
-}
-
-static void print_value (GString *out, guint indent, const char *label, const TrThriftValue *v,
-                         const TrThriftIdlType *idl_type, const char *note);
-
-/* The fields of a struct, named from @declaration (nullable). */
-static void
-print_fields (GString *out, guint indent, const TrThriftValue *v, const TrThriftIdlStruct *declaration)
-{
-  for (guint i = 0; v->children != NULL && i < v->children->len; i++) {
-    const TrThriftValue *f = g_ptr_array_index (v->children, i);
-    const TrThriftIdlField *field = declaration != NULL ? tr_thrift_idl_struct_field (declaration, f->id) : NULL;
-    g_autofree char *label = field != NULL ? g_strdup_printf ("%d %s:", f->id, field->name)
-                                           : g_strdup_printf ("%d:", f->id);
-    g_autofree char *note = NULL;
-    if (declaration != NULL && field == NULL)
-      note = g_strdup_printf ("(field %d is not in %s)", f->id, declaration->name);
-    else if (field != NULL && field->type->wire != f->type)
-      note = g_strdup_printf ("(the IDL declares %s)", field->type->name);
-    print_value (out, indent, label, f, field != NULL ? matching (field->type, f) : NULL, note);
-  }
-}
-
-/* One value on a line "LABEL TYPE = VALUE" (containers: their elements on
- * the lines below, indented). */
-static void
-print_value (GString *out, guint indent, const char *label, const TrThriftValue *v, const TrThriftIdlType *idl_type,
-             const char *note)
-{
-  g_autofree char *type = idl_type != NULL ? g_strdup (idl_type->name) : wire_type_text (v);
-  guint n = v->children != NULL ? v->children->len : 0;
-
-  g_string_append_printf (out, "%*s%s %s", indent, "", label, type);
-  if (!is_container (v)) {
-    g_autofree char *text = scalar_text (v, idl_type);
-    g_string_append_printf (out, " = %s%s%s\n", text, note != NULL ? "  " : "", note != NULL ? note : "");
-    return;
-  }
-  if (v->type == TR_TTYPE_MAP)
-    n /= 2;
-  if (v->type != TR_TTYPE_STRUCT)
-    g_string_append_printf (out, " (%u)", n);
-  g_string_append_printf (out, "%s%s\n", note != NULL ? "  " : "", note != NULL ? note : "");
-  if (v->type == TR_TTYPE_STRUCT) {
-    print_fields (out, indent + 2, v, idl_type != NULL ? idl_type->fields : NULL);
-    return;
-  }
-  for (guint i = 0; i < n; i++) {
-    if (v->type == TR_TTYPE_MAP) {
-      const TrThriftValue *key = g_ptr_array_index (v->children, 2 * i);
-      const TrThriftValue *value = g_ptr_array_index (v->children, 2 * i + 1);
-      const TrThriftIdlType *key_type = idl_type != NULL ? matching (idl_type->key, key) : NULL;
-      const TrThriftIdlType *value_type = idl_type != NULL ? matching (idl_type->element, value) : NULL;
-      /* A text key as it would be written in code: "k", without its size. */
-      gboolean short_text = key->type == TR_TTYPE_STRING && is_text (key) && key->len <= DUMP_MAX_STRING;
-      g_autofree char *quoted = short_text ? quoted_text (key->data, key->len) : NULL;
-      g_autofree char *key_text = short_text ? g_strdup_printf ("\"%s\"", quoted)
-                                  : is_container (key) ? NULL : scalar_text (key, key_type);
-      g_autofree char *key_label = key_text != NULL ? g_strdup_printf ("[%s]", key_text) : NULL;
-      if (key_label == NULL) {
-        g_autofree char *index_label = g_strdup_printf ("[%u] key", i);
-        print_value (out, indent + 2, index_label, key, key_type, NULL);
-        key_label = g_strdup_printf ("[%u] value", i);
-      }
-      print_value (out, indent + 2, key_label, value, value_type, NULL);
-    } else {
-      const TrThriftValue *element = g_ptr_array_index (v->children, i);
-      g_autofree char *index_label = g_strdup_printf ("[%u]", i);
-      print_value (out, indent + 2, index_label, element, idl_type != NULL ? matching (idl_type->element, element)
-                                                                            : NULL, NULL);
-    }
-  }
-}
-
-static void add_value_json (JsonBuilder *out, const TrThriftValue *v, const TrThriftIdlType *idl_type);
-
-static void
-add_fields_json (JsonBuilder *out, const TrThriftValue *v, const TrThriftIdlStruct *declaration)
-{
-  json_builder_begin_array (out);
-  for (guint i = 0; v->children != NULL && i < v->children->len; i++) {
-    const TrThriftValue *f = g_ptr_array_index (v->children, i);
-    const TrThriftIdlField *field = declaration != NULL ? tr_thrift_idl_struct_field (declaration, f->id) : NULL;
-    json_builder_begin_object (out);
-    add_int (out, "id", f->id);
-    if (field != NULL)
-      add_string (out, "name", field->name);
-    add_value_json (out, f, field != NULL ? matching (field->type, f) : NULL);
-    json_builder_end_object (out);
-  }
-  json_builder_end_array (out);
-}
-
-/* The members of one value's object: type, idl_type, then value / hex /
- * enum, or fields / elements / entries. */
-static void
-add_value_json (JsonBuilder *out, const TrThriftValue *v, const TrThriftIdlType *idl_type)
-{
-  g_autofree char *type = wire_type_text (v);
-  g_autofree char *text = NULL;
-  const char *enum_name;
-
-  add_string (out, "type", type);
-  if (idl_type != NULL)
-    add_string (out, "idl_type", idl_type->name);
-  switch (v->type) {
-  case TR_TTYPE_BOOL:
-    add_bool (out, "value", v->b);
-    return;
-  case TR_TTYPE_DOUBLE:
-    add_double (out, "value", v->d);
-    return;
-  case TR_TTYPE_STRING:
-    /* "value" only when it is text; "hex" always (binary and string are
-     * one wire type). */
-    if (is_text (v)) {
-      text = g_strndup ((const char *) v->data, v->len);
-      add_string (out, "value", text);
-      g_clear_pointer (&text, g_free);
-    }
-    text = hex_string (v->data, v->len);
-    add_string (out, "hex", text);
-    return;
-  case TR_TTYPE_UUID:
-    text = scalar_text (v, NULL);
-    add_string (out, "value", text);
-    return;
-  case TR_TTYPE_STRUCT:
-    json_builder_set_member_name (out, "fields");
-    add_fields_json (out, v, idl_type != NULL ? idl_type->fields : NULL);
-    return;
-  case TR_TTYPE_MAP:
-    json_builder_set_member_name (out, "entries");
-    json_builder_begin_array (out);
-    for (guint i = 0; v->children != NULL && i + 1 < v->children->len; i += 2) {
-      const TrThriftValue *key = g_ptr_array_index (v->children, i);
-      const TrThriftValue *value = g_ptr_array_index (v->children, i + 1);
-      json_builder_begin_object (out);
-      json_builder_set_member_name (out, "key");
-      json_builder_begin_object (out);
-      add_value_json (out, key, idl_type != NULL ? matching (idl_type->key, key) : NULL);
-      json_builder_end_object (out);
-      json_builder_set_member_name (out, "value");
-      json_builder_begin_object (out);
-      add_value_json (out, value, idl_type != NULL ? matching (idl_type->element, value) : NULL);
-      json_builder_end_object (out);
-      json_builder_end_object (out);
-    }
-    json_builder_end_array (out);
-    return;
-  case TR_TTYPE_LIST:
-  case TR_TTYPE_SET:
-    json_builder_set_member_name (out, "elements");
-    json_builder_begin_array (out);
-    for (guint i = 0; v->children != NULL && i < v->children->len; i++) {
-      const TrThriftValue *element = g_ptr_array_index (v->children, i);
-      json_builder_begin_object (out);
-      add_value_json (out, element, idl_type != NULL ? matching (idl_type->element, element) : NULL);
-      json_builder_end_object (out);
-    }
-    json_builder_end_array (out);
-    return;
-  default:
-    add_int (out, "value", v->i);
-    enum_name = idl_type != NULL && idl_type->enum_names != NULL
-                    ? g_hash_table_lookup (idl_type->enum_names, GINT_TO_POINTER ((gint) v->i))
-                    : NULL;
-    if (enum_name != NULL)
-      add_string (out, "enum", enum_name);
-    return;
-  }
-}
-
-/* What dump found in one stored message. */
-typedef struct {
-  const char *service; /* (nullable) dump SERVICE SEQID */
-  gint64 seqid;        /* 0 when dumped by rpc id */
-  gint64 rpc_id;
-  GByteArray *message;
-  TrMsgHeader header;
-  TrFrameStatus header_status;
-  TrThriftValue *args;              /* (nullable) decoded arguments */
-  char *args_error;                 /* (nullable) why they are not */
-  const TrThriftIdlStruct *declaration; /* (nullable) from --idl */
-  char *idl_note;                   /* (nullable) e.g. the method is not in the IDL */
-} Dumped;
-
-static void
-dumped_clear (Dumped *d)
-{
-  tr_thrift_value_free (d->args);
-  g_free (d->args_error);
-  g_free (d->idl_note);
-}
-
-/* Parses the header and decodes the arguments of d->message. */
-static void
-decode_dumped (Dumped *d, const TrThriftIdl *idl)
-{
-  gsize offset;
-  TrFrameStatus status;
-  g_autofree char *name = NULL;
-
-  d->header_status = tr_frame_parse_header (d->message->data, d->message->len, &d->header);
-  if (d->header_status != TR_FRAME_OK) {
-    d->args_error = g_strdup_printf ("message header: %s", tr_frame_status_to_string (d->header_status));
-    return;
-  }
-  offset = d->header.body_offset;
-  status = tr_thrift_value_decode_struct (d->message->data, d->message->len, &offset, &d->args);
-  if (status != TR_FRAME_OK)
-    d->args_error = g_strdup_printf ("at byte %zu: %s", offset, tr_frame_status_to_string (status));
-  else if (offset != d->message->len)
-    d->args_error = g_strdup_printf ("%zu bytes after the arguments' end (byte %zu)", d->message->len - offset,
-                                     offset);
-  if (idl == NULL)
-    return;
-  name = g_strndup ((const char *) d->header.name, d->header.name_len);
-  d->declaration = tr_thrift_idl_lookup_method (idl, name);
-  if (d->declaration == NULL)
-    d->idl_note = g_strdup_printf ("method '%s' is not in the IDL: field ids and wire types only", name);
-}
-
-static void
-print_dumped_json (const Dumped *d)
-{
-  g_autoptr (JsonBuilder) builder = json_builder_new ();
-  g_autofree char *name = NULL;
-  g_autofree char *hex = hex_string (d->message->data, d->message->len);
-
-  name = d->header_status == TR_FRAME_OK ? g_strndup ((const char *) d->header.name, d->header.name_len)
-                                         : g_strdup ("?");
-  json_builder_begin_object (builder);
-  if (d->service != NULL) {
-    add_string (builder, "service", d->service);
-    add_int (builder, "seqid", d->seqid);
-  }
-  add_int (builder, "rpc_id", d->rpc_id);
-  add_string (builder, "name", name);
-  add_string (builder, "type", d->header_status == TR_FRAME_OK ? msg_type_name (d->header.type) : "?");
-  add_int (builder, "size", d->message->len);
-  if (d->declaration != NULL)
-    add_string (builder, "args_declared_as", d->declaration->name);
-  if (d->idl_note != NULL)
-    add_string (builder, "idl_note", d->idl_note);
-  json_builder_set_member_name (builder, "args");
-  if (d->args != NULL)
-    add_fields_json (builder, d->args, d->declaration);
-  else
-    json_builder_add_null_value (builder);
-  if (d->args_error != NULL)
-    add_string (builder, "args_error", d->args_error);
-  add_string (builder, "hex", hex);
-  json_builder_end_object (builder);
-  print_builder (builder);
-}
-
-static void
-print_hex_dump (const GByteArray *message)
-{
-  for (guint off = 0; off < message->len; off += 16) {
-    printf ("%08x ", off);
-    for (guint i = off; i < off + 16; i++)
-      printf (i < message->len ? " %02x" : "   ", i < message->len ? message->data[i] : 0);
-    printf ("  ");
-    for (guint i = off; i < off + 16 && i < message->len; i++)
-      putchar (message->data[i] >= 0x20 && message->data[i] < 0x7f ? message->data[i] : '.');
-    printf ("\n");
-  }
-}
-
-static void
-print_dumped_text (const Dumped *d, gboolean hex)
-{
-  g_autoptr (GString) args = g_string_new (NULL);
-  g_autofree char *name = NULL;
-
-  name = d->header_status == TR_FRAME_OK ? g_strndup ((const char *) d->header.name, d->header.name_len)
-                                         : g_strdup ("?");
-  if (d->service != NULL)
-    printf ("service  %s\nseqid    %" G_GINT64_FORMAT "\n", d->service, d->seqid);
-  printf ("rpc_id   %" G_GINT64_FORMAT "\nname     %s\ntype     %s\nsize     %u bytes\n", d->rpc_id, name,
-          d->header_status == TR_FRAME_OK ? msg_type_name (d->header.type)
-                                          : tr_frame_status_to_string (d->header_status),
-          d->message->len);
-  if (d->args != NULL)
-    print_fields (args, 2, d->args, d->declaration);
-  if (d->declaration != NULL)
-    printf ("args     %s\n", d->declaration->name);
-  else if (d->idl_note != NULL)
-    printf ("args     (%s)\n", d->idl_note);
-  else
-    printf ("args     (field ids and wire types; --idl FILE.thrift names them)\n");
-  printf ("%s", args->str);
-  if (d->args != NULL && (d->args->children == NULL || d->args->children->len == 0))
-    printf ("  (none)\n");
-  if (d->args_error != NULL)
-    printf ("  cannot decode the arguments %s; the bytes are below\n", d->args_error);
-  if (hex || d->args_error != NULL)
-    print_hex_dump (d->message);
-}
-
 /* dump RPC_ID, or dump SERVICE SEQID (the service's rpc id looked up
- * first). */
+ * first); the message is decoded and printed by tr_admin_dump.c. */
 static int
 cmd_dump (Session *session, char **args)
 {
@@ -993,31 +567,29 @@ cmd_dump (Session *session, char **args)
   g_autoptr (GError) idl_error = NULL;
   tr_adminAdminError *admin_error = NULL;
   GError *error = NULL;
-  Dumped d = { 0 };
+  GByteArray *message = NULL;
+  const char *service = NULL;
+  gint64 seqid = 0, rpc_id = 0;
 
   if (args[1] != NULL) {
-    d.service = args[0];
-    if (!parse_positive (args[1], &d.seqid))
+    service = args[0];
+    if (!parse_positive (args[1], &seqid))
       return fail (session, EXIT_USAGE, 0, "dump: '%s' is not a seqid (1, 2, ...)", args[1]);
-  } else if (!parse_positive (args[0], &d.rpc_id)) {
+  } else if (!parse_positive (args[0], &rpc_id)) {
     return fail (session, EXIT_USAGE, 0, "dump: '%s' is not an rpc id (1, 2, ...); or give SERVICE SEQID", args[0]);
   }
   /* The IDL first: a file that cannot be read is the operator's to fix
    * before anything is asked of the router. */
   if (session->idl_path != NULL && (idl = tr_thrift_idl_load (session->idl_path, &idl_error)) == NULL)
     return fail (session, EXIT_USAGE, 0, "dump --idl: %s", idl_error->message);
-  if (d.service != NULL && !tr_admin_admin_if_rpc_id_of (session->client, &d.rpc_id, session->token, d.service,
-                                                          d.seqid, &admin_error, &error))
+  if (service != NULL && !tr_admin_admin_if_rpc_id_of (session->client, &rpc_id, session->token, service, seqid,
+                                                        &admin_error, &error))
     return call_failed (session, "dump", admin_error, error);
-  if (!tr_admin_admin_if_dump (session->client, &d.message, session->token, d.rpc_id, &admin_error, &error))
+  if (!tr_admin_admin_if_dump (session->client, &message, session->token, rpc_id, &admin_error, &error))
     return call_failed (session, "dump", admin_error, error);
-  decode_dumped (&d, idl);
-  if (session->json)
-    print_dumped_json (&d);
-  else
-    print_dumped_text (&d, session->hex);
-  g_byte_array_unref (d.message);
-  dumped_clear (&d);
+  tr_admin_dump_print (service, seqid, rpc_id, message, idl,
+                       (session->json ? TR_ADMIN_DUMP_JSON : 0) | (session->hex ? TR_ADMIN_DUMP_HEX : 0));
+  g_byte_array_unref (message);
   return 0;
 }
 
@@ -1040,24 +612,113 @@ cmd_dead_letters (Session *session, char **args)
     g_ptr_array_unref (letters);
     return call_failed (session, "dead-letters", admin_error, error);
   }
-  g_ptr_array_add (rows, g_strsplit ("INDEX SEQID RPC_ID REASON", " ", -1));
+  g_ptr_array_add (rows, g_strsplit ("INDEX SEQID RPC_ID REDRIVEN_AS REASON", " ", -1));
   for (guint i = 0; i < letters->len; i++) {
     tr_adminDeadLetter *l = g_ptr_array_index (letters, i);
-    char **row = g_new0 (char *, 5);
+    char **row = g_new0 (char *, 6);
     row[0] = i64 (l->index);
     row[1] = i64 (l->seqid);
     row[2] = i64 (l->rpc_id);
-    row[3] = g_strdup (l->reason);
+    row[3] = l->redriven_rpc_id > 0 ? i64 (l->redriven_rpc_id) : g_strdup ("-");
+    row[4] = g_strdup (l->reason);
     g_ptr_array_add (rows, row);
     json_builder_begin_object (out);
     add_int (out, "index", l->index);
     add_int (out, "seqid", l->seqid);
     add_int (out, "rpc_id", l->rpc_id);
     add_string (out, "reason", l->reason);
+    add_int (out, "redriven_rpc_id", l->redriven_rpc_id);
     json_builder_end_object (out);
   }
   print_listing (session, out, rows);
   g_ptr_array_unref (letters);
+  return 0;
+}
+
+static gboolean
+parse_index (const char *text, gint64 *out)
+{
+  guint64 value;
+
+  if (!g_ascii_string_to_unsigned (text, 10, 0, G_MAXINT64, &value, NULL))
+    return FALSE;
+  *out = (gint64) value;
+  return TRUE;
+}
+
+/* redrive SERVICE [FROM [TO]]: the dead letters sent again, and those left
+ * alone because they were redriven before. */
+static int
+cmd_redrive (Session *session, char **args)
+{
+  GPtrArray *done = g_ptr_array_new_with_free_func (g_object_unref);
+  tr_adminAdminError *admin_error = NULL;
+  GError *error = NULL;
+  g_autoptr (JsonBuilder) out = json_builder_new ();
+  g_autoptr (GPtrArray) rows = g_ptr_array_new_with_free_func ((GDestroyNotify) g_strfreev);
+  gint64 from = 0, to = -1, first_seqid = 0, last_seqid = 0;
+  guint sent = 0;
+
+  if (args[1] != NULL && !parse_index (args[1], &from)) {
+    g_ptr_array_unref (done);
+    return fail (session, EXIT_USAGE, 0, "redrive: '%s' is not a dead-letter index (0, 1, ...)", args[1]);
+  }
+  if (args[1] != NULL && args[2] != NULL && !parse_index (args[2], &to)) {
+    g_ptr_array_unref (done);
+    return fail (session, EXIT_USAGE, 0, "redrive: '%s' is not a dead-letter index (0, 1, ...)", args[2]);
+  }
+  if (!tr_admin_admin_if_redrive (session->client, &done, session->token, args[0], from, to, session->force,
+                                  &admin_error, &error)) {
+    g_ptr_array_unref (done);
+    return call_failed (session, "redrive", admin_error, error);
+  }
+  json_builder_begin_object (out);
+  add_bool (out, "ok", TRUE);
+  json_builder_set_member_name (out, "dead_letters");
+  json_builder_begin_array (out);
+  g_ptr_array_add (rows, g_strsplit ("INDEX SEQID RPC_ID NEW_RPC_ID NEW_SEQID DONE", " ", -1));
+  for (guint i = 0; i < done->len; i++) {
+    tr_adminRedriven *r = g_ptr_array_index (done, i);
+    char **row = g_new0 (char *, 7);
+    row[0] = i64 (r->index);
+    row[1] = i64 (r->seqid);
+    row[2] = i64 (r->rpc_id);
+    row[3] = r->new_rpc_id > 0 ? i64 (r->new_rpc_id) : g_strdup ("-");
+    row[4] = r->new_seqid > 0 ? i64 (r->new_seqid) : g_strdup ("-");
+    row[5] = r->new_rpc_id > 0 ? g_strdup ("sent again")
+                               : g_strdup_printf ("left alone: redriven before as rpc %" G_GINT64_FORMAT,
+                                                  r->before_rpc_id);
+    g_ptr_array_add (rows, row);
+    if (r->new_rpc_id > 0) {
+      sent++;
+      first_seqid = first_seqid == 0 ? r->new_seqid : MIN (first_seqid, r->new_seqid);
+      last_seqid = MAX (last_seqid, r->new_seqid);
+    }
+    json_builder_begin_object (out);
+    add_int (out, "index", r->index);
+    add_int (out, "seqid", r->seqid);
+    add_int (out, "rpc_id", r->rpc_id);
+    add_int (out, "new_rpc_id", r->new_rpc_id);
+    add_int (out, "new_seqid", r->new_seqid);
+    add_int (out, "before_rpc_id", r->before_rpc_id);
+    json_builder_end_object (out);
+  }
+  json_builder_end_array (out);
+  add_int (out, "sent", sent);
+  add_int (out, "left_alone", done->len - sent);
+  json_builder_end_object (out);
+  if (session->json) {
+    print_builder (out);
+  } else {
+    print_table (rows);
+    printf ("%s: %u dead letter%s sent again as new RPCs of the service (seqid %" G_GINT64_FORMAT "..%"
+            G_GINT64_FORMAT ", to every endpoint of %s)", args[0], sent, sent == 1 ? "" : "s", first_seqid,
+            last_seqid, args[0]);
+    if (done->len > sent)
+      printf ("; %u left alone, redriven before (--force sends them again)", done->len - sent);
+    printf ("\n");
+  }
+  g_ptr_array_unref (done);
   return 0;
 }
 
@@ -1145,9 +806,20 @@ static const Command commands[] = {
     cmd_dump },
   { "dead-letters", "dead-letters SERVICE [--from N] [--max N]", 1, 1,
     "Dead letters of SERVICE, oldest first: RPCs given up after max_retries with on_failure = skip.\n"
-    "INDEX (position in the dead-letter file), service SEQID, global RPC_ID (see 'dump') and REASON.\n"
+    "INDEX (position in the dead-letter file), service SEQID, global RPC_ID (see 'dump'),\n"
+    "REDRIVEN_AS (the rpc id 'redrive' last sent it again as; - never) and REASON.\n"
     "--from N starts at index N (default 0), --max N lists at most N (1..10000, default 100).",
     cmd_dead_letters },
+  { "redrive", "redrive SERVICE [FROM [TO]] [--force]", 1, 3,
+    "Sends dead letters of SERVICE again: those with INDEX FROM..TO as 'dead-letters' lists them\n"
+    "(without TO: to the last; without FROM: all; at most 10000 per call).  Each is committed\n"
+    "again as a new RPC of SERVICE (a new rpc id and the next seqids after the head), so every\n"
+    "endpoint of SERVICE gets it after what it already has, with consecutive seqids; endpoints\n"
+    "that had delivered the original get it a second time.  Several dead letters of one rpc\n"
+    "(several endpoints gave it up) make one copy.  Each dead letter is recorded as redriven\n"
+    "(REDRIVEN_AS in 'dead-letters'); one redriven before is left alone unless --force.  Nothing\n"
+    "is sent when an original is no longer stored (code 3: retention deleted it).",
+    cmd_redrive },
   { "reload", "reload", 0, 0,
     "Re-reads router.conf and every service file and applies the differences: services and\n"
     "endpoints added or removed, rpc names, retry/backoff/timeouts/max_inflight/on_failure,\n"
@@ -1223,6 +895,7 @@ typedef struct {
   gint max;
   char *idl_path;
   gboolean hex;
+  gboolean force;
 } Options;
 
 static gboolean
@@ -1290,6 +963,7 @@ option_context_new (Options *options)
     { "idl", 0, 0, G_OPTION_ARG_FILENAME, &options->idl_path, "dump: name the fields from this Thrift IDL file",
       "FILE.thrift" },
     { "hex", 0, 0, G_OPTION_ARG_NONE, &options->hex, "dump: add a hex dump of the whole message", NULL },
+    { "force", 0, 0, G_OPTION_ARG_NONE, &options->force, "redrive: also dead letters redriven before", NULL },
     { "help", 'h', 0, G_OPTION_ARG_NONE, &options->help, "this help; 'tr-admin COMMAND --help' explains one command",
       NULL },
     { NULL },
@@ -1423,6 +1097,8 @@ run (Session *session, const Options *options, GOptionContext *context, int argc
                         command->name);
   if ((options->idl_path != NULL || options->hex) && command->func != cmd_dump)
     return usage_error (session, command, "--idl and --hex are options of dump, not of %s", command->name);
+  if (options->force && command->func != cmd_redrive)
+    return usage_error (session, command, "--force is an option of redrive, not of %s", command->name);
   rc = resolve_target (session, options, &host, &port);
   if (rc != 0)
     return rc;
@@ -1451,6 +1127,7 @@ main (int argc, char **argv)
     session.max = options.max;
     session.idl_path = options.idl_path;
     session.hex = options.hex;
+    session.force = options.force;
     rc = run (&session, &options, context, argc, argv);
   }
   g_free (session.token);

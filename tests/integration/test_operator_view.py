@@ -208,6 +208,92 @@ def test_dump_by_service_seqid_decodes_arguments_with_and_without_idl():
         router.cleanup()
 
 
+# ---- redrive ----
+
+def test_redrive_sends_dead_letters_again_as_new_seqids_once():
+    a, b = Endpoint().start(), Endpoint().start()
+    a.refuse[2] = a.refuse[3] = 10 ** 9  # a gives up seqids 2 and 3; b takes everything
+    logging.getLogger().setLevel(logging.CRITICAL)  # python thrift logs every raise with a traceback
+    router = Router({"books": {"rpcs": ["log_event"], "endpoints": {"a": a.port, "b": b.port},
+                               "on_failure": "skip", "max_retries": "1"},
+                     "mail": {"rpcs": ["fire"], "endpoints": {}}}).start()
+    try:
+        rc, out, err = tr_admin(router, "redrive", "books")
+        check(rc == 1 and "books has no dead letter 0" in err, "redrive with none: %d %r" % (rc, err))
+        p = Producer(router.port)
+        p.fire(b"mail only")  # rpc 1
+        for i in range(4):
+            p.log_event(b"b%d" % i)  # books seqid 1..4 = rpc 2..5
+        p.close()
+
+        def letters():
+            return json.loads(ok(router, "--json", "dead-letters", "books"))
+
+        wait_until(lambda: len(letters()) == 2 and endpoint_info(router, "books", "a")["acked_seqid"] == 4,
+                   what="seqids 2 and 3 dead letters of a")
+        check([(d["seqid"], d["rpc_id"], d["redriven_rpc_id"]) for d in letters()] == [(2, 3, 0), (3, 4, 0)],
+              str(letters()))
+        with a.lock:
+            a.refuse.clear()  # a is fixed
+
+        r = json.loads(ok(router, "--json", "redrive", "books"))
+        check(r["ok"] and r["sent"] == 2 and r["left_alone"] == 0, str(r))
+        check([(d["index"], d["seqid"], d["rpc_id"], d["new_rpc_id"], d["new_seqid"]) for d in r["dead_letters"]]
+              == [(0, 2, 3, 6, 5), (1, 3, 4, 7, 6)], str(r))
+        # Both endpoints get the copies after what they had, seqids consecutive.
+        wait_until(lambda: endpoint_info(router, "books", "a")["acked_seqid"] == 6, what="a acks the copies")
+        wait_until(lambda: endpoint_info(router, "books", "b")["acked_seqid"] == 6, what="b acks the copies")
+        check(a.payloads() == [(1, b"b0"), (4, b"b3"), (5, b"b1"), (6, b"b2")], str(a.received()))
+        b.check_sequence([b"b0", b"b1", b"b2", b"b3", b"b1", b"b2"])
+        check([d["redriven_rpc_id"] for d in letters()] == [6, 7], str(letters()))
+        lines = ok(router, "dead-letters", "books").splitlines()
+        check(lines[0].split()[:4] == ["INDEX", "SEQID", "RPC_ID", "REDRIVEN_AS"] and lines[1].split()[3] == "6",
+              "\n".join(lines))
+        d = json.loads(ok(router, "--json", "dump", "books", "5"))
+        check(d["rpc_id"] == 6 and d["args"][0]["value"] == "b1", str(d))
+
+        # Not twice by accident: left alone, nothing committed.
+        text = ok(router, "redrive", "books")
+        check("0 dead letters sent again" in text and "2 left alone" in text and "--force" in text, text)
+        check("left alone: redriven before as rpc 6" in text, text)
+        check(json.loads(ok(router, "--json", "services"))[0]["head_seqid"] == 6, "a copy was committed")
+        # --force, one index.
+        r = json.loads(ok(router, "--json", "redrive", "books", "1", "1", "--force"))
+        check([(d["index"], d["new_seqid"]) for d in r["dead_letters"]] == [(1, 7)], str(r))
+        wait_until(lambda: endpoint_info(router, "books", "a")["acked_seqid"] == 7, what="a acks the forced copy")
+        check(a.received()[-1][1:] == (7, b"b2"), str(a.received()))
+        check(letters()[1]["redriven_rpc_id"] == 8, str(letters()))
+
+        for args, code, text in [
+            (("redrive", "books", "5"), 1, "books has no dead letter 5"),
+            (("redrive", "books", "0", "3"), 1, "books has no dead letter 3 (the last is 1)"),
+            (("redrive", "books", "1", "0"), 1, "FROM <= TO"),
+            (("redrive", "nope"), 1, "no service 'nope'"),
+            (("redrive", "books", "x"), 2, "'x' is not a dead-letter index"),
+            (("redrive",), 2, "usage"),
+            (("status", "--force"), 2, "--force is an option of redrive"),
+        ]:
+            rc, out, err = tr_admin(router, *args)
+            check(rc == code and text in err, "tr-admin %s: exit %d (want %d), stderr %r" % (args, rc, code, err))
+        rc, out, _ = tr_admin(router, "--json", "redrive", "books", "9")
+        check(rc == 1 and json.loads(out)["code"] == 3, out)
+        rc, out, _ = tr_admin(None, "redrive", "--help")
+        check(rc == 0 and "Usage: tr-admin [OPTIONS] redrive SERVICE [FROM [TO]]" in out, out)
+
+        # The marks are durable: after a restart nothing is sent again.
+        check(router.stop() == 0, "unclean stop")
+        router.start()
+        r = json.loads(ok(router, "--json", "redrive", "books"))
+        check(r["sent"] == 0 and r["left_alone"] == 2, str(r))
+    finally:
+        logging.getLogger().setLevel(logging.WARNING)
+        router.stop()
+        router.cleanup()
+        a.stop()
+        b.stop()
+
+
 if __name__ == "__main__":
     run_tests([test_blocked_is_not_backoff_and_last_error_is_timed,
-               test_dump_by_service_seqid_decodes_arguments_with_and_without_idl])
+               test_dump_by_service_seqid_decodes_arguments_with_and_without_idl,
+               test_redrive_sends_dead_letters_again_as_new_seqids_once])
