@@ -213,7 +213,10 @@ expect_ident (Parser *parser, const char *what, char **out, GError **error)
 
   if (parser->token.kind == TOK_IDENT) {
     *out = token_dup (&parser->token);
-    return advance (parser, error);
+    if (advance (parser, error))
+      return TRUE;
+    g_clear_pointer (out, g_free); /* the next token is broken: nothing is handed out */
+    return FALSE;
   }
   got = token_describe (&parser->token);
   return fail (parser, error, G_IO_ERROR_INVALID_DATA, parser->token.line, "expected %s, found %s", what, got);

@@ -121,4 +121,6 @@ Test (tr_thrift_idl, refuses_with_the_line)
   parse_fails ("struct A {\n 1: i32 a\n", G_IO_ERROR_INVALID_DATA, 3, "expected '}'");
   parse_fails ("wibble X\n", G_IO_ERROR_INVALID_DATA, 1, "unknown definition 'wibble'");
   parse_fails ("enum E { A = 99999999999 }\n", G_IO_ERROR_INVALID_DATA, 1, "not an i32");
+  /* A name followed by a broken token (found by fuzz_idl: the name leaked). */
+  parse_fails ("struct Na'me {\n", G_IO_ERROR_INVALID_DATA, 1, "string not closed");
 }
