@@ -596,9 +596,10 @@ seqid_of_rpc (TrAdmin *admin, guint32 id, guint64 rpc_id)
 }
 
 /* The dead letters @from..@to (@to -1: to the last) of service @id, at most
- * ADMIN_MAX_DEAD_LETTERS; refuses a range past the last one. */
-static GArray *
-redrive_select (TrAdmin *admin, const char *service, guint32 id, gint64 from, gint64 to, Refusal *refusal)
+ * ADMIN_MAX_DEAD_LETTERS, into *@out; refuses a range past the last one. */
+static gboolean
+redrive_select (TrAdmin *admin, const char *service, guint32 id, gint64 from, gint64 to, GArray **out,
+                Refusal *refusal)
 {
   g_autoptr (GError) error = NULL;
   g_autoptr (GArray) letters = NULL;
@@ -606,26 +607,26 @@ redrive_select (TrAdmin *admin, const char *service, guint32 id, gint64 from, gi
 
   if (from < 0 || to < -1 || (to >= 0 && to < from))
     return tr_admin__refuse (refusal, TR_ADMIN_CODE_OUT_OF_RANGE, "redrive %" G_GINT64_FORMAT "..%" G_GINT64_FORMAT
-                             ": give dead-letter indexes FROM <= TO, from 0", from, to), NULL;
+                             ": give dead-letter indexes FROM <= TO, from 0", from, to);
   if (want > ADMIN_MAX_DEAD_LETTERS && to >= 0)
     return tr_admin__refuse (refusal, TR_ADMIN_CODE_OUT_OF_RANGE, "redrive %" G_GINT64_FORMAT "..%" G_GINT64_FORMAT
-                             ": at most %d dead letters per call", from, to, ADMIN_MAX_DEAD_LETTERS), NULL;
+                             ": at most %d dead letters per call", from, to, ADMIN_MAX_DEAD_LETTERS);
   letters = tr_rpcstore_list_dead_letters (admin->store, id, (guint64) from, want, NULL, &error);
   if (letters == NULL)
-    return tr_admin__refuse (refusal, TR_ADMIN_CODE_FAILED, "dead letters of '%s': %s", service, error->message),
-           NULL;
+    return tr_admin__refuse (refusal, TR_ADMIN_CODE_FAILED, "dead letters of '%s': %s", service, error->message);
   if (letters->len == 0)
     return tr_admin__refuse (refusal, TR_ADMIN_CODE_OUT_OF_RANGE, "%s has no dead letter %" G_GINT64_FORMAT
-                             " (see tr-admin dead-letters %s)", service, from, service), NULL;
+                             " (see tr-admin dead-letters %s)", service, from, service);
   if (letters->len > ADMIN_MAX_DEAD_LETTERS)
     return tr_admin__refuse (refusal, TR_ADMIN_CODE_OUT_OF_RANGE, "%s has more than %d dead letters from %"
                              G_GINT64_FORMAT ": redrive them in ranges (FROM TO)", service, ADMIN_MAX_DEAD_LETTERS,
-                             from), NULL;
+                             from);
   if (to >= 0 && letters->len < (guint) (to - from + 1))
     return tr_admin__refuse (refusal, TR_ADMIN_CODE_OUT_OF_RANGE, "%s has no dead letter %" G_GINT64_FORMAT
                              " (the last is %" G_GUINT64_FORMAT ")", service, to,
-                             g_array_index (letters, TrDeadLetter, letters->len - 1).index), NULL;
-  return g_steal_pointer (&letters);
+                             g_array_index (letters, TrDeadLetter, letters->len - 1).index);
+  *out = g_steal_pointer (&letters);
+  return TRUE;
 }
 
 /* Reads the original of every item to send (an original retention deleted
@@ -708,7 +709,7 @@ call_redrive (TrAdmin *admin, const Args *args, GByteArray *result, Refusal *ref
     return FALSE;
   if ((id = tr_rpcstore_service_id (admin->store, service)) < 0)
     return tr_admin__refuse (refusal, TR_ADMIN_CODE_FAILED, "service '%s' has no store id", service);
-  if ((letters = redrive_select (admin, service, (guint32) id, args->num[3], args->num[4], refusal)) == NULL)
+  if (!redrive_select (admin, service, (guint32) id, args->num[3], args->num[4], &letters, refusal))
     return FALSE;
   if ((redriven = redriven_by_index (admin, (guint32) id, &error)) == NULL)
     return tr_admin__refuse (refusal, TR_ADMIN_CODE_FAILED, "nothing redriven: %s", error->message);
