@@ -711,9 +711,12 @@ cmd_redrive (Session *session, char **args)
     print_builder (out);
   } else {
     print_table (rows);
-    printf ("%s: %u dead letter%s sent again as new RPCs of the service (seqid %" G_GINT64_FORMAT "..%"
-            G_GINT64_FORMAT ", to every endpoint of %s)", args[0], sent, sent == 1 ? "" : "s", first_seqid,
-            last_seqid, args[0]);
+    if (sent > 0)
+      printf ("%s: %u dead letter%s sent again as new RPCs of the service (seqid %" G_GINT64_FORMAT "..%"
+              G_GINT64_FORMAT ", to every endpoint of %s)", args[0], sent, sent == 1 ? "" : "s", first_seqid,
+              last_seqid, args[0]);
+    else
+      printf ("%s: nothing sent again", args[0]);
     if (done->len > sent)
       printf ("; %u left alone, redriven before (--force sends them again)", done->len - sent);
     printf ("\n");
