@@ -616,8 +616,26 @@ Test (tr_push, block_policy_keeps_retrying, .timeout = 30)
   cr_assert_gt (stats.last_error_time, 0);
   cr_assert_eq (stats.last_error_resolved, 0);
   g_free (stats.last_error);
-  stop_push ();
+
+  /* Then the endpoint goes down: a connection failure, so BACKOFF (down),
+   * no longer BLOCKED (refusing). */
   fake_stop (&fake);
+  {
+    gint64 end = g_get_monotonic_time () + 20 * G_TIME_SPAN_SECOND;
+    for (;;) {
+      stats = get_stats ();
+      g_free (stats.last_error);
+      if (stats.state != TR_PUSH_BLOCKED)
+        break;
+      cr_assert (g_get_monotonic_time () < end, "still BLOCKED with the endpoint down");
+      g_usleep (10 * 1000);
+    }
+  }
+  cr_assert (stats.state == TR_PUSH_BACKOFF || stats.state == TR_PUSH_CONNECTING, "state %s",
+             tr_push_endpoint_state_to_string (stats.state));
+  cr_assert_eq (stats.blocked_seqid, 0);
+  cr_assert_eq (stats.acked, 1);
+  stop_push ();
 }
 
 Test (tr_push, stop_send_sends_nothing_and_keeps_position, .timeout = 30)
