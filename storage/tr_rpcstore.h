@@ -12,6 +12,7 @@
  *                    which index and lists are durable
  *   services.map     DoubleWriteFile: service name -> permanent numeric id
  *   dead-<id>.N      GroupFile of dead-letter records per service
+ *   redriven-<id>    DoubleWriteFile: the dead letters redriven (tr_rpcstore_redrive.c)
  *
  * Commit path: tr_rpcstore_submit() (one message) or
  * tr_rpcstore_submit_batch() (a group commit: every RPC the caller read in
@@ -358,6 +359,30 @@ typedef struct {
  * file cannot be opened or read. */
 GArray *tr_rpcstore_list_dead_letters (TrRpcStore *store, guint32 service_id, guint64 from_index, guint max,
                                        guint64 *unreadable_bytes_out, GError **error);
+
+/* One redrive mark: dead letter @index of a service was sent again as the
+ * new RPC @new_rpc_id (tr-admin redrive; tr_rpcstore_redrive.c). */
+typedef struct {
+  guint64 index;      /* dead-letter index (as listed) */
+  guint64 new_rpc_id; /* the copy committed by the redrive */
+  gint64 time_us;     /* when, wall clock, microseconds since the epoch */
+} TrRedriveMark;
+
+/* tr_rpcstore_list_redrives:
+ * Every redrive mark of @service_id (DATA_DIR/redriven-<id>), oldest first;
+ * a dead letter redriven more than once has several, the last is current.
+ * Thread-safe (under the dead-letter lock).
+ * Returns: (transfer full) (element-type TrRedriveMark) (nullable): empty
+ * when nothing was redriven; NULL with @error (TR_STORAGE_ERROR_IO, or
+ * _CORRUPT for a file that is not a redrive-marks file). */
+GArray *tr_rpcstore_list_redrives (TrRpcStore *store, guint32 service_id, GError **error);
+
+/* tr_rpcstore_add_redrives:
+ * Adds @n_marks marks durably (DoubleWriteFile: old or new after a crash,
+ * never torn).  Thread-safe.  Errors as tr_rpcstore_list_redrives(), or
+ * what tr_dwfile_replace() reports. */
+gboolean tr_rpcstore_add_redrives (TrRpcStore *store, guint32 service_id, const TrRedriveMark *marks,
+                                   guint n_marks, GError **error);
 
 /* Commit latency histogram: bucket i counts RPCs committed (callback
  * called) between 2^i and 2^(i+1) - 1 microseconds after

@@ -93,9 +93,19 @@ struct EndpointInfo {
   /* RPCs expired by the service's max_backlog_bytes / max_backlog_age since
    * the node started (or the reload that added the endpoint): never
    * delivered to it; each expired range is a dead letter whose reason
-   * starts with "expired" (docs/delivery.md "Backlog limits").  (Id 20:
-   * 13..19 are left to the fields added beside it in the same issue.) */
+   * starts with "expired" (docs/delivery.md "Backlog limits"). */
   20: i64 expired_rpcs
+  /* state BLOCKED (on_failure = block; docs/delivery.md "BLOCKED or
+   * BACKOFF"): the seqid the endpoint keeps refusing and its global rpc id
+   * (see dump); 0 in every other state.   */
+  21: i64 blocked_seqid
+  22: i64 blocked_rpc_id
+  /* When last_error happened, Unix time in milliseconds (0: no error since
+   * the node started), and when the endpoint recovered from it (the next
+   * acknowledgement; for a connection failure the next connection); 0
+   * while it is current. */
+  23: i64 last_error_time_ms
+  24: i64 last_error_resolved_ms
 }
 
 struct DeadLetter {
@@ -103,6 +113,19 @@ struct DeadLetter {
   2: i64 seqid      /* service seqid that was given up */
   3: i64 rpc_id     /* its global rpc id (see dump) */
   4: string reason
+  /* Sent again by redrive as this rpc id (the last time); 0: never. */
+  5: i64 redriven_rpc_id
+}
+
+/* One dead letter of a redrive: sent again, or left alone because it was
+ * redriven before (and force was not given). */
+struct Redriven {
+  1: i64 index          /* its dead-letter index */
+  2: i64 seqid          /* the seqid that was given up */
+  3: i64 rpc_id         /* the stored original */
+  4: i64 new_rpc_id     /* the copy committed now; 0 when left alone */
+  5: i64 new_seqid      /* the copy's seqid in the service; 0 when left alone */
+  6: i64 before_rpc_id  /* redriven before as this rpc id; 0: never */
 }
 
 exception AdminError {
@@ -123,9 +146,22 @@ service Admin {
   void rewind(1: string token, 2: string service_name, 3: string endpoint, 4: i64 to_seqid)
       throws (1: AdminError e)
   binary dump(1: string token, 2: i64 rpc_id) throws (1: AdminError e)
+  /* The global rpc id of a service's seqid (tr-admin dump SERVICE SEQID);
+   * OUT_OF_RANGE when the seqid is not stored (never was, or retention
+   * deleted it). */
+  i64 rpc_id_of(1: string token, 2: string service_name, 3: i64 seqid) throws (1: AdminError e)
   /* At most max (1..10000) dead letters of a service from index from_index. */
   list<DeadLetter> dead_letters(1: string token, 2: string service_name, 3: i64 from_index, 4: i32 max)
       throws (1: AdminError e)
+  /* Sends the dead letters from_index..to_index (inclusive; to_index -1:
+   * to the last; at most 10000) of a service again, as new RPCs of that
+   * service (new rpc ids and seqids, after its head: every endpoint of the
+   * service gets them in order; docs/delivery.md "Redrive").  Dead letters
+   * redriven before are left alone unless force.  All or nothing before
+   * the commit: an original no longer stored refuses the call
+   * (OUT_OF_RANGE). */
+  list<Redriven> redrive(1: string token, 2: string service_name, 3: i64 from_index, 4: i64 to_index,
+                         5: bool force) throws (1: AdminError e)
   /* Re-reads router.conf and the service files and applies the differences
    * (docs/configuration.md "Reload").  Returns one line per change. */
   list<string> reload(1: string token) throws (1: AdminError e)

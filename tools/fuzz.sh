@@ -17,7 +17,7 @@ set -euo pipefail
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$top"
 seconds=${1:-300}
-targets=${TR_FUZZ_TARGETS:-frame config record recovery}
+targets=${TR_FUZZ_TARGETS:-frame config record recovery thrift_value idl}
 out=${TR_FUZZ_OUT:-$top/build-fuzz/fuzz-out}
 
 command -v clang >/dev/null || { echo "fuzz.sh: clang not found (apt-get install clang)" >&2; exit 1; }
@@ -34,6 +34,7 @@ max_len() {
     record) echo 1024 ;;
     config) echo 4096 ;;
     recovery) echo 16384 ;;
+    idl) echo 8192 ;;
     *) echo 4096 ;;
   esac
 }

@@ -17,6 +17,8 @@
 #include "tr_admin_admin.h"
 #include "tr_config.h"
 #include "tr_frame.h"
+#include "tr_admin_dump.h"
+#include "tr_thrift_idl.h"
 
 #include <glib.h>
 #include <json-glib/json-glib.h>
@@ -42,6 +44,9 @@ typedef struct {
   gboolean json;
   gint64 from; /* dead-letters --from; -1 = not given */
   gint max;    /* dead-letters --max; -1 = not given */
+  const char *idl_path; /* dump --idl; NULL = not given */
+  gboolean hex;         /* dump --hex */
+  gboolean force;       /* redrive --force */
 } Session;
 
 typedef int (*CommandFunc) (Session *session, char **args);
@@ -59,15 +64,18 @@ static const char *const commands_summary =
     "Commands:\n"
     "  status                           node identity, store and producer counters, rates\n"
     "  services                         services with their rpcs and seqid range\n"
-    "  endpoints [SERVICE]              endpoints: state, acknowledged seqid, lag (RPCs, bytes),\n"
-    "                                   delivered, RPCs/s out, last error\n"
+    "  endpoints [SERVICE]              endpoints: state (BLOCKED on which RPC), acknowledged seqid,\n"
+    "                                   lag (RPCs, bytes), delivered, RPCs/s out, last error and when\n"
     "  stop-send SERVICE ENDPOINT       stop delivery to an endpoint (kept across restarts)\n"
     "  start-send SERVICE ENDPOINT      resume delivery to an endpoint (kept across restarts)\n"
     "  skip SERVICE ENDPOINT SEQID|+N   next RPC sent is SEQID, or skip the next N RPCs\n"
     "  rewind SERVICE ENDPOINT SEQID    deliver again from SEQID (must still be stored)\n"
-    "  dump RPC_ID                      one stored RPC: name, type, size, hex\n"
+    "  dump (RPC_ID | SERVICE SEQID) [--idl FILE.thrift] [--hex]\n"
+    "                                   one stored RPC: ids, name, type, decoded arguments\n"
     "  dead-letters SERVICE [--from N] [--max N]\n"
-    "                                   RPCs given up (on_failure = skip) with the reason\n"
+    "                                   RPCs given up (on_failure = skip), the reason, redriven\n"
+    "  redrive SERVICE [FROM [TO]] [--force]\n"
+    "                                   send dead letters again, as new RPCs of the service\n"
     "  reload                           re-read router.conf and the service files, apply changes\n"
     "  digest FROM TO                   checksum of the stored records FROM..TO (compare two nodes)\n"
     "\n"
@@ -206,6 +214,29 @@ static char *
 i64 (gint64 value)
 {
   return g_strdup_printf ("%" G_GINT64_FORMAT, value);
+}
+
+/* Unix time in ms as ISO 8601 UTC to the second ("2026-05-04T10:11:12Z");
+ * NULL for 0 (no such time). */
+static char *
+iso_time_ms (gint64 ms)
+{
+  g_autoptr (GDateTime) time = ms > 0 ? g_date_time_new_from_unix_utc (ms / 1000) : NULL;
+
+  return time != NULL ? g_date_time_format (time, "%Y-%m-%dT%H:%M:%SZ") : NULL;
+}
+
+/* ISO string member, or null for 0. */
+static void
+add_time (JsonBuilder *builder, const char *name, gint64 ms)
+{
+  g_autofree char *text = iso_time_ms (ms);
+
+  json_builder_set_member_name (builder, name);
+  if (text != NULL)
+    json_builder_add_string_value (builder, text);
+  else
+    json_builder_add_null_value (builder);
 }
 
 /* ---- errors ---- */
@@ -347,6 +378,22 @@ cmd_services (Session *session, char **args)
   return 0;
 }
 
+/* LAST_ERROR of the table: "-", or "TIME ERROR", with " (resolved at
+ * TIME)" once the endpoint recovered, so an old error does not read as a
+ * current one. */
+static char *
+last_error_text (const tr_adminEndpointInfo *e)
+{
+  g_autofree char *when = iso_time_ms (e->last_error_time_ms);
+  g_autofree char *resolved = iso_time_ms (e->last_error_resolved_ms);
+
+  if (e->last_error == NULL || e->last_error[0] == '\0')
+    return g_strdup ("-");
+  if (resolved != NULL)
+    return g_strdup_printf ("%s %s (resolved at %s)", when != NULL ? when : "?", e->last_error, resolved);
+  return g_strdup_printf ("%s %s", when != NULL ? when : "?", e->last_error);
+}
+
 static int
 cmd_endpoints (Session *session, char **args)
 {
@@ -363,11 +410,11 @@ cmd_endpoints (Session *session, char **args)
     return call_failed (session, "endpoints", admin_error, error);
   }
   g_ptr_array_add (rows, g_strsplit ("SERVICE ENDPOINT STATE ACKED HEAD LAG RETRIES STOP_SEND LAG_BYTES DELIVERED "
-                                      "OUT/S EXPIRED LAST_ERROR",
+                                      "OUT/S EXPIRED BLOCKED_ON LAST_ERROR",
                                       " ", -1));
   for (guint i = 0; i < endpoints->len; i++) {
     tr_adminEndpointInfo *e = g_ptr_array_index (endpoints, i);
-    char **row = g_new0 (char *, 14);
+    char **row = g_new0 (char *, 15);
     row[0] = g_strdup (e->service_name);
     row[1] = g_strdup (e->endpoint);
     row[2] = g_strdup (e->state);
@@ -380,7 +427,10 @@ cmd_endpoints (Session *session, char **args)
     row[9] = i64 (e->delivered);
     row[10] = g_strdup_printf ("%.1f", e->rpcs_out_per_sec);
     row[11] = i64 (e->expired_rpcs);
-    row[12] = g_strdup (e->last_error != NULL && e->last_error[0] != '\0' ? e->last_error : "-");
+    row[12] = e->blocked_seqid > 0 ? g_strdup_printf ("seqid=%" G_GINT64_FORMAT ",rpc=%" G_GINT64_FORMAT,
+                                                      e->blocked_seqid, e->blocked_rpc_id)
+                                   : g_strdup ("-");
+    row[13] = last_error_text (e);
     g_ptr_array_add (rows, row);
     json_builder_begin_object (out);
     add_string (out, "service", e->service_name);
@@ -392,6 +442,13 @@ cmd_endpoints (Session *session, char **args)
     add_int (out, "retries", e->retries);
     add_bool (out, "stop_send", e->stop_send);
     add_string (out, "last_error", e->last_error);
+    add_time (out, "last_error_time", e->last_error_time_ms);
+    add_int (out, "last_error_time_ms", e->last_error_time_ms);
+    add_bool (out, "last_error_past", e->last_error_resolved_ms > 0);
+    add_time (out, "last_error_resolved_time", e->last_error_resolved_ms);
+    add_int (out, "last_error_resolved_ms", e->last_error_resolved_ms);
+    add_int (out, "blocked_seqid", e->blocked_seqid);
+    add_int (out, "blocked_rpc_id", e->blocked_rpc_id);
     add_int (out, "delivered", e->delivered);
     add_double (out, "rpcs_out_per_sec", e->rpcs_out_per_sec);
     add_int (out, "lag_bytes", e->lag_bytes);
@@ -507,22 +564,8 @@ cmd_rewind (Session *session, char **args)
   return move (session, args, FALSE);
 }
 
-static const char *
-msg_type_name (TrMsgType type)
-{
-  switch (type) {
-  case TR_MSG_CALL:
-    return "CALL";
-  case TR_MSG_REPLY:
-    return "REPLY";
-  case TR_MSG_EXCEPTION:
-    return "EXCEPTION";
-  case TR_MSG_ONEWAY:
-    return "ONEWAY";
-  }
-  return "?";
-}
-
+/* dump RPC_ID, or dump SERVICE SEQID (the service's rpc id looked up
+ * first); the message is decoded and printed by tr_admin_dump.c. */
 static int
 cmd_digest (Session *session, char **args)
 {
@@ -562,51 +605,32 @@ cmd_digest (Session *session, char **args)
 static int
 cmd_dump (Session *session, char **args)
 {
-  GByteArray *message = NULL;
+  g_autoptr (TrThriftIdl) idl = NULL;
+  g_autoptr (GError) idl_error = NULL;
   tr_adminAdminError *admin_error = NULL;
   GError *error = NULL;
-  g_autofree char *name = NULL;
-  GString *hex = g_string_new (NULL);
-  TrMsgHeader header;
-  TrFrameStatus status;
-  gint64 rpc_id;
+  GByteArray *message = NULL;
+  const char *service = NULL;
+  gint64 seqid = 0, rpc_id = 0;
 
-  if (!parse_positive (args[0], &rpc_id)) {
-    g_string_free (hex, TRUE);
-    return fail (session, EXIT_USAGE, 0, "dump: '%s' is not an rpc id (1, 2, ...)", args[0]);
+  if (args[1] != NULL) {
+    service = args[0];
+    if (!parse_positive (args[1], &seqid))
+      return fail (session, EXIT_USAGE, 0, "dump: '%s' is not a seqid (1, 2, ...)", args[1]);
+  } else if (!parse_positive (args[0], &rpc_id)) {
+    return fail (session, EXIT_USAGE, 0, "dump: '%s' is not an rpc id (1, 2, ...); or give SERVICE SEQID", args[0]);
   }
-  if (!tr_admin_admin_if_dump (session->client, &message, session->token, rpc_id, &admin_error, &error)) {
-    g_string_free (hex, TRUE);
+  /* The IDL first: a file that cannot be read is the operator's to fix
+   * before anything is asked of the router. */
+  if (session->idl_path != NULL && (idl = tr_thrift_idl_load (session->idl_path, &idl_error)) == NULL)
+    return fail (session, EXIT_USAGE, 0, "dump --idl: %s", idl_error->message);
+  if (service != NULL && !tr_admin_admin_if_rpc_id_of (session->client, &rpc_id, session->token, service, seqid,
+                                                        &admin_error, &error))
     return call_failed (session, "dump", admin_error, error);
-  }
-  status = tr_frame_parse_header (message->data, message->len, &header);
-  name = status == TR_FRAME_OK ? g_strndup ((const char *) header.name, header.name_len) : g_strdup ("?");
-  for (guint i = 0; i < message->len; i++)
-    g_string_append_printf (hex, "%02x", message->data[i]);
-  if (session->json) {
-    g_autoptr (JsonBuilder) builder = json_builder_new ();
-    json_builder_begin_object (builder);
-    add_int (builder, "rpc_id", rpc_id);
-    add_string (builder, "name", name);
-    add_string (builder, "type", status == TR_FRAME_OK ? msg_type_name (header.type) : "?");
-    add_int (builder, "size", message->len);
-    add_string (builder, "hex", hex->str);
-    json_builder_end_object (builder);
-    print_builder (builder);
-  } else {
-    printf ("rpc_id  %" G_GINT64_FORMAT "\nname    %s\ntype    %s\nsize    %u bytes\n", rpc_id, name,
-            status == TR_FRAME_OK ? msg_type_name (header.type) : tr_frame_status_to_string (status), message->len);
-    for (guint off = 0; off < message->len; off += 16) {
-      printf ("%08x ", off);
-      for (guint i = off; i < off + 16; i++)
-        printf (i < message->len ? " %02x" : "   ", i < message->len ? message->data[i] : 0);
-      printf ("  ");
-      for (guint i = off; i < off + 16 && i < message->len; i++)
-        putchar (message->data[i] >= 0x20 && message->data[i] < 0x7f ? message->data[i] : '.');
-      printf ("\n");
-    }
-  }
-  g_string_free (hex, TRUE);
+  if (!tr_admin_admin_if_dump (session->client, &message, session->token, rpc_id, &admin_error, &error))
+    return call_failed (session, "dump", admin_error, error);
+  tr_admin_dump_print (service, seqid, rpc_id, message, idl,
+                       (session->json ? TR_ADMIN_DUMP_JSON : 0) | (session->hex ? TR_ADMIN_DUMP_HEX : 0));
   g_byte_array_unref (message);
   return 0;
 }
@@ -630,24 +654,116 @@ cmd_dead_letters (Session *session, char **args)
     g_ptr_array_unref (letters);
     return call_failed (session, "dead-letters", admin_error, error);
   }
-  g_ptr_array_add (rows, g_strsplit ("INDEX SEQID RPC_ID REASON", " ", -1));
+  g_ptr_array_add (rows, g_strsplit ("INDEX SEQID RPC_ID REDRIVEN_AS REASON", " ", -1));
   for (guint i = 0; i < letters->len; i++) {
     tr_adminDeadLetter *l = g_ptr_array_index (letters, i);
-    char **row = g_new0 (char *, 5);
+    char **row = g_new0 (char *, 6);
     row[0] = i64 (l->index);
     row[1] = i64 (l->seqid);
     row[2] = i64 (l->rpc_id);
-    row[3] = g_strdup (l->reason);
+    row[3] = l->redriven_rpc_id > 0 ? i64 (l->redriven_rpc_id) : g_strdup ("-");
+    row[4] = g_strdup (l->reason);
     g_ptr_array_add (rows, row);
     json_builder_begin_object (out);
     add_int (out, "index", l->index);
     add_int (out, "seqid", l->seqid);
     add_int (out, "rpc_id", l->rpc_id);
     add_string (out, "reason", l->reason);
+    add_int (out, "redriven_rpc_id", l->redriven_rpc_id);
     json_builder_end_object (out);
   }
   print_listing (session, out, rows);
   g_ptr_array_unref (letters);
+  return 0;
+}
+
+static gboolean
+parse_index (const char *text, gint64 *out)
+{
+  guint64 value;
+
+  if (!g_ascii_string_to_unsigned (text, 10, 0, G_MAXINT64, &value, NULL))
+    return FALSE;
+  *out = (gint64) value;
+  return TRUE;
+}
+
+/* redrive SERVICE [FROM [TO]]: the dead letters sent again, and those left
+ * alone because they were redriven before. */
+static int
+cmd_redrive (Session *session, char **args)
+{
+  GPtrArray *done = g_ptr_array_new_with_free_func (g_object_unref);
+  tr_adminAdminError *admin_error = NULL;
+  GError *error = NULL;
+  g_autoptr (JsonBuilder) out = json_builder_new ();
+  g_autoptr (GPtrArray) rows = g_ptr_array_new_with_free_func ((GDestroyNotify) g_strfreev);
+  gint64 from = 0, to = -1, first_seqid = 0, last_seqid = 0;
+  guint sent = 0;
+
+  if (args[1] != NULL && !parse_index (args[1], &from)) {
+    g_ptr_array_unref (done);
+    return fail (session, EXIT_USAGE, 0, "redrive: '%s' is not a dead-letter index (0, 1, ...)", args[1]);
+  }
+  if (args[1] != NULL && args[2] != NULL && !parse_index (args[2], &to)) {
+    g_ptr_array_unref (done);
+    return fail (session, EXIT_USAGE, 0, "redrive: '%s' is not a dead-letter index (0, 1, ...)", args[2]);
+  }
+  if (!tr_admin_admin_if_redrive (session->client, &done, session->token, args[0], from, to, session->force,
+                                  &admin_error, &error)) {
+    g_ptr_array_unref (done);
+    return call_failed (session, "redrive", admin_error, error);
+  }
+  json_builder_begin_object (out);
+  add_bool (out, "ok", TRUE);
+  json_builder_set_member_name (out, "dead_letters");
+  json_builder_begin_array (out);
+  g_ptr_array_add (rows, g_strsplit ("INDEX SEQID RPC_ID NEW_RPC_ID NEW_SEQID DONE", " ", -1));
+  for (guint i = 0; i < done->len; i++) {
+    tr_adminRedriven *r = g_ptr_array_index (done, i);
+    char **row = g_new0 (char *, 7);
+    row[0] = i64 (r->index);
+    row[1] = i64 (r->seqid);
+    row[2] = i64 (r->rpc_id);
+    row[3] = r->new_rpc_id > 0 ? i64 (r->new_rpc_id) : g_strdup ("-");
+    row[4] = r->new_seqid > 0 ? i64 (r->new_seqid) : g_strdup ("-");
+    row[5] = r->new_rpc_id > 0 ? g_strdup ("sent again")
+                               : g_strdup_printf ("left alone: redriven before as rpc %" G_GINT64_FORMAT,
+                                                  r->before_rpc_id);
+    g_ptr_array_add (rows, row);
+    if (r->new_rpc_id > 0) {
+      sent++;
+      first_seqid = first_seqid == 0 ? r->new_seqid : MIN (first_seqid, r->new_seqid);
+      last_seqid = MAX (last_seqid, r->new_seqid);
+    }
+    json_builder_begin_object (out);
+    add_int (out, "index", r->index);
+    add_int (out, "seqid", r->seqid);
+    add_int (out, "rpc_id", r->rpc_id);
+    add_int (out, "new_rpc_id", r->new_rpc_id);
+    add_int (out, "new_seqid", r->new_seqid);
+    add_int (out, "before_rpc_id", r->before_rpc_id);
+    json_builder_end_object (out);
+  }
+  json_builder_end_array (out);
+  add_int (out, "sent", sent);
+  add_int (out, "left_alone", done->len - sent);
+  json_builder_end_object (out);
+  if (session->json) {
+    print_builder (out);
+  } else {
+    print_table (rows);
+    if (sent > 0)
+      printf ("%s: %u dead letter%s sent again as new RPCs of the service (seqid %" G_GINT64_FORMAT "..%"
+              G_GINT64_FORMAT ", to every endpoint of %s)", args[0], sent, sent == 1 ? "" : "s", first_seqid,
+              last_seqid, args[0]);
+    else
+      printf ("%s: nothing sent again", args[0]);
+    if (done->len > sent)
+      printf ("; %u left alone, redriven before (--force sends them again)", done->len - sent);
+    printf ("\n");
+  }
+  g_ptr_array_unref (done);
   return 0;
 }
 
@@ -692,13 +808,20 @@ static const Command commands[] = {
   { "services", "services", 0, 0, "Every service with its rpc names and the seqids it still stores (first..head).",
     cmd_services },
   { "endpoints", "endpoints [SERVICE]", 0, 1,
-    "Endpoints of SERVICE (all services without it): state (STOPPED, CONNECTING, SENDING, BACKOFF),\n"
-    "last acknowledged seqid, service head, lag in RPCs, consecutive failures, stop_send,\n"
+    "Endpoints of SERVICE (all services without it): state (STOPPED, CONNECTING, SENDING, BACKOFF,\n"
+    "BLOCKED), last acknowledged seqid, service head, lag in RPCs, consecutive failures, stop_send,\n"
     "LAG_BYTES (data-store bytes from its first unacknowledged RPC to the service head; RPCs of\n"
     "other services stored in between count too, so an upper bound; ? if unreadable), DELIVERED\n"
     "(RPCs it acknowledged since the node started), OUT/S (delivered per second over the last\n"
     "10 s), EXPIRED (RPCs never delivered because the backlog went over max_backlog_bytes or\n"
-    "max_backlog_age since the node started; each range is listed by dead-letters), last error.",
+    "max_backlog_age since the node started; each range is listed by dead-letters),\n"
+    "BLOCKED_ON and LAST_ERROR.\n"
+    "BACKOFF: the endpoint cannot be reached or broke the connection (down).  BLOCKED: it answers,\n"
+    "but refused the same RPC more than max_retries times and on_failure = block holds it there;\n"
+    "BLOCKED_ON is that seqid and its global rpc id (see 'dump').  LAST_ERROR starts with when it\n"
+    "happened (UTC) and ends with '(resolved at TIME)' once the endpoint recovered (acknowledged\n"
+    "an RPC; after a connection failure: connected again).  --json: blocked_seqid, blocked_rpc_id,\n"
+    "last_error_time (ISO 8601), last_error_time_ms, last_error_past, last_error_resolved_time.",
     cmd_endpoints },
   { "stop-send", "stop-send SERVICE ENDPOINT", 2, 2,
     "Stops delivery to ENDPOINT at once; its position is kept and RPCs pile up on disk.\n"
@@ -718,13 +841,32 @@ static const Command commands[] = {
     "Moves ENDPOINT back: RPCs from SEQID on are delivered again.  SEQID must still be stored\n"
     "(see FIRST in 'tr-admin services'); a seqid deleted by retention is refused.",
     cmd_rewind },
-  { "dump", "dump RPC_ID", 1, 1, "One stored RPC by global rpc id: name, message type, size and a hex dump.",
+  { "dump", "dump (RPC_ID | SERVICE SEQID) [--idl FILE.thrift] [--hex]", 1, 2,
+    "One stored RPC, by global rpc id or by a service's seqid (shown with its rpc id): name,\n"
+    "message type, size and the arguments decoded: field id, wire type and value for every\n"
+    "field, nested structs, lists, sets and maps indented below their field.  Text is shown\n"
+    "quoted, other binary values in hex.  --idl FILE.thrift adds the names (method arguments,\n"
+    "struct fields, enum values) from that IDL file; the reader refuses what it does not read\n"
+    "(include, annotations, ...) naming the line.  --hex adds a hex dump of the whole message\n"
+    "(also shown when the arguments cannot be decoded).  --json: args (a tree of {id, name,\n"
+    "type, idl_type, value | hex | fields | elements | entries}) and hex.",
     cmd_dump },
   { "dead-letters", "dead-letters SERVICE [--from N] [--max N]", 1, 1,
     "Dead letters of SERVICE, oldest first: RPCs given up after max_retries with on_failure = skip.\n"
-    "INDEX (position in the dead-letter file), service SEQID, global RPC_ID (see 'dump') and REASON.\n"
+    "INDEX (position in the dead-letter file), service SEQID, global RPC_ID (see 'dump'),\n"
+    "REDRIVEN_AS (the rpc id 'redrive' last sent it again as; - never) and REASON.\n"
     "--from N starts at index N (default 0), --max N lists at most N (1..10000, default 100).",
     cmd_dead_letters },
+  { "redrive", "redrive SERVICE [FROM [TO]] [--force]", 1, 3,
+    "Sends dead letters of SERVICE again: those with INDEX FROM..TO as 'dead-letters' lists them\n"
+    "(without TO: to the last; without FROM: all; at most 10000 per call).  Each is committed\n"
+    "again as a new RPC of SERVICE (a new rpc id and the next seqids after the head), so every\n"
+    "endpoint of SERVICE gets it after what it already has, with consecutive seqids; endpoints\n"
+    "that had delivered the original get it a second time.  Several dead letters of one rpc\n"
+    "(several endpoints gave it up) make one copy.  Each dead letter is recorded as redriven\n"
+    "(REDRIVEN_AS in 'dead-letters'); one redriven before is left alone unless --force.  Nothing\n"
+    "is sent when an original is no longer stored (code 3: retention deleted it).",
+    cmd_redrive },
   { "reload", "reload", 0, 0,
     "Re-reads router.conf and every service file and applies the differences: services and\n"
     "endpoints added or removed, rpc names, retry/backoff/timeouts/max_inflight/on_failure,\n"
@@ -804,6 +946,9 @@ typedef struct {
   gboolean help;
   gint64 from;
   gint max;
+  char *idl_path;
+  gboolean hex;
+  gboolean force;
 } Options;
 
 static gboolean
@@ -868,6 +1013,10 @@ option_context_new (Options *options)
     { "from", 0, 0, G_OPTION_ARG_CALLBACK, (gpointer) on_from, "dead-letters: start at index N (default 0)", "N" },
     { "max", 0, 0, G_OPTION_ARG_CALLBACK, (gpointer) on_max, "dead-letters: list at most N (1..10000, default 100)",
       "N" },
+    { "idl", 0, 0, G_OPTION_ARG_FILENAME, &options->idl_path, "dump: name the fields from this Thrift IDL file",
+      "FILE.thrift" },
+    { "hex", 0, 0, G_OPTION_ARG_NONE, &options->hex, "dump: add a hex dump of the whole message", NULL },
+    { "force", 0, 0, G_OPTION_ARG_NONE, &options->force, "redrive: also dead letters redriven before", NULL },
     { "help", 'h', 0, G_OPTION_ARG_NONE, &options->help, "this help; 'tr-admin COMMAND --help' explains one command",
       NULL },
     { NULL },
@@ -999,6 +1148,10 @@ run (Session *session, const Options *options, GOptionContext *context, int argc
   if ((options->from >= 0 || options->max >= 0) && command->func != cmd_dead_letters)
     return usage_error (session, command, "--from and --max are options of dead-letters, not of %s",
                         command->name);
+  if ((options->idl_path != NULL || options->hex) && command->func != cmd_dump)
+    return usage_error (session, command, "--idl and --hex are options of dump, not of %s", command->name);
+  if (options->force && command->func != cmd_redrive)
+    return usage_error (session, command, "--force is an option of redrive, not of %s", command->name);
   rc = resolve_target (session, options, &host, &port);
   if (rc != 0)
     return rc;
@@ -1025,11 +1178,15 @@ main (int argc, char **argv)
     session.json = options.json;
     session.from = options.from;
     session.max = options.max;
+    session.idl_path = options.idl_path;
+    session.hex = options.hex;
+    session.force = options.force;
     rc = run (&session, &options, context, argc, argv);
   }
   g_free (session.token);
   g_free (options.config_path);
   g_free (options.address);
   g_free (options.token_file);
+  g_free (options.idl_path);
   return rc;
 }

@@ -1,5 +1,5 @@
 /* tr_admin_calls.c - the admin calls (status, services, endpoints,
- * set_stop_send, skip, rewind, dump, dead_letters, reload, digest) and what only
+ * set_stop_send, skip, rewind, dump, rpc_id_of, dead_letters, redrive, reload, digest) and what only
  * they use: ingress counters, lookups, rates, the reload and the call table
  * (tr_admin__find_call()).  The server that decodes, authorises and
  * answers them is tr_admin.c; both run on the admin thread.
@@ -311,6 +311,10 @@ call_endpoints (TrAdmin *admin, const Args *args, GByteArray *result, Refusal *r
     tr_thrift_write_field_double (result, 11, e->rpcs_out_per_sec);
     tr_thrift_write_field_i64 (result, 12, lag_bytes (admin, e));
     tr_thrift_write_field_i64 (result, 20, (gint64) e->expired);
+    tr_thrift_write_field_i64 (result, 21, (gint64) e->blocked_seqid);
+    tr_thrift_write_field_i64 (result, 22, (gint64) e->blocked_rpc_id);
+    tr_thrift_write_field_i64 (result, 23, e->last_error_time / 1000);
+    tr_thrift_write_field_i64 (result, 24, e->last_error_resolved / 1000);
     tr_thrift_write_field_stop (result);
   }
   return TRUE;
@@ -477,6 +481,56 @@ call_digest (TrAdmin *admin, const Args *args, GByteArray *result, Refusal *refu
 }
 
 static gboolean
+call_rpc_id_of (TrAdmin *admin, const Args *args, GByteArray *result, Refusal *refusal)
+{
+  g_autofree char *service = arg_dup (args, 2);
+  gint64 seqid = args->num[3];
+  g_autoptr (GError) error = NULL;
+  guint64 first, head, rpc_id = 0;
+  gint id;
+
+  if (find_service (admin, service, refusal) == NULL)
+    return FALSE;
+  id = tr_rpcstore_service_id (admin->store, service);
+  if (id < 0)
+    return tr_admin__refuse (refusal, TR_ADMIN_CODE_FAILED, "service '%s' has no store id", service);
+  first = tr_rpcstore_service_first (admin->store, (guint32) id);
+  head = tr_rpcstore_service_head (admin->store, (guint32) id);
+  if (seqid < 1 || (guint64) seqid < first || (guint64) seqid > head)
+    return tr_admin__refuse (refusal, TR_ADMIN_CODE_OUT_OF_RANGE, "%s has no seqid %" G_GINT64_FORMAT " stored "
+                             "(stored: %" G_GUINT64_FORMAT "..%" G_GUINT64_FORMAT ")", service, seqid, first, head);
+  if (!tr_rpcstore_service_lookup (admin->store, (guint32) id, (guint64) seqid, &rpc_id, &error))
+    return tr_admin__refuse (refusal, g_error_matches (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_NOT_FOUND)
+                                          ? TR_ADMIN_CODE_OUT_OF_RANGE : TR_ADMIN_CODE_FAILED,
+                             "%s seqid %" G_GINT64_FORMAT ": %s", service, seqid, error->message);
+  tr_thrift_write_field_i64 (result, 0, (gint64) rpc_id);
+  return TRUE;
+}
+
+/* Dead-letter index -> the rpc id it was last redriven as (@id's marks). */
+static GHashTable *
+redriven_by_index (TrAdmin *admin, guint32 id, GError **error)
+{
+  g_autoptr (GArray) marks = tr_rpcstore_list_redrives (admin->store, id, error);
+  GHashTable *by_index;
+
+  if (marks == NULL)
+    return NULL;
+  by_index = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, NULL);
+  for (guint i = 0; i < marks->len; i++) {
+    const TrRedriveMark *mark = &g_array_index (marks, TrRedriveMark, i);
+    g_hash_table_insert (by_index, g_memdup2 (&mark->index, sizeof mark->index), GSIZE_TO_POINTER (mark->new_rpc_id));
+  }
+  return by_index;
+}
+
+static gint64
+redriven_as (GHashTable *redriven, guint64 index)
+{
+  return (gint64) GPOINTER_TO_SIZE (g_hash_table_lookup (redriven, &index));
+}
+
+static gboolean
 call_dead_letters (TrAdmin *admin, const Args *args, GByteArray *result, Refusal *refusal)
 {
   g_autofree char *service = arg_dup (args, 2);
@@ -484,6 +538,7 @@ call_dead_letters (TrAdmin *admin, const Args *args, GByteArray *result, Refusal
   gint64 max = args->num[4];
   g_autoptr (GError) error = NULL;
   g_autoptr (GArray) letters = NULL;
+  g_autoptr (GHashTable) redriven = NULL;
   guint64 unreadable = 0;
   gint id;
 
@@ -499,6 +554,8 @@ call_dead_letters (TrAdmin *admin, const Args *args, GByteArray *result, Refusal
                                            &error);
   if (letters == NULL)
     return tr_admin__refuse (refusal, TR_ADMIN_CODE_FAILED, "dead letters of '%s': %s", service, error->message);
+  if ((redriven = redriven_by_index (admin, (guint32) id, &error)) == NULL)
+    return tr_admin__refuse (refusal, TR_ADMIN_CODE_FAILED, "dead letters of '%s': %s", service, error->message);
   /* A torn tail is logged by the store (with the bytes lost); the listing
    * simply ends there. */
   tr_thrift_write_field_begin (result, TR_TTYPE_LIST, 0);
@@ -509,8 +566,210 @@ call_dead_letters (TrAdmin *admin, const Args *args, GByteArray *result, Refusal
     tr_thrift_write_field_i64 (result, 2, (gint64) l->seqid);
     tr_thrift_write_field_i64 (result, 3, (gint64) l->rpc_id);
     tr_thrift_write_field_string (result, 4, l->reason);
+    tr_thrift_write_field_i64 (result, 5, redriven_as (redriven, l->index));
     tr_thrift_write_field_stop (result);
   }
+  return TRUE;
+}
+
+/* ---- redrive ---- */
+
+/* One dead letter of a redrive and what became of it. */
+typedef struct {
+  TrDeadLetter *letter;  /* (transfer none): in the listing */
+  guint64 before_rpc_id; /* redriven before as (0: never) */
+  guint64 new_rpc_id;    /* committed now as (0: left alone) */
+  guint64 new_seqid;
+  GBytes *message;       /* (nullable) the original, read before anything is committed */
+  GError *error;         /* (nullable) its commit failed */
+} RedriveItem;
+
+static void
+redrive_item_clear (gpointer data)
+{
+  RedriveItem *item = data;
+
+  g_clear_pointer (&item->message, g_bytes_unref);
+  g_clear_error (&item->error);
+}
+
+static void
+on_redrive_committed (gpointer user_data, guint64 rpc_id, const GError *error)
+{
+  RedriveItem *item = user_data;
+
+  item->new_rpc_id = rpc_id;
+  if (error != NULL)
+    item->error = g_error_copy (error);
+}
+
+/* The seqid of @rpc_id in a service's list: the list holds rpc ids in
+ * increasing order, so a binary search over first..head.  0 if absent. */
+static guint64
+seqid_of_rpc (TrAdmin *admin, guint32 id, guint64 rpc_id)
+{
+  guint64 low = tr_rpcstore_service_first (admin->store, id), high = tr_rpcstore_service_head (admin->store, id);
+
+  while (low <= high && low > 0) {
+    guint64 mid = low + (high - low) / 2, found = 0;
+    if (!tr_rpcstore_service_lookup (admin->store, id, mid, &found, NULL))
+      return 0;
+    if (found == rpc_id)
+      return mid;
+    if (found < rpc_id)
+      low = mid + 1;
+    else
+      high = mid - 1;
+  }
+  return 0;
+}
+
+/* The dead letters @from..@to (@to -1: to the last) of service @id, at most
+ * ADMIN_MAX_DEAD_LETTERS, into *@out; refuses a range past the last one. */
+static gboolean
+redrive_select (TrAdmin *admin, const char *service, guint32 id, gint64 from, gint64 to, GArray **out,
+                Refusal *refusal)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GArray) letters = NULL;
+  guint want = to < 0 ? ADMIN_MAX_DEAD_LETTERS + 1 : (guint) MIN (to - from + 1, ADMIN_MAX_DEAD_LETTERS + 1);
+
+  if (from < 0 || to < -1 || (to >= 0 && to < from))
+    return tr_admin__refuse (refusal, TR_ADMIN_CODE_OUT_OF_RANGE, "redrive %" G_GINT64_FORMAT "..%" G_GINT64_FORMAT
+                             ": give dead-letter indexes FROM <= TO, from 0", from, to);
+  if (want > ADMIN_MAX_DEAD_LETTERS && to >= 0)
+    return tr_admin__refuse (refusal, TR_ADMIN_CODE_OUT_OF_RANGE, "redrive %" G_GINT64_FORMAT "..%" G_GINT64_FORMAT
+                             ": at most %d dead letters per call", from, to, ADMIN_MAX_DEAD_LETTERS);
+  letters = tr_rpcstore_list_dead_letters (admin->store, id, (guint64) from, want, NULL, &error);
+  if (letters == NULL)
+    return tr_admin__refuse (refusal, TR_ADMIN_CODE_FAILED, "dead letters of '%s': %s", service, error->message);
+  if (letters->len == 0)
+    return tr_admin__refuse (refusal, TR_ADMIN_CODE_OUT_OF_RANGE, "%s has no dead letter %" G_GINT64_FORMAT
+                             " (see tr-admin dead-letters %s)", service, from, service);
+  if (letters->len > ADMIN_MAX_DEAD_LETTERS)
+    return tr_admin__refuse (refusal, TR_ADMIN_CODE_OUT_OF_RANGE, "%s has more than %d dead letters from %"
+                             G_GINT64_FORMAT ": redrive them in ranges (FROM TO)", service, ADMIN_MAX_DEAD_LETTERS,
+                             from);
+  if (to >= 0 && letters->len < (guint) (to - from + 1))
+    return tr_admin__refuse (refusal, TR_ADMIN_CODE_OUT_OF_RANGE, "%s has no dead letter %" G_GINT64_FORMAT
+                             " (the last is %" G_GUINT64_FORMAT ")", service, to,
+                             g_array_index (letters, TrDeadLetter, letters->len - 1).index);
+  *out = g_steal_pointer (&letters);
+  return TRUE;
+}
+
+/* Reads the original of every item to send (an original retention deleted
+ * refuses the call: nothing is committed), then commits them in one batch:
+ * one copy per rpc id, as several endpoints may have given up the same. */
+static gboolean
+redrive_commit (TrAdmin *admin, const char *service, guint32 id, GArray *items, Refusal *refusal)
+{
+  g_autoptr (GHashTable) by_rpc = g_hash_table_new (g_int64_hash, g_int64_equal);
+  TrRpcBatch *batch = tr_rpcbatch_new ();
+
+  for (guint i = 0; i < items->len; i++) {
+    RedriveItem *item = &g_array_index (items, RedriveItem, i);
+    g_autoptr (GError) error = NULL;
+    if (item->before_rpc_id != 0 || g_hash_table_contains (by_rpc, &item->letter->rpc_id))
+      continue;
+    item->message = tr_rpcstore_get (admin->store, item->letter->rpc_id, NULL, &error);
+    if (item->message == NULL) {
+      tr_rpcbatch_free (batch);
+      return tr_admin__refuse (refusal, g_error_matches (error, TR_STORAGE_ERROR, TR_STORAGE_ERROR_NOT_FOUND)
+                                            ? TR_ADMIN_CODE_OUT_OF_RANGE : TR_ADMIN_CODE_FAILED,
+                               "nothing redriven: dead letter %" G_GUINT64_FORMAT " (rpc %" G_GUINT64_FORMAT
+                               ") of %s cannot be read: %s", item->letter->index, item->letter->rpc_id, service,
+                               error->message);
+    }
+    g_hash_table_insert (by_rpc, &item->letter->rpc_id, item);
+    tr_rpcbatch_add (batch, item->message, &id, 1, on_redrive_committed, item);
+  }
+  tr_rpcstore_submit_batch (admin->store, batch);
+  tr_rpcbatch_free (batch);
+  for (guint i = 0; i < items->len; i++) {
+    RedriveItem *item = &g_array_index (items, RedriveItem, i);
+    RedriveItem *sent = g_hash_table_lookup (by_rpc, &item->letter->rpc_id);
+    if (sent != NULL && sent->error != NULL)
+      return tr_admin__refuse (refusal, TR_ADMIN_CODE_FAILED, "redrive of %s: committing rpc %" G_GUINT64_FORMAT
+                               " failed (nothing recorded as redriven): %s", service, item->letter->rpc_id,
+                               sent->error->message);
+    if (sent != NULL && item->before_rpc_id == 0) {
+      item->new_rpc_id = sent->new_rpc_id;
+      item->new_seqid = seqid_of_rpc (admin, id, sent->new_rpc_id);
+    }
+  }
+  return TRUE;
+}
+
+static void
+write_redriven (GByteArray *result, GArray *items)
+{
+  tr_thrift_write_field_begin (result, TR_TTYPE_LIST, 0);
+  tr_thrift_write_list_begin (result, TR_TTYPE_STRUCT, items->len);
+  for (guint i = 0; i < items->len; i++) {
+    const RedriveItem *item = &g_array_index (items, RedriveItem, i);
+    tr_thrift_write_field_i64 (result, 1, (gint64) item->letter->index);
+    tr_thrift_write_field_i64 (result, 2, (gint64) item->letter->seqid);
+    tr_thrift_write_field_i64 (result, 3, (gint64) item->letter->rpc_id);
+    tr_thrift_write_field_i64 (result, 4, (gint64) item->new_rpc_id);
+    tr_thrift_write_field_i64 (result, 5, (gint64) item->new_seqid);
+    tr_thrift_write_field_i64 (result, 6, (gint64) item->before_rpc_id);
+    tr_thrift_write_field_stop (result);
+  }
+}
+
+/* Commits copies first, then records them: a crash in between sends them
+ * again on the next redrive (at least once, like every delivery), never
+ * records a redrive that did not happen. */
+static gboolean
+call_redrive (TrAdmin *admin, const Args *args, GByteArray *result, Refusal *refusal)
+{
+  g_autofree char *service = arg_dup (args, 2);
+  gboolean force = args->num[5] != 0;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GArray) letters = NULL;
+  g_autoptr (GArray) items = g_array_new (FALSE, TRUE, sizeof (RedriveItem));
+  g_autoptr (GArray) marks = g_array_new (FALSE, TRUE, sizeof (TrRedriveMark));
+  g_autoptr (GHashTable) redriven = NULL;
+  gint64 now = g_get_real_time ();
+  gint id;
+
+  if (find_service (admin, service, refusal) == NULL)
+    return FALSE;
+  if ((id = tr_rpcstore_service_id (admin->store, service)) < 0)
+    return tr_admin__refuse (refusal, TR_ADMIN_CODE_FAILED, "service '%s' has no store id", service);
+  if (!redrive_select (admin, service, (guint32) id, args->num[3], args->num[4], &letters, refusal))
+    return FALSE;
+  if ((redriven = redriven_by_index (admin, (guint32) id, &error)) == NULL)
+    return tr_admin__refuse (refusal, TR_ADMIN_CODE_FAILED, "nothing redriven: %s", error->message);
+  g_array_set_clear_func (items, redrive_item_clear);
+  for (guint i = 0; i < letters->len; i++) {
+    RedriveItem item = { &g_array_index (letters, TrDeadLetter, i), 0, 0, 0, NULL, NULL };
+    if (!force)
+      item.before_rpc_id = (guint64) redriven_as (redriven, item.letter->index);
+    g_array_append_val (items, item);
+  }
+  if (!redrive_commit (admin, service, (guint32) id, items, refusal))
+    return FALSE;
+  for (guint i = 0; i < items->len; i++) {
+    const RedriveItem *item = &g_array_index (items, RedriveItem, i);
+    TrRedriveMark mark = { item->letter->index, item->new_rpc_id, now };
+    if (item->new_rpc_id != 0)
+      g_array_append_val (marks, mark);
+  }
+  if (marks->len > 0 && !tr_rpcstore_add_redrives (admin->store, (guint32) id, (TrRedriveMark *) marks->data,
+                                                   marks->len, &error))
+    return tr_admin__refuse (refusal, TR_ADMIN_CODE_FAILED, "%u dead letters of %s were sent again (rpc %"
+                             G_GUINT64_FORMAT "...) but could not be recorded as redriven, so a later redrive "
+                             "would send them once more: %s", marks->len, service,
+                             g_array_index (marks, TrRedriveMark, 0).new_rpc_id, error->message);
+  g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_MESSAGE, "TR_SERVICE", service, "MESSAGE",
+                    "admin: redrive %s dead letters %" G_GUINT64_FORMAT "..%" G_GUINT64_FORMAT ": %u sent again "
+                    "as new rpcs of the service, %u redriven before left alone", service,
+                    g_array_index (letters, TrDeadLetter, 0).index,
+                    g_array_index (letters, TrDeadLetter, letters->len - 1).index, marks->len,
+                    letters->len - marks->len);
+  write_redriven (result, items);
   return TRUE;
 }
 
@@ -581,6 +840,7 @@ static const struct {
   { "set_stop_send", call_set_stop_send }, { "skip", call_skip }, { "rewind", call_rewind },
   { "dump", call_dump },         { "dead_letters", call_dead_letters }, { "reload", call_reload },
   { "digest", call_digest },
+  { "rpc_id_of", call_rpc_id_of }, { "redrive", call_redrive },
 };
 
 CallFunc

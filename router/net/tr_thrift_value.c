@@ -1,4 +1,8 @@
-/* tr_thrift_value.c - Thrift binary-protocol values (see tr_thrift_value.h). */
+/* tr_thrift_value.c - Thrift binary-protocol values (see tr_thrift_value.h).
+ *
+ * The tree decoder checks every count against the bytes left before it
+ * loops (each element takes at least one byte), so a hostile count cannot
+ * make it allocate more than the input justifies. */
 #include "tr_thrift_value.h"
 
 #include <string.h>
@@ -183,4 +187,186 @@ TrFrameStatus
 tr_thrift_read_skip (TrThriftReader *reader, guint8 type)
 {
   return tr_frame_skip (reader->buf, reader->len, &reader->pos, type, TR_FRAME_MAX_DEPTH);
+}
+
+/* ---- decoding into a tree ---- */
+
+const char *
+tr_thrift_type_to_string (guint8 type)
+{
+  switch (type) {
+  case TR_TTYPE_BOOL:
+    return "bool";
+  case TR_TTYPE_BYTE:
+    return "byte";
+  case TR_TTYPE_DOUBLE:
+    return "double";
+  case TR_TTYPE_I16:
+    return "i16";
+  case TR_TTYPE_I32:
+    return "i32";
+  case TR_TTYPE_I64:
+    return "i64";
+  case TR_TTYPE_STRING:
+    return "string";
+  case TR_TTYPE_STRUCT:
+    return "struct";
+  case TR_TTYPE_MAP:
+    return "map";
+  case TR_TTYPE_SET:
+    return "set";
+  case TR_TTYPE_LIST:
+    return "list";
+  case TR_TTYPE_UUID:
+    return "uuid";
+  default:
+    return "?";
+  }
+}
+
+void
+tr_thrift_value_free (TrThriftValue *value)
+{
+  if (value == NULL)
+    return;
+  if (value->children != NULL)
+    g_ptr_array_unref (value->children);
+  g_free (value);
+}
+
+static TrFrameStatus decode_value (TrThriftReader *reader, guint8 type, guint depth, TrThriftValue *value);
+
+/* A new child of @parent (created with its array on first use). */
+static TrThriftValue *
+add_child (TrThriftValue *parent, guint8 type)
+{
+  TrThriftValue *child = g_new0 (TrThriftValue, 1);
+
+  child->type = type;
+  if (parent->children == NULL)
+    parent->children = g_ptr_array_new_with_free_func ((GDestroyNotify) tr_thrift_value_free);
+  g_ptr_array_add (parent->children, child);
+  return child;
+}
+
+static TrFrameStatus
+decode_fields (TrThriftReader *reader, guint depth, TrThriftValue *value)
+{
+  for (;;) {
+    guint8 type;
+    gint16 id;
+    TrFrameStatus status = tr_thrift_read_field_begin (reader, &type, &id);
+    TrThriftValue *field;
+    if (status != TR_FRAME_OK || type == TR_TTYPE_STOP)
+      return status;
+    field = add_child (value, type);
+    field->id = id;
+    if ((status = decode_value (reader, type, depth, field)) != TR_FRAME_OK)
+      return status;
+  }
+}
+
+/* list, set (one type byte) and map (two): header, count, elements. */
+static TrFrameStatus
+decode_container (TrThriftReader *reader, guint depth, TrThriftValue *value)
+{
+  guint per = value->type == TR_TTYPE_MAP ? 2 : 1;
+  gint32 count;
+  TrFrameStatus status;
+
+  if (!has (reader, per))
+    return TR_FRAME_TRUNCATED;
+  value->key_type = per == 2 ? reader->buf[reader->pos] : TR_TTYPE_STOP;
+  value->element_type = reader->buf[reader->pos + per - 1];
+  reader->pos += per;
+  if ((status = tr_thrift_read_i32 (reader, &count)) != TR_FRAME_OK)
+    return status;
+  if (count < 0)
+    return TR_FRAME_BAD_DATA;
+  if ((guint64) count * per > reader->len - reader->pos)
+    return TR_FRAME_TRUNCATED; /* ends before its elements could: checked before allocating */
+  value->children = g_ptr_array_new_full ((guint) count * per, (GDestroyNotify) tr_thrift_value_free);
+  for (gint32 n = 0; n < count; n++) {
+    for (guint k = 0; k < per; k++) {
+      guint8 type = k + 1 < per ? value->key_type : value->element_type;
+      if ((status = decode_value (reader, type, depth, add_child (value, type))) != TR_FRAME_OK)
+        return status;
+    }
+  }
+  return TR_FRAME_OK;
+}
+
+static TrFrameStatus
+decode_value (TrThriftReader *reader, guint8 type, guint depth, TrThriftValue *value)
+{
+  gint32 i32;
+  gint64 i64;
+
+  value->type = type;
+  switch (type) {
+  case TR_TTYPE_BOOL:
+    return tr_thrift_read_bool (reader, &value->b);
+  case TR_TTYPE_BYTE:
+    if (!has (reader, 1))
+      return TR_FRAME_TRUNCATED;
+    value->i = (gint8) reader->buf[reader->pos++];
+    return TR_FRAME_OK;
+  case TR_TTYPE_I16:
+    if (!has (reader, 2))
+      return TR_FRAME_TRUNCATED;
+    value->i = (gint16) tr_get_be16 (reader->buf + reader->pos);
+    reader->pos += 2;
+    return TR_FRAME_OK;
+  case TR_TTYPE_I32:
+    if (tr_thrift_read_i32 (reader, &i32) != TR_FRAME_OK)
+      return TR_FRAME_TRUNCATED;
+    value->i = i32;
+    return TR_FRAME_OK;
+  case TR_TTYPE_I64:
+    return tr_thrift_read_i64 (reader, &value->i);
+  case TR_TTYPE_DOUBLE:
+    if (tr_thrift_read_i64 (reader, &i64) != TR_FRAME_OK)
+      return TR_FRAME_TRUNCATED;
+    memcpy (&value->d, &i64, sizeof value->d); /* IEEE 754, big-endian on the wire like an i64 */
+    return TR_FRAME_OK;
+  case TR_TTYPE_STRING:
+    return tr_thrift_read_binary (reader, &value->data, &value->len);
+  case TR_TTYPE_UUID:
+    if (!has (reader, 16))
+      return TR_FRAME_TRUNCATED;
+    value->data = reader->buf + reader->pos;
+    value->len = 16;
+    reader->pos += 16;
+    return TR_FRAME_OK;
+  case TR_TTYPE_STRUCT:
+  case TR_TTYPE_MAP:
+  case TR_TTYPE_SET:
+  case TR_TTYPE_LIST:
+    if (depth == 0)
+      return TR_FRAME_TOO_DEEP;
+    return type == TR_TTYPE_STRUCT ? decode_fields (reader, depth - 1, value)
+                                   : decode_container (reader, depth - 1, value);
+  default:
+    return TR_FRAME_BAD_DATA;
+  }
+}
+
+TrFrameStatus
+tr_thrift_value_decode_struct (const guint8 *buf, gsize len, gsize *offset, TrThriftValue **out)
+{
+  g_autoptr (TrThriftValue) value = g_new0 (TrThriftValue, 1);
+  TrThriftReader reader;
+  TrFrameStatus status;
+
+  g_return_val_if_fail (buf != NULL || len == 0, TR_FRAME_TRUNCATED);
+  g_return_val_if_fail (offset != NULL && *offset <= len && out != NULL, TR_FRAME_TRUNCATED);
+
+  *out = NULL;
+  tr_thrift_reader_init (&reader, buf, len);
+  reader.pos = *offset;
+  status = decode_value (&reader, TR_TTYPE_STRUCT, TR_FRAME_MAX_DEPTH, value);
+  *offset = reader.pos;
+  if (status == TR_FRAME_OK)
+    *out = g_steal_pointer (&value);
+  return status;
 }

@@ -8,6 +8,11 @@
  * module adds values on top of the one codec, it does not duplicate it.
  * Covers what the admin IDL needs: bool, i32, i64, double (write only),
  * string/binary, struct, list.  Stateless and allocation-free on the read path: thread-safe.
+ *
+ * Also a decoder of any struct body into a tree of TrThriftValue (every wire
+ * type: bool, byte, i16, i32, i64, double, string/binary, uuid, struct,
+ * list, set, map), for showing stored RPCs (tr-admin dump).  It allocates;
+ * it is not on any delivery path.
  */
 #pragma once
 
@@ -65,5 +70,48 @@ TrFrameStatus tr_thrift_read_binary (TrThriftReader *reader, const guint8 **data
 /* Skips one value of @type (depth limit TR_FRAME_MAX_DEPTH) with
  * tr_frame_skip(). */
 TrFrameStatus tr_thrift_read_skip (TrThriftReader *reader, guint8 type);
+
+/* ---- decoding a whole struct into a tree ---- */
+
+typedef struct _TrThriftValue TrThriftValue;
+
+/* One decoded value: a plain tree, no invariants beyond the comments. */
+struct _TrThriftValue {
+  TrThriftType type;
+  gint16 id;                   /* field id when a struct member, else 0 */
+  gboolean b;                  /* bool */
+  gint64 i;                    /* byte, i16, i32, i64 (sign-extended) */
+  double d;                    /* double */
+  const guint8 *data;          /* string/binary (not NUL-terminated), uuid (16 bytes): (transfer none),
+                                * points into the decoded buffer, valid as long as that buffer is */
+  gsize len;
+  TrThriftType key_type;       /* map: type of the keys */
+  TrThriftType element_type;   /* list / set: the elements' type; map: the values' type */
+  GPtrArray *children;         /* (element-type TrThriftValue) (nullable): struct: its fields in
+                                * wire order; list / set: the elements; map: key, value, key, ... */
+};
+
+/* tr_thrift_value_decode_struct:
+ * @buf, @len: the buffer; the struct starts at *@offset
+ * @out: (out) (transfer full): the struct, type TR_TTYPE_STRUCT, on success
+ *
+ * Decodes the struct at *@offset (nesting limit TR_FRAME_MAX_DEPTH) and
+ * moves *@offset past its stop byte.  On failure *@offset is where decoding
+ * stopped (for the error message) and *@out is NULL.
+ * Returns: TR_FRAME_OK, TR_FRAME_TRUNCATED, TR_FRAME_BAD_DATA (unknown type
+ * id, negative size) or TR_FRAME_TOO_DEEP; a count of more elements than
+ * bytes left is TR_FRAME_TRUNCATED, found before anything is allocated.
+ * Any thread. */
+TrFrameStatus tr_thrift_value_decode_struct (const guint8 *buf, gsize len, gsize *offset, TrThriftValue **out);
+
+/* NULL is ignored. */
+void tr_thrift_value_free (TrThriftValue *value);
+
+/* Returns: (transfer none): the IDL spelling of a wire type ("bool", "byte",
+ * "i16", "i32", "i64", "double", "string" (also binary), "struct", "map",
+ * "set", "list", "uuid"), "?" for an unknown id. */
+const char *tr_thrift_type_to_string (guint8 type);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (TrThriftValue, tr_thrift_value_free)
 
 G_END_DECLS

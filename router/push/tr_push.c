@@ -53,6 +53,8 @@ tr_push_endpoint_state_to_string (TrPushEndpointState state)
     return "SENDING";
   case TR_PUSH_BACKOFF:
     return "BACKOFF";
+  case TR_PUSH_BLOCKED:
+    return "BLOCKED";
   }
   return "?";
 }
@@ -569,6 +571,12 @@ collect_stats (gpointer user_data)
       stats.delivered = endpoint->delivered;
       stats.rpcs_out_per_sec = tr_push__endpoint_rate (endpoint, now);
       stats.expired = endpoint->expired;
+      if (stats.state == TR_PUSH_BLOCKED) {
+        stats.blocked_seqid = endpoint->rpc_fail_seqid;
+        stats.blocked_rpc_id = endpoint->rpc_fail_rpc_id;
+      }
+      stats.last_error_time = endpoint->last_error_time;
+      stats.last_error_resolved = endpoint->last_error_resolved;
       g_array_append_val (request->stats, stats);
     }
   }

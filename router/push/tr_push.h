@@ -21,6 +21,12 @@
  *   CONNECTING --connected--> SENDING --failure--> BACKOFF --timer--> CONNECTING
  *        ^   \---connect failed/timeout------------^
  *
+ *   BLOCKED (shown instead of the three above): on_failure = block and the
+ *   endpoint refused the same seqid (exception, declared exception, result,
+ *   or the message unreadable) more than max_retries times in a row, and
+ *   no connection failure came since; it ends when that seqid is
+ *   acknowledged, skipped, rewound or stop_send (docs/delivery.md).
+ *
  * Threads: tr_push_new() and tr_push_free() on the main thread; tr_push_wake()
  * from any thread (it is the store's notify callback).  Everything else runs
  * on the push thread.
@@ -70,9 +76,11 @@ typedef enum {
   TR_PUSH_CONNECTING,
   TR_PUSH_SENDING,
   TR_PUSH_BACKOFF,
+  TR_PUSH_BLOCKED,
 } TrPushEndpointState;
 
-/* Returns: (transfer none): "STOPPED", "CONNECTING", "SENDING" or "BACKOFF". */
+/* Returns: (transfer none): "STOPPED", "CONNECTING", "SENDING", "BACKOFF" or
+ * "BLOCKED". */
 const char *tr_push_endpoint_state_to_string (TrPushEndpointState state);
 
 /* A copy of one endpoint's send state, taken on the push thread. */
@@ -89,6 +97,12 @@ typedef struct {
   double rpcs_out_per_sec; /* delivered per second over the last 10 s */
   guint64 expired;   /* RPCs expired by max_backlog_bytes / max_backlog_age since the node
                       * started (or the reload that added it); each range is a dead letter */
+  guint64 blocked_seqid;   /* state BLOCKED: the seqid refused again and again; else 0 */
+  guint64 blocked_rpc_id;  /* its global rpc id (0 when unknown or not blocked) */
+  gint64 last_error_time;  /* wall clock (g_get_real_time(), µs) of last_error; 0 = none */
+  gint64 last_error_resolved; /* wall clock µs at which the endpoint recovered from
+                               * last_error (an acknowledgement; for a connection
+                               * failure, the next connection); 0 = still current */
 } TrPushEndpointStats;
 
 /* tr_push_get_stats:

@@ -68,7 +68,11 @@ tr_push__endpoint_disconnect (TrPushEndpoint *endpoint)
   endpoint->next_seqid = endpoint->acked + 1;
   endpoint->stop_fill_at = 0;
   endpoint->rpc_fail_seqid = 0;
+  endpoint->rpc_fail_rpc_id = 0;
   endpoint->rpc_fail_count = 0;
+  /* The operator moved or stopped it: no longer blocked on that seqid; the
+   * error itself stays current until the next connection (on_connected). */
+  endpoint->failure_is_rpc = FALSE;
 }
 
 void

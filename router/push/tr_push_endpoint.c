@@ -14,6 +14,17 @@
  *             messages in flight: on_failed()--> BACKOFF
  *   SENDING --exception or non-empty result: endpoint_fail_rpc()--> BACKOFF
  *
+ * BLOCKED is shown in place of the peer's state while on_failure = block
+ * holds the endpoint on one seqid (blocked()): that seqid failed at the RPC
+ * level more than max_retries times in a row and the last failure was that
+ * refusal, not a connection failure (a connection failure shows BACKOFF:
+ * the endpoint is down, not refusing).  Acknowledging, dead-lettering or an
+ * operator's skip / rewind / stop_send of that seqid ends it.
+ *
+ * Last error: every failure stamps ->last_error_time (wall clock) and makes
+ * the error current; it becomes past (->last_error_resolved) at the next
+ * acknowledgement, or for a connection failure at the next connection.
+ *
  * Invariants:
  *  - acked < every seqid in flight < next_seqid; seqids in flight are
  *    acked+1, acked+2, ... in order (a barrier repeats the seqid of the
@@ -64,11 +75,23 @@ typedef enum {
   TR_PUSH_KIND_BARRIER, /* CALL of barrier_method; its seqid is the oneway's before it */
 } TrPushKind;
 
+/* See the header comment: held on one seqid by on_failure = block. */
+static gboolean
+blocked (const TrPushEndpoint *endpoint)
+{
+  const TrPushService *service = endpoint->service;
+
+  return service->on_failure == TR_ON_FAILURE_BLOCK && endpoint->failure_is_rpc && endpoint->rpc_fail_seqid != 0
+         && endpoint->rpc_fail_count > service->max_retries;
+}
+
 TrPushEndpointState
 tr_push__endpoint_state (const TrPushEndpoint *endpoint)
 {
   if (endpoint->stopped)
     return TR_PUSH_STOPPED;
+  if (blocked (endpoint))
+    return TR_PUSH_BLOCKED;
   switch (tr_peer_get_state (endpoint->peer)) {
   case TR_PEER_CONNECTING:
     return TR_PUSH_CONNECTING;
@@ -93,9 +116,13 @@ progress (TrPushEndpoint *endpoint)
   tr_peer_reset_backoff (endpoint->peer);
   if (endpoint->acked >= endpoint->rpc_fail_seqid) {
     endpoint->rpc_fail_seqid = 0;
+    endpoint->rpc_fail_rpc_id = 0;
     endpoint->rpc_fail_count = 0;
+    endpoint->failure_is_rpc = FALSE;
     tr_peer_window_grow (endpoint->peer);
   }
+  if (endpoint->last_error_time != 0 && endpoint->last_error_resolved == 0)
+    endpoint->last_error_resolved = g_get_real_time ();
   tr_push__acked (endpoint);
 }
 
@@ -169,6 +196,7 @@ rpc_failed (TrPushEndpoint *endpoint, guint64 seqid, guint64 rpc_id, const char 
     endpoint->rpc_fail_seqid = seqid;
     endpoint->rpc_fail_count = 0;
   }
+  endpoint->rpc_fail_rpc_id = rpc_id;
   endpoint->rpc_fail_count++;
   tr_peer_window_shrink (endpoint->peer);
   if (endpoint->rpc_fail_count <= service->max_retries)
@@ -225,6 +253,11 @@ on_failed (TrPeer *peer, const char *reason, guint64 delay_ms, gpointer user_dat
 
   (void) peer;
   (void) reason;
+  /* A refused RPC that was just dead-lettered (rpc_fail_seqid cleared by
+   * progress()) is over: the next connection resolves it. */
+  endpoint->failure_is_rpc = endpoint->failing_rpc && endpoint->rpc_fail_seqid != 0;
+  endpoint->last_error_time = g_get_real_time ();
+  endpoint->last_error_resolved = 0;
   if (endpoint->down_since == 0)
     endpoint->down_since = g_get_monotonic_time ();
   endpoint->down_failures++;
@@ -252,7 +285,9 @@ endpoint_fail_rpc (TrPushEndpoint *endpoint, guint64 seqid, guint64 rpc_id, cons
   /* Before the peer backs off: a dead letter is progress, and the backoff
    * starts over from it. */
   rpc_failed (endpoint, seqid, rpc_id, reason);
+  endpoint->failing_rpc = TRUE;
   tr_peer_fail (endpoint->peer, "%s", reason);
+  endpoint->failing_rpc = FALSE;
 }
 
 /* ---- sending ---- */
@@ -465,6 +500,10 @@ on_connected (TrPeer *peer, const char *where, gpointer user_data)
   TrPushEndpoint *endpoint = user_data;
 
   (void) peer;
+  /* A connection failure is over once connected; an RPC's refusal only
+   * once that RPC is acknowledged (progress()). */
+  if (!endpoint->failure_is_rpc && endpoint->last_error_time != 0 && endpoint->last_error_resolved == 0)
+    endpoint->last_error_resolved = g_get_real_time ();
   log_connected (endpoint, where);
   tr_push__endpoint_fill (endpoint);
 }

@@ -54,7 +54,13 @@ struct _TrPushEndpoint {
   gboolean fill_held;      /* the last fill left committed RPCs unsent (window full, or waiting) */
 
   guint64 rpc_fail_seqid;  /* seqid of the current run of RPC-level failures */
+  guint64 rpc_fail_rpc_id; /* its global rpc id (0 = unknown) */
   guint rpc_fail_count;
+  gboolean failing_rpc;    /* inside endpoint_fail_rpc(): the peer failure is an RPC's */
+  gboolean failure_is_rpc; /* the last failure was the endpoint refusing an RPC, not the
+                            * connection: with on_failure = block, BLOCKED, not BACKOFF */
+  gint64 last_error_time;  /* g_get_real_time() of the last failure; 0 = none yet */
+  gint64 last_error_resolved; /* g_get_real_time() it was resolved at; 0 = current */
   guint64 delivered;       /* RPCs acknowledged by the endpoint since start (or its reload) */
   gint64 rate_time[TR_PUSH_RATE_SAMPLES];      /* monotonic µs; 0 = empty */
   guint64 rate_delivered[TR_PUSH_RATE_SAMPLES]; /* ->delivered at rate_time */

@@ -118,7 +118,7 @@ def test_status_services_endpoints_table_and_json():
         dump = json.loads(ok(router, "--json", "dump", "3"))
         check(dump["name"] == "log_event" and dump["type"] == "CALL", str(dump))
         check(bytes.fromhex(dump["hex"]).endswith(b"s2\x00"), dump["hex"])
-        text = ok(router, "dump", "3")
+        text = ok(router, "dump", "3", "--hex")
         check("log_event" in text and "00000000" in text, text)
     finally:
         router.stop()
@@ -530,8 +530,8 @@ def test_dead_letters_after_on_failure_skip():
         check([d["seqid"] for d in page] == [3, 4], str(page))
         check(json.loads(ok(router, "--json", "dead-letters", "books", "--from", "9")) == [], "--from past the end")
         lines = ok(router, "dead-letters", "books").splitlines()
-        check(lines[0].split() == ["INDEX", "SEQID", "RPC_ID", "REASON"], lines[0])
-        check(lines[1].split()[:3] == ["0", "1", "1"] and "endpoint says no" in lines[1], lines[1])
+        check(lines[0].split() == ["INDEX", "SEQID", "RPC_ID", "REDRIVEN_AS", "REASON"], lines[0])
+        check(lines[1].split()[:4] == ["0", "1", "1", "-"] and "endpoint says no" in lines[1], lines[1])
         check(lines[0].index("REASON") == lines[1].index(dl[0]["reason"][:5]), "columns:\n" + "\n".join(lines))
         check(json.loads(ok(router, "--json", "dead-letters", "mail")) == [], "mail has none")
         for args, code, text in [

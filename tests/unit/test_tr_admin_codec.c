@@ -355,3 +355,49 @@ Test (tr_admin_codec, dead_letters_and_reload_lists, .init = setup, .fini = tear
   cr_assert (g_str_has_prefix (g_ptr_array_index (changes, 0), "endpoint books/c added at 127.0.0.1:1"), "%s",
              (char *) g_ptr_array_index (changes, 0));
 }
+
+/* rpc_id_of, redrive (Redriven fields) and DeadLetter.redriven_rpc_id, as
+ * the generated client reads them; dead letters written into the store
+ * directly. */
+Test (tr_admin_codec, redrive_and_rpc_id_of, .init = setup, .fini = teardown, .timeout = 30)
+{
+  g_autoptr (GError) error = NULL;
+  tr_adminAdminError *refusal = NULL;
+  g_autoptr (GPtrArray) done = g_ptr_array_new_with_free_func (g_object_unref);
+  g_autoptr (GPtrArray) letters = g_ptr_array_new_with_free_func (g_object_unref);
+  guint32 books = (guint32) tr_rpcstore_service_id (fx.store, "books");
+  tr_adminRedriven *r;
+  gint64 rpc_id = 0;
+  gboolean ok;
+
+  cr_assert (tr_admin_admin_if_rpc_id_of (fx.client, &rpc_id, TOKEN, "books", 2, &refusal, &error), "%s",
+             error ? error->message : refusal ? refusal->message : "?");
+  cr_assert_eq (rpc_id, 2);
+  ok = tr_admin_admin_if_rpc_id_of (fx.client, &rpc_id, TOKEN, "books", 9, &refusal, &error);
+  assert_refused (ok, refusal, &error, 3, "books has no seqid 9 stored (stored: 1..3)");
+  refusal = NULL;
+  ok = tr_admin_admin_if_redrive (fx.client, &done, TOKEN, "books", 0, -1, FALSE, &refusal, &error);
+  assert_refused (ok, refusal, &error, 3, "books has no dead letter 0");
+  refusal = NULL;
+
+  cr_assert (tr_rpcstore_add_dead_letter (fx.store, books, 2, 2, "refused", &error), "%s", error->message);
+  cr_assert (tr_rpcstore_add_dead_letter (fx.store, books, 2, 2, "refused by another endpoint", &error));
+  cr_assert (tr_admin_admin_if_redrive (fx.client, &done, TOKEN, "books", 0, 1, FALSE, &refusal, &error), "%s",
+             error ? error->message : refusal ? refusal->message : "?");
+  cr_assert_eq (done->len, 2);
+  r = g_ptr_array_index (done, 1);
+  /* One copy for both dead letters of rpc 2: rpc 4, books seqid 4. */
+  cr_assert (r->index == 1 && r->seqid == 2 && r->rpc_id == 2 && r->new_rpc_id == 4 && r->new_seqid == 4
+                 && r->before_rpc_id == 0,
+             "%" G_GINT64_FORMAT " %" G_GINT64_FORMAT " %" G_GINT64_FORMAT, r->index, r->new_rpc_id, r->new_seqid);
+  cr_assert_eq (((tr_adminRedriven *) g_ptr_array_index (done, 0))->new_rpc_id, 4);
+  cr_assert (tr_admin_admin_if_dead_letters (fx.client, &letters, TOKEN, "books", 0, 10, &refusal, &error), "%s",
+             error ? error->message : refusal ? refusal->message : "?");
+  cr_assert_eq (((tr_adminDeadLetter *) g_ptr_array_index (letters, 0))->redriven_rpc_id, 4);
+  g_ptr_array_set_size (done, 0);
+  cr_assert (tr_admin_admin_if_redrive (fx.client, &done, TOKEN, "books", 1, -1, FALSE, &refusal, &error), "%s",
+             error ? error->message : refusal ? refusal->message : "?");
+  r = g_ptr_array_index (done, 0);
+  cr_assert (r->new_rpc_id == 0 && r->new_seqid == 0 && r->before_rpc_id == 4);
+  cr_assert_eq (tr_rpcstore_head (fx.store), 4);
+}

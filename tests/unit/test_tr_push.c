@@ -524,6 +524,11 @@ Test (tr_push, endpoint_down_then_up_catches_up, .timeout = 30)
   cr_assert_neq (stats.state, TR_PUSH_SENDING);
   cr_assert_not_null (stats.last_error);
   cr_assert (strstr (stats.last_error, "connect") != NULL, "%s", stats.last_error);
+  /* Down (connection refused), not blocked; the error is current. */
+  cr_assert_eq (stats.state == TR_PUSH_BLOCKED, FALSE);
+  cr_assert_eq (stats.blocked_seqid, 0);
+  cr_assert_gt (stats.last_error_time, 0);
+  cr_assert_eq (stats.last_error_resolved, 0);
   g_free (stats.last_error);
 
   memset (&fake, 0, sizeof fake);
@@ -534,6 +539,11 @@ Test (tr_push, endpoint_down_then_up_catches_up, .timeout = 30)
   submit_range (13, 15, TR_MSG_CALL);
   wait_acked (15);
   check_no_gap (&fake, 1, 15);
+  stats = get_stats ();
+  /* Recovered: the last error is kept, marked past. */
+  cr_assert (strstr (stats.last_error, "connect") != NULL, "%s", stats.last_error);
+  cr_assert_geq (stats.last_error_resolved, stats.last_error_time);
+  g_free (stats.last_error);
   stop_push ();
   fake_stop (&fake);
 }
@@ -576,6 +586,9 @@ Test (tr_push, skip_policy_dead_letters_after_max_retries, .timeout = 30)
   stats = get_stats ();
   cr_assert_eq (stats.state, TR_PUSH_SENDING);
   cr_assert (strstr (stats.last_error, "TApplicationException") != NULL, "%s", stats.last_error);
+  /* Seqid 2 was dead-lettered and 3, 4 acknowledged: the error is past. */
+  cr_assert_gt (stats.last_error_time, 0);
+  cr_assert_geq (stats.last_error_resolved, stats.last_error_time);
   g_free (stats.last_error);
   stop_push ();
   fake_stop (&fake);
@@ -599,9 +612,34 @@ Test (tr_push, block_policy_keeps_retrying, .timeout = 30)
   /* Seqid 3 went out behind the first attempt of 2 at most; while 2 keeps
    * failing only 2 is in flight (docs/delivery.md). */
   cr_assert_leq (count_seqid (&fake, 3), 1);
+  /* The endpoint answers but refuses seqid 2 (rpc 2: one service). */
+  cr_assert_eq (stats.state, TR_PUSH_BLOCKED, "state %s", tr_push_endpoint_state_to_string (stats.state));
+  cr_assert_eq (stats.blocked_seqid, 2);
+  cr_assert_eq (stats.blocked_rpc_id, 2);
+  cr_assert (strstr (stats.last_error, "TApplicationException") != NULL, "%s", stats.last_error);
+  cr_assert_gt (stats.last_error_time, 0);
+  cr_assert_eq (stats.last_error_resolved, 0);
   g_free (stats.last_error);
-  stop_push ();
+
+  /* Then the endpoint goes down: a connection failure, so BACKOFF (down),
+   * no longer BLOCKED (refusing). */
   fake_stop (&fake);
+  {
+    gint64 end = g_get_monotonic_time () + 20 * G_TIME_SPAN_SECOND;
+    for (;;) {
+      stats = get_stats ();
+      g_free (stats.last_error);
+      if (stats.state != TR_PUSH_BLOCKED)
+        break;
+      cr_assert (g_get_monotonic_time () < end, "still BLOCKED with the endpoint down");
+      g_usleep (10 * 1000);
+    }
+  }
+  cr_assert (stats.state == TR_PUSH_BACKOFF || stats.state == TR_PUSH_CONNECTING, "state %s",
+             tr_push_endpoint_state_to_string (stats.state));
+  cr_assert_eq (stats.blocked_seqid, 0);
+  cr_assert_eq (stats.acked, 1);
+  stop_push ();
 }
 
 Test (tr_push, stop_send_sends_nothing_and_keeps_position, .timeout = 30)
