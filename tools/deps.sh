@@ -9,6 +9,7 @@ set -euo pipefail
 # Building and running the router, tr-admin and tools/examples/*.py.
 TR_PACKAGES_RUN=(cmake make pkg-config gcc libc6-dev libglib2.0-dev libthrift-c-glib-dev thrift-compiler
                  libxxhash-dev libjson-glib-dev
+                 libsystemd-dev                     # optional: sd_notify for the Type=notify unit (TR_SYSTEMD)
                  python3 python3-thrift python3-six)  # python3-thrift imports six without depending on it
 # Only for tools/test.sh.
 TR_PACKAGES_TEST=(libcriterion-dev
