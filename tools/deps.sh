@@ -17,7 +17,8 @@ TR_PACKAGES_TEST=(libcriterion-dev
                   valgrind                           # tests/integration/test_valgrind.py
                   util-linux mount                   # unshare(1), mount(8): tests run as root
                   clang libclang-rt-14-dev           # tools/fuzz.sh: clang + libFuzzer/ASan runtimes
-                  meson dpkg-dev)                    # tools/tsan.sh: builds GLib with -fsanitize=thread
+                  meson dpkg-dev                     # tools/tsan.sh: builds GLib with -fsanitize=thread
+                  pandoc man-db)                     # docs/man: the man pages, and test_man_pages.py renders them
 
 # tr_install_deps run|test
 tr_install_deps() {
