@@ -42,6 +42,7 @@ def test_install_tree_and_check():
             (lay["docdir"], "README.md"), (lay["docdir"], "configuration.md"), (lay["docdir"], "operations.md"),
             (lay["unitdir"], "thriftrouter.service"),
             (lay["prefix"], "lib/sysusers.d/thriftrouter.conf"), (lay["prefix"], "lib/tmpfiles.d/thriftrouter.conf"),
+            (lay["datadir"], "bash-completion/completions/tr-admin"),
         ]
         missing = [os.path.join(d, f) for d, f in expect if not os.path.isfile(under(root, os.path.join(d, f)))]
         check(not missing, "not installed: %s" % missing)
