@@ -18,7 +18,9 @@ TR_PACKAGES_TEST=(libcriterion-dev
                   util-linux mount                   # unshare(1), mount(8): tests run as root
                   clang libclang-rt-14-dev           # tools/fuzz.sh: clang + libFuzzer/ASan runtimes
                   meson dpkg-dev                     # tools/tsan.sh: builds GLib with -fsanitize=thread
-                  pandoc man-db)                     # docs/man: the man pages, and test_man_pages.py renders them
+                  pandoc man-db                      # docs/man: the man pages, and test_man_pages.py renders them
+                  lintian debootstrap                # test_deb_package.py: checks the .deb, installs it in a chroot
+                  bash-completion)                   # test_bash_completion.py: with Debian's completion framework
 
 # tr_install_deps run|test
 tr_install_deps() {

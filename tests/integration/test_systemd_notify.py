@@ -6,14 +6,16 @@ READY=1 around a SIGHUP reload (also a refused one), WATCHDOG=1 when
 WATCHDOG_USEC asks for it, STOPPING=1 on SIGTERM.  And, where journald runs,
 that the daemon's log reaches it with the GLib domain and priority fields."""
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 
-from trtest import DAEMON, Router, Skip, check, free_port, run_tests, wait_until
+from trtest import DAEMON, Router, Skip, check, free_port, run_tests, sanitizer, wait_until
 
 
 def require_notify_support():
@@ -187,6 +189,46 @@ def test_no_watchdog_without_watchdog_usec():
         router.cleanup()
 
 
+def test_notify_and_reload_under_valgrind():
+    """The notify path under valgrind memcheck: READY=1, keep-alives, a
+    SIGHUP reload whose outcome travels from the admin thread back to the
+    main loop, STOPPING=1; zero errors, nothing definitely lost."""
+    require_notify_support()
+    if sanitizer() is not None:
+        raise Skip("valgrind cannot run a sanitizer build (%s)" % sanitizer())
+    if shutil.which("valgrind") is None:
+        raise Skip("valgrind is not installed (tools/deps.sh installs it)")
+    vglog = os.path.join(tempfile.mkdtemp(prefix="tr-vg-"), "valgrind.log")
+    router = Router({"demo": {"rpcs": ["log_event"], "endpoints": {"a": (9, "true")}}},
+                    admin_listen="127.0.0.1:%d" % free_port())
+    router.command_prefix = ["valgrind", "--leak-check=full", "--errors-for-leak-kinds=definite",
+                             "--log-file=" + vglog]
+    listener = NotifyListener(router.tmp, router)
+    saved = dict(os.environ)
+    os.environ.update(NOTIFY_SOCKET=listener.path, WATCHDOG_USEC="400000")
+    try:
+        router.start(timeout=120)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    try:
+        wait_until(lambda: listener.count("READY") >= 1 and listener.count("WATCHDOG") >= 2, 120,
+                   "READY=1 and keep-alives under valgrind")
+        router.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: listener.count("READY") >= 2, 120, "READY=1 after the reload under valgrind")
+        check(router.stop(timeout=120) == 0, "clean exit under valgrind:\n" + router.log())
+        with open(vglog) as f:
+            report = f.read()
+        errors = int(re.search(r"ERROR SUMMARY: (\d+) errors", report).group(1))
+        lost = re.search(r"definitely lost: ([\d,]+) bytes", report)
+        lost = int(lost.group(1).replace(",", "")) if lost else 0
+        check(errors == 0 and lost == 0, "valgrind report:\n" + report[-4000:])
+    finally:
+        listener.close()
+        router.cleanup()
+        shutil.rmtree(os.path.dirname(vglog), ignore_errors=True)
+
+
 def test_journald_shows_domain_and_priority():
     """GLib's structured log writer talks to journald when stderr is a
     journal stream (systemd-cat here, StandardError=journal under the unit);
@@ -217,4 +259,4 @@ def test_journald_shows_domain_and_priority():
 if __name__ == "__main__":
     run_tests([test_ready_after_ports_accept_and_stopping_on_sigterm, test_reload_on_sighup_reloading_then_ready,
                test_watchdog_keepalives_when_watchdog_usec_set, test_no_watchdog_without_watchdog_usec,
-               test_journald_shows_domain_and_priority])
+               test_notify_and_reload_under_valgrind, test_journald_shows_domain_and_priority])
