@@ -14,11 +14,8 @@
 #include <systemd/sd-daemon.h>
 #endif
 
-#include <string.h>
-
 struct _TrNotify {
   GSource *watchdog; /* (nullable) the keep-alive timer */
-  guint64 watchdog_usec;
   gboolean failed; /* a send failed and was logged: do not log every keep-alive */
 };
 
@@ -80,32 +77,24 @@ TrNotify *
 tr_notify_new (GMainContext *context)
 {
   TrNotify *notify = g_new0 (TrNotify, 1);
+  guint64 period_usec = watchdog_usec ();
 
   if (!tr_notify_supported () && g_getenv ("NOTIFY_SOCKET") != NULL)
     g_message ("built without libsystemd: NOTIFY_SOCKET is ignored (no READY=1, STATUS= or WATCHDOG=1 for the "
                "service manager; use Type=simple, or rebuild with libsystemd-dev installed)");
-  notify->watchdog_usec = watchdog_usec ();
-  if (notify->watchdog_usec > 0) {
+  if (period_usec > 0) {
     /* Half the period, as sd_watchdog_enabled(3) advises: one late turn of
      * a busy loop must not get a healthy node killed. */
-    guint interval_ms = (guint) MAX (notify->watchdog_usec / 2000, 1);
+    guint interval_ms = (guint) MAX (period_usec / 2000, 1);
 
     notify->watchdog = g_timeout_source_new (interval_ms);
     g_source_set_callback (notify->watchdog, on_watchdog, notify, NULL);
     g_source_set_name (notify->watchdog, "tr-notify-watchdog");
     g_source_attach (notify->watchdog, context);
     g_message ("service manager watchdog: keep-alive every %u ms (WatchdogSec=%" G_GUINT64_FORMAT " ms)",
-               interval_ms, notify->watchdog_usec / 1000);
+               interval_ms, period_usec / 1000);
   }
   return notify;
-}
-
-guint64
-tr_notify_watchdog_usec (const TrNotify *notify)
-{
-  g_return_val_if_fail (notify != NULL, 0);
-
-  return notify->watchdog_usec;
 }
 
 /* STATUS= ends at the first newline; keep the whole line readable. */

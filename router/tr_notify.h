@@ -45,9 +45,6 @@ TrNotify *tr_notify_new (GMainContext *context);
 /* TRUE when the notify protocol is compiled in (libsystemd). */
 gboolean tr_notify_supported (void);
 
-/* The watchdog period the manager asked for, in microseconds; 0 if none. */
-guint64 tr_notify_watchdog_usec (const TrNotify *notify);
-
 /* tr_notify_ready:
  * @status: (nullable): one line for STATUS=, or NULL to keep the last.
  * Sends READY=1 (after start-up, and after a reload). */
