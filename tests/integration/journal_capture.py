@@ -7,11 +7,12 @@ journal's two sockets there, /run/systemd/journal/stdout (a stream, which
 GLib recognises as "stderr is the journal") and /run/systemd/journal/socket
 (datagrams of the native protocol, which g_log_writer_journald() sends),
 starts the daemon with its stderr connected to the first, SIGTERMs it once
-it logs that it accepts producers, and prints every entry received as one
+it has logged that it accepts producers and an entry of each log DOMAIN
+named (or after 30 s), and prints every entry received as one
 JSON list of {FIELD: value} objects: what `journalctl -o verbose` would
 show, without the fields journald adds itself (_PID, _COMM, ...).
 
-Usage: journal_capture.py DAEMON ROUTER_CONF"""
+Usage: journal_capture.py DAEMON ROUTER_CONF [DOMAIN...]"""
 import json
 import os
 import signal
@@ -42,6 +43,7 @@ def parse(datagram):
 
 def main():
     daemon, conf = sys.argv[1:3]
+    waiting_for = set(sys.argv[3:]) | {"ready"}
     subprocess.run(["mount", "-t", "tmpfs", "tmpfs", "/run"], check=True)
     os.makedirs("/run/systemd/journal")
     entries_socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -55,18 +57,20 @@ def main():
     accepted, _ = stream.accept()
     proc = subprocess.Popen([daemon, "-c", conf], stdout=stderr.fileno(), stderr=stderr.fileno())
     stderr.close()
-    entries, deadline, stopping = [], time.time() + 60, False
-    while time.time() < deadline:
+    entries, start, stopping = [], time.time(), False
+    while time.time() < start + 60:
+        if not stopping and (not waiting_for or time.time() > start + 30):
+            proc.send_signal(signal.SIGTERM)
+            stopping = True
         try:
             entries.append(parse(entries_socket.recv(1 << 20)))
         except socket.timeout:
             if proc.poll() is not None:
                 break
             continue
-        message = entries[-1].get("MESSAGE", "")
-        if not stopping and "accepting producers" in message:
-            proc.send_signal(signal.SIGTERM)
-            stopping = True
+        if "accepting producers" in entries[-1].get("MESSAGE", ""):
+            waiting_for.discard("ready")
+        waiting_for.discard(entries[-1].get("GLIB_DOMAIN"))
     if proc.poll() is None:
         proc.kill()
     proc.wait()
