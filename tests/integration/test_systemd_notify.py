@@ -18,7 +18,7 @@ import tempfile
 import threading
 import time
 
-from trtest import DAEMON, Router, Skip, check, free_port, run_tests, sanitizer, wait_until
+from trtest import BUILD, DAEMON, SOURCE, Router, Skip, check, free_port, run_tests, sanitizer, wait_until
 
 
 def require_notify_support():
@@ -234,6 +234,54 @@ def test_notify_and_reload_under_valgrind():
         shutil.rmtree(os.path.dirname(vglog), ignore_errors=True)
 
 
+def test_builds_and_runs_without_libsystemd():
+    """TR_SYSTEMD=OFF (as on a machine without libsystemd-dev): the daemon
+    builds (its own tree, BUILD/nosd-build, the daemon only), does not link
+    libsystemd, says so in --version, and with NOTIFY_SOCKET set logs once
+    that it is ignored, sends nothing, and runs as usual."""
+    if sanitizer() is not None:
+        raise Skip("sanitizer pass: the plain pass builds the variant without libsystemd")
+    build = os.path.join(BUILD, "nosd-build")
+    source = SOURCE
+    for cmd in (["cmake", "-S", source, "-B", build, "-DCMAKE_BUILD_TYPE=RelWithDebInfo", "-DTR_WERROR=ON",
+                 "-DTR_SYSTEMD=OFF", "-DTR_BUILD_TESTS=OFF"],
+                ["cmake", "--build", build, "-j2", "--target", "thriftrouter"]):
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+        check(out.returncode == 0, "%s:\n%s%s" % (" ".join(cmd), out.stdout[-3000:], out.stderr[-3000:]))
+        if "-S" in cmd:
+            check("sd_notify: off" in out.stdout, "cmake says the notify protocol is off:\n" + out.stdout[-2000:])
+    daemon = os.path.join(build, "router", "thriftrouter")
+    version = subprocess.run([daemon, "--version"], capture_output=True, text=True).stdout
+    check("sd_notify: no" in version, "--version: %r" % version)
+    ldd = subprocess.run(["ldd", daemon], capture_output=True, text=True).stdout
+    check("libsystemd" not in ldd, "not linked with libsystemd:\n" + ldd)
+    router = Router({"demo": {"rpcs": ["log_event"], "endpoints": {"a": (9, "true")}}})
+    listener = NotifyListener(router.tmp, router)
+    saved = dict(os.environ)
+    os.environ.update(NOTIFY_SOCKET=listener.path, WATCHDOG_USEC="200000")
+    try:
+        log = open(router.log_path, "ab")
+        router.proc = subprocess.Popen([daemon, "-c", os.path.join(router.tmp, "router.conf")], stdout=log,
+                                       stderr=log)
+        log.close()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    try:
+        wait_until(lambda: "accepting producers" in router.log(), 20, "the daemon built without libsystemd")
+        check(router.log().count("NOTIFY_SOCKET is ignored") == 1, "said once:\n" + router.log())
+        check(router.stop() == 0, "clean stop\n" + router.log())
+        # A marker sent now is read after anything the daemon sent before it exited.
+        marker = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        marker.sendto(b"MARKER=1", listener.path)
+        marker.close()
+        wait_until(lambda: listener.count("MARKER") == 1, 10, "the marker datagram")
+        check(listener.snapshot() == [{"MARKER": "1"}], "nothing sent: %r" % listener.snapshot())
+    finally:
+        listener.close()
+        router.cleanup()
+
+
 def test_journal_fields_without_journald():
     """What the daemon sends to the journal, checked without journald:
     journal_capture.py binds the journal's sockets on a private /run (a
@@ -299,5 +347,6 @@ def test_journald_shows_domain_and_priority():
 if __name__ == "__main__":
     run_tests([test_ready_after_ports_accept_and_stopping_on_sigterm, test_reload_on_sighup_reloading_then_ready,
                test_watchdog_keepalives_when_watchdog_usec_set, test_no_watchdog_without_watchdog_usec,
-               test_notify_and_reload_under_valgrind, test_journal_fields_without_journald,
+               test_notify_and_reload_under_valgrind, test_builds_and_runs_without_libsystemd,
+               test_journal_fields_without_journald,
                test_journald_shows_domain_and_priority])
