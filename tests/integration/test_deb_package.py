@@ -11,7 +11,8 @@ root (debootstrap --variant=minbase bookworm, with the package's
 dependencies, cached as a tarball under /var/tmp/thriftrouter-test-cache so
 that a rerun takes seconds), then: thriftrouter --check on the installed
 configuration; the installed daemon started in the chroot as the
-thriftrouter user (no systemd there: the chroot shares the host's network,
+thriftrouter user (and the installed tr-admin's stop-send, which makes it
+rewrite services/demo.conf) (no systemd there: the chroot shares the host's network,
 so the ports and the demo endpoint are moved to free ones in the installed
 files); an RPC sent by tools/examples/producer.py from the host reaches an
 endpoint on the host; a stop by PID; `apt-get remove` (binaries gone,
@@ -228,6 +229,12 @@ def test_deb_in_fresh_bookworm_chroot():
         wait_until(lambda: endpoint.received("log_event"), 30,
                    "the RPC to reach the endpoint through the installed daemon")
         check(os.listdir(os.path.join(root, "var/lib/thriftrouter")), "the store is in /var/lib/thriftrouter")
+        # The installed tr-admin; stop-send makes the daemon (user
+        # thriftrouter) rewrite services/demo.conf: the postinst's group
+        # permissions must allow it.
+        in_root(root, "tr-admin", "-c", "/etc/thriftrouter/router.conf", "stop-send", "demo", "local")
+        with open(os.path.join(root, "etc/thriftrouter/services/demo.conf")) as f:
+            check(re.search(r"^stop_send = true$", f.read(), re.M), "stop-send written to services/demo.conf")
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(timeout=60)
         proc = None
