@@ -12,6 +12,7 @@
  */
 #include "tr_config.h"
 #include "tr_daemon.h"
+#include "tr_notify.h"
 
 #include <glib-unix.h>
 #include <signal.h>
@@ -114,7 +115,7 @@ main (int argc, char **argv)
     return 2;
   }
   if (version) {
-    printf ("thriftrouter %s\n", TR_VERSION);
+    printf ("thriftrouter %s\nsd_notify: %s\n", TR_VERSION, tr_notify_supported () ? "yes (libsystemd)" : "no");
     return 0;
   }
   if (config_path == NULL) {

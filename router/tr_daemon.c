@@ -8,6 +8,7 @@
 #include "tr_ingress.h"
 #include "tr_lockfile.h"
 #include "tr_node.h"
+#include "tr_notify.h"
 #include "tr_push.h"
 #include "tr_rpcstore.h"
 
@@ -23,6 +24,8 @@ struct _TrDaemon {
   TrPush *push;       /* (nullable) */
   TrIngress *ingress; /* (nullable) */
   TrAdmin *admin;     /* (nullable) */
+  TrNotify *notify;   /* the service manager (systemd), when there is one */
+  char *status;       /* the one-line state the service manager shows */
   GMainLoop *loop;
   gboolean stop_requested;
 };
@@ -145,6 +148,8 @@ tr_daemon_new (TrConfig *config, GError **error)
   daemon = g_new0 (TrDaemon, 1);
   daemon->config = config;
   daemon->loop = g_main_loop_new (NULL, FALSE);
+  /* Before recovery, which can be long: the watchdog runs from the start. */
+  daemon->notify = tr_notify_new (g_main_context_default ());
   /* First of all: a second process on a directory in use must not even
    * read it (recovery would repair records the holder is still writing). */
   daemon->lock = tr_lockfile_acquire (tr_io_posix (), config->data_dir, error);
@@ -171,6 +176,13 @@ tr_daemon_run (TrDaemon *daemon)
              TR_VERSION, tr_node_role_to_string (tr_node_get_role (daemon->node)), config->server_id,
              config->listen_host, tr_ingress_get_port (daemon->ingress), config->data_dir, config->services->len,
              tr_rpcstore_head (daemon->store));
+  /* Both ports accept from here on (tr_daemon_new returned): READY=1 lets
+   * units ordered After=thriftrouter.service start. */
+  daemon->status = g_strdup_printf ("%s node %s: producers on %s:%u, admin on %s:%u", tr_node_role_to_string (
+                                      tr_node_get_role (daemon->node)), config->server_id, config->listen_host,
+                                    tr_ingress_get_port (daemon->ingress), config->admin_host,
+                                    tr_admin_get_port (daemon->admin));
+  tr_notify_ready (daemon->notify, daemon->status);
   /* A stop requested before the loop runs would be lost by
    * g_main_loop_quit(): check the flag. */
   if (!daemon->stop_requested)
@@ -183,6 +195,7 @@ tr_daemon_stop (TrDaemon *daemon)
   g_return_if_fail (daemon != NULL);
 
   daemon->stop_requested = TRUE;
+  tr_notify_stopping (daemon->notify);
   if (daemon->ingress != NULL) {
     g_message ("shutting down: no new producer connections; %u answers still to send",
                tr_ingress_pending (daemon->ingress));
@@ -191,13 +204,30 @@ tr_daemon_stop (TrDaemon *daemon)
   g_main_loop_quit (daemon->loop);
 }
 
+/* The admin thread has applied or refused a SIGHUP reload (main thread). */
+static void
+on_reload_done (const char *outcome, gboolean applied, gpointer user_data)
+{
+  TrDaemon *daemon = user_data;
+  g_autofree char *status = NULL;
+
+  (void) applied;
+  /* STOPPING=1 went out already: a READY=1 now would say the opposite. */
+  if (daemon->stop_requested)
+    return;
+  status = g_strdup_printf ("%s; %s", daemon->status, outcome);
+  tr_notify_ready (daemon->notify, status);
+}
+
 void
 tr_daemon_reload (TrDaemon *daemon)
 {
   g_return_if_fail (daemon != NULL);
 
-  if (daemon->admin != NULL)
-    tr_admin_reload_async (daemon->admin);
+  if (daemon->admin == NULL)
+    return;
+  tr_notify_reloading (daemon->notify);
+  tr_admin_reload_async (daemon->admin, on_reload_done, daemon);
 }
 
 void
@@ -217,6 +247,8 @@ tr_daemon_free (TrDaemon *daemon)
   g_clear_pointer (&daemon->store, tr_rpcstore_close);
   g_clear_pointer (&daemon->ingress, tr_ingress_free);
   g_clear_pointer (&daemon->node, tr_node_free);
+  g_clear_pointer (&daemon->notify, tr_notify_free);
+  g_free (daemon->status);
   g_main_loop_unref (daemon->loop);
   if (started)
     g_message ("thriftrouter stopped cleanly");

@@ -13,6 +13,9 @@
  * be answered, stop push (which records every endpoint's acknowledged
  * seqid), close the store (final sync and checkpoint), release the lock.
  *
+ * The service manager (systemd, tr_notify.h) is told READY=1 when
+ * tr_daemon_run() starts the loop and STOPPING=1 by tr_daemon_stop().
+ *
  * Threads: everything on the main thread, which runs the default
  * GMainContext in tr_daemon_run().  Signal handling stays with the caller
  * (router/main.c).
@@ -41,7 +44,7 @@ typedef struct _TrDaemon TrDaemon;
 TrDaemon *tr_daemon_new (TrConfig *config, GError **error);
 
 /* tr_daemon_run:
- * Logs the ready line and runs the default main context until
+ * Logs the ready line, sends READY=1 and runs the default main context until
  * tr_daemon_stop() (at once if it was called already). */
 void tr_daemon_run (TrDaemon *daemon);
 
@@ -52,7 +55,8 @@ void tr_daemon_stop (TrDaemon *daemon);
 
 /* tr_daemon_reload:
  * Reloads the configuration on the admin thread (as tr-admin reload); the
- * outcome is logged there. */
+ * outcome is logged there.  The service manager sees RELOADING=1 now and
+ * READY=1 with the outcome in STATUS= when the reload is done (tr_notify.h). */
 void tr_daemon_reload (TrDaemon *daemon);
 
 /* tr_daemon_free:

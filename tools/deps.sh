@@ -9,6 +9,7 @@ set -euo pipefail
 # Building and running the router, tr-admin and tools/examples/*.py.
 TR_PACKAGES_RUN=(cmake make pkg-config gcc libc6-dev libglib2.0-dev libthrift-c-glib-dev thrift-compiler
                  libxxhash-dev libjson-glib-dev
+                 libsystemd-dev                     # optional: sd_notify for the Type=notify unit (TR_SYSTEMD)
                  python3 python3-thrift python3-six)  # python3-thrift imports six without depending on it
 # Only for tools/test.sh.
 TR_PACKAGES_TEST=(libcriterion-dev
@@ -16,7 +17,10 @@ TR_PACKAGES_TEST=(libcriterion-dev
                   valgrind                           # tests/integration/test_valgrind.py
                   util-linux mount                   # unshare(1), mount(8): tests run as root
                   clang libclang-rt-14-dev           # tools/fuzz.sh: clang + libFuzzer/ASan runtimes
-                  meson dpkg-dev)                    # tools/tsan.sh: builds GLib with -fsanitize=thread
+                  meson dpkg-dev                     # tools/tsan.sh: builds GLib with -fsanitize=thread
+                  pandoc man-db                      # docs/man: the man pages, and test_man_pages.py renders them
+                  lintian debootstrap                # test_deb_package.py: checks the .deb, installs it in a chroot
+                  bash-completion)                   # test_bash_completion.py: with Debian's completion framework
 
 # tr_install_deps run|test
 tr_install_deps() {

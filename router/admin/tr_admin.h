@@ -69,11 +69,20 @@ guint16 tr_admin_get_port (TrAdmin *admin);
  * for the call being served).  NULL is ignored. */
 void tr_admin_free (TrAdmin *admin);
 
+/* TrAdminReloadDone:
+ * @outcome: one line, "reload applied (N changes)" or "reload refused: why"
+ * @applied: TRUE if the new configuration runs. */
+typedef void (*TrAdminReloadDone) (const char *outcome, gboolean applied, gpointer user_data);
+
 /* tr_admin_reload_async:
+ * @done: (nullable): called on the caller's thread-default main context
+ *   once the reload has been applied or refused (tr_daemon: READY=1 for the
+ *   service manager); never called if the TrAdmin is freed first.
+ *
  * Reloads the configuration on the admin thread, where admin calls are
  * served (so it never runs beside an admin reload or stop-send), without
  * waiting: the result is logged (SIGHUP).  Main thread. */
-void tr_admin_reload_async (TrAdmin *admin);
+void tr_admin_reload_async (TrAdmin *admin, TrAdminReloadDone done, gpointer user_data);
 
 /* The node's epoch and whether it is fenced (node metadata, tr_node.h),
  * reported by status.  Call before tr_admin_start(). */

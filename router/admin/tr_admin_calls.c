@@ -812,22 +812,74 @@ call_reload (TrAdmin *admin, const Args *args, GByteArray *result, Refusal *refu
   return TRUE;
 }
 
-static gboolean
-on_signal_reload (gpointer user_data)
-{
-  g_autoptr (GError) error = NULL;
+/* A SIGHUP reload on its way to the admin thread and back. */
+typedef struct {
+  TrAdmin *admin;       /* the admin thread's record only */
+  GMainContext *caller; /* (owned) where @done runs */
+  TrAdminReloadDone done;
+  gpointer user_data;
+  char *outcome; /* (nullable) the caller's record only */
+  gboolean applied;
+} SignalReload;
 
-  if (!reload (user_data, NULL, &error))
+static void
+signal_reload_free (gpointer data)
+{
+  SignalReload *reload_data = data;
+
+  g_main_context_unref (reload_data->caller);
+  g_free (reload_data->outcome);
+  g_free (reload_data);
+}
+
+static gboolean
+on_signal_reload_done (gpointer data)
+{
+  SignalReload *reload_data = data;
+
+  reload_data->done (reload_data->outcome, reload_data->applied, reload_data->user_data);
+  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+on_signal_reload (gpointer data)
+{
+  SignalReload *reload_data = data;
+  SignalReload *answer;
+  g_autoptr (GPtrArray) changes = NULL;
+  g_autoptr (GError) error = NULL;
+  gboolean applied = reload (reload_data->admin, &changes, &error);
+
+  if (!applied)
     g_warning ("reload refused (SIGHUP), running configuration unchanged: %s", error->message);
+  if (reload_data->done == NULL)
+    return G_SOURCE_REMOVE;
+  /* The caller gets its own record: this one is freed with this source. */
+  answer = g_new0 (SignalReload, 1);
+  answer->caller = g_main_context_ref (reload_data->caller);
+  answer->done = reload_data->done;
+  answer->user_data = reload_data->user_data;
+  answer->applied = applied;
+  answer->outcome = applied ? g_strdup_printf ("reload applied (%u changes)", changes->len)
+                            : g_strdup_printf ("reload refused: %s", error->message);
+  g_main_context_invoke_full (answer->caller, G_PRIORITY_DEFAULT, on_signal_reload_done, answer, signal_reload_free);
   return G_SOURCE_REMOVE;
 }
 
 void
-tr_admin_reload_async (TrAdmin *admin)
+tr_admin_reload_async (TrAdmin *admin, TrAdminReloadDone done, gpointer user_data)
 {
+  SignalReload *reload_data;
+
   g_return_if_fail (admin != NULL);
 
-  g_main_context_invoke (admin->context, on_signal_reload, admin);
+  reload_data = g_new0 (SignalReload, 1);
+  reload_data->admin = admin;
+  reload_data->caller = g_main_context_ref_thread_default ();
+  reload_data->done = done;
+  reload_data->user_data = user_data;
+  g_main_context_invoke_full (admin->context, G_PRIORITY_DEFAULT, on_signal_reload, reload_data,
+                              signal_reload_free);
 }
 
 /* ---- the call table ---- */
