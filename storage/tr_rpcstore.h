@@ -40,6 +40,7 @@
  */
 #pragma once
 
+#include "tr_histogram.h"
 #include "tr_io.h"
 
 #include <glib.h>
@@ -285,8 +286,8 @@ GArray *tr_rpcstore_list_dead_letters (TrRpcStore *store, guint32 service_id, gu
 /* Commit latency histogram: bucket i counts RPCs committed (callback
  * called) between 2^i and 2^(i+1) - 1 microseconds after
  * tr_rpcstore_submit(); bucket 0 also takes 0 us, the last bucket
- * everything longer. */
-#define TR_RPCSTORE_LATENCY_BUCKETS 32
+ * everything longer (tr_histogram_bounds_latency_us). */
+#define TR_RPCSTORE_LATENCY_BUCKETS TR_HISTOGRAM_MAX_BUCKETS
 
 /* Statistics for status displays. */
 typedef struct {
@@ -296,7 +297,9 @@ typedef struct {
   guint64 first_rpc_id; /* oldest rpc id still on disk */
   guint64 batches;      /* group commits done */
   guint64 commit_errors;
-  guint64 commit_latency[TR_RPCSTORE_LATENCY_BUCKETS]; /* cumulative since open */
+  TrHistogramSnapshot commit_latency; /* us per RPC, since open (TR_RPCSTORE_LATENCY_BUCKETS) */
+  TrHistogramSnapshot batch_size;     /* RPCs per committed batch, since open */
+  TrHistogramSnapshot fsync_latency;  /* us per fdatasync of the data file (commits and sync_mode interval) */
   guint64 cache_rpcs;       /* messages in the cache now */
   guint64 cache_bytes;      /* what they count against the cache limit (overhead included) */
   guint64 cache_limit;      /* rpc_cache_size minus the ring and the block cache */

@@ -9,6 +9,7 @@ set -euo pipefail
 # Building and running the router, tr-admin and tools/examples/*.py.
 TR_PACKAGES_RUN=(cmake make pkg-config gcc libc6-dev libglib2.0-dev libthrift-c-glib-dev thrift-compiler
                  libxxhash-dev libjson-glib-dev
+                 libsoup-3.0-dev                     # router/metrics/: the /metrics endpoint
                  python3 python3-thrift python3-six)  # python3-thrift imports six without depending on it
 # Only for tools/test.sh.
 TR_PACKAGES_TEST=(libcriterion-dev
@@ -16,7 +17,8 @@ TR_PACKAGES_TEST=(libcriterion-dev
                   valgrind                           # tests/integration/test_valgrind.py
                   util-linux mount                   # unshare(1), mount(8): tests run as root
                   clang libclang-rt-14-dev           # tools/fuzz.sh: clang + libFuzzer/ASan runtimes
-                  meson dpkg-dev)                    # tools/tsan.sh: builds GLib with -fsanitize=thread
+                  meson dpkg-dev                     # tools/tsan.sh: builds GLib with -fsanitize=thread
+                 prometheus)                        # tests/integration/test_metrics.py: promtool and a real server
 
 # tr_install_deps run|test
 tr_install_deps() {

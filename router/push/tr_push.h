@@ -26,6 +26,7 @@
 #pragma once
 
 #include "tr_config.h"
+#include "tr_histogram.h"
 #include "tr_rpcstore.h"
 
 #include <glib.h>
@@ -85,6 +86,12 @@ typedef struct {
   guint64 delivered; /* RPCs the endpoint acknowledged since the node started (or the
                       * reload that added it); redeliveries after a rewind count again */
   double rpcs_out_per_sec; /* delivered per second over the last 10 s */
+  /* Since the node started (or the reload that added the endpoint): */
+  guint64 failures;        /* failures that made the endpoint back off (connection or RPC) */
+  guint64 dead_letters;    /* seqids skipped into the dead-letter list (on_failure = skip) */
+  gint64 last_error_time_us; /* real time (g_get_real_time()) of the last failure; 0 = none */
+  TrHistogramSnapshot delivery_latency; /* us from an RPC's commit (its stored time) to its
+                                         * acknowledgement, tr_histogram_bounds_delivery_us */
 } TrPushEndpointStats;
 
 /* tr_push_get_stats:
@@ -94,6 +101,16 @@ typedef struct {
  * Returns: (transfer full) (element-type TrPushEndpointStats): free with
  * g_array_unref() (the strings are freed with it). */
 GArray *tr_push_get_stats (TrPush *push);
+
+/* tr_push_endpoint_lag_bytes:
+ * Bytes of @store's data from the first unacknowledged RPC of @stats to
+ * its service head (the records, headers included; RPCs of other services
+ * stored in between count too, as they share the data files): what the
+ * endpoint still holds on disk.  Index lookups in @store, not on the push
+ * thread; any thread.
+ * Returns: 0 when the endpoint is not behind, -1 when an index entry is
+ * unreadable. */
+gint64 tr_push_endpoint_lag_bytes (TrRpcStore *store, const TrPushEndpointStats *stats);
 
 /* ---- operator control (admin; tr_push_control.c) ----
  *

@@ -62,6 +62,11 @@ struct _TrPushEndpoint {
   gint64 down_since;       /* monotonic µs of the first failure since the last connection; 0 = none */
   guint down_failures;     /* failures since the last connection */
   gboolean down_logged;    /* one of them was logged (not suppressed): so is the reconnection */
+  /* For metrics (tr_push_get_stats()), since start or the reload that added the endpoint. */
+  guint64 failures;        /* connection and RPC failures (each backoff) */
+  guint64 dead_letters;    /* seqids skipped into the dead-letter list */
+  gint64 last_error_time_us; /* real time of the last failure; 0 = none */
+  TrHistogram delivery_latency; /* us from an RPC's commit to its acknowledgement; atomic */
 };
 
 struct _TrPushService {
