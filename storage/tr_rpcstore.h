@@ -299,7 +299,8 @@ typedef struct {
   guint64 commit_errors;
   TrHistogramSnapshot commit_latency; /* us per RPC, since open (TR_RPCSTORE_LATENCY_BUCKETS) */
   TrHistogramSnapshot batch_size;     /* RPCs per committed batch, since open */
-  TrHistogramSnapshot fsync_latency;  /* us per fdatasync of the data file (commits and sync_mode interval) */
+  TrHistogramSnapshot fsync_latency;  /* us per sync of the data file by a commit (sync_mode always, part
+                                       * seal) or by the writer's interval sync; not checkpoints' syncs */
   guint64 cache_rpcs;       /* messages in the cache now */
   guint64 cache_bytes;      /* what they count against the cache limit (overhead included) */
   guint64 cache_limit;      /* rpc_cache_size minus the ring and the block cache */

@@ -119,7 +119,7 @@ struct _TrRpcStore {
   /* Atomic histograms (tr_histogram.h), read by tr_rpcstore_get_stats(). */
   TrHistogram commit_latency; /* us from tr_rpcstore_submit() to the callback, per RPC */
   TrHistogram batch_size;     /* RPCs per committed batch */
-  TrHistogram fsync_latency;  /* us of each fdatasync of the data file */
+  TrHistogram fsync_latency;  /* us of each tr_rpcstore__sync_data() */
 
   GArray *subscribers; /* TrRpcSubscriber, in the order added; protected by ->commit_lock */
 

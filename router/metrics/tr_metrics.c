@@ -26,7 +26,11 @@
 #define METRICS_LISTEN_BACKLOG 16
 #define METRICS_INGRESS_WAIT_US (2 * G_TIME_SPAN_SECOND)
 #define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
-#define US 6 /* decimals of microseconds in seconds */
+/* Scrapes closer together than this get the last text again: however fast
+ * a client asks, the ingress loop and the push thread answer at most 5
+ * snapshot requests a second (Prometheus scrapes every few seconds). */
+#define METRICS_MIN_COLLECT_INTERVAL_US (200 * G_TIME_SPAN_MILLISECOND)
+#define MICROSECONDS 6 /* decimals: a value in microseconds written as seconds */
 
 struct _TrMetrics {
   TrRpcStore *store;
@@ -44,6 +48,8 @@ struct _TrMetrics {
   GMainLoop *loop;
   GThread *thread;
   SoupServer *server;            /* metrics thread only, after tr_metrics_new() */
+  GBytes *last_text;             /* (nullable) metrics thread: the last scrape's text */
+  gint64 last_collect_us;        /* metrics thread: monotonic time of that scrape */
 };
 
 /* ---- node, producers, store ---- */
@@ -67,9 +73,9 @@ write_node (TrMetrics *metrics, GString *out)
   tr_metrics_text_sample_u64 (out, "thriftrouter_node_epoch", NULL, metrics->epoch);
   tr_metrics_text_family (out, "thriftrouter_start_time_seconds", "gauge",
                           "Unix time the node started, in seconds.");
-  tr_metrics_text_sample_fixed (out, "thriftrouter_start_time_seconds", NULL, metrics->start_real_us, US);
+  tr_metrics_text_sample_fixed (out, "thriftrouter_start_time_seconds", NULL, metrics->start_real_us, MICROSECONDS);
   tr_metrics_text_family (out, "thriftrouter_uptime_seconds", "gauge", "Seconds since the node started.");
-  tr_metrics_text_sample_fixed (out, "thriftrouter_uptime_seconds", NULL, now - metrics->start_monotonic_us, US);
+  tr_metrics_text_sample_fixed (out, "thriftrouter_uptime_seconds", NULL, now - metrics->start_monotonic_us, MICROSECONDS);
 }
 
 /* One family with one unlabelled sample. */
@@ -120,12 +126,12 @@ write_store (GString *out, const TrRpcStoreStats *store)
              "RPCs whose commit failed (write or fdatasync error) since the node started.", store->commit_errors);
   tr_metrics_text_family (out, "thriftrouter_commit_latency_seconds", "histogram",
                           "Seconds from an RPC's submission to its commit (durable as sync_mode promises).");
-  tr_metrics_text_histogram (out, "thriftrouter_commit_latency_seconds", NULL, &store->commit_latency, US);
+  tr_metrics_text_histogram (out, "thriftrouter_commit_latency_seconds", NULL, &store->commit_latency, MICROSECONDS);
   tr_metrics_text_family (out, "thriftrouter_commit_batch_rpcs", "histogram", "RPCs per group commit.");
   tr_metrics_text_histogram (out, "thriftrouter_commit_batch_rpcs", NULL, &store->batch_size, 0);
   tr_metrics_text_family (out, "thriftrouter_store_fdatasync_seconds", "histogram",
-                          "Seconds per fdatasync of the data file.");
-  tr_metrics_text_histogram (out, "thriftrouter_store_fdatasync_seconds", NULL, &store->fsync_latency, US);
+                          "Seconds per fdatasync of the data file for commits or the interval sync.");
+  tr_metrics_text_histogram (out, "thriftrouter_store_fdatasync_seconds", NULL, &store->fsync_latency, MICROSECONDS);
   write_one (out, "thriftrouter_cache_hits_total", "counter", "Stored RPCs read from the RPC cache.",
              store->reads_from_cache);
   write_one (out, "thriftrouter_cache_misses_total", "counter", "Stored RPCs read from disk (not in the cache).",
@@ -257,7 +263,7 @@ write_endpoints (TrMetrics *metrics, GString *out, GArray *endpoints)
     const TrPushEndpointStats *e = &g_array_index (endpoints, TrPushEndpointStats, i);
     const char *labels[] = ENDPOINT_LABELS (e);
     tr_metrics_text_histogram (out, "thriftrouter_endpoint_delivery_latency_seconds", labels, &e->delivery_latency,
-                               US);
+                               MICROSECONDS);
   }
   tr_metrics_text_family (out, "thriftrouter_endpoint_last_error_timestamp_seconds", "gauge",
                           "Unix time of the endpoint's last failure; left out if it has not failed.");
@@ -266,7 +272,7 @@ write_endpoints (TrMetrics *metrics, GString *out, GArray *endpoints)
     const char *labels[] = ENDPOINT_LABELS (e);
     if (e->last_error_time_us > 0)
       tr_metrics_text_sample_fixed (out, "thriftrouter_endpoint_last_error_timestamp_seconds", labels,
-                                    e->last_error_time_us, US);
+                                    e->last_error_time_us, MICROSECONDS);
   }
 }
 
@@ -309,6 +315,7 @@ on_request (SoupServer *server, SoupServerMessage *msg, const char *path, GHashT
 {
   TrMetrics *metrics = user_data;
   const char *method = soup_server_message_get_method (msg);
+  gint64 now;
   char *text;
 
   (void) server;
@@ -322,9 +329,16 @@ on_request (SoupServer *server, SoupServerMessage *msg, const char *path, GHashT
     soup_message_headers_replace (soup_server_message_get_response_headers (msg), "Allow", "GET, HEAD");
     return;
   }
-  text = tr_metrics_collect (metrics);
+  now = g_get_monotonic_time ();
+  if (metrics->last_text == NULL || now - metrics->last_collect_us >= METRICS_MIN_COLLECT_INTERVAL_US) {
+    text = tr_metrics_collect (metrics);
+    g_clear_pointer (&metrics->last_text, g_bytes_unref);
+    metrics->last_text = g_bytes_new_take (text, strlen (text));
+    metrics->last_collect_us = now;
+  }
   soup_server_message_set_status (msg, SOUP_STATUS_OK, NULL);
-  soup_server_message_set_response (msg, METRICS_CONTENT_TYPE, SOUP_MEMORY_TAKE, text, strlen (text));
+  soup_message_headers_set_content_type (soup_server_message_get_response_headers (msg), METRICS_CONTENT_TYPE, NULL);
+  soup_message_body_append_bytes (soup_server_message_get_response_body (msg), metrics->last_text);
 }
 
 static gpointer
@@ -435,6 +449,7 @@ tr_metrics_free (TrMetrics *metrics)
     g_clear_object (&metrics->server);
     g_main_context_pop_thread_default (metrics->context);
   }
+  g_clear_pointer (&metrics->last_text, g_bytes_unref);
   g_main_loop_unref (metrics->loop);
   g_main_context_unref (metrics->context);
   g_free (metrics->server_id);
