@@ -1,6 +1,6 @@
 /* tr_admin_calls.c - the admin calls (status, services, endpoints,
  * set_stop_send, skip, rewind, dump, dead_letters, reload) and what only
- * they use: ingress counters, lookups, rates, the reload and the call table
+ * they use: lookups, rates, the reload and the call table
  * (tr_admin__find_call()).  The server that decodes, authorises and
  * answers them is tr_admin.c; both run on the admin thread.
  *

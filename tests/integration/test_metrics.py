@@ -4,6 +4,7 @@ over HTTP; the exposition checked with Debian's promtool and scraped by a
 real prometheus server; hostile scrapers next to producers; the shipped
 dashboard and alert rules checked against a real scrape."""
 import json
+import logging
 import os
 import re
 import shutil
@@ -164,6 +165,33 @@ def test_scrape_counts_rpcs_and_passes_promtool():
             check(False, "GET /other answered 200")
         except urllib.error.HTTPError as e:
             check(e.code == 404, "GET /other: %d" % e.code)
+    finally:
+        router.cleanup()
+        ep.stop()
+
+
+def test_dead_letters_and_retries_per_endpoint():
+    ep = Endpoint().start()
+    ep.fail_next = 10 ** 9  # the endpoint always raises
+    logging.getLogger().setLevel(logging.CRITICAL)  # python thrift logs every raise with a traceback
+    router = started({"books": {"rpcs": ["log_event"], "endpoints": {"a": ep.port}, "on_failure": "skip",
+                                "max_retries": "1"}})
+    try:
+        send(router, 4)
+
+        def dead():
+            s = samples(scrape(router)[1])
+            return value(s, "thriftrouter_endpoint_dead_letters_total", service="books", endpoint="a")
+
+        wait_until(lambda: dead() == 4, 30, "4 dead letters counted for books/a")
+        s = samples(scrape(router)[1])
+        # Each seqid failed twice (max_retries = 1) before it became a dead letter.
+        check(value(s, "thriftrouter_endpoint_failures_total", service="books", endpoint="a") >= 8, "failures")
+        check(value(s, "thriftrouter_endpoint_acked_seqid", service="books", endpoint="a") == 4, "moved past them")
+        check(value(s, "thriftrouter_endpoint_delivered_total", service="books", endpoint="a") == 0,
+              "a dead letter is not delivered")
+        check(value(s, "thriftrouter_endpoint_delivery_latency_seconds_count", service="books", endpoint="a") == 0,
+              "no delivery latency without a delivery")
     finally:
         router.cleanup()
         ep.stop()
@@ -388,7 +416,8 @@ def test_dashboard_and_alerts_use_metrics_that_exist():
 
 
 if __name__ == "__main__":
-    run_tests([test_scrape_counts_rpcs_and_passes_promtool, test_bad_metrics_listen_is_an_error_naming_the_key,
+    run_tests([test_scrape_counts_rpcs_and_passes_promtool, test_dead_letters_and_retries_per_endpoint,
+               test_bad_metrics_listen_is_an_error_naming_the_key,
                test_metrics_off_when_unset, test_hostile_scrapers_do_not_stall_producers,
                test_prometheus_server_scrapes_the_router, test_alert_rules_pass_promtool,
                test_dashboard_and_alerts_use_metrics_that_exist])
