@@ -18,12 +18,20 @@
 #include "tr_node.h"
 
 #include <errno.h>
+#include <gio/gio.h>
+#include <glib-unix.h>
 #include <libsoup/soup.h>
 #include <string.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
 #define METRICS_LISTEN_BACKLOG 16
+/* Scraper connections open at once; more are closed as they arrive.  Every
+ * connection is a descriptor of the process, the same budget producers'
+ * connections come from: a client opening connections without end may
+ * keep Prometheus out, never a producer. */
+#define METRICS_MAX_CONNECTIONS 32
+#define METRICS_LOG_INTERVAL_US (10 * G_TIME_SPAN_SECOND)
 #define METRICS_INGRESS_WAIT_US (2 * G_TIME_SPAN_SECOND)
 #define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 /* Scrapes closer together than this get the last text again: however fast
@@ -47,6 +55,10 @@ struct _TrMetrics {
   GMainContext *context;         /* the metrics thread's */
   GMainLoop *loop;
   GThread *thread;
+  int listen_fd;
+  GSource *listen_source;        /* on ->context: accepts, hands connections to ->server */
+  guint connections;             /* metrics thread: connections ->server holds */
+  TrNetLogLimit *log_limit;      /* metrics thread */
   SoupServer *server;            /* metrics thread only, after tr_metrics_new() */
   GBytes *last_text;             /* (nullable) metrics thread: the last scrape's text */
   gint64 last_collect_us;        /* metrics thread: monotonic time of that scrape */
@@ -352,30 +364,92 @@ metrics_thread (gpointer data)
   return NULL;
 }
 
-/* The SoupServer on @metrics->context: its listening socket's source is
- * attached to the thread-default context at listen time. */
+/* The connection's GSocketConnection is finalized: ->server let it go. */
+static void
+on_connection_gone (gpointer data, GObject *where_the_object_was)
+{
+  TrMetrics *metrics = data;
+
+  (void) where_the_object_was;
+  metrics->connections--;
+}
+
+/* Gives accepted socket @fd to the SoupServer, which answers on it. */
+static void
+serve_connection (TrMetrics *metrics, int fd)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GSocket) socket = g_socket_new_from_fd (fd, &error);
+  g_autoptr (GSocketConnection) connection = NULL;
+  g_autoptr (GSocketAddress) local = NULL;
+  g_autoptr (GSocketAddress) remote = NULL;
+
+  if (socket == NULL) {
+    close (fd);
+    tr_net_log_limited (metrics->log_limit, "socket", G_LOG_LEVEL_WARNING, NULL, "metrics: port %u: %s",
+                        metrics->port, error->message);
+    return;
+  }
+  connection = g_socket_connection_factory_create_connection (socket);
+  local = g_socket_get_local_address (socket, NULL);
+  remote = g_socket_get_remote_address (socket, NULL);
+  if (!soup_server_accept_iostream (metrics->server, G_IO_STREAM (connection), local, remote, &error)) {
+    tr_net_log_limited (metrics->log_limit, "socket", G_LOG_LEVEL_WARNING, NULL, "metrics: port %u: %s",
+                        metrics->port, error->message);
+    return;
+  }
+  metrics->connections++;
+  g_object_weak_ref (G_OBJECT (connection), on_connection_gone, metrics);
+}
+
+/* The metrics thread: accepts here rather than in SoupServer, to bound the
+ * connections (METRICS_MAX_CONNECTIONS).  (Debian's libsoup 3.2 closes a
+ * connection given to soup_server_accept_iostream() after one answer, so
+ * every scrape is a connection of its own; Prometheus is fine with that.) */
+static gboolean
+on_accept (gint fd, GIOCondition condition, gpointer user_data)
+{
+  TrMetrics *metrics = user_data;
+
+  (void) fd;
+  (void) condition;
+  for (;;) {
+    g_autoptr (GError) error = NULL;
+    int client = tr_net_accept (metrics->listen_fd, &error);
+    if (client < 0) {
+      /* Nothing waiting, or a transient error (EMFILE): the next
+       * readiness retries. */
+      if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
+        tr_net_log_limited (metrics->log_limit, "accept", G_LOG_LEVEL_WARNING, NULL, "metrics: port %u: %s",
+                            metrics->port, error->message);
+      break;
+    }
+    if (metrics->connections >= METRICS_MAX_CONNECTIONS) {
+      g_autofree char *peer = tr_net_peer_name (client);
+      tr_net_log_limited (metrics->log_limit, "max connections", G_LOG_LEVEL_WARNING, peer,
+                          "metrics: refusing %s: %d scraper connections open", peer, METRICS_MAX_CONNECTIONS);
+      close (client);
+      continue;
+    }
+    serve_connection (metrics, client);
+  }
+  return G_SOURCE_CONTINUE;
+}
+
 static gboolean
 start_server (TrMetrics *metrics, const TrConfig *config, GError **error)
 {
-  g_autoptr (GSocket) socket = NULL;
-  int fd;
-
-  fd = tr_net_listen (config->metrics_host, config->metrics_port, METRICS_LISTEN_BACKLOG, &metrics->port, error);
-  if (fd < 0) {
+  metrics->listen_fd = tr_net_listen (config->metrics_host, config->metrics_port, METRICS_LISTEN_BACKLOG,
+                                      &metrics->port, error);
+  if (metrics->listen_fd < 0) {
     g_prefix_error (error, "metrics_listen: ");
-    return FALSE;
-  }
-  socket = g_socket_new_from_fd (fd, error);
-  if (socket == NULL) {
-    close (fd);
     return FALSE;
   }
   metrics->server = soup_server_new ("server-header", "thriftrouter/" TR_VERSION " ", NULL);
   soup_server_add_handler (metrics->server, NULL, on_request, metrics, NULL);
-  if (!soup_server_listen_socket (metrics->server, socket, 0, error)) {
-    g_prefix_error (error, "metrics_listen: ");
-    return FALSE;
-  }
+  metrics->listen_source = g_unix_fd_source_new (metrics->listen_fd, G_IO_IN);
+  g_source_set_callback (metrics->listen_source, G_SOURCE_FUNC (on_accept), metrics, NULL);
+  g_source_attach (metrics->listen_source, metrics->context);
   return TRUE;
 }
 
@@ -383,7 +457,6 @@ TrMetrics *
 tr_metrics_new (const TrMetricsSources *sources, GError **error)
 {
   g_autoptr (TrMetrics) metrics = NULL;
-  gboolean ok;
 
   g_return_val_if_fail (sources != NULL && sources->config != NULL && sources->store != NULL, NULL);
   g_return_val_if_fail (sources->config->metrics_host != NULL, NULL);
@@ -391,6 +464,8 @@ tr_metrics_new (const TrMetricsSources *sources, GError **error)
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
   metrics = g_new0 (TrMetrics, 1);
+  metrics->listen_fd = -1;
+  metrics->log_limit = tr_net_log_limit_new (G_LOG_DOMAIN, METRICS_LOG_INTERVAL_US);
   metrics->store = sources->store;
   metrics->push = sources->push;
   metrics->ingress = sources->ingress;
@@ -403,10 +478,7 @@ tr_metrics_new (const TrMetricsSources *sources, GError **error)
   metrics->start_monotonic_us = g_get_monotonic_time ();
   metrics->context = g_main_context_new ();
   metrics->loop = g_main_loop_new (metrics->context, FALSE);
-  g_main_context_push_thread_default (metrics->context);
-  ok = start_server (metrics, sources->config, error);
-  g_main_context_pop_thread_default (metrics->context);
-  if (!ok)
+  if (!start_server (metrics, sources->config, error))
     return NULL;
   metrics->thread = g_thread_new ("tr-metrics", metrics_thread, metrics);
   g_message ("metrics: serving /metrics on %s:%u", sources->config->metrics_host, metrics->port);
@@ -442,14 +514,21 @@ tr_metrics_free (TrMetrics *metrics)
     g_source_unref (quit);
     g_thread_join (metrics->thread);
   }
+  if (metrics->listen_source != NULL) {
+    g_source_destroy (metrics->listen_source);
+    g_source_unref (metrics->listen_source);
+  }
+  if (metrics->listen_fd >= 0)
+    close (metrics->listen_fd);
   if (metrics->server != NULL) {
-    /* The server's sources are on ->context: dispose of it there. */
+    /* The connections' sources are on ->context: dispose of them there. */
     g_main_context_push_thread_default (metrics->context);
     soup_server_disconnect (metrics->server);
     g_clear_object (&metrics->server);
     g_main_context_pop_thread_default (metrics->context);
   }
   g_clear_pointer (&metrics->last_text, g_bytes_unref);
+  tr_net_log_limit_free (metrics->log_limit);
   g_main_loop_unref (metrics->loop);
   g_main_context_unref (metrics->context);
   g_free (metrics->server_id);

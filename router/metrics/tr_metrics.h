@@ -5,7 +5,9 @@
  * metrics_listen: HTTP parsing, slow or hostile scrapers (a client that
  * never reads its answer, sends garbage or keeps a connection idle) and the
  * text formatting all stay on that thread, so they never delay a producer
- * on the ingress loop or a push to an endpoint.
+ * on the ingress loop or a push to an endpoint.  At most 32 scraper
+ * connections are open at once (more are closed as they arrive): each is a
+ * descriptor from the budget producers' connections come from.
  *
  * A scrape reads what the admin thread reads for `tr-admin status` and
  * `endpoints`, with the same functions and locks: tr_rpcstore_get_stats()

@@ -251,7 +251,7 @@ def test_hostile_scrapers_do_not_stall_producers():
     hostile = []
     try:
         addr = ("127.0.0.1", router.metrics_port)
-        # 1. connects and says nothing; 2. sends garbage; 3. asks for many scrapes and never reads one.
+        # 1. connects and says nothing; 2. sends garbage; 3. pipelines many scrapes and never reads one.
         hostile.append(socket.create_connection(addr, timeout=5))
         garbage = socket.create_connection(addr, timeout=5)
         garbage.sendall(b"\x00\xff NOT HTTP \r\n\r\n" * 100)
@@ -264,11 +264,17 @@ def test_hostile_scrapers_do_not_stall_producers():
         try:
             for _ in range(5000):
                 sent += greedy.send(request)
-        except BlockingIOError:
-            pass
+        except (BlockingIOError, ConnectionResetError, BrokenPipeError):
+            pass  # its buffers are full, or the router answered once and closed (one request per connection)
         hostile.append(greedy)
-        check(sent > 10 * len(request), "the greedy scraper sent only %d bytes" % sent)
-        # 4. scrapes back to back as fast as it can, for as long as the producers run.
+        check(sent >= len(request), "the greedy scraper sent only %d bytes" % sent)
+        # 4. many connections that each ask once and never read.
+        for _ in range(20):
+            mute = socket.create_connection(addr, timeout=5)
+            mute.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            mute.sendall(request)
+            hostile.append(mute)
+        # 5. scrapes back to back as fast as it can, for as long as the producers run.
         stop = threading.Event()
         scrapes = []
 
@@ -302,6 +308,57 @@ def test_hostile_scrapers_do_not_stall_producers():
             sock.close()
         router.cleanup()
         ep.stop()
+
+
+def fd_count(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def test_scraper_connections_are_bounded():
+    router = started({"books": {"rpcs": ["log_event"], "endpoints": {"a": free_port()}}})
+    idle = []
+    try:
+        scrape(router)
+        before = fd_count(router.proc.pid)
+        for _ in range(100):
+            idle.append(socket.create_connection(("127.0.0.1", router.metrics_port), timeout=5))
+
+        def refused_the_rest():
+            # The router closes connections beyond the bound at once: they read EOF.
+            closed = 0
+            for sock in idle:
+                sock.setblocking(False)
+                try:
+                    closed += sock.recv(1) == b""
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    closed += 1
+            return closed >= 100 - 32
+
+        wait_until(refused_the_rest, 20, "the router to close the connections beyond 32")
+        check(fd_count(router.proc.pid) <= before + 32 + 2,
+              "%d descriptors open for 100 idle scrapers (%d before)" % (fd_count(router.proc.pid), before))
+        check("metrics: refusing 127.0.0.1:" in router.log(), "no refusal logged:\n%s" % router.log())
+        send(router, 3)  # producers unaffected
+        for sock in idle:
+            sock.close()
+        idle = []
+
+        # Closed connections give their places back: scraping works again.
+        def scrapes():
+            try:
+                return value(samples(scrape(router, timeout=2)[1]), "thriftrouter_rpcs_committed_total") == 3
+            except OSError:
+                return False
+
+        wait_until(scrapes, 20, "a scrape once the idle scrapers are gone")
+        for _ in range(40):  # more than the bound, one after the other
+            scrape(router)
+    finally:
+        for sock in idle:
+            sock.close()
+        router.cleanup()
 
 
 def start_prometheus(tmp, target_port):
@@ -419,5 +476,6 @@ if __name__ == "__main__":
     run_tests([test_scrape_counts_rpcs_and_passes_promtool, test_dead_letters_and_retries_per_endpoint,
                test_bad_metrics_listen_is_an_error_naming_the_key,
                test_metrics_off_when_unset, test_hostile_scrapers_do_not_stall_producers,
+               test_scraper_connections_are_bounded,
                test_prometheus_server_scrapes_the_router, test_alert_rules_pass_promtool,
                test_dashboard_and_alerts_use_metrics_that_exist])
