@@ -57,7 +57,9 @@ struct _TrMetrics {
   GThread *thread;
   int listen_fd;
   GSource *listen_source;        /* on ->context: accepts, hands connections to ->server */
-  guint connections;             /* metrics thread: connections ->server holds */
+  guint *connections;            /* (g_rc_box) connections ->server holds; each holds a reference, so
+                                  * that one let go after tr_metrics_free() touches no freed memory;
+                                  * counted on the metrics thread (and in tr_metrics_free()) */
   TrNetLogLimit *log_limit;      /* metrics thread */
   SoupServer *server;            /* metrics thread only, after tr_metrics_new() */
   GBytes *last_text;             /* (nullable) metrics thread: the last scrape's text */
@@ -364,14 +366,16 @@ metrics_thread (gpointer data)
   return NULL;
 }
 
-/* The connection's GSocketConnection is finalized: ->server let it go. */
+/* A connection's GSocketConnection is finalized: the server let it go.
+ * @data: the count (a g_rc_box reference of its own). */
 static void
 on_connection_gone (gpointer data, GObject *where_the_object_was)
 {
-  TrMetrics *metrics = data;
+  guint *connections = data;
 
   (void) where_the_object_was;
-  metrics->connections--;
+  (*connections)--;
+  g_rc_box_release (connections);
 }
 
 /* Gives accepted socket @fd to the SoupServer, which answers on it. */
@@ -398,8 +402,8 @@ serve_connection (TrMetrics *metrics, int fd)
                         metrics->port, error->message);
     return;
   }
-  metrics->connections++;
-  g_object_weak_ref (G_OBJECT (connection), on_connection_gone, metrics);
+  (*metrics->connections)++;
+  g_object_weak_ref (G_OBJECT (connection), on_connection_gone, g_rc_box_acquire (metrics->connections));
 }
 
 /* The metrics thread: accepts here rather than in SoupServer, to bound the
@@ -424,7 +428,7 @@ on_accept (gint fd, GIOCondition condition, gpointer user_data)
                             metrics->port, error->message);
       break;
     }
-    if (metrics->connections >= METRICS_MAX_CONNECTIONS) {
+    if (*metrics->connections >= METRICS_MAX_CONNECTIONS) {
       g_autofree char *peer = tr_net_peer_name (client);
       tr_net_log_limited (metrics->log_limit, "max connections", G_LOG_LEVEL_WARNING, peer,
                           "metrics: refusing %s: %d scraper connections open", peer, METRICS_MAX_CONNECTIONS);
@@ -465,6 +469,7 @@ tr_metrics_new (const TrMetricsSources *sources, GError **error)
 
   metrics = g_new0 (TrMetrics, 1);
   metrics->listen_fd = -1;
+  metrics->connections = g_rc_box_new0 (guint);
   metrics->log_limit = tr_net_log_limit_new (G_LOG_DOMAIN, METRICS_LOG_INTERVAL_US);
   metrics->store = sources->store;
   metrics->push = sources->push;
@@ -529,6 +534,7 @@ tr_metrics_free (TrMetrics *metrics)
   }
   g_clear_pointer (&metrics->last_text, g_bytes_unref);
   tr_net_log_limit_free (metrics->log_limit);
+  g_rc_box_release (metrics->connections);
   g_main_loop_unref (metrics->loop);
   g_main_context_unref (metrics->context);
   g_free (metrics->server_id);
