@@ -99,7 +99,7 @@ def promtool_check_metrics(text):
 
 
 def test_scrape_counts_rpcs_and_passes_promtool():
-    need("promtool")
+    # Without promtool every check but the last runs, then the test says SKIP.
     ep = Endpoint().start()
     router = started({"books": {"rpcs": ["log_event"], "endpoints": {"a": ep.port, "down": free_port()}}})
     try:
