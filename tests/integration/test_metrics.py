@@ -197,6 +197,28 @@ def test_dead_letters_and_retries_per_endpoint():
         ep.stop()
 
 
+def test_endpoints_added_by_a_reload_are_scraped():
+    ep = Endpoint().start()
+    router = started({"books": {"rpcs": ["log_event"], "endpoints": {"a": ep.port}}})
+    try:
+        send(router, 2)
+        check(not any(dict(k[1]).get("endpoint") == "b" for k in samples(scrape(router)[1])), "b before the reload")
+        with open(os.path.join(router.tmp, "services", "books.conf"), "a") as f:
+            f.write("\n[endpoint b]\nhost = 127.0.0.1\nport = %d\n" % ep.port)
+        router.proc.send_signal(signal.SIGHUP)
+
+        def b_scraped():
+            s = samples(scrape(router)[1])
+            key = ("thriftrouter_endpoint_state", frozenset({"service": "books", "endpoint": "b",
+                                                             "state": "SENDING"}.items()))
+            return s.get(key) == 1
+
+        wait_until(b_scraped, 20, "books/b SENDING in a scrape after the reload")
+    finally:
+        router.cleanup()
+        ep.stop()
+
+
 def test_bad_metrics_listen_is_an_error_naming_the_key():
     for bad, needle in (("9100", "[router] metrics_listen: '9100' is not host:port"),
                         ("127.0.0.1:%d" % 0, None)):
@@ -474,6 +496,7 @@ def test_dashboard_and_alerts_use_metrics_that_exist():
 
 if __name__ == "__main__":
     run_tests([test_scrape_counts_rpcs_and_passes_promtool, test_dead_letters_and_retries_per_endpoint,
+               test_endpoints_added_by_a_reload_are_scraped,
                test_bad_metrics_listen_is_an_error_naming_the_key,
                test_metrics_off_when_unset, test_hostile_scrapers_do_not_stall_producers,
                test_scraper_connections_are_bounded,
