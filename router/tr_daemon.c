@@ -7,6 +7,7 @@
 #include "tr_admin.h"
 #include "tr_ingress.h"
 #include "tr_lockfile.h"
+#include "tr_metrics.h"
 #include "tr_node.h"
 #include "tr_notify.h"
 #include "tr_push.h"
@@ -26,6 +27,7 @@ struct _TrDaemon {
   TrAdmin *admin;     /* (nullable) */
   TrNotify *notify;   /* the service manager (systemd), when there is one */
   char *status;       /* the one-line state the service manager shows */
+  TrMetrics *metrics; /* (nullable) metrics_listen not set */
   GMainLoop *loop;
   gboolean stop_requested;
 };
@@ -96,6 +98,25 @@ open_store (TrDaemon *daemon, GError **error)
   return daemon->store != NULL;
 }
 
+/* The /metrics endpoint, when metrics_listen is set. */
+static gboolean
+start_metrics (TrDaemon *daemon, GError **error)
+{
+  TrMetricsSources sources = { 0 };
+
+  if (daemon->config->metrics_host == NULL)
+    return TRUE;
+  sources.config = daemon->config;
+  sources.store = daemon->store;
+  sources.push = daemon->push;
+  sources.ingress = daemon->ingress;
+  sources.ingress_context = g_main_context_default ();
+  sources.role = tr_node_get_role (daemon->node);
+  sources.epoch = tr_node_get_epoch (daemon->node);
+  daemon->metrics = tr_metrics_new (&sources, error);
+  return daemon->metrics != NULL;
+}
+
 /* The parts of a node that takes writes: push (with the store's notify),
  * ingress and the admin service. */
 static gboolean
@@ -113,7 +134,7 @@ start_writer (TrDaemon *daemon, GError **error)
   if (daemon->admin == NULL)
     return FALSE;
   tr_admin_set_node_state (daemon->admin, tr_node_get_epoch (daemon->node), tr_node_is_fenced (daemon->node));
-  return TRUE;
+  return start_metrics (daemon, error);
 }
 
 static gboolean
@@ -238,6 +259,8 @@ tr_daemon_free (TrDaemon *daemon)
   if (daemon == NULL)
     return;
   started = daemon->admin != NULL;
+  /* First: a scrape reads push, ingress and the store. */
+  g_clear_pointer (&daemon->metrics, tr_metrics_free);
   g_clear_pointer (&daemon->admin, tr_admin_free);
   if (daemon->ingress != NULL && started)
     drain_in_flight (daemon->ingress);

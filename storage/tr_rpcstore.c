@@ -266,10 +266,11 @@ tr_rpcstore__sync_data (TrRpcStore *store, GError **error)
 {
   gint64 start = g_get_monotonic_time ();
   gboolean ok = tr_rpcstore__sync_data_file (store, error);
+  gint64 took = g_get_monotonic_time () - start;
 
   /* Moving average of the fsync time, for the group commit delay. */
-  g_atomic_int_set (&store->fsync_ewma_us,
-                    (gint) ((7 * (gint64) store->fsync_ewma_us + MIN (g_get_monotonic_time () - start, G_MAXINT)) / 8));
+  g_atomic_int_set (&store->fsync_ewma_us, (gint) ((7 * (gint64) store->fsync_ewma_us + MIN (took, G_MAXINT)) / 8));
+  tr_histogram_observe (&store->fsync_latency, (guint64) MAX (took, 0));
   if (ok) {
     store->unsynced = FALSE;
     store->last_sync_us = g_get_monotonic_time ();
@@ -321,20 +322,17 @@ tr_rpcstore__try_reopen (TrRpcStore *store)
 }
 
 /* Commit latency (submission to callback) of every RPC of a committed
- * batch into the log2 histogram of TrRpcStoreStats. */
+ * batch, and the batch's size. */
 static void
 record_latency (TrRpcStore *store, GPtrArray *batch)
 {
   gint64 now = g_get_monotonic_time ();
 
-  g_mutex_lock (&store->head_lock);
   for (guint i = 0; i < batch->len; i++) {
     Submission *sub = g_ptr_array_index (batch, i);
-    guint64 us = (guint64) MAX (now - sub->submitted_us, 1);
-    guint bucket = (guint) g_bit_storage (us) - 1;
-    store->commit_latency[MIN (bucket, TR_RPCSTORE_LATENCY_BUCKETS - 1)]++;
+    tr_histogram_observe (&store->commit_latency, (guint64) MAX (now - sub->submitted_us, 0));
   }
-  g_mutex_unlock (&store->head_lock);
+  tr_histogram_observe (&store->batch_size, batch->len);
 }
 
 /* Wakes the writer to write zeros ahead of the data (commit lock held). */
@@ -500,6 +498,11 @@ tr_rpcstore_open (TrIo *io, const char *dir, const TrRpcStoreOptions *options,
   store->subscribers = g_array_new (FALSE, FALSE, sizeof (TrRpcSubscriber));
   g_mutex_init (&store->data_lock);
   g_mutex_init (&store->head_lock);
+  tr_histogram_init (&store->commit_latency, tr_histogram_bounds_latency_us,
+                     G_N_ELEMENTS (tr_histogram_bounds_latency_us));
+  tr_histogram_init (&store->batch_size, tr_histogram_bounds_count, G_N_ELEMENTS (tr_histogram_bounds_count));
+  tr_histogram_init (&store->fsync_latency, tr_histogram_bounds_latency_us,
+                     G_N_ELEMENTS (tr_histogram_bounds_latency_us));
   g_mutex_init (&store->cache_lock);
   g_mutex_init (&store->dead_lock);
   g_rw_lock_init (&store->files_lock);
@@ -801,8 +804,10 @@ tr_rpcstore_get_stats (TrRpcStore *store, TrRpcStoreStats *stats_out)
   stats_out->first_rpc_id = store->first_rpc_id;
   stats_out->batches = store->batches;
   stats_out->commit_errors = store->commit_errors;
-  memcpy (stats_out->commit_latency, store->commit_latency, sizeof stats_out->commit_latency);
   g_mutex_unlock (&store->head_lock);
+  tr_histogram_snapshot (&store->commit_latency, &stats_out->commit_latency);
+  tr_histogram_snapshot (&store->batch_size, &stats_out->batch_size);
+  tr_histogram_snapshot (&store->fsync_latency, &stats_out->fsync_latency);
   g_rw_lock_reader_lock (&store->files_lock);
   g_mutex_lock (&store->data_lock);
   stats_out->data_bytes = store->data ? tr_groupfile_disk_bytes (store->data) : 0;

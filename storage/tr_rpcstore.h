@@ -41,6 +41,7 @@
  */
 #pragma once
 
+#include "tr_histogram.h"
 #include "tr_io.h"
 
 #include <glib.h>
@@ -387,8 +388,8 @@ gboolean tr_rpcstore_add_redrives (TrRpcStore *store, guint32 service_id, const 
 /* Commit latency histogram: bucket i counts RPCs committed (callback
  * called) between 2^i and 2^(i+1) - 1 microseconds after
  * tr_rpcstore_submit(); bucket 0 also takes 0 us, the last bucket
- * everything longer. */
-#define TR_RPCSTORE_LATENCY_BUCKETS 32
+ * everything longer (tr_histogram_bounds_latency_us). */
+#define TR_RPCSTORE_LATENCY_BUCKETS TR_HISTOGRAM_MAX_BUCKETS
 
 /* Statistics for status displays. */
 typedef struct {
@@ -398,7 +399,10 @@ typedef struct {
   guint64 first_rpc_id; /* oldest rpc id still on disk */
   guint64 batches;      /* group commits done */
   guint64 commit_errors;
-  guint64 commit_latency[TR_RPCSTORE_LATENCY_BUCKETS]; /* cumulative since open */
+  TrHistogramSnapshot commit_latency; /* us per RPC, since open (TR_RPCSTORE_LATENCY_BUCKETS) */
+  TrHistogramSnapshot batch_size;     /* RPCs per committed batch, since open */
+  TrHistogramSnapshot fsync_latency;  /* us per sync of the data file by a commit (sync_mode always, part
+                                       * seal) or by the writer's interval sync; not checkpoints' syncs */
   guint64 cache_rpcs;       /* messages in the cache now */
   guint64 cache_bytes;      /* what they count against the cache limit (overhead included) */
   guint64 cache_limit;      /* rpc_cache_size minus the ring and the block cache */

@@ -117,7 +117,10 @@ struct _TrRpcStore {
   guint64 batches;            /* protected by ->head_lock */
   guint64 rpcs_committed;     /* since open; under ->commit_lock */
   guint64 commit_errors;      /* protected by ->head_lock */
-  guint64 commit_latency[TR_RPCSTORE_LATENCY_BUCKETS]; /* protected by ->head_lock */
+  /* Atomic histograms (tr_histogram.h), read by tr_rpcstore_get_stats(). */
+  TrHistogram commit_latency; /* us from tr_rpcstore_submit() to the callback, per RPC */
+  TrHistogram batch_size;     /* RPCs per committed batch */
+  TrHistogram fsync_latency;  /* us of each tr_rpcstore__sync_data() */
 
   GArray *subscribers; /* TrRpcSubscriber, in the order added; protected by ->commit_lock */
 

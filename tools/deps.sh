@@ -10,6 +10,7 @@ set -euo pipefail
 TR_PACKAGES_RUN=(cmake make pkg-config gcc libc6-dev libglib2.0-dev libthrift-c-glib-dev thrift-compiler
                  libxxhash-dev libjson-glib-dev
                  libsystemd-dev                     # optional: sd_notify for the Type=notify unit (TR_SYSTEMD)
+                 libsoup-3.0-dev                     # router/metrics/: the /metrics endpoint
                  python3 python3-thrift python3-six)  # python3-thrift imports six without depending on it
 # Only for tools/test.sh.
 TR_PACKAGES_TEST=(libcriterion-dev
@@ -20,7 +21,8 @@ TR_PACKAGES_TEST=(libcriterion-dev
                   meson dpkg-dev                     # tools/tsan.sh: builds GLib with -fsanitize=thread
                   pandoc man-db                      # docs/man: the man pages, and test_man_pages.py renders them
                   lintian debootstrap                # test_deb_package.py: checks the .deb, installs it in a chroot
-                  bash-completion)                   # test_bash_completion.py: with Debian's completion framework
+                  bash-completion                    # test_bash_completion.py: with Debian's completion framework
+                  prometheus)                        # tests/integration/test_metrics.py: promtool and a real server
 
 # tr_install_deps run|test
 tr_install_deps() {

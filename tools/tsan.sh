@@ -39,7 +39,7 @@ glib=$build/glib
 out=$build/tsan-out
 jobs=${TR_TSAN_JOBS:-1}
 suites=${TR_TSAN_SUITES:-test_router test_admin test_reload test_misbehaving_endpoints test_hostile_producers test_full_disk
-                        test_crash_loop}
+                        test_crash_loop test_metrics}
 start=$(date +%s)
 
 . tools/deps.sh

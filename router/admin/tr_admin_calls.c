@@ -1,6 +1,6 @@
 /* tr_admin_calls.c - the admin calls (status, services, endpoints,
  * set_stop_send, skip, rewind, dump, rpc_id_of, dead_letters, redrive, reload, digest) and what only
- * they use: ingress counters, lookups, rates, the reload and the call table
+ * they use: lookups, rates, the reload and the call table
  * (tr_admin__find_call()).  The server that decodes, authorises and
  * answers them is tr_admin.c; both run on the admin thread.
  *
@@ -25,42 +25,6 @@
 
 #define ADMIN_INGRESS_WAIT_US (2 * G_TIME_SPAN_SECOND)
 #define ADMIN_MAX_DEAD_LETTERS 10000
-
-/* ---- ingress counters, asked on the ingress loop ---- */
-
-typedef struct {
-  TrIngress *ingress;
-  TrIngressStats stats;
-} IngressRequest;
-
-static void
-on_ingress_stats (gpointer data)
-{
-  IngressRequest *request = data;
-
-  tr_ingress_get_stats (request->ingress, &request->stats);
-}
-
-/* Bounded: if the ingress loop does not answer in time (shutdown, a slow
- * disk), the admin thread gives up and the request is left to the late
- * run (tr_invoke_wait()). */
-static gboolean
-get_ingress_stats (TrAdmin *admin, TrIngressStats *out)
-{
-  IngressRequest *request;
-
-  memset (out, 0, sizeof *out);
-  if (admin->ingress == NULL || admin->ingress_context == NULL)
-    return FALSE;
-  request = g_new0 (IngressRequest, 1);
-  request->ingress = admin->ingress;
-  if (!tr_invoke_wait (admin->ingress_context, G_PRIORITY_DEFAULT, on_ingress_stats, request, g_free,
-                       g_get_monotonic_time () + ADMIN_INGRESS_WAIT_US))
-    return FALSE;
-  *out = request->stats;
-  g_free (request);
-  return TRUE;
-}
 
 /* ---- lookups ---- */
 
@@ -131,7 +95,7 @@ take_sample (TrAdmin *admin, RateSample *sample)
   tr_rpcstore_get_stats (admin->store, &stats);
   sample->time_us = g_get_monotonic_time ();
   sample->head_rpc_id = stats.head_rpc_id;
-  memcpy (sample->latency, stats.commit_latency, sizeof sample->latency);
+  memcpy (sample->latency, stats.commit_latency.counts, sizeof sample->latency);
 }
 
 gboolean
@@ -206,7 +170,10 @@ call_status (TrAdmin *admin, const Args *args, GByteArray *result, Refusal *refu
   (void) args;
   (void) refusal;
   tr_rpcstore_get_stats (admin->store, &store);
-  get_ingress_stats (admin, &ingress);
+  if (admin->ingress == NULL
+      || !tr_ingress_get_stats_wait (admin->ingress, admin->ingress_context,
+                                     g_get_monotonic_time () + ADMIN_INGRESS_WAIT_US, &ingress))
+    memset (&ingress, 0, sizeof ingress);
   current_rates (admin, &rate, &p50, &p99);
   tr_thrift_write_field_begin (result, TR_TTYPE_STRUCT, 0);
   tr_thrift_write_field_string (result, 1, admin->config->server_id);
@@ -258,27 +225,6 @@ call_services (TrAdmin *admin, const Args *args, GByteArray *result, Refusal *re
   return TRUE;
 }
 
-/* Bytes of the data store from the first unacknowledged RPC of @e to its
- * service head (see lag_bytes in admin.thrift); -1 if unreadable. */
-static gint64
-lag_bytes (TrAdmin *admin, const TrPushEndpointStats *e)
-{
-  gint id = tr_rpcstore_service_id (admin->store, e->service);
-  guint64 first_seqid, first_rpc, head_rpc, first_offset, head_offset;
-  guint32 first_len, head_len;
-
-  if (id < 0 || e->acked >= e->head)
-    return 0;
-  first_seqid = MAX (e->acked + 1, tr_rpcstore_service_first (admin->store, (guint32) id));
-  if (!tr_rpcstore_service_lookup (admin->store, (guint32) id, first_seqid, &first_rpc, NULL)
-      || !tr_rpcstore_service_lookup (admin->store, (guint32) id, e->head, &head_rpc, NULL)
-      || !tr_rpcstore_locate (admin->store, first_rpc, &first_offset, &first_len, NULL)
-      || !tr_rpcstore_locate (admin->store, head_rpc, &head_offset, &head_len, NULL)
-      || head_offset + head_len < first_offset)
-    return -1;
-  return (gint64) (head_offset + head_len - first_offset);
-}
-
 static gboolean
 call_endpoints (TrAdmin *admin, const Args *args, GByteArray *result, Refusal *refusal)
 {
@@ -309,7 +255,7 @@ call_endpoints (TrAdmin *admin, const Args *args, GByteArray *result, Refusal *r
     tr_thrift_write_field_bool (result, 9, e->state == TR_PUSH_STOPPED);
     tr_thrift_write_field_i64 (result, 10, (gint64) e->delivered);
     tr_thrift_write_field_double (result, 11, e->rpcs_out_per_sec);
-    tr_thrift_write_field_i64 (result, 12, lag_bytes (admin, e));
+    tr_thrift_write_field_i64 (result, 12, tr_push_endpoint_lag_bytes (admin->store, e));
     tr_thrift_write_field_i64 (result, 20, (gint64) e->expired);
     tr_thrift_write_field_i64 (result, 21, (gint64) e->blocked_seqid);
     tr_thrift_write_field_i64 (result, 22, (gint64) e->blocked_rpc_id);

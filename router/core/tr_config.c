@@ -34,6 +34,7 @@ static const char *const router_keys[] = {
   "server_id", "server_type", "listen", "admin_listen", "data_dir", "sync_mode",
   "sync_interval_ms", "rpc_cache_size", "group_file_size", "max_frame_size",
   "state_flush_ms", "max_connections", "services", "admin_token_file", "admin_allow_insecure", "min_free_space",
+  "metrics_listen",
   NULL,
 };
 static const char *const service_keys[] = {
@@ -695,6 +696,7 @@ tr_config_free (TrConfig *config)
   g_free (config->server_id);
   g_free (config->listen_host);
   g_free (config->admin_host);
+  g_free (config->metrics_host);
   g_free (config->admin_token_file);
   g_free (config->data_dir);
   g_clear_pointer (&config->services, g_ptr_array_unref);
@@ -797,6 +799,11 @@ read_router_values (const Reader *r, TrConfig *c)
       !get_bool (r, g, "admin_allow_insecure", FALSE, &c->admin_allow_insecure) ||
       !get_size_or_percent (r, g, "min_free_space", TR_CONFIG_DEFAULT_MIN_FREE_SPACE, &c->min_free_bytes,
                             &c->min_free_percent))
+    return FALSE;
+  /* Off unless set: a metrics port is a new listening socket, which an
+   * upgrade must not open on its own. */
+  if (g_key_file_has_key (r->keyfile, g, "metrics_listen", NULL)
+      && !get_hostport (r, g, "metrics_listen", NULL, &c->metrics_host, &c->metrics_port))
     return FALSE;
   c->server_type = (TrServerType) type;
   c->sync_mode = (TrSyncMode) sync;
@@ -1026,6 +1033,17 @@ diff_hostport (GPtrArray *changes, const char *key, const char *running_host, gu
                     format_hostport (loaded_host, loaded_port));
 }
 
+/* A host:port that may be unset (NULL host): shown as "not set". */
+static void
+diff_optional_hostport (GPtrArray *changes, const char *key, const char *running_host, guint16 running_port,
+                        const char *loaded_host, guint16 loaded_port)
+{
+  g_autofree char *running = running_host != NULL ? format_hostport (running_host, running_port) : NULL;
+  g_autofree char *loaded = loaded_host != NULL ? format_hostport (loaded_host, loaded_port) : NULL;
+
+  diff_str (changes, key, running, loaded);
+}
+
 static char *
 join_service_names (const TrConfig *c)
 {
@@ -1039,7 +1057,7 @@ join_service_names (const TrConfig *c)
 
 /* Every key of router_keys is compared below, one line each: a new key
  * must be added there too (the count is checked at build time). */
-G_STATIC_ASSERT (G_N_ELEMENTS (router_keys) == 16 + 1);
+G_STATIC_ASSERT (G_N_ELEMENTS (router_keys) == 17 + 1);
 
 GPtrArray *
 tr_config_diff_router (const TrConfig *a, const TrConfig *b)
@@ -1054,6 +1072,8 @@ tr_config_diff_router (const TrConfig *a, const TrConfig *b)
   diff_choice (changes, "server_type", a->server_type, b->server_type, server_type_names);
   diff_hostport (changes, "listen", a->listen_host, a->listen_port, b->listen_host, b->listen_port);
   diff_hostport (changes, "admin_listen", a->admin_host, a->admin_port, b->admin_host, b->admin_port);
+  diff_optional_hostport (changes, "metrics_listen", a->metrics_host, a->metrics_port, b->metrics_host,
+                          b->metrics_port);
   diff_str (changes, "admin_token_file", a->admin_token_file, b->admin_token_file);
   diff_choice (changes, "admin_allow_insecure", a->admin_allow_insecure != FALSE, b->admin_allow_insecure != FALSE,
                bool_names);
@@ -1095,6 +1115,12 @@ append_router (GString *out, const TrConfig *c)
   else
     g_string_append (out, "# admin_token_file: not set, the admin port takes no token\n");
   g_string_append_printf (out, "admin_allow_insecure = %s\n", c->admin_allow_insecure ? "true" : "false");
+  if (c->metrics_host != NULL) {
+    g_autofree char *metrics = format_hostport (c->metrics_host, c->metrics_port);
+    g_string_append_printf (out, "metrics_listen = %s\n", metrics);
+  } else {
+    g_string_append (out, "# metrics_listen: not set, no /metrics endpoint\n");
+  }
   g_string_append_printf (out, "data_dir = %s\nsync_mode = %s\nsync_interval_ms = %u\n",
                           c->data_dir, sync_mode_names[c->sync_mode], c->sync_interval_ms);
   g_string_append_printf (out, "rpc_cache_size = %s\ngroup_file_size = %s\n", cache, part);

@@ -14,6 +14,7 @@
  *                      admin call must carry that token
  *     admin_allow_insecure bool: allow a non-loopback admin_listen    default false
  *                      without admin_token_file (otherwise an error)
+ *     metrics_listen   host:port of the Prometheus /metrics endpoint  default none (off)
  *     data_dir         relative to router.conf's directory       default ./data
  *     sync_mode        always | interval | none                  default always
  *     sync_interval_ms 1..3600000                                default 10
@@ -147,6 +148,8 @@ typedef struct {
   guint16 admin_port;
   char *admin_token_file; /* (transfer full) (nullable) absolute; NULL = no token */
   gboolean admin_allow_insecure;
+  char *metrics_host; /* (transfer full) (nullable) NULL = metrics_listen not set: no /metrics */
+  guint16 metrics_port;
   char *data_dir;    /* (transfer full) absolute, canonical */
   TrSyncMode sync_mode;
   guint sync_interval_ms;

@@ -146,6 +146,7 @@ tr_config_copy (const TrConfig *config)
   out->listen_host = g_strdup (config->listen_host);
   out->admin_host = g_strdup (config->admin_host);
   out->admin_token_file = g_strdup (config->admin_token_file);
+  out->metrics_host = g_strdup (config->metrics_host);
   out->data_dir = g_strdup (config->data_dir);
   out->services = g_ptr_array_new_full (config->services->len, (GDestroyNotify) tr_service_config_free);
   for (guint i = 0; i < config->services->len; i++)

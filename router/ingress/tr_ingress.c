@@ -20,6 +20,7 @@
 #include "tr_ingress.h"
 
 #include "tr_frame.h"
+#include "tr_invoke.h"
 #include "tr_net.h"
 
 #include <gio/gio.h>
@@ -720,6 +721,37 @@ void
 tr_ingress_get_stats (TrIngress *ingress, TrIngressStats *stats_out)
 {
   *stats_out = ingress->stats;
+}
+
+typedef struct {
+  TrIngress *ingress;
+  TrIngressStats stats;
+} StatsRequest;
+
+static void
+on_stats_request (gpointer data)
+{
+  StatsRequest *request = data;
+
+  tr_ingress_get_stats (request->ingress, &request->stats);
+}
+
+gboolean
+tr_ingress_get_stats_wait (TrIngress *ingress, GMainContext *context, gint64 deadline_us, TrIngressStats *stats_out)
+{
+  StatsRequest *request;
+
+  g_return_val_if_fail (ingress != NULL && context != NULL && stats_out != NULL, FALSE);
+
+  request = g_new0 (StatsRequest, 1);
+  request->ingress = ingress;
+  /* On a timeout tr_invoke_wait() keeps @request for the late run and
+   * frees it then with g_free. */
+  if (!tr_invoke_wait (context, G_PRIORITY_DEFAULT, on_stats_request, request, g_free, deadline_us))
+    return FALSE;
+  *stats_out = request->stats;
+  g_free (request);
+  return TRUE;
 }
 
 void

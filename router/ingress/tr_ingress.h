@@ -54,7 +54,18 @@ void tr_ingress_stop_accepting (TrIngress *ingress);
  * for 0, so no stored RPC loses its answer to the stop. */
 guint tr_ingress_pending (TrIngress *ingress);
 
+/* Loop thread only; from another thread use tr_ingress_get_stats_wait(). */
 void tr_ingress_get_stats (TrIngress *ingress, TrIngressStats *stats_out);
+
+/* tr_ingress_get_stats_wait:
+ * From any other thread (admin status, metrics): runs
+ * tr_ingress_get_stats() on @context, the loop the ingress runs on, and
+ * waits for it until @deadline_us (monotonic).  If the loop does not answer
+ * in time (shutdown, a slow disk holding the inline commit) the caller
+ * gives up and the request is left to the late run (tr_invoke_wait()).
+ * Returns: TRUE with @stats_out filled, FALSE if the loop did not answer. */
+gboolean tr_ingress_get_stats_wait (TrIngress *ingress, GMainContext *context, gint64 deadline_us,
+                                    TrIngressStats *stats_out);
 
 /* The port actually bound (useful with listen port 0). */
 guint16 tr_ingress_get_port (TrIngress *ingress);

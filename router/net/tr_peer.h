@@ -73,6 +73,7 @@ typedef struct {
   guint64 tag;           /* the user's (for push: the rpc id) */
   guint kind;            /* the user's */
   gboolean awaits_reply; /* FALSE for a oneway */
+  gint64 time_us;        /* the user's, 0 from tr_peer_queue() (for push: the RPC's commit time) */
 } TrPeerInflight;
 
 typedef struct {

@@ -345,6 +345,8 @@ endpoint_new (TrPush *push, TrPushService *service, const TrEndpointConfig *conf
   endpoint->stopped = config->stop_send;
   endpoint->peer = tr_push__endpoint_peer_new (endpoint, config->host, config->port);
   endpoint->fail_log = tr_net_log_limit_new (G_LOG_DOMAIN, TR_PUSH_FAIL_LOG_INTERVAL_US);
+  tr_histogram_init (&endpoint->delivery_latency, tr_histogram_bounds_delivery_us,
+                     G_N_ELEMENTS (tr_histogram_bounds_delivery_us));
   if (config->max_connection > 1)
     g_message ("%s/%s: max_connection = %u accepted, but one connection is used so that the endpoint "
                "receives its RPCs in order",
@@ -577,6 +579,9 @@ collect_stats (gpointer user_data)
       }
       stats.last_error_time = endpoint->last_error_time;
       stats.last_error_resolved = endpoint->last_error_resolved;
+      stats.failures = endpoint->failures;
+      stats.dead_letters = endpoint->dead_letters;
+      tr_histogram_snapshot (&endpoint->delivery_latency, &stats.delivery_latency);
       g_array_append_val (request->stats, stats);
     }
   }
@@ -594,6 +599,28 @@ tr_push_get_stats (TrPush *push)
   g_array_set_clear_func (request.stats, stats_clear);
   tr_push__run_sync (push, collect_stats, &request);
   return request.stats;
+}
+
+gint64
+tr_push_endpoint_lag_bytes (TrRpcStore *store, const TrPushEndpointStats *stats)
+{
+  gint id;
+  guint64 first_seqid, first_rpc, head_rpc, first_offset, head_offset;
+  guint32 first_len, head_len;
+
+  g_return_val_if_fail (store != NULL && stats != NULL, -1);
+
+  id = tr_rpcstore_service_id (store, stats->service);
+  if (id < 0 || stats->acked >= stats->head)
+    return 0;
+  first_seqid = MAX (stats->acked + 1, tr_rpcstore_service_first (store, (guint32) id));
+  if (!tr_rpcstore_service_lookup (store, (guint32) id, first_seqid, &first_rpc, NULL)
+      || !tr_rpcstore_service_lookup (store, (guint32) id, stats->head, &head_rpc, NULL)
+      || !tr_rpcstore_locate (store, first_rpc, &first_offset, &first_len, NULL)
+      || !tr_rpcstore_locate (store, head_rpc, &head_offset, &head_len, NULL)
+      || head_offset + head_len < first_offset)
+    return -1;
+  return (gint64) (head_offset + head_len - first_offset);
 }
 
 /* ---- pieces for a configuration reload (tr_push_reload.c) ---- */

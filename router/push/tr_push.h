@@ -34,6 +34,7 @@
 #pragma once
 
 #include "tr_config.h"
+#include "tr_histogram.h"
 #include "tr_rpcstore.h"
 
 #include <glib.h>
@@ -103,6 +104,11 @@ typedef struct {
   gint64 last_error_resolved; /* wall clock µs at which the endpoint recovered from
                                * last_error (an acknowledgement; for a connection
                                * failure, the next connection); 0 = still current */
+  /* Since the node started (or the reload that added the endpoint): */
+  guint64 failures;        /* failures that made the endpoint back off (connection or RPC) */
+  guint64 dead_letters;    /* seqids skipped into the dead-letter list (on_failure = skip) */
+  TrHistogramSnapshot delivery_latency; /* us from an RPC's commit (its stored time) to its
+                                         * acknowledgement, tr_histogram_bounds_delivery_us */
 } TrPushEndpointStats;
 
 /* tr_push_get_stats:
@@ -112,6 +118,16 @@ typedef struct {
  * Returns: (transfer full) (element-type TrPushEndpointStats): free with
  * g_array_unref() (the strings are freed with it). */
 GArray *tr_push_get_stats (TrPush *push);
+
+/* tr_push_endpoint_lag_bytes:
+ * Bytes of @store's data from the first unacknowledged RPC of @stats to
+ * its service head (the records, headers included; RPCs of other services
+ * stored in between count too, as they share the data files): what the
+ * endpoint still holds on disk.  Index lookups in @store, not on the push
+ * thread; any thread.
+ * Returns: 0 when the endpoint is not behind, -1 when an index entry is
+ * unreadable. */
+gint64 tr_push_endpoint_lag_bytes (TrRpcStore *store, const TrPushEndpointStats *stats);
 
 /* ---- operator control (admin; tr_push_control.c) ----
  *

@@ -126,17 +126,29 @@ progress (TrPushEndpoint *endpoint)
   tr_push__acked (endpoint);
 }
 
+/* @entry (not a barrier) is delivered: counts it, and its latency from
+ * the RPC's commit (real time: the commit time is stored with the RPC, so
+ * it survives restarts and is comparable to the producer's clock). */
+static void
+count_delivered (TrPushEndpoint *endpoint, const TrPeerInflight *entry, gint64 now)
+{
+  endpoint->delivered++;
+  if (entry->time_us > 0)
+    tr_histogram_observe (&endpoint->delivery_latency, (guint64) MAX (now - entry->time_us, 0));
+}
+
 /* Acknowledges every entry in flight up to and including @last. */
 static void
 ack_through (TrPushEndpoint *endpoint, TrPeerInflight *last)
 {
   TrPeerInflight *entry;
+  gint64 now = g_get_real_time ();
 
   do {
     entry = tr_peer_inflight_pop (endpoint->peer);
     endpoint->acked = MAX (endpoint->acked, entry->seqid);
     if (entry->kind != TR_PUSH_KIND_BARRIER)
-      endpoint->delivered++;
+      count_delivered (endpoint, entry, now);
     if (entry != last)
       g_free (entry);
   } while (entry != last);
@@ -149,11 +161,12 @@ static void
 ack_before (TrPushEndpoint *endpoint, TrPeerInflight *entry)
 {
   gboolean any = FALSE;
+  gint64 now = g_get_real_time ();
 
   while (tr_peer_inflight_peek_head (endpoint->peer) != entry) {
     TrPeerInflight *oneway = tr_peer_inflight_pop (endpoint->peer);
     endpoint->acked = oneway->seqid;
-    endpoint->delivered++;
+    count_delivered (endpoint, oneway, now);
     g_free (oneway);
     any = TRUE;
   }
@@ -168,13 +181,14 @@ on_written (TrPeer *peer, gpointer user_data)
   TrPushEndpoint *endpoint = user_data;
   TrPeerInflight *entry;
   gboolean any = FALSE;
+  gint64 now = g_get_real_time ();
 
   if (endpoint->service->oneway_barrier)
     return;
   while ((entry = tr_peer_inflight_peek_head (peer)) != NULL && entry->kind == TR_PUSH_KIND_ONEWAY &&
          entry->end <= tr_peer_get_written (peer)) {
     endpoint->acked = entry->seqid;
-    endpoint->delivered++;
+    count_delivered (endpoint, entry, now);
     g_free (tr_peer_inflight_pop (peer));
     any = TRUE;
   }
@@ -224,6 +238,7 @@ rpc_failed (TrPushEndpoint *endpoint, guint64 seqid, guint64 rpc_id, const char 
                 "skipped seqid %" G_GUINT64_FORMAT " (rpc %" G_GUINT64_FORMAT ") after %u attempts, now a dead "
                 "letter: %s",
                 seqid, rpc_id, endpoint->rpc_fail_count, reason);
+  endpoint->dead_letters++;
   endpoint->acked = seqid;
   progress (endpoint);
 }
@@ -261,6 +276,7 @@ on_failed (TrPeer *peer, const char *reason, guint64 delay_ms, gpointer user_dat
   if (endpoint->down_since == 0)
     endpoint->down_since = g_get_monotonic_time ();
   endpoint->down_failures++;
+  endpoint->failures++;
   endpoint->next_seqid = endpoint->acked + 1;
   endpoint->stop_fill_at = 0;
   log_failure (endpoint, delay_ms);
@@ -335,6 +351,7 @@ queue_message (TrPushEndpoint *endpoint, guint64 seqid)
   g_autoptr (GBytes) message = NULL;
   guint8 prefix[TR_FRAME_PUSH_PREFIX_MAX];
   guint64 rpc_id = 0;
+  gint64 commit_time_us = 0;
   TrMsgHeader header;
   TrFrameStatus status;
   const guint8 *data;
@@ -342,7 +359,7 @@ queue_message (TrPushEndpoint *endpoint, guint64 seqid)
 
   if (!tr_rpcstore_service_lookup (store, endpoint->service->service_id, seqid, &rpc_id, &error))
     return unreadable (endpoint, seqid, rpc_id, error->message);
-  message = tr_rpcstore_get (store, rpc_id, NULL, &error);
+  message = tr_rpcstore_get (store, rpc_id, &commit_time_us, &error);
   if (message == NULL)
     return unreadable (endpoint, seqid, rpc_id, error->message);
   data = g_bytes_get_data (message, &len);
@@ -358,6 +375,7 @@ queue_message (TrPushEndpoint *endpoint, guint64 seqid)
   tr_peer_queue (endpoint->peer, prefix, prefix_len, data + header.body_offset, len - header.body_offset, seqid,
                  header.type != TR_MSG_ONEWAY, header.type == TR_MSG_ONEWAY ? TR_PUSH_KIND_ONEWAY : TR_PUSH_KIND_CALL,
                  rpc_id);
+  tr_peer_inflight_peek_tail (endpoint->peer)->time_us = commit_time_us;
   endpoint->next_seqid = seqid + 1;
   return QUEUE_OK;
 }

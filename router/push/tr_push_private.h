@@ -75,6 +75,11 @@ struct _TrPushEndpoint {
   guint64 overflow_first;  /* first seqid expired in the current overflow; 0 = within the limits */
   guint64 overflow_last;   /* last seqid expired in it */
   guint overflow_steps;    /* ranges recorded in it */
+
+  /* For metrics (tr_push_get_stats()), since start or the reload that added the endpoint. */
+  guint64 failures;        /* connection and RPC failures (each backoff) */
+  guint64 dead_letters;    /* seqids skipped into the dead-letter list */
+  TrHistogram delivery_latency; /* us from an RPC's commit to its acknowledgement; atomic */
 };
 
 struct _TrPushService {

@@ -10,6 +10,8 @@ test run so that the layers cannot drift:
   router/ingress/,  include storage/, core/, net/ and their own folder; never
   router/push/      each other (they meet in tr_daemon)
   router/admin/     may include ingress/ and push/ (it steers them)
+  router/metrics/   may read storage/, core/, net/, ingress/ and push/ (the
+                    /metrics endpoint); nothing but the top includes metrics/
   router/ (top)     tr_daemon.c and main.c: the wiring, anything
 
 Usage: check_includes.py SOURCE_DIR.  Prints every violation with file and
@@ -25,6 +27,7 @@ ALLOWED = {
     "router/ingress": {"storage", "router/core", "router/net", "router/ingress"},
     "router/push": {"storage", "router/core", "router/net", "router/push"},
     "router/admin": {"storage", "router/core", "router/net", "router/ingress", "router/push", "router/admin"},
+    "router/metrics": {"storage", "router/core", "router/net", "router/ingress", "router/push", "router/metrics"},
 }
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"')
 

@@ -151,6 +151,7 @@ Test (tr_config, defaults, .init = setup, .fini = teardown)
   cr_assert_eq (config->listen_port, 9090);
   cr_assert_str_eq (config->admin_host, "127.0.0.1");
   cr_assert_eq (config->admin_port, 9091);
+  cr_assert_null (config->metrics_host, "metrics_listen is off unless set");
   cr_assert_eq (config->sync_mode, TR_SYNC_ALWAYS);
   cr_assert_eq (config->sync_interval_ms, 10);
   cr_assert_eq (config->rpc_cache_size, 64u << 20);
@@ -207,7 +208,7 @@ Test (tr_config, explicit_values, .init = setup, .fini = teardown)
 
   write_router ("[router]\nserver_id = n-2\nserver_type = master\nlisten = [::1]:0\n"
                 "admin_listen = localhost:7000\nsync_mode = interval\nsync_interval_ms = 5\n"
-                "state_flush_ms = 0\nmax_connections = 7\nservices = s\n");
+                "state_flush_ms = 0\nmax_connections = 7\nmetrics_listen = [::1]:9100\nservices = s\n");
   write_service ("s", "[service]\nrpcs = a\non_failure = skip\nmax_retries = 0\n"
                       "oneway_barrier = false\nbarrier_method = ping\n"
                       "[endpoint x]\nhost = example.org\nport = 1\nmax_connection = 3\n"
@@ -218,6 +219,8 @@ Test (tr_config, explicit_values, .init = setup, .fini = teardown)
   cr_assert_eq (config->listen_port, 0);
   cr_assert_str_eq (config->admin_host, "localhost");
   cr_assert_eq (config->admin_port, 7000);
+  cr_assert_str_eq (config->metrics_host, "::1");
+  cr_assert_eq (config->metrics_port, 9100);
   cr_assert_eq (config->sync_mode, TR_SYNC_INTERVAL);
   cr_assert_eq (config->sync_interval_ms, 5);
   cr_assert_eq (config->state_flush_ms, 0);
@@ -429,6 +432,9 @@ Test (tr_config, bad_values, .init = setup, .fini = teardown)
     { "listen = ::1:9090", "[router] listen: '::1:9090' is not host:port" },
     { "listen = 127.0.0.1:65536", "[router] listen: '127.0.0.1:65536': '65536' is not a port" },
     { "admin_listen = host:x", "[router] admin_listen: 'host:x': 'x' is not a port" },
+    { "metrics_listen = 9100", "[router] metrics_listen: '9100' is not host:port" },
+    { "metrics_listen = localhost:99999", "[router] metrics_listen: 'localhost:99999': '99999' is not a port" },
+    { "metrics_listen =", "[router] metrics_listen: is empty" },
     { "server_id = a/b", "[router] server_id: 'a/b' is not a valid id" },
     { "server_id =", "[router] server_id: is empty" },
     { "data_dir = ", "[router] data_dir: is empty" },

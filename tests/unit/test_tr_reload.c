@@ -148,6 +148,25 @@ Test (tr_reload, diff_router_compares_typed_values, .init = setup, .fini = teard
   cr_assert_str_eq (change->loaded, "none");
 }
 
+/* metrics_listen opens or moves a listening socket: a restart, named in
+ * the refusal, both when it is added and when it changes. */
+Test (tr_reload, metrics_listen_needs_restart, .init = setup, .fini = teardown)
+{
+  g_autoptr (TrConfig) running = load_router ("");
+  g_autoptr (TrConfig) added = load_router ("metrics_listen = 127.0.0.1:9100\n");
+  g_autoptr (TrConfig) moved = load_router ("metrics_listen = 127.0.0.1:9101\n");
+  g_autoptr (TrConfig) same = load_router ("metrics_listen = 127.0.0.1:09100\n");
+  g_autofree char *why_added = refusal (running, added);
+  g_autofree char *why_moved = refusal (added, moved);
+
+  cr_assert_not_null (why_added);
+  cr_assert (strstr (why_added, "metrics_listen = 127.0.0.1:9100 (running: not set)") != NULL, "%s", why_added);
+  cr_assert_not_null (why_moved);
+  cr_assert (strstr (why_moved, "metrics_listen = 127.0.0.1:9101 (running: 127.0.0.1:9100)") != NULL, "%s",
+             why_moved);
+  cr_assert_null (refusal (added, same));
+}
+
 Test (tr_reload, services_alone_may_change, .init = setup, .fini = teardown)
 {
   g_autoptr (TrConfig) running = load_router ("");

@@ -571,7 +571,7 @@ Test (tr_rpcstore, dead_letters_across_parts_torn_tail_cut_corrupt_record_ends_l
   {
     guint64 sum = 0;
     for (guint b = 0; b < TR_RPCSTORE_LATENCY_BUCKETS; b++)
-      sum += stats.commit_latency[b];
+      sum += stats.commit_latency.counts[b];
     cr_assert_eq (sum, 10);
   }
   tr_rpcstore_close (store);
