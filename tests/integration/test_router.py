@@ -10,8 +10,8 @@ import threading
 import time
 
 from trtest import Skip
-from trtest import (Endpoint, Producer, Router, TApplicationException, check, raw_call, run_tests, sanitizer,
-                    wait_until)
+from trtest import (Endpoint, Producer, Router, TApplicationException, check, raw_call, require_private_mount_namespace,
+                    run_tests, sanitizer, wait_until)
 
 
 def started(services, **keys):
@@ -500,14 +500,7 @@ def test_every_address_of_a_name_is_tried():
     on ::1 only and one on 127.0.0.1 only: whatever order the resolver
     gives, one of them is refused at the first address and must be reached
     at the second."""
-    if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("mount") is None:
-        raise Skip("needs root, unshare(1) and mount(8)")
-    # Inside a chroot (a debootstrap test root, some containers) the private
-    # mount namespace cannot be had: "cannot change root filesystem propagation".
-    probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "true"],
-                           capture_output=True, text=True)
-    if probe.returncode != 0:
-        raise Skip("no private mount namespace here (unshare: %s)" % probe.stderr.strip())
+    require_private_mount_namespace("for an /etc/hosts of its own")
     try:
         socket.socket(socket.AF_INET6).bind(("::1", 0))
     except OSError:

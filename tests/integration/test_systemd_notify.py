@@ -18,7 +18,8 @@ import tempfile
 import threading
 import time
 
-from trtest import BUILD, DAEMON, SOURCE, Router, Skip, check, free_port, run_tests, sanitizer, wait_until
+from trtest import (BUILD, DAEMON, SOURCE, Router, Skip, check, free_port, require_private_mount_namespace, run_tests,
+                    sanitizer, wait_until)
 
 
 def require_notify_support():
@@ -287,8 +288,7 @@ def test_journal_fields_without_journald():
     journal_capture.py binds the journal's sockets on a private /run (a
     mount namespace) and records the native-protocol entries GLib sends
     when stderr is the journal: the fields journalctl -o verbose shows."""
-    if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("mount") is None:
-        raise Skip("needs root, unshare(1) and mount(8) to stand in for journald on a private /run")
+    require_private_mount_namespace("to stand in for journald on a private /run")
     router = Router({"demo": {"rpcs": ["log_event"], "endpoints": {"a": 9}}})  # port 9: refused, a warning
     try:
         out = subprocess.run(["unshare", "--mount", "--propagation", "private", "/usr/bin/python3",

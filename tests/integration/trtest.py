@@ -395,6 +395,19 @@ class Router:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+def require_private_mount_namespace(what):
+    """Skips the calling test unless it can run commands in a private mount
+    namespace (root, unshare(1) and mount(8); not inside a chroot such as a
+    debootstrap test root, where unshare says "cannot change root filesystem
+    propagation").  @what: what the test needs it for, for the skip reason."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("mount") is None:
+        raise Skip("needs root, unshare(1) and mount(8) %s" % what)
+    probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "true"],
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        raise Skip("no private mount namespace here (unshare: %s), needed %s" % (probe.stderr.strip(), what))
+
+
 def run_tests(tests):
     """Runs test functions in order, or only those named on the command line
     (CTest runs each test on its own); prints PASS, SKIP (with the reason) or
