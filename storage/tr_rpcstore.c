@@ -790,6 +790,17 @@ tr_rpcstore_set_low_water (TrRpcStore *store, guint32 service_id, guint64 seqid)
 }
 
 void
+tr_rpcstore_set_rpc_low_water (TrRpcStore *store, guint64 rpc_id)
+{
+  g_return_if_fail (store != NULL);
+  g_mutex_lock (&store->head_lock);
+  if (store->rpc_low_water != rpc_id)
+    store->low_water_moved = TRUE;
+  store->rpc_low_water = rpc_id;
+  g_mutex_unlock (&store->head_lock);
+}
+
+void
 tr_rpcstore_get_stats (TrRpcStore *store, TrRpcStoreStats *stats_out)
 {
   g_mutex_lock (&store->head_lock);

@@ -270,6 +270,13 @@ gboolean tr_rpcstore_digest (TrRpcStore *store, guint64 from, guint64 to, guint6
  * exists (DESIGN §2.9 wants them pinned; not done yet). */
 void tr_rpcstore_set_low_water (TrRpcStore *store, guint32 service_id, guint64 seqid);
 
+/* tr_rpcstore_set_rpc_low_water:
+ * Tells retention that global rpc ids from @rpc_id on are still needed,
+ * whatever the services' low-water marks say: a replication source keeps
+ * the records its replicas have not acknowledged (the minimum over them of
+ * acknowledged id + 1).  0 (the default) holds nothing back.  Any thread. */
+void tr_rpcstore_set_rpc_low_water (TrRpcStore *store, guint64 rpc_id);
+
 /* Appends a dead letter (@seqid of @service_id whose RPC could not be
  * delivered) durably.  Thread-safe. */
 gboolean tr_rpcstore_add_dead_letter (TrRpcStore *store, guint32 service_id, guint64 seqid,

@@ -111,6 +111,7 @@ struct _TrRpcStore {
   guint64 *pub_list_heads;    /* protected by ->head_lock */
   guint64 *low_water;         /* protected by ->head_lock; 0 = not set */
   gboolean low_water_moved;   /* protected by ->head_lock */
+  guint64 rpc_low_water;      /* protected by ->head_lock; 0 = no replica holds retention */
   guint64 *list_first;        /* protected by ->head_lock */
   guint64 first_rpc_id;       /* protected by ->head_lock */
   guint64 batches;            /* protected by ->head_lock */

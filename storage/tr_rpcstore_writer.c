@@ -21,6 +21,11 @@ min_needed_rpc (TrRpcStore *store)
 {
   guint64 min_rpc = store->next_rpc_id;
 
+  g_mutex_lock (&store->head_lock);
+  if (store->rpc_low_water != 0)
+    min_rpc = MIN (min_rpc, store->rpc_low_water);
+  g_mutex_unlock (&store->head_lock);
+
   for (guint id = 0; id < store->n_ids; id++) {
     guint64 low, head, rpc;
     g_autoptr (GError) error = NULL;

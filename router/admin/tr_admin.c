@@ -408,7 +408,7 @@ tr_admin_new (const TrConfig *config, TrRpcStore *store, TrPush *push, TrIngress
 {
   TrAdmin *admin;
 
-  g_return_val_if_fail (config != NULL && store != NULL && push != NULL, NULL);
+  g_return_val_if_fail (config != NULL && store != NULL, NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
   admin = g_new0 (TrAdmin, 1);

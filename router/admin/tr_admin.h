@@ -52,7 +52,9 @@ typedef enum {
 /* tr_admin_new:
  * @config: (transfer none): copied, read during the call only
  * @store, @push, @ingress: (transfer none): outlive the TrAdmin
- * (free it first).  @ingress may be NULL (counters then read 0).
+ * (free it first).  @ingress may be NULL (counters then read 0).  @push
+ * is NULL on a BACKUP (nothing is pushed until promotion): endpoints lists
+ * none, stop-send / skip / rewind and reload are refused.
  * @ingress_context: (transfer none) (nullable): the context @ingress runs on.
  *
  * Reads the token file, binds config->admin_host:admin_port and starts the

@@ -279,6 +279,15 @@ lag_bytes (TrAdmin *admin, const TrPushEndpointStats *e)
   return (gint64) (head_offset + head_len - first_offset);
 }
 
+/* The refusal of a call that steers push on a BACKUP, which has none. */
+static gboolean
+refuse_held (Refusal *refusal)
+{
+  return tr_admin__refuse (refusal, TR_ADMIN_CODE_FAILED,
+                           "this node is a BACKUP: it pushes nothing while its master lives (endpoints are held "
+                           "until promotion), so there is no send state to change");
+}
+
 static gboolean
 call_endpoints (TrAdmin *admin, const Args *args, GByteArray *result, Refusal *refusal)
 {
@@ -288,7 +297,8 @@ call_endpoints (TrAdmin *admin, const Args *args, GByteArray *result, Refusal *r
 
   if (service[0] != '\0' && find_service (admin, service, refusal) == NULL)
     return FALSE;
-  stats = tr_push_get_stats (admin->push);
+  /* A BACKUP has no push: its endpoints are held until promotion. */
+  stats = admin->push != NULL ? tr_push_get_stats (admin->push) : g_array_new (FALSE, TRUE, sizeof (TrPushEndpointStats));
   for (guint i = 0; i < stats->len; i++)
     if (service[0] == '\0' || strcmp (g_array_index (stats, TrPushEndpointStats, i).service, service) == 0)
       count++;
@@ -352,6 +362,8 @@ call_set_stop_send (TrAdmin *admin, const Args *args, GByteArray *result, Refusa
   (void) result;
   if ((endpoint_config = find_endpoint (admin, service_name, endpoint, refusal)) == NULL)
     return FALSE;
+  if (admin->push == NULL)
+    return refuse_held (refusal);
   service = tr_config_lookup_service (admin->config, service_name);
   /* File first: if it cannot be written, nothing changed at all. */
   if (!persist_stop_send (service, endpoint, stop, &error))
@@ -381,6 +393,8 @@ call_move (TrAdmin *admin, const Args *args, Refusal *refusal, gboolean forward,
 
   if (find_endpoint (admin, service, endpoint, refusal) == NULL)
     return FALSE;
+  if (admin->push == NULL)
+    return refuse_held (refusal);
   if (by < 0 || (by > 0 && to_seqid != 0))
     return tr_admin__refuse (refusal, TR_ADMIN_CODE_OUT_OF_RANGE, "skip by %" G_GINT64_FORMAT " (with to_seqid %"
                              G_GINT64_FORMAT "): give either a seqid or a count >= 1", by, to_seqid);
@@ -520,8 +534,15 @@ static gboolean
 reload (TrAdmin *admin, GPtrArray **changes_out, GError **error)
 {
   TrReloadTargets targets = { admin->store, admin->push, admin->ingress, admin->ingress_context };
-  TrConfig *config = tr_reload_run (admin->config, &targets, changes_out, error);
+  TrConfig *config;
 
+  if (admin->push == NULL) {
+    g_set_error (error, TR_CONFIG_ERROR, TR_CONFIG_ERROR_RESTART,
+                 "this node is a BACKUP: a reload is not supported on it yet (docs/replication.md); restart it to "
+                 "apply a configuration");
+    return FALSE;
+  }
+  config = tr_reload_run (admin->config, &targets, changes_out, error);
   if (config == NULL)
     return FALSE;
   tr_config_free (admin->config);

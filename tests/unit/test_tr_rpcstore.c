@@ -522,6 +522,41 @@ Test (tr_rpcstore, retention_drops_parts_only_below_low_water)
   tr_test_rmdir (dir);
 }
 
+/* A replica's low water (global ids) holds parts back that no service
+ * needs any more; moving it lets them go. */
+Test (tr_rpcstore, rpc_low_water_keeps_what_a_replica_still_needs)
+{
+  g_autofree char *dir = tr_test_mkdtemp ();
+  g_autofree char *first = g_strdup_printf ("%s/data.0", dir);
+  TrRpcStoreOptions o = small_options ();
+  g_autoptr (GError) error = NULL;
+  Waiter w = { 0 };
+  TrRpcStore *store = tr_rpcstore_open (tr_io_posix (), dir, &o, services, &error);
+  TrRpcStoreStats stats;
+
+  cr_assert_not_null (store, "%s", error ? error->message : "");
+  tr_rpcstore_set_rpc_low_water (store, 5);
+  tr_rpcstore_set_low_water (store, (guint32) tr_rpcstore_service_id (store, "books"), G_MAXUINT64);
+  tr_rpcstore_set_low_water (store, (guint32) tr_rpcstore_service_id (store, "mail"), G_MAXUINT64);
+  submit_many (store, &w, 0, 2000);
+  wait_for (&w, 2000);
+  /* Several checkpoints (50 ms each in small_options): none may drop rpc 5. */
+  g_usleep (500 * 1000);
+  cr_assert_geq (tr_test_file_size (first), 0, "data.0 holds rpc 5, which the replica still needs");
+  tr_rpcstore_get_stats (store, &stats);
+  cr_assert_leq (stats.first_rpc_id, 5);
+  {
+    g_autoptr (TrRpcStoreRecord) record = tr_rpcstore_read_record (store, 5, &error);
+    cr_assert_not_null (record, "%s", error ? error->message : "");
+  }
+  tr_rpcstore_set_rpc_low_water (store, 0);
+  submit_many (store, &w, 2000, 2);
+  wait_for (&w, 2002);
+  cr_assert (wait_until (file_is_gone, first), "data.0 should be deleted once nothing holds it");
+  tr_rpcstore_close (store);
+  tr_test_rmdir (dir);
+}
+
 Test (tr_rpcstore, dead_letters_across_parts_torn_tail_cut_corrupt_record_ends_listing)
 {
   g_autofree char *dir = tr_test_mkdtemp ();

@@ -1,0 +1,289 @@
+"""Integration tests of the replication stream MASTER -> BACKUP (issue 13,
+phase 1; docs/replication.md): real daemons on loopback (trtest.Pair), the
+stream's result proven with `tr-admin digest` and the service heads, bad
+input on the replication port answered and logged with nothing stored, a
+BACKUP refusing producers with the master's address.
+
+TR_REPL_ITERATIONS: kill -9 rounds of the backup under load (default 5)."""
+import os
+import random
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from trtest import (BUILD, SOURCE, Endpoint, Pair, Producer, TApplicationException,  # noqa: E402
+                    admin_json, check, run_tests, wait_until)
+
+_GEN = os.path.join(BUILD, "gen-py")
+if not os.path.isdir(os.path.join(_GEN, "tr_repl")):
+    subprocess.check_call(["thrift", "--gen", "py", "-out", _GEN, os.path.join(SOURCE, "thrift", "repl.thrift")])
+sys.path.insert(0, _GEN)
+
+from thrift.protocol import TBinaryProtocol  # noqa: E402
+from thrift.transport import TSocket, TTransport  # noqa: E402
+from tr_repl import Replication  # noqa: E402
+from tr_repl.ttypes import Refused, ReplRecord, ReplService  # noqa: E402
+from tr_repl import constants as repl_constants  # noqa: E402
+
+SERVICES = {"demo": {"rpcs": ["log_event", "fire"], "endpoints": {}}}
+
+
+def services_with(endpoint):
+    return {"demo": {"rpcs": ["log_event", "fire"], "endpoints": {"e1": endpoint.port}}}
+
+
+class Load:
+    """@threads producers calling log_event on @port until stop(); counts
+    acknowledged calls and keeps every error."""
+
+    def __init__(self, port, threads=4, limit=None):
+        self.port = port
+        self.acked = 0
+        self.errors = []
+        self.limit = limit
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.threads = [threading.Thread(target=self.run, args=(i,), daemon=True) for i in range(threads)]
+        for t in self.threads:
+            t.start()
+
+    def run(self, n):
+        try:
+            producer = Producer(self.port)
+        except Exception as e:  # noqa: BLE001 - reported by the test
+            self.errors.append("connect: %r" % e)
+            return
+        i = 0
+        while not self.stopping.is_set() and (self.limit is None or i < self.limit):
+            try:
+                producer.log_event(b"p%d-%d" % (n, i))
+            except Exception as e:  # noqa: BLE001
+                self.errors.append("rpc %d of producer %d: %r" % (i, n, e))
+                break
+            i += 1
+            with self.lock:
+                self.acked += 1
+        producer.close()
+
+    def stop(self, timeout=120):
+        self.stopping.set()
+        for t in self.threads:
+            t.join(timeout)
+
+    def wait(self, timeout=300):
+        for t in self.threads:
+            t.join(timeout)
+
+
+def assert_identical(pair, head=None):
+    """The backup's store equals the master's: digest over every id, and
+    every service's seqid range."""
+    head = head or pair.wait_caught_up()
+    check(head > 0, "nothing stored")
+    master = admin_json(pair.master, "digest", "1", str(head))
+    backup = admin_json(pair.backup, "digest", "1", str(head))
+    check(master == backup, "digests differ over 1..%d: master %s, backup %s" % (head, master, backup))
+    check(master["count"] == head, str(master))
+    ms = [(s["name"], s["first_seqid"], s["head_seqid"]) for s in admin_json(pair.master, "services")]
+    bs = [(s["name"], s["first_seqid"], s["head_seqid"]) for s in admin_json(pair.backup, "services")]
+    check(ms == bs, "service lists differ: master %s, backup %s" % (ms, bs))
+    return head
+
+
+def test_steady_replication_under_load():
+    """Producers on the master; the backup follows while they run and holds
+    the same records (digest over every id) and the same lists."""
+    endpoint = Endpoint().start()
+    pair = Pair(services_with(endpoint))
+    try:
+        pair.start()
+        load = Load(pair.master.port, threads=4, limit=750)
+        # The stream follows the load, not only its end.
+        wait_until(lambda: pair.head(pair.backup) >= 500, 60, "the backup to follow while producers run")
+        load.wait()
+        check(not load.errors, "producers saw errors: %s" % load.errors[:3])
+        head = assert_identical(pair)
+        check(head == 3000 == load.acked, "head %d, acknowledged %d" % (head, load.acked))
+        # The backup pushes nothing: the endpoint got each RPC once, from the master.
+        wait_until(lambda: len(endpoint.received()) >= 3000, 60, "the master's push")
+        check(len(endpoint.received()) == 3000, "endpoint got %d" % len(endpoint.received()))
+        check("streaming from 1" in pair.master.log(), pair.master.log())
+    finally:
+        pair.cleanup()
+        endpoint.stop()
+
+
+def test_backup_killed_repeatedly_during_load():
+    """kill -9 of the backup, again and again while producers write to the
+    master: the producers never notice, the backup resumes from its own head
+    each time and ends identical."""
+    iterations = int(os.environ.get("TR_REPL_ITERATIONS", "5"))
+    rng = random.Random(int(os.environ.get("TR_TEST_SEED", "13")))
+    # No endpoint holds retention here: parts large enough that the master
+    # keeps every id the digest covers (the replica's own hold is tested by
+    # the backlog test).
+    big = {"group_file_size": "64M"}
+    pair = Pair(SERVICES, master_keys=big, backup_keys=big)
+    try:
+        pair.start()
+        load = Load(pair.master.port, threads=3)
+        for i in range(iterations):
+            time.sleep(rng.uniform(0.2, 0.8))
+            pair.backup.kill9()
+            before = pair.head(pair.master)
+            time.sleep(rng.uniform(0.05, 0.3))
+            pair.backup.start()
+            # Caught up again past what the master had when it died.
+            wait_until(lambda: pair.head(pair.backup) > before, 60,
+                       "iteration %d: the restarted backup to pass rpc %d" % (i, before))
+        load.stop()
+        check(not load.errors, "producers saw errors: %s" % load.errors[:3])
+        head = assert_identical(pair)
+        check(head == load.acked, "head %d, acknowledged %d" % (head, load.acked))
+        print("  %d kills, %d rpcs replicated" % (iterations, head))
+    finally:
+        pair.cleanup()
+
+
+def repl_client(port):
+    transport = TTransport.TFramedTransport(TSocket.TSocket("127.0.0.1", port))
+    transport.open()
+    return Replication.Client(TBinaryProtocol.TBinaryProtocol(transport)), transport
+
+
+def demo_services(rpcs=("log_event", "fire"), store_id=0):
+    return [ReplService(name="demo", store_id=store_id, rpcs=list(rpcs))]
+
+
+def refused_code(call):
+    try:
+        call()
+    except Refused as e:
+        return e.code, e.reason, e.head
+    raise AssertionError("not refused")
+
+
+def test_bad_input_on_the_replication_port():
+    """Garbage, a producer, an append before hello, a stale epoch, mismatched
+    services, a batch that does not continue the head: each answered (when
+    it can be) and logged; nothing stored.  Then a good batch is stored, so
+    the refusals were not a replica that stores nothing at all."""
+    pair = Pair(SERVICES)
+    backup = pair.backup
+    try:
+        backup.start()
+        port = pair.repl_port
+
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        check(s.recv(100) == b"", "garbage: the connection should be closed")
+        s.close()
+        wait_until(lambda: "replication: closing" in backup.log(), 10, "the garbage to be logged")
+
+        producer = Producer(port)
+        try:
+            producer.log_event(b"x")
+            raise AssertionError("a producer's log_event was answered")
+        except TApplicationException as e:
+            check("'log_event' is not a replication call" in e.message and "replication port" in e.message,
+                  e.message)
+        producer.close()
+
+        client, transport = repl_client(port)
+        code, reason, head = refused_code(lambda: client.append(1, 1, [ReplRecord(1, 1, b"m", [0])], 1))
+        check(code == repl_constants.NO_HELLO and head == 0, (code, reason))
+        code, reason, _ = refused_code(lambda: client.hello("stale", 0, 5, demo_services(), "127.0.0.1:1"))
+        check(code == repl_constants.STALE_EPOCH and "below" in reason, (code, reason))
+        code, reason, _ = refused_code(lambda: client.hello("m", 1, 5, demo_services(("log_event",)), "127.0.0.1:1"))
+        check(code == repl_constants.SERVICES_DIFFER and "service 'demo'" in reason, (code, reason))
+        code, reason, _ = refused_code(lambda: client.hello("m", 1, 5, demo_services(store_id=3), "127.0.0.1:1"))
+        check(code == repl_constants.SERVICES_DIFFER and "store id" in reason, (code, reason))
+        code, reason, _ = refused_code(lambda: client.hello("m", 1, 5, demo_services() + [
+            ReplService(name="extra", store_id=1, rpcs=["x"])], "127.0.0.1:1"))
+        check(code == repl_constants.SERVICES_DIFFER and "'extra'" in reason, (code, reason))
+
+        answer = client.hello("m", 1, 5, demo_services(), "127.0.0.1:1")
+        check(answer.head == 0 and answer.server_id == "it-backup", str(answer))
+        code, reason, head = refused_code(lambda: client.append(1, 3, [ReplRecord(3, 1, b"m", [0])], 5))
+        check(code == repl_constants.NOT_CONTINUOUS and head == 0 and "takes 1 next" in reason, (code, reason))
+        code, reason, head = refused_code(lambda: client.append(1, 1, [ReplRecord(1, 1, b"m", [0]),
+                                                                      ReplRecord(3, 1, b"m", [0])], 5))
+        check(code == repl_constants.BAD_BATCH and head == 0, (code, reason))
+        code, reason, head = refused_code(lambda: client.append(1, 1, [ReplRecord(1, 1, b"m", [9])], 5))
+        check(code == repl_constants.BAD_BATCH and "service id 9" in reason, (code, reason))
+        check(pair.head(backup) == 0, "a refused batch was stored")
+        log = backup.log()
+        check("refused append" in log and "refused hello" in log and "nothing stored" in log, log)
+
+        # The good one: stored, answered with the new head.
+        message = bytes.fromhex("80010001000000096c6f675f6576656e7400000001") + b"\x00"
+        check(client.append(1, 1, [ReplRecord(1, 1700000000000000, message, [0])], 1) == 1, "good batch")
+        check(pair.head(backup) == 1, "the good batch was not stored")
+        transport.close()
+    finally:
+        pair.cleanup()
+
+
+def test_producer_on_backup_gets_error_naming_the_master():
+    """A BACKUP keeps its listen port but never acknowledges a write: before
+    its master connects the answer says so, afterwards it names the
+    master's producer address.  Nothing is stored either way."""
+    pair = Pair(SERVICES)
+    try:
+        pair.backup.start()
+        producer = Producer(pair.backup.port)
+        try:
+            producer.log_event(b"early")
+            raise AssertionError("the backup acknowledged a write")
+        except TApplicationException as e:
+            check("is a BACKUP" in e.message and "has not connected" in e.message, e.message)
+        pair.master.start()
+        master_address = "127.0.0.1:%d" % pair.master.port
+
+        def names_master():
+            try:
+                producer.log_event(b"x")
+            except TApplicationException as e:
+                return master_address in e.message
+            raise AssertionError("the backup acknowledged a write")
+
+        wait_until(names_master, 30, "the backup's refusal to name the master at %s" % master_address)
+        producer.close()
+        check(pair.head(pair.backup) == 0 and pair.head(pair.master) == 0, "something was stored")
+    finally:
+        pair.cleanup()
+
+
+def test_backup_started_long_after_the_master_catches_up():
+    """20,000 RPCs on the master while its backup has never run (the link
+    holds retention meanwhile; the master's parts are 1 MiB, so the backlog
+    spans several): the backup starts and catches up from rpc 1."""
+    endpoint = Endpoint().start()
+    pair = Pair(services_with(endpoint), master_keys={"sync_mode": "none"})
+    try:
+        pair.master.start()
+        load = Load(pair.master.port, threads=8, limit=2500)
+        load.wait()
+        check(not load.errors and load.acked == 20000, "load: %d acked, errors %s" % (load.acked, load.errors[:3]))
+        wait_until(lambda: len(endpoint.received()) >= 20000, 120, "the master's push")
+        started = time.time()
+        pair.backup.start()
+        head = assert_identical(pair, pair.wait_caught_up(180))
+        check(head == 20000, "head %d" % head)
+        print("  backlog of %d rpcs caught up in %.1f s" % (head, time.time() - started))
+    finally:
+        pair.cleanup()
+        endpoint.stop()
+
+
+if __name__ == "__main__":
+    run_tests([
+        test_steady_replication_under_load,
+        test_backup_killed_repeatedly_during_load,
+        test_bad_input_on_the_replication_port,
+        test_producer_on_backup_gets_error_naming_the_master,
+        test_backup_started_long_after_the_master_catches_up,
+    ])
