@@ -113,6 +113,45 @@ start_admin (TrDaemon *daemon, GError **error)
   return TRUE;
 }
 
+static void
+link_stats_clear (gpointer data)
+{
+  TrPushEndpointStats *stats = data;
+
+  g_free (stats->service);
+  g_free (stats->endpoint);
+  g_free (stats->last_error);
+}
+
+/* tr-admin endpoints: the replication links as endpoints of their BACKUP
+ * service, with global rpc ids for seqids (TrAdminLinksFunc, admin thread). */
+static GArray *
+replica_links (gpointer user_data)
+{
+  TrDaemon *daemon = user_data;
+  g_autoptr (GPtrArray) links = tr_repl_source_get_links (daemon->repl_source);
+  GArray *out = g_array_sized_new (FALSE, TRUE, sizeof (TrPushEndpointStats), links->len);
+
+  g_array_set_clear_func (out, link_stats_clear);
+  for (guint i = 0; i < links->len; i++) {
+    TrReplLinkInfo *link = g_ptr_array_index (links, i);
+    TrPushEndpointStats stats = { 0 };
+    stats.service = g_steal_pointer (&link->service);
+    stats.endpoint = g_steal_pointer (&link->endpoint);
+    stats.state = link->state == TR_REPL_LINK_STOPPED     ? TR_PUSH_STOPPED
+                  : link->state == TR_REPL_LINK_STREAMING ? TR_PUSH_SENDING
+                  : link->state == TR_REPL_LINK_BACKOFF   ? TR_PUSH_BACKOFF
+                                                          : TR_PUSH_CONNECTING;
+    stats.acked = link->acked;
+    stats.head = link->head;
+    stats.retries = link->retries;
+    stats.last_error = g_steal_pointer (&link->last_error);
+    stats.delivered = link->sent;
+    g_array_append_val (out, stats);
+  }
+  return out;
+}
+
 /* The parts of a node that takes writes: push (with the store's notify),
  * ingress, the replication source when the configuration names replicas,
  * and the admin service. */
@@ -132,7 +171,11 @@ start_writer (TrDaemon *daemon, GError **error)
                                               address);
     tr_rpcstore_add_subscriber (daemon->store, tr_repl_source_on_store_event, daemon->repl_source);
   }
-  return start_admin (daemon, error);
+  if (!start_admin (daemon, error))
+    return FALSE;
+  if (daemon->repl_source != NULL)
+    tr_admin_set_replica_links (daemon->admin, replica_links, daemon);
+  return TRUE;
 }
 
 /* A BACKUP's sink learnt (again) who its master is: producers that call

@@ -81,6 +81,20 @@ void tr_admin_reload_async (TrAdmin *admin);
  * reported by status.  Call before tr_admin_start(). */
 void tr_admin_set_node_state (TrAdmin *admin, guint64 epoch, gboolean fenced);
 
+/* A source of replication links (the master's BACKUP services): returns
+ * (transfer full) (element-type TrPushEndpointStats) one entry per link,
+ * whose ->service is a service_type = BACKUP service and whose ->acked and
+ * ->head are global rpc ids (the replica's acknowledged head, the
+ * master's); free with g_array_unref() (the strings are freed with it).
+ * Called on the admin thread. */
+typedef GArray *(*TrAdminLinksFunc) (gpointer user_data);
+
+/* tr_admin_set_replica_links:
+ * `tr-admin endpoints` lists what @func returns after the COMMON
+ * endpoints (lag in RPCs and bytes of the global store).  Once, from the
+ * thread that created @admin; @user_data outlives @admin. */
+void tr_admin_set_replica_links (TrAdmin *admin, TrAdminLinksFunc func, gpointer user_data);
+
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (TrAdmin, tr_admin_free)
 
 G_END_DECLS

@@ -288,24 +288,58 @@ refuse_held (Refusal *refusal)
                            "until promotion), so there is no send state to change");
 }
 
+/* A replication link's lag in bytes: the global store from the replica's
+ * acknowledged id + 1 to the master's head; -1 if unreadable. */
+static gint64
+link_lag_bytes (TrAdmin *admin, const TrPushEndpointStats *e)
+{
+  guint64 first_offset, head_offset;
+  guint32 first_len, head_len;
+
+  if (e->acked >= e->head)
+    return 0;
+  if (!tr_rpcstore_locate (admin->store, e->acked + 1, &first_offset, &first_len, NULL)
+      || !tr_rpcstore_locate (admin->store, e->head, &head_offset, &head_len, NULL)
+      || head_offset + head_len < first_offset)
+    return -1;
+  return (gint64) (head_offset + head_len - first_offset);
+}
+
+static gboolean
+is_replica_service (const TrAdmin *admin, const char *name)
+{
+  for (guint i = 0; i < admin->config->replicas->len; i++)
+    if (strcmp (((const TrServiceConfig *) g_ptr_array_index (admin->config->replicas, i))->name, name) == 0)
+      return TRUE;
+  return FALSE;
+}
+
 static gboolean
 call_endpoints (TrAdmin *admin, const Args *args, GByteArray *result, Refusal *refusal)
 {
   g_autofree char *service = arg_dup (args, 2);
   g_autoptr (GArray) stats = NULL;
+  g_autoptr (GArray) links = NULL;
+  struct TrAdminLinks *source = g_atomic_pointer_get (&admin->links);
   guint count = 0;
 
-  if (service[0] != '\0' && find_service (admin, service, refusal) == NULL)
+  if (service[0] != '\0' && !is_replica_service (admin, service) && find_service (admin, service, refusal) == NULL)
     return FALSE;
   /* A BACKUP has no push: its endpoints are held until promotion. */
   stats = admin->push != NULL ? tr_push_get_stats (admin->push) : g_array_new (FALSE, TRUE, sizeof (TrPushEndpointStats));
-  for (guint i = 0; i < stats->len; i++)
-    if (service[0] == '\0' || strcmp (g_array_index (stats, TrPushEndpointStats, i).service, service) == 0)
+  links = source != NULL ? source->func (source->user_data) : g_array_new (FALSE, TRUE, sizeof (TrPushEndpointStats));
+  for (guint i = 0; i < stats->len + links->len; i++) {
+    const TrPushEndpointStats *e = i < stats->len ? &g_array_index (stats, TrPushEndpointStats, i)
+                                                  : &g_array_index (links, TrPushEndpointStats, i - stats->len);
+    if (service[0] == '\0' || strcmp (e->service, service) == 0)
       count++;
+  }
   tr_thrift_write_field_begin (result, TR_TTYPE_LIST, 0);
   tr_thrift_write_list_begin (result, TR_TTYPE_STRUCT, count);
-  for (guint i = 0; i < stats->len; i++) {
-    const TrPushEndpointStats *e = &g_array_index (stats, TrPushEndpointStats, i);
+  for (guint i = 0; i < stats->len + links->len; i++) {
+    gboolean link = i >= stats->len;
+    const TrPushEndpointStats *e = !link ? &g_array_index (stats, TrPushEndpointStats, i)
+                                         : &g_array_index (links, TrPushEndpointStats, i - stats->len);
     if (service[0] != '\0' && strcmp (e->service, service) != 0)
       continue;
     tr_thrift_write_field_string (result, 1, e->service);
@@ -319,7 +353,7 @@ call_endpoints (TrAdmin *admin, const Args *args, GByteArray *result, Refusal *r
     tr_thrift_write_field_bool (result, 9, e->state == TR_PUSH_STOPPED);
     tr_thrift_write_field_i64 (result, 10, (gint64) e->delivered);
     tr_thrift_write_field_double (result, 11, e->rpcs_out_per_sec);
-    tr_thrift_write_field_i64 (result, 12, lag_bytes (admin, e));
+    tr_thrift_write_field_i64 (result, 12, link ? link_lag_bytes (admin, e) : lag_bytes (admin, e));
     tr_thrift_write_field_stop (result);
   }
   return TRUE;

@@ -42,6 +42,7 @@ typedef struct {
   gboolean hello_done;    /* on this connection */
   gboolean pins;          /* said hello since the start: holds retention at acked + 1 */
   guint64 acked;          /* the replica's head, as last answered */
+  guint64 sent;           /* records acknowledged since the start */
   guint64 next_id;        /* next rpc id to queue */
   guint32 next_seqid;
   char *replica_id;       /* (nullable) */
@@ -190,6 +191,7 @@ on_reply (TrPeer *peer, const TrReply *reply, TrPeerInflight *expected, gpointer
     return FALSE;
   }
   g_free (tr_peer_inflight_pop (peer));
+  link->sent += head - link->acked;
   link->acked = head;
   tr_peer_reset_backoff (peer);
   tr_peer_window_grow (peer);
@@ -461,7 +463,6 @@ tr_repl_link_info_free (gpointer data)
   g_free (info->service);
   g_free (info->endpoint);
   g_free (info->address);
-  g_free (info->state);
   g_free (info->replica_id);
   g_free (info->last_error);
   g_free (info);
@@ -495,14 +496,15 @@ get_links_on_thread (gpointer data)
     info->service = g_strdup (link->service);
     info->endpoint = g_strdup (link->endpoint);
     info->address = g_strdup (link->address);
-    info->state = g_strdup (link->stopped                     ? "stopped"
-                            : state == TR_PEER_CONNECTED      ? (link->hello_done ? "streaming" : "hello")
-                            : state == TR_PEER_CONNECTING     ? "connecting"
-                            : state == TR_PEER_BACKOFF        ? "backoff"
-                                                              : "idle");
+    info->state = link->stopped                 ? TR_REPL_LINK_STOPPED
+                  : state == TR_PEER_CONNECTED  ? (link->hello_done ? TR_REPL_LINK_STREAMING : TR_REPL_LINK_HELLO)
+                  : state == TR_PEER_BACKOFF    ? TR_REPL_LINK_BACKOFF
+                                                : TR_REPL_LINK_CONNECTING;
     info->replica_id = g_strdup (link->replica_id);
     info->acked = link->acked;
     info->head = head;
+    info->sent = link->sent;
+    info->retries = tr_peer_get_retries (link->peer);
     info->last_error = g_strdup (tr_peer_get_last_error (link->peer));
     g_ptr_array_add (request->links, info);
   }

@@ -57,15 +57,25 @@ TrReplSource *tr_repl_source_new (const TrConfig *config, TrRpcStore *store, gui
  * a committed batch and wakes the links. */
 void tr_repl_source_on_store_event (gpointer user_data, TrRpcNotify what, guint64 value);
 
+typedef enum {
+  TR_REPL_LINK_STOPPED,    /* stop_send */
+  TR_REPL_LINK_CONNECTING, /* connecting, or not started yet */
+  TR_REPL_LINK_HELLO,      /* connected, hello not answered yet */
+  TR_REPL_LINK_STREAMING,
+  TR_REPL_LINK_BACKOFF,    /* failed, waiting to reconnect */
+} TrReplLinkState;
+
 /* One link as tr_repl_source_get_links() reports it. */
 typedef struct {
   char *service;       /* (transfer full) */
   char *endpoint;      /* (transfer full) */
   char *address;       /* (transfer full) host:port */
-  char *state;         /* (transfer full) "stopped", "connecting", "hello", "streaming", "backoff" */
+  TrReplLinkState state;
   char *replica_id;    /* (transfer full) (nullable) the replica's server_id, once it answered */
   guint64 acked;       /* the replica's head as last acknowledged (0 before its first answer) */
   guint64 head;        /* the master's head */
+  guint64 sent;        /* records the replica acknowledged since the start */
+  guint retries;       /* consecutive failures */
   char *last_error;    /* (transfer full) (nullable) */
 } TrReplLinkInfo;
 

@@ -15,7 +15,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 from trtest import (BUILD, SOURCE, Endpoint, Pair, Producer, TApplicationException,  # noqa: E402
-                    admin_json, check, run_tests, wait_until)
+                    add_replica_link, admin_json, check, run_tests, wait_until)
 
 _GEN = os.path.join(BUILD, "gen-py")
 if not os.path.isdir(os.path.join(_GEN, "tr_repl")):
@@ -111,6 +111,16 @@ def test_steady_replication_under_load():
         wait_until(lambda: len(endpoint.received()) >= 3000, 60, "the master's push")
         check(len(endpoint.received()) == 3000, "endpoint got %d" % len(endpoint.received()))
         check("streaming from 1" in pair.master.log(), pair.master.log())
+        # The link is an endpoint of its BACKUP service in tr-admin endpoints,
+        # its seqids the global ids: acknowledged up to the head, no lag.
+        links = admin_json(pair.master, "endpoints", "replicas")
+        check(len(links) == 1, str(links))
+        link = links[0]
+        check(link["endpoint"] == "b1" and link["state"] == "SENDING" and link["acked_seqid"] == head
+              and link["head_seqid"] == head and link["lag"] == 0 and link["lag_bytes"] == 0
+              and link["delivered"] == head, str(link))
+        check(any(e["service"] == "demo" for e in admin_json(pair.master, "endpoints")), "demo/e1 not listed")
+        check(admin_json(pair.backup, "endpoints") == [], "a BACKUP lists endpoints it does not push")
     finally:
         pair.cleanup()
         endpoint.stop()
@@ -269,6 +279,9 @@ def test_backup_started_long_after_the_master_catches_up():
         load.wait()
         check(not load.errors and load.acked == 20000, "load: %d acked, errors %s" % (load.acked, load.errors[:3]))
         wait_until(lambda: len(endpoint.received()) >= 20000, 120, "the master's push")
+        link = admin_json(pair.master, "endpoints", "replicas")[0]
+        check(link["state"] in ("CONNECTING", "BACKOFF") and link["acked_seqid"] == 0 and link["lag"] == 20000
+              and link["lag_bytes"] > 1 << 20, str(link))
         started = time.time()
         pair.backup.start()
         head = assert_identical(pair, pair.wait_caught_up(180))
@@ -279,6 +292,32 @@ def test_backup_started_long_after_the_master_catches_up():
         endpoint.stop()
 
 
+def test_stop_send_link_is_not_streamed():
+    """stop_send = true on a link's endpoint: the master never connects to
+    that replica (STOPPED in tr-admin endpoints, said at start) and streams
+    to the others."""
+    pair = Pair(SERVICES)
+    other = Pair(SERVICES)
+    try:
+        add_replica_link(pair.master, "more", {"b2": (other.repl_port, "true")})
+        other.backup.start()
+        pair.start()
+        producer = Producer(pair.master.port)
+        for i in range(50):
+            producer.log_event(b"%d" % i)
+        producer.close()
+        check(pair.wait_caught_up() == 50, "the streamed backup")
+        links = {e["endpoint"]: e for e in admin_json(pair.master, "endpoints")}
+        check(links["b2"]["state"] == "STOPPED" and links["b2"]["acked_seqid"] == 0, str(links["b2"]))
+        check(links["b1"]["state"] == "SENDING" and links["b1"]["acked_seqid"] == 50, str(links["b1"]))
+        check(pair.head(other.backup) == 0, "a stop_send replica was streamed to")
+        check("replica link more/b2 (127.0.0.1:%d): stop_send = true, not connecting" % other.repl_port
+              in pair.master.log(), pair.master.log())
+    finally:
+        pair.cleanup()
+        other.cleanup()
+
+
 if __name__ == "__main__":
     run_tests([
         test_steady_replication_under_load,
@@ -286,4 +325,5 @@ if __name__ == "__main__":
         test_bad_input_on_the_replication_port,
         test_producer_on_backup_gets_error_naming_the_master,
         test_backup_started_long_after_the_master_catches_up,
+        test_stop_send_link_is_not_streamed,
     ])

@@ -411,7 +411,8 @@ def admin_json(router, *args, timeout=30):
 
 def add_replica_link(router, name, endpoints, **keys):
     """Adds to @router (a MASTER, not started) a service @name with
-    service_type = BACKUP whose endpoints are {id: replication port}
+    service_type = BACKUP whose endpoints are {id: replication port, or
+    (port, "true") for stop_send = true}
     (docs/replication.md), and lists it in router.conf.  Router.write_config()
     rewrites router.conf without it: call this again after it."""
     path = os.path.join(router.tmp, "services", name + ".conf")
@@ -421,7 +422,10 @@ def add_replica_link(router, name, endpoints, **keys):
         for k, v in keys.items():
             f.write("%s = %s\n" % (k, v))
         for eid, port in endpoints.items():
-            f.write("\n[endpoint %s]\nhost = 127.0.0.1\nport = %d\n" % (eid, port))
+            stop = "false"
+            if isinstance(port, tuple):  # (port, stop_send)
+                port, stop = port
+            f.write("\n[endpoint %s]\nhost = 127.0.0.1\nport = %d\nstop_send = %s\n" % (eid, port, stop))
     conf = os.path.join(router.tmp, "router.conf")
     with open(conf) as f:
         lines = f.read().splitlines()
