@@ -331,6 +331,59 @@ def test_stop_send_link_is_not_streamed():
         other.cleanup()
 
 
+def test_pair_under_valgrind():
+    """Master and backup under valgrind memcheck: the stream, a refused
+    producer, bad input on the replication port and a clean stop of both
+    leave no memory error and nothing definitely lost."""
+    import re
+    import shutil
+    import tempfile
+    import trtest
+    if trtest.sanitizer():
+        raise trtest.Skip("valgrind cannot run a sanitizer build (%s)" % trtest.sanitizer())
+    if shutil.which("valgrind") is None:
+        raise trtest.Skip("valgrind is not installed (tools/deps.sh installs it)")
+    pair = Pair(SERVICES)
+    logs = {}
+    try:
+        for name, node in (("backup", pair.backup), ("master", pair.master)):
+            logs[name] = tempfile.mktemp(prefix="tr-vg-%s-" % name, suffix=".log")
+            node.command_prefix = ["valgrind", "--leak-check=full", "--errors-for-leak-kinds=definite",
+                                   "--log-file=" + logs[name]]
+            node.start(timeout=120)
+        producer = Producer(pair.master.port)
+        for i in range(200):
+            producer.log_event(b"vg %d" % i)
+        producer.close()
+        pair.wait_caught_up(120)
+        refused = Producer(pair.backup.port)
+        try:
+            refused.log_event(b"no")
+        except TApplicationException:
+            pass
+        refused.close()
+        s = socket.create_connection(("127.0.0.1", pair.repl_port), timeout=30)
+        s.sendall(b"\x00\x00\x00\x10garbage garbage!")
+        s.recv(100)
+        s.close()
+        client, transport = repl_client(pair.repl_port)
+        refused_code(lambda: client.hello("m", 1, 5, demo_services(("x",)), "127.0.0.1:1"))
+        transport.close()
+        check(pair.master.stop(timeout=120) == 0 and pair.backup.stop(timeout=120) == 0, "clean exits")
+        for name, path in logs.items():
+            report = open(path).read()
+            errors = int(re.search(r"ERROR SUMMARY: (\d+) errors", report).group(1))
+            lost = re.search(r"definitely lost: ([\d,]+) bytes", report)
+            lost = int(lost.group(1).replace(",", "")) if lost else 0
+            print("  valgrind %s: %d errors, %d bytes definitely lost" % (name, errors, lost))
+            check(errors == 0 and lost == 0, "valgrind report of the %s:\n%s" % (name, report[-4000:]))
+    finally:
+        pair.cleanup()
+        for path in logs.values():
+            if os.path.exists(path):
+                os.unlink(path)
+
+
 if __name__ == "__main__":
     run_tests([
         test_steady_replication_under_load,
@@ -339,4 +392,5 @@ if __name__ == "__main__":
         test_producer_on_backup_gets_error_naming_the_master,
         test_backup_started_long_after_the_master_catches_up,
         test_stop_send_link_is_not_streamed,
+        test_pair_under_valgrind,
     ])
