@@ -52,6 +52,10 @@ struct HelloReply {
   /* The replica's head: the master streams from head + 1. */
   2: i64 head
   3: i64 epoch
+  /* tr-admin digest of the record at head (XXH3-64 as a signed i64); absent
+   * when head is 0.  The master compares it with its own record of that id:
+   * a replica whose last record is not the master's has diverged. */
+  4: optional i64 head_digest
 }
 
 exception Refused {

@@ -187,7 +187,8 @@ read_refused (TrThriftReader *reader, TrReplRefused *refused)
 
 /* HelloReply {1: string server_id, 2: i64 head, 3: i64 epoch}. */
 static TrFrameStatus
-read_hello_reply (TrThriftReader *reader, guint64 *head_out, guint64 *epoch_out, char **server_id_out)
+read_hello_reply (TrThriftReader *reader, guint64 *head_out, guint64 *epoch_out, char **server_id_out,
+                  guint64 *digest_out, gboolean *has_digest_out)
 {
   g_autofree char *server_id = NULL;
 
@@ -208,7 +209,14 @@ read_hello_reply (TrThriftReader *reader, guint64 *head_out, guint64 *epoch_out,
       status = read_u64 (reader, head_out);
     else if (id == 3 && type == TR_TTYPE_I64)
       status = read_u64 (reader, epoch_out);
-    else
+    else if (id == 4 && type == TR_TTYPE_I64) {
+      gint64 digest = 0;
+      status = tr_thrift_read_i64 (reader, &digest);
+      if (digest_out != NULL)
+        *digest_out = (guint64) digest;
+      if (has_digest_out != NULL)
+        *has_digest_out = TRUE;
+    } else
       status = tr_thrift_read_skip (reader, type);
     if (status != TR_FRAME_OK)
       return status;
@@ -217,13 +225,16 @@ read_hello_reply (TrThriftReader *reader, guint64 *head_out, guint64 *epoch_out,
 
 TrFrameStatus
 tr_repl_parse_result (const guint8 *body, gsize len, gboolean hello, guint64 *head_out, guint64 *epoch_out,
-                      char **server_id_out, gboolean *is_refused, TrReplRefused *refused)
+                      char **server_id_out, guint64 *digest_out, gboolean *has_digest_out, gboolean *is_refused,
+                      TrReplRefused *refused)
 {
   TrThriftReader reader;
   gboolean seen = FALSE;
 
   tr_thrift_reader_init (&reader, body, len);
   *is_refused = FALSE;
+  if (has_digest_out != NULL)
+    *has_digest_out = FALSE;
   for (;;) {
     guint8 type;
     gint16 id;
@@ -233,7 +244,7 @@ tr_repl_parse_result (const guint8 *body, gsize len, gboolean hello, guint64 *he
     if (type == TR_TTYPE_STOP)
       return seen ? TR_FRAME_OK : TR_FRAME_BAD_DATA;
     if (id == 0 && hello && type == TR_TTYPE_STRUCT)
-      status = read_hello_reply (&reader, head_out, epoch_out, server_id_out);
+      status = read_hello_reply (&reader, head_out, epoch_out, server_id_out, digest_out, has_digest_out);
     else if (id == 0 && !hello && type == TR_TTYPE_I64)
       status = read_u64 (&reader, head_out);
     else if (id == 1 && type == TR_TTYPE_STRUCT) {
@@ -440,7 +451,8 @@ tr_repl_parse_append (TrRpcStore *store, const guint8 *body, gsize len, guint64 
 }
 
 void
-tr_repl_build_hello_reply (GByteArray *out, gint32 seqid, const char *server_id, guint64 head, guint64 epoch)
+tr_repl_build_hello_reply (GByteArray *out, gint32 seqid, const char *server_id, guint64 head, guint64 epoch,
+                           gboolean has_digest, guint64 head_digest)
 {
   gsize start = message_begin (out, TR_MSG_REPLY, TR_REPL_METHOD_HELLO, seqid);
 
@@ -448,6 +460,8 @@ tr_repl_build_hello_reply (GByteArray *out, gint32 seqid, const char *server_id,
   tr_thrift_write_field_string (out, 1, server_id);
   tr_thrift_write_field_i64 (out, 2, (gint64) head);
   tr_thrift_write_field_i64 (out, 3, (gint64) epoch);
+  if (has_digest)
+    tr_thrift_write_field_i64 (out, 4, (gint64) head_digest);
   tr_thrift_write_field_stop (out);
   tr_thrift_write_field_stop (out);
   message_end (out, start);

@@ -80,14 +80,15 @@ void tr_repl_build_append (GByteArray *out, gint32 seqid, guint64 epoch, TrRpcSt
 /* tr_repl_parse_result:
  * Reads a REPLY's result struct @body[0..@len) (TrReply->body): the
  * success value (field 0: for hello a HelloReply, whose head and epoch go
- * to @head_out / @epoch_out and server id to @server_id_out (transfer full,
- * optional); for append an i64 head to @head_out), or the Refused
- * (field 1) into @refused.
+ * to @head_out / @epoch_out, server id to @server_id_out (transfer full,
+ * optional) and head digest to @digest_out (optional; *@has_digest_out
+ * says whether it was sent); for append an i64 head to @head_out), or the
+ * Refused (field 1) into @refused.
  * Returns: TR_FRAME_OK with *@is_refused set accordingly, or a parse error
  * (a result with neither field is TR_FRAME_BAD_DATA). */
 TrFrameStatus tr_repl_parse_result (const guint8 *body, gsize len, gboolean hello, guint64 *head_out,
-                                    guint64 *epoch_out, char **server_id_out, gboolean *is_refused,
-                                    TrReplRefused *refused);
+                                    guint64 *epoch_out, char **server_id_out, guint64 *digest_out,
+                                    gboolean *has_digest_out, gboolean *is_refused, TrReplRefused *refused);
 
 /* ---- the replica's side ---- */
 
@@ -107,9 +108,10 @@ TrFrameStatus tr_repl_parse_hello (const guint8 *body, gsize len, TrReplHello *o
 TrFrameStatus tr_repl_parse_append (TrRpcStore *store, const guint8 *body, gsize len, guint64 *epoch_out,
                                     guint64 *first_id_out, GPtrArray **records_out, guint64 *source_head_out);
 
-/* Appends a REPLY to @name/@seqid carrying HelloReply {server_id, head,
- * epoch}. */
-void tr_repl_build_hello_reply (GByteArray *out, gint32 seqid, const char *server_id, guint64 head, guint64 epoch);
+/* Appends a REPLY to hello/@seqid carrying HelloReply {server_id, head,
+ * epoch, head_digest (only when @has_digest)}. */
+void tr_repl_build_hello_reply (GByteArray *out, gint32 seqid, const char *server_id, guint64 head, guint64 epoch,
+                                gboolean has_digest, guint64 head_digest);
 
 /* Appends a REPLY to append carrying @head. */
 void tr_repl_build_append_reply (GByteArray *out, gint32 seqid, guint64 head);

@@ -236,8 +236,11 @@ serve_hello (SinkConn *conn, const guint8 *body, gsize len, gint32 seqid)
     refuse (conn, TR_REPL_METHOD_HELLO, seqid, TR_REPL_REFUSED_SERVICES_DIFFER, differ);
   } else {
     guint64 head = tr_rpcstore_head (sink->store);
+    guint64 count = 0, digest = 0;
+    /* The master checks that this replica's last record is its own. */
+    gboolean has_digest = head > 0 && tr_rpcstore_digest (sink->store, head, head, &count, &digest, NULL);
     conn->hello = TRUE;
-    tr_repl_build_hello_reply (conn->net.out, seqid, sink->server_id, head, sink->epoch);
+    tr_repl_build_hello_reply (conn->net.out, seqid, sink->server_id, head, sink->epoch, has_digest, digest);
     g_message ("replication: master '%s' (%s, producers at %s, epoch %" G_GUINT64_FORMAT ", head %" G_GUINT64_FORMAT
                ") connected; this replica's head is %" G_GUINT64_FORMAT ", the stream resumes at %" G_GUINT64_FORMAT,
                hello.server_id, conn->net.peer, hello.producer_address ? hello.producer_address : "?", hello.epoch,

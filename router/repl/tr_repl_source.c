@@ -117,10 +117,13 @@ on_connected (TrPeer *peer, const char *where, gpointer user_data)
 }
 
 static gboolean
-on_hello_answered (Link *link, guint64 replica_head, guint64 replica_epoch, char *replica_id)
+on_hello_answered (Link *link, guint64 replica_head, guint64 replica_epoch, char *replica_id, gboolean has_digest,
+                   guint64 replica_digest)
 {
   TrReplSource *source = link->source;
   guint64 head = source_head (link->source);
+  guint64 count = 0, digest = 0;
+  g_autoptr (GError) error = NULL;
 
   g_free (link->replica_id);
   link->replica_id = replica_id;
@@ -131,6 +134,19 @@ on_hello_answered (Link *link, guint64 replica_head, guint64 replica_epoch, char
                   "replica '%s' has head %" G_GUINT64_FORMAT ", beyond this master's %" G_GUINT64_FORMAT
                   ": it holds rpcs this master does not; re-seed it from a copy of this node's data dir "
                   "(docs/replication.md)", replica_id, replica_head, head);
+    return FALSE;
+  }
+  /* Continuing a replica whose last record is not this master's would
+   * hide a divergence under equal heads.  A record retention dropped here
+   * cannot be compared: the stream then needs ids this master no longer
+   * has anyway, and says so. */
+  if (has_digest && tr_rpcstore_digest (source->store, replica_head, replica_head, &count, &digest, &error)
+      && digest != replica_digest) {
+    tr_peer_fail (link->peer,
+                  "replica '%s' holds a different rpc %" G_GUINT64_FORMAT " than this master (digest %016"
+                  G_GINT64_MODIFIER "x, here %016" G_GINT64_MODIFIER "x): the stores have diverged; re-seed the "
+                  "replica from a copy of this node's data dir (docs/replication.md)", replica_id, replica_head,
+                  replica_digest, digest);
     return FALSE;
   }
   link->acked = replica_head;
@@ -154,7 +170,8 @@ on_reply (TrPeer *peer, const TrReply *reply, TrPeerInflight *expected, gpointer
   gboolean hello = expected->kind == LINK_HELLO;
   guint64 head = 0, epoch = 0;
   char *replica_id = NULL;
-  gboolean refused_flag = FALSE;
+  gboolean refused_flag = FALSE, has_digest = FALSE;
+  guint64 digest = 0;
   TrReplRefused refused = { 0 };
   TrFrameStatus status;
 
@@ -166,7 +183,7 @@ on_reply (TrPeer *peer, const TrReply *reply, TrPeerInflight *expected, gpointer
     return FALSE;
   }
   status = tr_repl_parse_result (reply->body, reply->body_len, hello, &head, &epoch, hello ? &replica_id : NULL,
-                                 &refused_flag, &refused);
+                                 &digest, &has_digest, &refused_flag, &refused);
   if (status != TR_FRAME_OK || refused_flag)
     g_clear_pointer (&replica_id, g_free);
   if (status != TR_FRAME_OK) {
@@ -183,7 +200,7 @@ on_reply (TrPeer *peer, const TrReply *reply, TrPeerInflight *expected, gpointer
   }
   if (hello) {
     g_free (tr_peer_inflight_pop (peer));
-    return on_hello_answered (link, head, epoch, replica_id);
+    return on_hello_answered (link, head, epoch, replica_id, has_digest, digest);
   }
   if (head < expected->tag) {
     tr_peer_fail (peer, "the replica acknowledged a batch up to rpc %" G_GUINT64_FORMAT " with head %" G_GUINT64_FORMAT,

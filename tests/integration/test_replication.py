@@ -331,6 +331,36 @@ def test_stop_send_link_is_not_streamed():
         other.cleanup()
 
 
+def test_replica_that_diverged_is_never_continued():
+    """A replica whose store is not its master's: first ahead of it (it
+    holds rpc 1, the master nothing), then at an equal head with a different
+    rpc 1.  The master refuses to stream in both cases, says why (re-seed),
+    shows the link in BACKOFF, and its producers are unaffected."""
+    pair = Pair(SERVICES)
+    try:
+        pair.backup.start()
+        client, transport = repl_client(pair.repl_port)
+        client.hello("someone-else", 1, 1, demo_services(), "127.0.0.1:1")
+        message = bytes.fromhex("80010001000000096c6f675f6576656e7400000001") + b"\x00"
+        check(client.append(1, 1, [ReplRecord(1, 1, message, [0])], 1) == 1, "seeding the replica")
+        transport.close()
+        pair.master.start()
+        wait_until(lambda: "has head 1, beyond this master's 0" in pair.master.log(), 30,
+                   "the master to refuse a replica ahead of it")
+        producer = Producer(pair.master.port)
+        for i in range(3):
+            producer.log_event(b"master %d" % i)
+        producer.close()
+        wait_until(lambda: "holds a different rpc 1 than this master" in pair.master.log(), 30,
+                   "the master to refuse a replica whose rpc 1 is not its own")
+        link = admin_json(pair.master, "endpoints", "replicas")[0]
+        check(link["state"] in ("BACKOFF", "CONNECTING") and "diverged" in link["last_error"], str(link))
+        check(pair.head(pair.backup) == 1 and pair.head(pair.master) == 3, "heads changed")
+        check("re-seed the replica" in pair.master.log(), pair.master.log())
+    finally:
+        pair.cleanup()
+
+
 def test_pair_under_valgrind():
     """Master and backup under valgrind memcheck: the stream, a refused
     producer, bad input on the replication port and a clean stop of both
@@ -392,5 +422,6 @@ if __name__ == "__main__":
         test_producer_on_backup_gets_error_naming_the_master,
         test_backup_started_long_after_the_master_catches_up,
         test_stop_send_link_is_not_streamed,
+        test_replica_that_diverged_is_never_continued,
         test_pair_under_valgrind,
     ])

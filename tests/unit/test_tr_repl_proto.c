@@ -89,7 +89,8 @@ Test (tr_repl_proto, append_round_trip_and_answers)
   TrRpcStoreRecord *records[] = { &one, &two };
   guint32 ids_one[] = { 0, 1 };
   guint64 epoch = 0, first = 0, source_head = 0, head = 0, answer_epoch = 0;
-  gboolean refused_flag = TRUE;
+  gboolean refused_flag = TRUE, has_digest = FALSE;
+  guint64 digest = 0;
   TrReplRefused refused = { TR_REPL_REFUSED_NOT_CONTINUOUS, (char *) "batch starts at 9", 7, 2 };
   TrReplRefused got = { 0 };
   const guint8 *body;
@@ -128,23 +129,32 @@ Test (tr_repl_proto, append_round_trip_and_answers)
   g_byte_array_set_size (out, 0);
   tr_repl_build_append_reply (out, 5, 11);
   cr_assert_eq (tr_frame_parse_reply (out->data + 4, out->len - 4, &reply), TR_FRAME_OK);
-  cr_assert_eq (tr_repl_parse_result (reply.body, reply.body_len, FALSE, &head, &answer_epoch, NULL, &refused_flag,
-                                      &got), TR_FRAME_OK);
+  cr_assert_eq (tr_repl_parse_result (reply.body, reply.body_len, FALSE, &head, &answer_epoch, NULL, NULL, NULL,
+                                      &refused_flag, &got), TR_FRAME_OK);
   cr_assert_not (refused_flag);
   cr_assert_eq (head, 11);
   g_byte_array_set_size (out, 0);
-  tr_repl_build_hello_reply (out, 1, "b1", 8, 2);
+  tr_repl_build_hello_reply (out, 1, "b1", 8, 2, TRUE, G_GUINT64_CONSTANT (0xfedcba9876543210));
   cr_assert_eq (tr_frame_parse_reply (out->data + 4, out->len - 4, &reply), TR_FRAME_OK);
-  cr_assert_eq (tr_repl_parse_result (reply.body, reply.body_len, TRUE, &head, &answer_epoch, &server_id,
-                                      &refused_flag, &got), TR_FRAME_OK);
+  cr_assert_eq (tr_repl_parse_result (reply.body, reply.body_len, TRUE, &head, &answer_epoch, &server_id, &digest,
+                                      &has_digest, &refused_flag, &got), TR_FRAME_OK);
   cr_assert_str_eq (server_id, "b1");
   cr_assert_eq (head, 8);
   cr_assert_eq (answer_epoch, 2);
+  cr_assert (has_digest);
+  cr_assert_eq (digest, G_GUINT64_CONSTANT (0xfedcba9876543210));
+  g_clear_pointer (&server_id, g_free);
+  g_byte_array_set_size (out, 0);
+  tr_repl_build_hello_reply (out, 1, "b1", 0, 2, FALSE, 0);
+  cr_assert_eq (tr_frame_parse_reply (out->data + 4, out->len - 4, &reply), TR_FRAME_OK);
+  cr_assert_eq (tr_repl_parse_result (reply.body, reply.body_len, TRUE, &head, &answer_epoch, &server_id, &digest,
+                                      &has_digest, &refused_flag, &got), TR_FRAME_OK);
+  cr_assert_not (has_digest);
   g_byte_array_set_size (out, 0);
   tr_repl_build_refused (out, TR_REPL_METHOD_APPEND, 6, &refused);
   cr_assert_eq (tr_frame_parse_reply (out->data + 4, out->len - 4, &reply), TR_FRAME_OK);
-  cr_assert_eq (tr_repl_parse_result (reply.body, reply.body_len, FALSE, &head, &answer_epoch, NULL, &refused_flag,
-                                      &got), TR_FRAME_OK);
+  cr_assert_eq (tr_repl_parse_result (reply.body, reply.body_len, FALSE, &head, &answer_epoch, NULL, NULL, NULL,
+                                      &refused_flag, &got), TR_FRAME_OK);
   cr_assert (refused_flag);
   cr_assert_eq (got.code, TR_REPL_REFUSED_NOT_CONTINUOUS);
   cr_assert_str_eq (got.reason, "batch starts at 9");
