@@ -806,6 +806,7 @@ tr_rpcstore_get_stats (TrRpcStore *store, TrRpcStoreStats *stats_out)
   g_mutex_lock (&store->head_lock);
   stats_out->head_rpc_id = store->head_rpc_id;
   stats_out->first_rpc_id = store->first_rpc_id;
+  stats_out->retained_from_rpc_id = store->retained_from;
   stats_out->batches = store->batches;
   stats_out->commit_errors = store->commit_errors;
   memcpy (stats_out->commit_latency, store->commit_latency, sizeof stats_out->commit_latency);

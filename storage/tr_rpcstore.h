@@ -316,6 +316,11 @@ typedef struct {
   guint64 data_bytes;
   guint data_parts;
   guint64 first_rpc_id; /* oldest rpc id still on disk */
+  /* Retention needs nothing below this id any more (the low water of its
+   * last run; the parts before it may be gone, or kept while they also
+   * hold later ids): what a replica that pushes nothing may let go of
+   * too.  first_rpc_id after opening. */
+  guint64 retained_from_rpc_id;
   guint64 batches;      /* group commits done */
   guint64 commit_errors;
   guint64 commit_latency[TR_RPCSTORE_LATENCY_BUCKETS]; /* cumulative since open */

@@ -112,6 +112,7 @@ struct _TrRpcStore {
   guint64 *low_water;         /* protected by ->head_lock; 0 = not set */
   gboolean low_water_moved;   /* protected by ->head_lock */
   guint64 rpc_low_water;      /* protected by ->head_lock; 0 = no replica holds retention */
+  guint64 retained_from;      /* protected by ->head_lock; retention's last low water (stats) */
   guint64 *list_first;        /* protected by ->head_lock */
   guint64 first_rpc_id;       /* protected by ->head_lock */
   guint64 batches;            /* protected by ->head_lock */

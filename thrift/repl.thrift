@@ -75,7 +75,10 @@ service Replication {
 
   /* Records first_id .. first_id + n - 1, in id order.  Answered with the
    * replica's head once the batch is stored as its own sync_mode promises
-   * (its own group commit). */
-  i64 append(1: i64 epoch, 2: i64 first_id, 3: list<ReplRecord> records, 4: i64 source_head)
+   * (its own group commit).  source_keeps_from: the master's retention
+   * needs no id below it any more (every endpoint and replica acknowledged
+   * them); a BACKUP, which pushes nothing, lets go of them too. */
+  i64 append(1: i64 epoch, 2: i64 first_id, 3: list<ReplRecord> records, 4: i64 source_head,
+             5: optional i64 source_keeps_from)
     throws (1: Refused refused)
 }

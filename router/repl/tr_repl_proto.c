@@ -102,7 +102,7 @@ tr_repl_build_hello (GByteArray *out, gint32 seqid, const TrReplHello *hello)
 
 void
 tr_repl_build_append (GByteArray *out, gint32 seqid, guint64 epoch, TrRpcStoreRecord *const *records,
-                      guint n_records, guint64 source_head)
+                      guint n_records, guint64 source_head, guint64 source_keeps_from)
 {
   gsize start = message_begin (out, TR_MSG_CALL, TR_REPL_METHOD_APPEND, seqid);
 
@@ -125,6 +125,7 @@ tr_repl_build_append (GByteArray *out, gint32 seqid, guint64 epoch, TrRpcStoreRe
     tr_thrift_write_field_stop (out);
   }
   tr_thrift_write_field_i64 (out, 4, (gint64) source_head);
+  tr_thrift_write_field_i64 (out, 5, (gint64) source_keeps_from);
   tr_thrift_write_field_stop (out);
   message_end (out, start);
 }
@@ -404,13 +405,14 @@ read_record (TrRpcStore *store, TrThriftReader *reader, TrRpcStoreRecord *record
 
 TrFrameStatus
 tr_repl_parse_append (TrRpcStore *store, const guint8 *body, gsize len, guint64 *epoch_out, guint64 *first_id_out,
-                      GPtrArray **records_out, guint64 *source_head_out)
+                      GPtrArray **records_out, guint64 *source_head_out, guint64 *source_keeps_from_out)
 {
   g_autoptr (GPtrArray) records = g_ptr_array_new_with_free_func ((GDestroyNotify) tr_rpcstore_record_free);
   TrThriftReader reader;
   gboolean have_epoch = FALSE, have_first = FALSE;
 
   *source_head_out = 0;
+  *source_keeps_from_out = 0;
   tr_thrift_reader_init (&reader, body, len);
   for (;;) {
     guint8 type;
@@ -443,6 +445,8 @@ tr_repl_parse_append (TrRpcStore *store, const guint8 *body, gsize len, guint64 
       }
     } else if (id == 4 && type == TR_TTYPE_I64)
       status = read_u64 (&reader, source_head_out);
+    else if (id == 5 && type == TR_TTYPE_I64)
+      status = read_u64 (&reader, source_keeps_from_out);
     else
       status = tr_thrift_read_skip (&reader, type);
     if (status != TR_FRAME_OK)

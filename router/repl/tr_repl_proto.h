@@ -73,9 +73,10 @@ void tr_repl_refused_clear (TrReplRefused *refused);
 void tr_repl_build_hello (GByteArray *out, gint32 seqid, const TrReplHello *hello);
 
 /* Appends a framed CALL append with @seqid: @records[0..@n) (ids in order)
- * of @epoch, the source's head @source_head. */
+ * of @epoch, the source's head @source_head and the id below which its
+ * retention needs nothing @source_keeps_from. */
 void tr_repl_build_append (GByteArray *out, gint32 seqid, guint64 epoch, TrRpcStoreRecord *const *records,
-                           guint n_records, guint64 source_head);
+                           guint n_records, guint64 source_head, guint64 source_keeps_from);
 
 /* tr_repl_parse_result:
  * Reads a REPLY's result struct @body[0..@len) (TrReply->body): the
@@ -99,14 +100,16 @@ TrFrameStatus tr_repl_parse_result (const guint8 *body, gsize len, gboolean hell
 TrFrameStatus tr_repl_parse_hello (const guint8 *body, gsize len, TrReplHello *out);
 
 /* tr_repl_parse_append:
- * Decodes append's args: the records become TrRpcStoreRecords whose
+ * Decodes append's args (*@source_keeps_from_out 0 when absent): the records
+ * become TrRpcStoreRecords whose
  * messages are copied with tr_rpcstore_copy_message (@store's memory).
  * @records_out: (transfer full) (element-type TrRpcStoreRecord) freed with
  * tr_rpcstore_record_free.
  * Returns: TR_FRAME_OK or a parse error (a record without id, message or
  * service list, a negative service id: TR_FRAME_BAD_DATA). */
 TrFrameStatus tr_repl_parse_append (TrRpcStore *store, const guint8 *body, gsize len, guint64 *epoch_out,
-                                    guint64 *first_id_out, GPtrArray **records_out, guint64 *source_head_out);
+                                    guint64 *first_id_out, GPtrArray **records_out, guint64 *source_head_out,
+                                    guint64 *source_keeps_from_out);
 
 /* Appends a REPLY to hello/@seqid carrying HelloReply {server_id, head,
  * epoch, head_digest (only when @has_digest)}. */

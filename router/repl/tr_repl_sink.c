@@ -55,6 +55,7 @@ struct _TrReplSink {
   char *server_id;
   char *address;         /* replication_listen as bound, for log lines */
   guint64 epoch;
+  guint64 retained_from; /* the store's rpc low water as last set (follow_retention()); 0 = never */
   guint32 max_frame;
   GPtrArray *services;   /* (element-type TrReplService) the replica's own COMMON services */
   GHashTable *known_ids; /* store ids of those services (GUINT_TO_POINTER (id + 1)) */
@@ -279,6 +280,26 @@ batch_problem (const TrReplSink *sink, GPtrArray *records, guint64 first_id)
   return NULL;
 }
 
+/* A BACKUP pushes nothing, so no endpoint tells its store what it still
+ * needs: it keeps what its master keeps.  The master's retention needs
+ * nothing below @source_keeps_from (its endpoints and replicas acknowledged
+ * it); never past what this replica has applied.  The same parts go, as
+ * the files are byte-identical. */
+static void
+follow_retention (TrReplSink *sink, guint64 source_keeps_from)
+{
+  guint64 keep_from = MIN (source_keeps_from, tr_rpcstore_head (sink->store) + 1);
+
+  if (source_keeps_from == 0 || keep_from == sink->retained_from)
+    return;
+  if (sink->retained_from == 0)
+    for (guint i = 0; i < sink->services->len; i++)
+      tr_rpcstore_set_low_water (sink->store, (guint32) ((TrReplService *) g_ptr_array_index (sink->services, i))->store_id,
+                                 G_MAXUINT64);
+  sink->retained_from = keep_from;
+  tr_rpcstore_set_rpc_low_water (sink->store, keep_from);
+}
+
 static void
 serve_append (SinkConn *conn, const guint8 *body, gsize len, gint32 seqid)
 {
@@ -286,7 +307,7 @@ serve_append (SinkConn *conn, const guint8 *body, gsize len, gint32 seqid)
   g_autoptr (GPtrArray) records = NULL;
   g_autoptr (GError) error = NULL;
   g_autofree char *problem = NULL;
-  guint64 epoch = 0, first_id = 0, source_head = 0;
+  guint64 epoch = 0, first_id = 0, source_head = 0, source_keeps_from = 0;
   guint64 head = tr_rpcstore_head (sink->store);
   TrFrameStatus status;
 
@@ -295,7 +316,7 @@ serve_append (SinkConn *conn, const guint8 *body, gsize len, gint32 seqid)
             "append before an accepted hello on this connection");
     return;
   }
-  status = tr_repl_parse_append (sink->store, body, len, &epoch, &first_id, &records, &source_head);
+  status = tr_repl_parse_append (sink->store, body, len, &epoch, &first_id, &records, &source_head, &source_keeps_from);
   if (status != TR_FRAME_OK) {
     g_autofree char *reason = g_strdup_printf ("undecodable batch: %s", tr_frame_status_to_string (status));
     refuse (conn, TR_REPL_METHOD_APPEND, seqid, TR_REPL_REFUSED_BAD_BATCH, reason);
@@ -329,6 +350,7 @@ serve_append (SinkConn *conn, const guint8 *body, gsize len, gint32 seqid)
     return;
   }
   info_update (sink, 1, records->len, 0);
+  follow_retention (sink, source_keeps_from);
   tr_repl_build_append_reply (conn->net.out, seqid, tr_rpcstore_head (sink->store));
 }
 

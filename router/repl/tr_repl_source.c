@@ -269,6 +269,7 @@ queue_batch (Link *link, guint64 head)
 {
   TrReplSource *source = link->source;
   g_autoptr (GPtrArray) records = g_ptr_array_new_with_free_func ((GDestroyNotify) tr_rpcstore_record_free);
+  TrRpcStoreStats stats;
   gsize bytes = 0;
 
   while (link->next_id + records->len <= head && records->len < TR_REPL_BATCH_RECORDS) {
@@ -294,9 +295,10 @@ queue_batch (Link *link, guint64 head)
     bytes += len;
     g_ptr_array_add (records, record);
   }
+  tr_rpcstore_get_stats (source->store, &stats);
   g_byte_array_set_size (source->out, 0);
   tr_repl_build_append (source->out, (gint32) link->next_seqid, source->hello.epoch,
-                        (TrRpcStoreRecord *const *) records->pdata, records->len, head);
+                        (TrRpcStoreRecord *const *) records->pdata, records->len, head, stats.retained_from_rpc_id);
   link->next_id += records->len;
   tr_peer_queue (link->peer, NULL, 0, source->out->data, source->out->len, link->next_seqid, TRUE, LINK_APPEND,
                  link->next_id - 1);

@@ -296,9 +296,17 @@ def test_backup_started_long_after_the_master_catches_up():
         heads = [[(s["name"], s["head_seqid"]) for s in admin_json(node, "services")]
                  for node in (pair.master, pair.backup)]
         check(heads[0] == heads[1] == [("demo", 20000)], str(heads))
-        # Acknowledged by the replica, the first part is no longer held.
+        # Acknowledged by the replica, the first part is no longer held; the
+        # backup, which pushes nothing, keeps what its master keeps.
         wait_until(lambda: not os.path.exists(os.path.join(pair.master.data_dir, "data.0")), 30,
                    "the master to drop data.0 once the replica acknowledged it")
+        producer = Producer(pair.master.port)
+        producer.log_event(b"one more: the next batch tells the backup")
+        producer.close()
+        wait_until(lambda: not os.path.exists(os.path.join(pair.backup.data_dir, "data.0")), 30,
+                   "the backup to drop data.0 like its master")
+        check(os.path.exists(os.path.join(pair.backup.data_dir, "data.0")) is False
+              and pair.head(pair.backup) == 20001, "backup head %d" % pair.head(pair.backup))
         print("  backlog of %d rpcs caught up in %.1f s" % (head, time.time() - started))
     finally:
         pair.cleanup()

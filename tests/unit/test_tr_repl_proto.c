@@ -88,7 +88,7 @@ Test (tr_repl_proto, append_round_trip_and_answers)
   TrRpcStoreRecord one = { 0 }, two = { 0 };
   TrRpcStoreRecord *records[] = { &one, &two };
   guint32 ids_one[] = { 0, 1 };
-  guint64 epoch = 0, first = 0, source_head = 0, head = 0, answer_epoch = 0;
+  guint64 epoch = 0, first = 0, source_head = 0, source_keeps_from = 0, head = 0, answer_epoch = 0;
   gboolean refused_flag = TRUE, has_digest = FALSE;
   guint64 digest = 0;
   TrReplRefused refused = { TR_REPL_REFUSED_NOT_CONTINUOUS, (char *) "batch starts at 9", 7, 2 };
@@ -100,9 +100,11 @@ Test (tr_repl_proto, append_round_trip_and_answers)
 
   one = (TrRpcStoreRecord) { 10, 1700000000000001, g_bytes_new_static ("hello", 5), ids_one, 2 };
   two = (TrRpcStoreRecord) { 11, 1700000000000002, g_bytes_new_static ("", 0), NULL, 0 };
-  tr_repl_build_append (out, 5, 2, records, 2, 99);
+  tr_repl_build_append (out, 5, 2, records, 2, 99, 4);
   body = body_of (out, &len, TR_REPL_METHOD_APPEND);
-  cr_assert_eq (tr_repl_parse_append (store, body, len, &epoch, &first, &back, &source_head), TR_FRAME_OK);
+  cr_assert_eq (tr_repl_parse_append (store, body, len, &epoch, &first, &back, &source_head, &source_keeps_from),
+                TR_FRAME_OK);
+  cr_assert_eq (source_keeps_from, 4);
   cr_assert_eq (epoch, 2);
   cr_assert_eq (first, 10);
   cr_assert_eq (source_head, 99);
@@ -124,7 +126,8 @@ Test (tr_repl_proto, append_round_trip_and_answers)
     g_autoptr (GPtrArray) none = NULL;
     static const guint8 lie[] = { 0x0a, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0x0a, 0, 2, 0, 0, 0, 0, 0, 0, 0, 1,
                                   0x0f, 0, 3, 0x0c, 0, 0, 0x03, 0xe8, 0 };
-    cr_assert_neq (tr_repl_parse_append (store, lie, sizeof lie, &epoch, &first, &none, &source_head), TR_FRAME_OK);
+    cr_assert_neq (tr_repl_parse_append (store, lie, sizeof lie, &epoch, &first, &none, &source_head, &source_keeps_from),
+                   TR_FRAME_OK);
   }
   g_byte_array_set_size (out, 0);
   tr_repl_build_append_reply (out, 5, 11);
