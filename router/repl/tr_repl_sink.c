@@ -69,43 +69,20 @@ struct _TrReplSink {
   GMainLoop *loop;
   GThread *thread;
   TrNetLogLimit *log_limit;
-  GMutex info_lock;      /* guards ->info */
-  TrReplSinkInfo info;
+  /* Counted on the sink's thread, logged by tr_repl_sink_free(). */
+  guint64 batches;       /* batches applied */
+  guint64 records;       /* records applied */
+  guint64 refused;       /* messages refused, connections closed for bad input */
 };
-
-void
-tr_repl_sink_info_clear (TrReplSinkInfo *info)
-{
-  g_clear_pointer (&info->master_id, g_free);
-  g_clear_pointer (&info->master_address, g_free);
-}
 
 /* ---- bookkeeping ---- */
 
 static void
-info_update (TrReplSink *sink, guint64 batches, guint64 records, guint64 refused)
+count (TrReplSink *sink, guint64 batches, guint64 records, guint64 refused)
 {
-  g_mutex_lock (&sink->info_lock);
-  sink->info.last_contact_us = g_get_real_time ();
-  sink->info.batches += batches;
-  sink->info.records += records;
-  sink->info.refused += refused;
-  g_mutex_unlock (&sink->info_lock);
-}
-
-static void
-info_connected (TrReplSink *sink)
-{
-  gboolean connected = FALSE;
-  GHashTableIter iter;
-  gpointer key;
-
-  g_hash_table_iter_init (&iter, sink->conns);
-  while (g_hash_table_iter_next (&iter, &key, NULL))
-    connected = connected || ((SinkConn *) key)->hello;
-  g_mutex_lock (&sink->info_lock);
-  sink->info.connected = connected;
-  g_mutex_unlock (&sink->info_lock);
+  sink->batches += batches;
+  sink->records += records;
+  sink->refused += refused;
 }
 
 /* ---- checks ---- */
@@ -186,7 +163,7 @@ refuse (SinkConn *conn, const char *method, gint32 seqid, TrReplRefusedCode code
                       "replication: refused %s from %s (%s): %s; nothing stored, head stays %" G_GUINT64_FORMAT,
                       method, conn->net.peer, conn->master_id != NULL ? conn->master_id : "no hello yet", reason,
                       refused.head);
-  info_update (sink, 0, 0, 1);
+  count (sink, 0, 0, 1);
 }
 
 /* Something that is not a replication call: answered (when it can be) with
@@ -205,7 +182,7 @@ reject (SinkConn *conn, const TrMsgHeader *header, TrAppExceptionType type, cons
                               text);
   tr_net_log_limited (sink->log_limit, LIMIT_NOT_REPL, G_LOG_LEVEL_WARNING, conn->net.peer,
                       "replication: closing %s: %s; nothing stored", conn->net.peer, what);
-  info_update (sink, 0, 0, 1);
+  count (sink, 0, 0, 1);
   return FALSE;
 }
 
@@ -246,14 +223,6 @@ serve_hello (SinkConn *conn, const guint8 *body, gsize len, gint32 seqid)
                ") connected; this replica's head is %" G_GUINT64_FORMAT ", the stream resumes at %" G_GUINT64_FORMAT,
                hello.server_id, conn->net.peer, hello.producer_address ? hello.producer_address : "?", hello.epoch,
                hello.head, head, head + 1);
-    g_mutex_lock (&sink->info_lock);
-    g_free (sink->info.master_id);
-    g_free (sink->info.master_address);
-    sink->info.master_id = g_strdup (hello.server_id);
-    sink->info.master_address = g_strdup (hello.producer_address);
-    g_mutex_unlock (&sink->info_lock);
-    info_update (sink, 0, 0, 0);
-    info_connected (sink);
     if (sink->on_master != NULL)
       sink->on_master (hello.server_id, hello.producer_address ? hello.producer_address : "", sink->on_master_data);
   }
@@ -349,7 +318,7 @@ serve_append (SinkConn *conn, const guint8 *body, gsize len, gint32 seqid)
             reason);
     return;
   }
-  info_update (sink, 1, records->len, 0);
+  count (sink, 1, records->len, 0);
   follow_retention (sink, source_keeps_from);
   tr_repl_build_append_reply (conn->net.out, seqid, tr_rpcstore_head (sink->store));
 }
@@ -423,7 +392,6 @@ conn_close (SinkConn *conn)
   if (conn->hello)
     g_message ("replication: master '%s' (%s) disconnected", conn->master_id, conn->net.peer);
   g_hash_table_steal (sink->conns, conn);
-  info_connected (sink);
   g_source_destroy (conn->source);
   idle = g_idle_source_new ();
   g_source_set_callback (idle, on_conn_free, conn, NULL);
@@ -462,7 +430,7 @@ conn_read (SinkConn *conn)
       tr_net_log_limited (sink->log_limit, kind, G_LOG_LEVEL_WARNING, conn->net.peer,
                           "replication: closing %s: %s (frame limit %u bytes)%s%s; nothing stored", conn->net.peer,
                           tr_frame_status_to_string (status), sink->max_frame, hint ? "; " : "", hint ? hint : "");
-      info_update (sink, 0, 0, 1);
+      count (sink, 0, 0, 1);
       return FALSE;
     }
     if (!handle_message (conn, in->data + pos + TR_FRAME_LEN_SIZE, frame_len, conn->frames++ == 0))
@@ -591,8 +559,6 @@ sink_free_unstarted (TrReplSink *sink)
   tr_net_log_limit_free (sink->log_limit);
   g_ptr_array_unref (sink->services);
   g_hash_table_unref (sink->known_ids);
-  tr_repl_sink_info_clear (&sink->info);
-  g_mutex_clear (&sink->info_lock);
   g_free (sink->server_id);
   g_free (sink->address);
   g_free (sink);
@@ -629,7 +595,6 @@ tr_repl_sink_new (const TrConfig *config, TrRpcStore *store, guint64 epoch, TrRe
     g_ptr_array_add (sink->services, mine);
     g_hash_table_add (sink->known_ids, GUINT_TO_POINTER ((guint) mine->store_id + 1));
   }
-  g_mutex_init (&sink->info_lock);
   sink->listen_fd = -1;
   sink->context = g_main_context_new ();
   sink->loop = g_main_loop_new (sink->context, FALSE);
@@ -660,18 +625,6 @@ tr_repl_sink_get_port (TrReplSink *sink)
   return sink->port;
 }
 
-void
-tr_repl_sink_get_info (TrReplSink *sink, TrReplSinkInfo *info)
-{
-  g_return_if_fail (sink != NULL && info != NULL);
-
-  g_mutex_lock (&sink->info_lock);
-  *info = sink->info;
-  info->master_id = g_strdup (sink->info.master_id);
-  info->master_address = g_strdup (sink->info.master_address);
-  g_mutex_unlock (&sink->info_lock);
-}
-
 static gboolean
 on_quit (gpointer user_data)
 {
@@ -695,5 +648,8 @@ tr_repl_sink_free (TrReplSink *sink)
   while (g_main_context_iteration (sink->context, FALSE))
     ;
   g_hash_table_remove_all (sink->conns);
+  g_message ("replication: %" G_GUINT64_FORMAT " rpcs applied in %" G_GUINT64_FORMAT " batches since the start, %"
+             G_GUINT64_FORMAT " messages refused; head %" G_GUINT64_FORMAT, sink->records, sink->batches,
+             sink->refused, tr_rpcstore_head (sink->store));
   sink_free_unstarted (sink);
 }

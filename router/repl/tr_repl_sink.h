@@ -20,8 +20,7 @@
  *
  * Threads: its own thread "tr-repl-sink" with its own GMainContext runs the
  * listener, the connections and the applies (the store's commits are
- * thread-safe).  tr_repl_sink_new() / _free() on the main thread;
- * tr_repl_sink_get_info() on any thread.
+ * thread-safe).  tr_repl_sink_new() / _free() on the main thread.
  */
 #pragma once
 
@@ -39,19 +38,6 @@ typedef struct _TrReplSink TrReplSink;
  * write (host:port, as it said). */
 typedef void (*TrReplSinkMasterFunc) (const char *server_id, const char *producer_address, gpointer user_data);
 
-/* What the sink knows now, for status displays. */
-typedef struct {
-  char *master_id;       /* (transfer full) (nullable) the last master that said hello */
-  char *master_address;  /* (transfer full) (nullable) its producer address */
-  gboolean connected;    /* a master's connection is open and said hello */
-  gint64 last_contact_us; /* real time of the last message from a master; 0 = never */
-  guint64 batches;       /* batches applied since start */
-  guint64 records;       /* records applied since start */
-  guint64 refused;       /* messages refused since start */
-} TrReplSinkInfo;
-
-void tr_repl_sink_info_clear (TrReplSinkInfo *info);
-
 /* tr_repl_sink_new:
  * @config: (transfer none): read during the call: replication_listen, the
  *   COMMON services (their rpcs), max_frame_size, server_id.
@@ -67,11 +53,9 @@ TrReplSink *tr_repl_sink_new (const TrConfig *config, TrRpcStore *store, guint64
 /* The port actually bound (replication_listen port 0 picks one). */
 guint16 tr_repl_sink_get_port (TrReplSink *sink);
 
-/* Fills @info (clear it with tr_repl_sink_info_clear()).  Any thread. */
-void tr_repl_sink_get_info (TrReplSink *sink, TrReplSinkInfo *info);
-
 /* Stops the thread (a batch being applied finishes first), closes every
- * connection and the listener.  NULL is ignored. */
+ * connection and the listener, and logs what was applied and refused
+ * since the start.  NULL is ignored. */
 void tr_repl_sink_free (TrReplSink *sink);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (TrReplSink, tr_repl_sink_free)
