@@ -182,6 +182,40 @@ def test_master_killed_and_restarted_the_backup_continues():
         pair.cleanup()
 
 
+def test_reload_keeps_links_and_refuses_changing_them():
+    """tr-admin reload on a master with a replica link applies COMMON
+    changes and keeps streaming; a change of the list of BACKUP services
+    needs a restart (refused, nothing changed); a BACKUP refuses reloads."""
+    import json
+    import trtest
+    pair = Pair(SERVICES)
+
+    def reload(node):
+        res = subprocess.run([trtest.TR_ADMIN, "--json", "-c", os.path.join(node.tmp, "router.conf"), "reload"],
+                             capture_output=True, text=True, timeout=30)
+        return res.returncode, json.loads(res.stdout)
+
+    try:
+        pair.start()
+        rc, doc = reload(pair.master)
+        check(rc == 0, str(doc))
+        conf = os.path.join(pair.master.tmp, "router.conf")
+        with open(conf) as f:
+            text = f.read()
+        with open(conf, "w") as f:
+            f.write(text.replace(", replicas", ""))
+        rc, doc = reload(pair.master)
+        check(rc != 0 and "services (service_type = BACKUP)" in doc["error"] and "restart" in doc["error"], str(doc))
+        producer = Producer(pair.master.port)
+        producer.log_event(b"after the reloads")
+        producer.close()
+        check(pair.wait_caught_up() == 1, "the link stopped streaming")
+        rc, doc = reload(pair.backup)
+        check(rc != 0 and "is a BACKUP" in doc["error"], str(doc))
+    finally:
+        pair.cleanup()
+
+
 def repl_client(port):
     transport = TTransport.TFramedTransport(TSocket.TSocket("127.0.0.1", port))
     transport.open()
@@ -456,5 +490,6 @@ if __name__ == "__main__":
         test_stop_send_link_is_not_streamed,
         test_replica_that_diverged_is_never_continued,
         test_master_killed_and_restarted_the_backup_continues,
+        test_reload_keeps_links_and_refuses_changing_them,
         test_pair_under_valgrind,
     ])
