@@ -401,7 +401,8 @@ def test_replica_that_diverged_is_never_continued():
     """A replica whose store is not its master's: first ahead of it (it
     holds rpc 1, the master nothing), then at an equal head with a different
     rpc 1.  The master refuses to stream in both cases, says why (re-seed),
-    shows the link in BACKOFF, and its producers are unaffected."""
+    shows the link in BACKOFF, and its producers are unaffected.  The
+    re-seed procedure of docs/replication.md then makes it a copy again."""
     pair = Pair(SERVICES)
     try:
         pair.backup.start()
@@ -423,6 +424,23 @@ def test_replica_that_diverged_is_never_continued():
         check(link["state"] in ("BACKOFF", "CONNECTING") and "diverged" in link["last_error"], str(link))
         check(pair.head(pair.backup) == 1 and pair.head(pair.master) == 3, "heads changed")
         check("re-seed the replica" in pair.master.log(), pair.master.log())
+
+        # The re-seed of docs/replication.md: both stopped, the backup's data
+        # dir replaced by a copy of the master's, its own node.meta kept.
+        import shutil
+        check(pair.master.stop() == 0 and pair.backup.stop() == 0, "clean stops")
+        meta = open(os.path.join(pair.backup.data_dir, "node.meta"), "rb").read()
+        shutil.rmtree(pair.backup.data_dir)
+        shutil.copytree(pair.master.data_dir, pair.backup.data_dir)
+        os.unlink(os.path.join(pair.backup.data_dir, "lock"))
+        with open(os.path.join(pair.backup.data_dir, "node.meta"), "wb") as f:
+            f.write(meta)
+        pair.backup.start()
+        pair.master.start()
+        producer = Producer(pair.master.port)
+        producer.log_event(b"after the re-seed")
+        producer.close()
+        check(assert_identical(pair) == 4, "head after the re-seed")
     finally:
         pair.cleanup()
 
