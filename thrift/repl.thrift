@@ -27,6 +27,9 @@ const i32 NO_HELLO = 4
 const i32 STORE_FAILED = 5
 /* A malformed record (an id out of order in the batch, a bad service id). */
 const i32 BAD_BATCH = 6
+/* The stores are laid out differently (group_file_size): the files would
+ * not be byte-identical. */
+const i32 LAYOUT_DIFFERS = 7
 
 /* A COMMON service as the store knows it: the name, its permanent store id
  * (services.map) and the rpcs routed to it.  Master and replica must agree
@@ -71,7 +74,7 @@ service Replication {
    * address producers should use (a BACKUP names it in its refusals) and
    * its COMMON services. */
   HelloReply hello(1: string server_id, 2: i64 epoch, 3: i64 head, 4: list<ReplService> services,
-                   5: string producer_address) throws (1: Refused refused),
+                   5: string producer_address, 6: optional i64 group_file_size) throws (1: Refused refused),
 
   /* Records first_id .. first_id + n - 1, in id order.  Answered with the
    * replica's head once the batch is stored as its own sync_mode promises

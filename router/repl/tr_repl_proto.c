@@ -69,6 +69,8 @@ tr_repl_refused_code_to_string (TrReplRefusedCode code)
     return "replica could not store";
   case TR_REPL_REFUSED_BAD_BATCH:
     return "bad batch";
+  case TR_REPL_REFUSED_LAYOUT_DIFFERS:
+    return "group_file_size differs";
   }
   return "refused";
 }
@@ -96,6 +98,7 @@ tr_repl_build_hello (GByteArray *out, gint32 seqid, const TrReplHello *hello)
     tr_thrift_write_field_stop (out);
   }
   tr_thrift_write_field_string (out, 5, hello->producer_address);
+  tr_thrift_write_field_i64 (out, 6, (gint64) hello->group_file_size);
   tr_thrift_write_field_stop (out);
   message_end (out, start);
 }
@@ -341,6 +344,8 @@ tr_repl_parse_hello (const guint8 *body, gsize len, TrReplHello *out)
       }
     } else if (id == 5 && type == TR_TTYPE_STRING)
       status = read_string (&reader, &out->producer_address);
+    else if (id == 6 && type == TR_TTYPE_I64)
+      status = read_u64 (&reader, &out->group_file_size);
     else
       status = tr_thrift_read_skip (&reader, type);
     if (status != TR_FRAME_OK)

@@ -35,6 +35,7 @@ typedef enum {
   TR_REPL_REFUSED_NO_HELLO = 4,
   TR_REPL_REFUSED_STORE_FAILED = 5,
   TR_REPL_REFUSED_BAD_BATCH = 6,
+  TR_REPL_REFUSED_LAYOUT_DIFFERS = 7,
 } TrReplRefusedCode;
 
 /* A ReplService: a COMMON service as a store knows it. */
@@ -53,6 +54,7 @@ typedef struct {
   guint64 head;
   GPtrArray *services;    /* (transfer full) (element-type TrReplService) */
   char *producer_address; /* (transfer full) */
+  guint64 group_file_size; /* 0: not sent */
 } TrReplHello;
 
 void tr_repl_hello_clear (TrReplHello *hello);

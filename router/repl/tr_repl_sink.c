@@ -57,6 +57,7 @@ struct _TrReplSink {
   guint64 epoch;
   guint64 retained_from; /* the store's rpc low water as last set (follow_retention()); 0 = never */
   guint32 max_frame;
+  guint64 group_file_size;
   GPtrArray *services;   /* (element-type TrReplService) the replica's own COMMON services */
   GHashTable *known_ids; /* store ids of those services (GUINT_TO_POINTER (id + 1)) */
   TrReplSinkMasterFunc on_master;
@@ -210,6 +211,13 @@ serve_hello (SinkConn *conn, const guint8 *body, gsize len, gint32 seqid)
                                                "%" G_GUINT64_FORMAT " (a stale master)", hello.server_id,
                                                hello.epoch, sink->epoch);
     refuse (conn, TR_REPL_METHOD_HELLO, seqid, TR_REPL_REFUSED_STALE_EPOCH, reason);
+  } else if (hello.group_file_size != 0 && hello.group_file_size != sink->group_file_size) {
+    g_autofree char *reason = g_strdup_printf ("group_file_size is %" G_GUINT64_FORMAT " on the master and %"
+                                               G_GUINT64_FORMAT " on this replica: parts and index entries would "
+                                               "differ; give the replica the master's group_file_size (a new data "
+                                               "dir: it is part of the node's identity)", hello.group_file_size,
+                                               sink->group_file_size);
+    refuse (conn, TR_REPL_METHOD_HELLO, seqid, TR_REPL_REFUSED_LAYOUT_DIFFERS, reason);
   } else if ((differ = services_differ (sink, hello.services)) != NULL) {
     refuse (conn, TR_REPL_METHOD_HELLO, seqid, TR_REPL_REFUSED_SERVICES_DIFFER, differ);
   } else {
@@ -577,6 +585,7 @@ tr_repl_sink_new (const TrConfig *config, TrRpcStore *store, guint64 epoch, TrRe
   sink->store = store;
   sink->server_id = g_strdup (config->server_id);
   sink->epoch = epoch;
+  sink->group_file_size = config->group_file_size;
   /* The largest batch the source builds: its byte limit, or one record as
    * large as the biggest message, plus the fields around them. */
   sink->max_frame = MAX (config->max_frame_size, TR_REPL_BATCH_BYTES) + TR_REPL_BATCH_OVERHEAD;

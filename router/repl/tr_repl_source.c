@@ -420,6 +420,7 @@ tr_repl_source_new (const TrConfig *config, TrRpcStore *store, guint64 epoch, co
   source->hello.server_id = g_strdup (config->server_id);
   source->hello.epoch = epoch;
   source->hello.producer_address = g_strdup (producer_address);
+  source->hello.group_file_size = config->group_file_size;
   source->hello.services = g_ptr_array_new_with_free_func (tr_repl_service_free);
   for (guint i = 0; i < config->services->len; i++) {
     const TrServiceConfig *service = g_ptr_array_index (config->services, i);

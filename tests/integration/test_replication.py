@@ -18,8 +18,12 @@ from trtest import (BUILD, SOURCE, Endpoint, Pair, Producer, TApplicationExcepti
                     add_replica_link, admin_json, check, run_tests, wait_until)
 
 _GEN = os.path.join(BUILD, "gen-py")
-if not os.path.isdir(os.path.join(_GEN, "tr_repl")):
-    subprocess.check_call(["thrift", "--gen", "py", "-out", _GEN, os.path.join(SOURCE, "thrift", "repl.thrift")])
+_IDL = os.path.join(SOURCE, "thrift", "repl.thrift")
+# Generated again when the IDL is newer than the code generated from it.
+if (not os.path.isdir(os.path.join(_GEN, "tr_repl"))
+        or os.path.getmtime(_IDL) > os.path.getmtime(os.path.join(_GEN, "tr_repl", "Replication.py"))):
+    os.makedirs(_GEN, exist_ok=True)
+    subprocess.check_call(["thrift", "--gen", "py", "-out", _GEN, _IDL])
 sys.path.insert(0, _GEN)
 
 from thrift.protocol import TBinaryProtocol  # noqa: E402
@@ -158,6 +162,22 @@ def test_backup_killed_repeatedly_during_load():
         pair.cleanup()
 
 
+def test_backup_with_another_group_file_size_is_refused():
+    """The master sends its group_file_size in the hello: a backup laid out
+    otherwise refuses it, nothing is stored, both say why."""
+    pair = Pair(SERVICES, master_keys={"group_file_size": "2M"})
+    try:
+        pair.start()
+        producer = Producer(pair.master.port)
+        producer.log_event(b"x")
+        producer.close()
+        wait_until(lambda: "group_file_size is 2097152 on the master and 1048576 on this replica"
+                   in pair.master.log(), 30, "the master to log the refusal")
+        check("refused hello" in pair.backup.log() and pair.head(pair.backup) == 0, pair.backup.log())
+    finally:
+        pair.cleanup()
+
+
 def test_master_killed_and_restarted_the_backup_continues():
     """kill -9 of the master under load (sync_mode always: the stream only
     carries what the master has synced, so the backup is never ahead of it):
@@ -261,26 +281,31 @@ def test_bad_input_on_the_replication_port():
         producer.close()
 
         client, transport = repl_client(port)
-        code, reason, head = refused_code(lambda: client.append(1, 1, [ReplRecord(1, 1, b"m", [0])], 1))
+        code, reason, head = refused_code(lambda: client.append(1, 1, [ReplRecord(1, 1, b"m", [0])], 1, None))
         check(code == repl_constants.NO_HELLO and head == 0, (code, reason))
-        code, reason, _ = refused_code(lambda: client.hello("stale", 0, 5, demo_services(), "127.0.0.1:1"))
+        code, reason, _ = refused_code(lambda: client.hello("stale", 0, 5, demo_services(), "127.0.0.1:1", None))
         check(code == repl_constants.STALE_EPOCH and "below" in reason, (code, reason))
-        code, reason, _ = refused_code(lambda: client.hello("m", 1, 5, demo_services(("log_event",)), "127.0.0.1:1"))
+        code, reason, _ = refused_code(
+            lambda: client.hello("m", 1, 5, demo_services(("log_event",)), "127.0.0.1:1", None))
         check(code == repl_constants.SERVICES_DIFFER and "service 'demo'" in reason, (code, reason))
-        code, reason, _ = refused_code(lambda: client.hello("m", 1, 5, demo_services(store_id=3), "127.0.0.1:1"))
+        code, reason, _ = refused_code(lambda: client.hello("m", 1, 5, demo_services(), "127.0.0.1:1", 2 << 20))
+        check(code == repl_constants.LAYOUT_DIFFERS and "group_file_size is 2097152 on the master and 1048576"
+              in reason, (code, reason))
+        code, reason, _ = refused_code(
+            lambda: client.hello("m", 1, 5, demo_services(store_id=3), "127.0.0.1:1", None))
         check(code == repl_constants.SERVICES_DIFFER and "store id" in reason, (code, reason))
         code, reason, _ = refused_code(lambda: client.hello("m", 1, 5, demo_services() + [
-            ReplService(name="extra", store_id=1, rpcs=["x"])], "127.0.0.1:1"))
+            ReplService(name="extra", store_id=1, rpcs=["x"])], "127.0.0.1:1", None))
         check(code == repl_constants.SERVICES_DIFFER and "'extra'" in reason, (code, reason))
 
-        answer = client.hello("m", 1, 5, demo_services(), "127.0.0.1:1")
+        answer = client.hello("m", 1, 5, demo_services(), "127.0.0.1:1", None)
         check(answer.head == 0 and answer.server_id == "it-backup", str(answer))
-        code, reason, head = refused_code(lambda: client.append(1, 3, [ReplRecord(3, 1, b"m", [0])], 5))
+        code, reason, head = refused_code(lambda: client.append(1, 3, [ReplRecord(3, 1, b"m", [0])], 5, None))
         check(code == repl_constants.NOT_CONTINUOUS and head == 0 and "takes 1 next" in reason, (code, reason))
         code, reason, head = refused_code(lambda: client.append(1, 1, [ReplRecord(1, 1, b"m", [0]),
-                                                                      ReplRecord(3, 1, b"m", [0])], 5))
+                                                                      ReplRecord(3, 1, b"m", [0])], 5, None))
         check(code == repl_constants.BAD_BATCH and head == 0, (code, reason))
-        code, reason, head = refused_code(lambda: client.append(1, 1, [ReplRecord(1, 1, b"m", [9])], 5))
+        code, reason, head = refused_code(lambda: client.append(1, 1, [ReplRecord(1, 1, b"m", [9])], 5, None))
         check(code == repl_constants.BAD_BATCH and "service id 9" in reason, (code, reason))
         check(pair.head(backup) == 0, "a refused batch was stored")
         log = backup.log()
@@ -288,7 +313,7 @@ def test_bad_input_on_the_replication_port():
 
         # The good one: stored, answered with the new head.
         message = bytes.fromhex("80010001000000096c6f675f6576656e7400000001") + b"\x00"
-        check(client.append(1, 1, [ReplRecord(1, 1700000000000000, message, [0])], 1) == 1, "good batch")
+        check(client.append(1, 1, [ReplRecord(1, 1700000000000000, message, [0])], 1, None) == 1, "good batch")
         check(pair.head(backup) == 1, "the good batch was not stored")
         transport.close()
     finally:
@@ -407,9 +432,9 @@ def test_replica_that_diverged_is_never_continued():
     try:
         pair.backup.start()
         client, transport = repl_client(pair.repl_port)
-        client.hello("someone-else", 1, 1, demo_services(), "127.0.0.1:1")
+        client.hello("someone-else", 1, 1, demo_services(), "127.0.0.1:1", None)
         message = bytes.fromhex("80010001000000096c6f675f6576656e7400000001") + b"\x00"
-        check(client.append(1, 1, [ReplRecord(1, 1, message, [0])], 1) == 1, "seeding the replica")
+        check(client.append(1, 1, [ReplRecord(1, 1, message, [0])], 1, None) == 1, "seeding the replica")
         transport.close()
         pair.master.start()
         wait_until(lambda: "has head 1, beyond this master's 0" in pair.master.log(), 30,
@@ -481,7 +506,7 @@ def test_pair_under_valgrind():
         s.recv(100)
         s.close()
         client, transport = repl_client(pair.repl_port)
-        refused_code(lambda: client.hello("m", 1, 5, demo_services(("x",)), "127.0.0.1:1"))
+        refused_code(lambda: client.hello("m", 1, 5, demo_services(("x",)), "127.0.0.1:1", None))
         transport.close()
         check(pair.master.stop(timeout=120) == 0 and pair.backup.stop(timeout=120) == 0, "clean exits")
         for name, path in logs.items():
@@ -507,6 +532,7 @@ if __name__ == "__main__":
         test_backup_started_long_after_the_master_catches_up,
         test_stop_send_link_is_not_streamed,
         test_replica_that_diverged_is_never_continued,
+        test_backup_with_another_group_file_size_is_refused,
         test_master_killed_and_restarted_the_backup_continues,
         test_reload_keeps_links_and_refuses_changing_them,
         test_pair_under_valgrind,

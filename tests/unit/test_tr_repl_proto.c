@@ -53,6 +53,7 @@ Test (tr_repl_proto, hello_round_trip)
   hello.epoch = 3;
   hello.head = 1234567890123ull;
   hello.producer_address = g_strdup ("127.0.0.1:9090");
+  hello.group_file_size = 1 << 20;
   hello.services = g_ptr_array_new_with_free_func (tr_repl_service_free);
   service->name = g_strdup ("books");
   service->store_id = 7;
@@ -67,6 +68,7 @@ Test (tr_repl_proto, hello_round_trip)
   cr_assert_eq (back.epoch, 3);
   cr_assert_eq (back.head, 1234567890123ull);
   cr_assert_str_eq (back.producer_address, "127.0.0.1:9090");
+  cr_assert_eq (back.group_file_size, 1 << 20);
   cr_assert_eq (back.services->len, 1);
   service = g_ptr_array_index (back.services, 0);
   cr_assert_str_eq (service->name, "books");
