@@ -96,7 +96,9 @@ TrFrameStatus tr_repl_parse_result (const guint8 *body, gsize len, gboolean hell
 /* ---- the replica's side ---- */
 
 /* tr_repl_parse_hello:
- * Decodes hello's args struct @body[0..@len) into @out (cleared first).
+ * Decodes hello's args struct @body[0..@len) into @out, which is
+ * overwritten (clear a hello it held first); clear it afterwards, also
+ * after an error.
  * Returns: TR_FRAME_OK, a parse error, or TR_FRAME_BAD_DATA when a field is
  * missing or has the wrong type. */
 TrFrameStatus tr_repl_parse_hello (const guint8 *body, gsize len, TrReplHello *out);

@@ -126,7 +126,10 @@ on_hello_answered (Link *link, guint64 replica_head, guint64 replica_epoch, char
   g_autoptr (GError) error = NULL;
 
   g_free (link->replica_id);
-  link->replica_id = replica_id;
+  /* Named in every line below; a replica always sends it, but a peer that
+   * leaves it out must not print a null. */
+  link->replica_id = replica_id != NULL ? replica_id : g_strdup ("?");
+  replica_id = link->replica_id;
   if (replica_head > head) {
     /* The replica holds ids this master never stored (REPLICATION.md rule
      * 7): streaming on would give those ids to other RPCs there. */

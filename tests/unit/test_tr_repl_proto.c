@@ -76,6 +76,7 @@ Test (tr_repl_proto, hello_round_trip)
   cr_assert_eq (service->rpcs->len, 2);
   cr_assert_str_eq (g_ptr_array_index (service->rpcs, 1), "fire");
   /* A hello without its epoch is not one. */
+  tr_repl_hello_clear (&back);
   cr_assert_eq (tr_repl_parse_hello ((const guint8 *) "\x00", 1, &back), TR_FRAME_BAD_DATA);
   tr_repl_hello_clear (&hello);
   tr_repl_hello_clear (&back);
