@@ -11,8 +11,11 @@
 #include "tr_node.h"
 #include "tr_notify.h"
 #include "tr_push.h"
+#include "tr_repl_sink.h"
+#include "tr_repl_source.h"
 #include "tr_rpcstore.h"
 
+#include <string.h>
 #include <sys/resource.h>
 
 #define TR_SHUTDOWN_DRAIN_MS 10000
@@ -28,6 +31,8 @@ struct _TrDaemon {
   TrNotify *notify;   /* the service manager (systemd), when there is one */
   char *status;       /* the one-line state the service manager shows */
   TrMetrics *metrics; /* (nullable) metrics_listen not set */
+  TrReplSource *repl_source; /* (nullable) a MASTER with replicas */
+  TrReplSink *repl_sink;     /* (nullable) a BACKUP */
   GMainLoop *loop;
   gboolean stop_requested;
 };
@@ -117,8 +122,65 @@ start_metrics (TrDaemon *daemon, GError **error)
   return daemon->metrics != NULL;
 }
 
+static char *
+format_address (const char *host, guint16 port)
+{
+  return strchr (host, ':') != NULL ? g_strdup_printf ("[%s]:%u", host, port) : g_strdup_printf ("%s:%u", host, port);
+}
+
+static gboolean
+start_admin (TrDaemon *daemon, GError **error)
+{
+  daemon->admin = tr_admin_new (daemon->config, daemon->store, daemon->push, daemon->ingress,
+                                g_main_context_default (), error);
+  if (daemon->admin == NULL)
+    return FALSE;
+  tr_admin_set_node_state (daemon->admin, tr_node_get_epoch (daemon->node), tr_node_is_fenced (daemon->node));
+  return TRUE;
+}
+
+static void
+link_stats_clear (gpointer data)
+{
+  TrPushEndpointStats *stats = data;
+
+  g_free (stats->service);
+  g_free (stats->endpoint);
+  g_free (stats->last_error);
+}
+
+/* tr-admin endpoints: the replication links as endpoints of their BACKUP
+ * service, with global rpc ids for seqids (TrAdminLinksFunc, admin thread). */
+static GArray *
+replica_links (gpointer user_data)
+{
+  TrDaemon *daemon = user_data;
+  g_autoptr (GPtrArray) links = tr_repl_source_get_links (daemon->repl_source);
+  GArray *out = g_array_sized_new (FALSE, TRUE, sizeof (TrPushEndpointStats), links->len);
+
+  g_array_set_clear_func (out, link_stats_clear);
+  for (guint i = 0; i < links->len; i++) {
+    TrReplLinkInfo *link = g_ptr_array_index (links, i);
+    TrPushEndpointStats stats = { 0 };
+    stats.service = g_steal_pointer (&link->service);
+    stats.endpoint = g_steal_pointer (&link->endpoint);
+    stats.state = link->state == TR_REPL_LINK_STOPPED     ? TR_PUSH_STOPPED
+                  : link->state == TR_REPL_LINK_STREAMING ? TR_PUSH_SENDING
+                  : link->state == TR_REPL_LINK_BACKOFF   ? TR_PUSH_BACKOFF
+                                                          : TR_PUSH_CONNECTING;
+    stats.acked = link->acked;
+    stats.head = link->head;
+    stats.retries = link->retries;
+    stats.last_error = g_steal_pointer (&link->last_error);
+    stats.delivered = link->sent;
+    g_array_append_val (out, stats);
+  }
+  return out;
+}
+
 /* The parts of a node that takes writes: push (with the store's notify),
- * ingress and the admin service. */
+ * ingress, the replication source when the configuration names replicas,
+ * and the admin service. */
 static gboolean
 start_writer (TrDaemon *daemon, GError **error)
 {
@@ -129,12 +191,54 @@ start_writer (TrDaemon *daemon, GError **error)
   daemon->ingress = tr_ingress_new (daemon->store, daemon->config, error);
   if (daemon->ingress == NULL)
     return FALSE;
-  daemon->admin = tr_admin_new (daemon->config, daemon->store, daemon->push, daemon->ingress,
-                                g_main_context_default (), error);
-  if (daemon->admin == NULL)
+  if (daemon->config->replicas->len > 0) {
+    g_autofree char *address = format_address (daemon->config->listen_host, tr_ingress_get_port (daemon->ingress));
+    daemon->repl_source = tr_repl_source_new (daemon->config, daemon->store, tr_node_get_epoch (daemon->node),
+                                              address);
+    tr_rpcstore_add_subscriber (daemon->store, tr_repl_source_on_store_event, daemon->repl_source);
+  }
+  if (!start_admin (daemon, error))
     return FALSE;
-  tr_admin_set_node_state (daemon->admin, tr_node_get_epoch (daemon->node), tr_node_is_fenced (daemon->node));
-  return start_metrics (daemon, error);
+  if (daemon->repl_source != NULL)
+    tr_admin_set_replica_links (daemon->admin, replica_links, daemon);
+  return TRUE;
+}
+
+/* A BACKUP's sink learnt (again) who its master is: producers that call
+ * this node are told where to write. */
+static void
+on_master (const char *server_id, const char *producer_address, gpointer user_data)
+{
+  TrDaemon *daemon = user_data;
+  g_autofree char *reason = g_strdup_printf ("thriftrouter node '%s' is a BACKUP and takes no producer writes "
+                                             "(nothing stored); send them to the master '%s' at %s",
+                                             daemon->config->server_id, server_id, producer_address);
+
+  tr_ingress_refuse_writes (daemon->ingress, reason);
+}
+
+/* A BACKUP: the sink applies its master's stream; ingress keeps the listen
+ * port but refuses every write (naming the master once it said hello);
+ * nothing is pushed (the COMMON endpoints are held until promotion). */
+static gboolean
+start_backup (TrDaemon *daemon, GError **error)
+{
+  g_autofree char *reason = g_strdup_printf ("thriftrouter node '%s' is a BACKUP and takes no producer writes "
+                                             "(nothing stored); send them to its master (it has not connected "
+                                             "since this node started)", daemon->config->server_id);
+
+  daemon->ingress = tr_ingress_new (daemon->store, daemon->config, error);
+  if (daemon->ingress == NULL)
+    return FALSE;
+  tr_ingress_refuse_writes (daemon->ingress, reason);
+  daemon->repl_sink = tr_repl_sink_new (daemon->config, daemon->store, tr_node_get_epoch (daemon->node), on_master,
+                                        daemon, error);
+  if (daemon->repl_sink == NULL)
+    return FALSE;
+  g_message ("BACKUP node: producer writes are refused, and nothing is pushed to the endpoints of its %u COMMON "
+             "service%s while the master lives (held until promotion)", daemon->config->services->len,
+             daemon->config->services->len == 1 ? "" : "s");
+  return start_admin (daemon, error);
 }
 
 static gboolean
@@ -146,12 +250,13 @@ start_role (TrDaemon *daemon, GError **error)
   case TR_SERVER_MASTER:
     return start_writer (daemon, error);
   case TR_SERVER_BACKUP:
+    return start_backup (daemon, error);
   case TR_SERVER_REPLY:
-    /* Replication does not exist yet: such a node has always run as a
-     * writer, and keeps doing so until the replica parts exist. */
-    g_warning ("server_type = %s: replication is not implemented yet; this node takes producer writes "
-               "like a MASTER", tr_node_role_to_string (role));
-    return start_writer (daemon, error);
+    /* The configuration refuses REPLY; a data dir that says so cannot be
+     * served by this version. */
+    g_set_error (error, TR_CONFIG_ERROR, TR_CONFIG_ERROR_INVALID,
+                 "%s: role REPLY is not supported by this version", tr_node_get_path (daemon->node));
+    return FALSE;
   }
   g_assert_not_reached ();
   return FALSE;
@@ -179,7 +284,7 @@ tr_daemon_new (TrConfig *config, GError **error)
   raise_fd_limit (config);
   identity = tr_node_identity_from_config (config);
   daemon->node = tr_node_open (tr_io_posix (), config->data_dir, &identity, error);
-  if (daemon->node == NULL || !open_store (daemon, error) || !start_role (daemon, error))
+  if (daemon->node == NULL || !open_store (daemon, error) || !start_role (daemon, error) || !start_metrics (daemon, error))
     return NULL;
   return g_steal_pointer (&daemon);
 }
@@ -192,10 +297,10 @@ tr_daemon_run (TrDaemon *daemon)
   g_return_if_fail (daemon != NULL);
 
   config = daemon->config;
-  g_message ("thriftrouter %s: %s node '%s' accepting producers on %s:%u, data in %s, %u services, rpc %"
+  g_message ("thriftrouter %s: %s node '%s' %s producers on %s:%u, data in %s, %u services, rpc %"
              G_GUINT64_FORMAT " is the head",
              TR_VERSION, tr_node_role_to_string (tr_node_get_role (daemon->node)), config->server_id,
-             config->listen_host, tr_ingress_get_port (daemon->ingress), config->data_dir, config->services->len,
+             daemon->repl_sink != NULL ? "refusing" : "accepting", config->listen_host, tr_ingress_get_port (daemon->ingress), config->data_dir, config->services->len,
              tr_rpcstore_head (daemon->store));
   /* Both ports accept from here on (tr_daemon_new returned): READY=1 lets
    * units ordered After=thriftrouter.service start. */
@@ -262,10 +367,15 @@ tr_daemon_free (TrDaemon *daemon)
   /* First: a scrape reads push, ingress and the store. */
   g_clear_pointer (&daemon->metrics, tr_metrics_free);
   g_clear_pointer (&daemon->admin, tr_admin_free);
+  /* No more batches from a master: what it sent and was answered is stored. */
+  g_clear_pointer (&daemon->repl_sink, tr_repl_sink_free);
   if (daemon->ingress != NULL && started)
     drain_in_flight (daemon->ingress);
-  if (daemon->store != NULL)
+  if (daemon->store != NULL && daemon->push != NULL)
     tr_rpcstore_remove_subscriber (daemon->store, tr_push_on_store_event, daemon->push);
+  if (daemon->store != NULL && daemon->repl_source != NULL)
+    tr_rpcstore_remove_subscriber (daemon->store, tr_repl_source_on_store_event, daemon->repl_source);
+  g_clear_pointer (&daemon->repl_source, tr_repl_source_free);
   g_clear_pointer (&daemon->push, tr_push_free);
   g_clear_pointer (&daemon->store, tr_rpcstore_close);
   g_clear_pointer (&daemon->ingress, tr_ingress_free);

@@ -3,13 +3,16 @@
  * tr_daemon_new() builds a node from its configuration: it locks the data
  * directory (tr_lockfile.h, before anything reads or repairs it), opens the
  * node state (tr_node.h), the store (runs recovery), and then the parts the
- * node's role needs.  A role is data here, not branches elsewhere: today
- * every role gets the parts of a MASTER (writer: the store; push, which
- * loads every endpoint's send state; ingress, listening for producers; the
- * admin service), because replication does not exist yet.
+ * node's role needs.  A role is data here, not branches elsewhere:
+ *  - MASTER: push (loads every endpoint's send state), ingress (takes
+ *    producer writes), the replication source when a service has
+ *    service_type = BACKUP (tr_repl_source.h), the admin service;
+ *  - BACKUP: ingress refusing every write (naming the master), the
+ *    replication sink on replication_listen (tr_repl_sink.h), the admin
+ *    service; no push (the COMMON endpoints are held until promotion).
  *
  * Shutdown (tr_daemon_stop(), then tr_daemon_free()) is the reverse: stop
- * accepting, stop the admin service, let the commits in flight finish and
+ * accepting, stop the admin service and the replication sink, let the commits in flight finish and
  * be answered, stop push (which records every endpoint's acknowledged
  * seqid), close the store (final sync and checkpoint), release the lock.
  *

@@ -797,11 +797,23 @@ tr_rpcstore_set_low_water (TrRpcStore *store, guint32 service_id, guint64 seqid)
 }
 
 void
+tr_rpcstore_set_rpc_low_water (TrRpcStore *store, guint64 rpc_id)
+{
+  g_return_if_fail (store != NULL);
+  g_mutex_lock (&store->head_lock);
+  if (store->rpc_low_water != rpc_id)
+    store->low_water_moved = TRUE;
+  store->rpc_low_water = rpc_id;
+  g_mutex_unlock (&store->head_lock);
+}
+
+void
 tr_rpcstore_get_stats (TrRpcStore *store, TrRpcStoreStats *stats_out)
 {
   g_mutex_lock (&store->head_lock);
   stats_out->head_rpc_id = store->head_rpc_id;
   stats_out->first_rpc_id = store->first_rpc_id;
+  stats_out->retained_from_rpc_id = store->retained_from;
   stats_out->batches = store->batches;
   stats_out->commit_errors = store->commit_errors;
   g_mutex_unlock (&store->head_lock);

@@ -334,6 +334,13 @@ gboolean tr_rpcstore_backlog_cut (TrRpcStore *store, guint32 service_id, guint64
 /* "max_backlog_bytes", "max_backlog_age" or "none" for @excess. */
 const char *tr_backlog_excess_to_string (TrBacklogExcess excess);
 
+/* tr_rpcstore_set_rpc_low_water:
+ * Tells retention that global rpc ids from @rpc_id on are still needed,
+ * whatever the services' low-water marks say: a replication source keeps
+ * the records its replicas have not acknowledged (the minimum over them of
+ * acknowledged id + 1).  0 (the default) holds nothing back.  Any thread. */
+void tr_rpcstore_set_rpc_low_water (TrRpcStore *store, guint64 rpc_id);
+
 /* Appends a dead letter (@seqid of @service_id whose RPC could not be
  * delivered) durably.  Thread-safe. */
 gboolean tr_rpcstore_add_dead_letter (TrRpcStore *store, guint32 service_id, guint64 seqid,
@@ -397,6 +404,11 @@ typedef struct {
   guint64 data_bytes;
   guint data_parts;
   guint64 first_rpc_id; /* oldest rpc id still on disk */
+  /* Retention needs nothing below this id any more (the low water of its
+   * last run; the parts before it may be gone, or kept while they also
+   * hold later ids): what a replica that pushes nothing may let go of
+   * too.  first_rpc_id after opening. */
+  guint64 retained_from_rpc_id;
   guint64 batches;      /* group commits done */
   guint64 commit_errors;
   TrHistogramSnapshot commit_latency; /* us per RPC, since open (TR_RPCSTORE_LATENCY_BUCKETS) */

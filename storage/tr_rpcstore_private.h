@@ -112,6 +112,8 @@ struct _TrRpcStore {
   guint64 *pub_list_heads;    /* protected by ->head_lock */
   guint64 *low_water;         /* protected by ->head_lock; 0 = not set */
   gboolean low_water_moved;   /* protected by ->head_lock */
+  guint64 rpc_low_water;      /* protected by ->head_lock; 0 = no replica holds retention */
+  guint64 retained_from;      /* protected by ->head_lock; retention's last low water (stats) */
   guint64 *list_first;        /* protected by ->head_lock */
   guint64 first_rpc_id;       /* protected by ->head_lock */
   guint64 batches;            /* protected by ->head_lock */
@@ -128,6 +130,9 @@ struct _TrRpcStore {
   guint64 min_free_bytes;
   guint min_free_percent;
   gint64 space_checked_us;  /* monotonic time of the last measurement; 0 = measure at the next batch */
+  guint64 space_avail;      /* free bytes at the last measurement, */
+  guint64 space_limit;      /* the limit then, */
+  guint64 space_data_end;   /* and ->data_end then: what was appended since counts as used */
   GError *space_refusal;    /* set while the free space is below the limit */
   char *space_error;        /* why the last measurement failed (logged once), NULL if it worked */
 

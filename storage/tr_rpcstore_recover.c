@@ -312,6 +312,7 @@ recover_files (TrRpcStore *store, GError **error)
   g_mutex_lock (&store->head_lock);
   store->head_rpc_id = store->next_rpc_id - 1;
   store->first_rpc_id = tr_groupfile_first_offset (store->index) / TR_RPCRECORD_ENTRY_SIZE + 1;
+  store->retained_from = store->first_rpc_id;
   memcpy (store->pub_list_heads, store->list_heads, store->n_ids * sizeof (guint64));
   for (guint id = 0; id < store->n_ids; id++) {
     TrGroupFile *list = g_ptr_array_index (store->lists, id);

@@ -21,6 +21,11 @@ min_needed_rpc (TrRpcStore *store)
 {
   guint64 min_rpc = store->next_rpc_id;
 
+  g_mutex_lock (&store->head_lock);
+  if (store->rpc_low_water != 0)
+    min_rpc = MIN (min_rpc, store->rpc_low_water);
+  g_mutex_unlock (&store->head_lock);
+
   for (guint id = 0; id < store->n_ids; id++) {
     guint64 low, head, rpc;
     g_autoptr (GError) error = NULL;
@@ -125,6 +130,11 @@ run_retention (TrRpcStore *store)
     report_retention (store, NULL);
     return TRUE;
   }
+  /* Needed by nobody from here on, whether or not the parts can go now
+   * (published before any file is deleted). */
+  g_mutex_lock (&store->head_lock);
+  store->retained_from = MAX (store->retained_from, min_rpc);
+  g_mutex_unlock (&store->head_lock);
   if (min_rpc == store->ckpt_rpc_id + 1)
     drop_offset = store->ckpt_data_end; /* everything checkpointed is consumed */
   else if (tr_rpcstore__read_index (store, min_rpc, &index, &error))

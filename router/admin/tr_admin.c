@@ -396,6 +396,7 @@ admin_free_unstarted (TrAdmin *admin)
   g_main_context_unref (admin->context);
   tr_net_log_limit_free (admin->log_limit);
   tr_config_free (admin->config);
+  g_free (admin->links);
   if (admin->token != NULL)
     memset (admin->token, 0, admin->token_len);
   g_free (admin->token);
@@ -408,7 +409,7 @@ tr_admin_new (const TrConfig *config, TrRpcStore *store, TrPush *push, TrIngress
 {
   TrAdmin *admin;
 
-  g_return_val_if_fail (config != NULL && store != NULL && push != NULL, NULL);
+  g_return_val_if_fail (config != NULL && store != NULL, NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
 
   admin = g_new0 (TrAdmin, 1);
@@ -479,6 +480,19 @@ tr_admin_free (TrAdmin *admin)
     ;
   g_hash_table_remove_all (admin->conns);
   admin_free_unstarted (admin);
+}
+
+void
+tr_admin_set_replica_links (TrAdmin *admin, TrAdminLinksFunc func, gpointer user_data)
+{
+  struct TrAdminLinks *links = g_new0 (struct TrAdminLinks, 1);
+
+  g_return_if_fail (admin != NULL && func != NULL);
+  links->func = func;
+  links->user_data = user_data;
+  /* The admin thread already serves calls: publish the pair in one step. */
+  if (!g_atomic_pointer_compare_and_exchange (&admin->links, NULL, links))
+    g_free (links);
 }
 
 void

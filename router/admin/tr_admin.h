@@ -52,7 +52,9 @@ typedef enum {
 /* tr_admin_new:
  * @config: (transfer none): copied, read during the call only
  * @store, @push, @ingress: (transfer none): outlive the TrAdmin
- * (free it first).  @ingress may be NULL (counters then read 0).
+ * (free it first).  @ingress may be NULL (counters then read 0).  @push
+ * is NULL on a BACKUP (nothing is pushed until promotion): endpoints lists
+ * none, stop-send / skip / rewind and reload are refused.
  * @ingress_context: (transfer none) (nullable): the context @ingress runs on.
  *
  * Reads the token file, binds config->admin_host:admin_port and starts the
@@ -87,6 +89,20 @@ void tr_admin_reload_async (TrAdmin *admin, TrAdminReloadDone done, gpointer use
 /* The node's epoch and whether it is fenced (node metadata, tr_node.h),
  * reported by status.  Call before tr_admin_start(). */
 void tr_admin_set_node_state (TrAdmin *admin, guint64 epoch, gboolean fenced);
+
+/* A source of replication links (the master's BACKUP services): returns
+ * (transfer full) (element-type TrPushEndpointStats) one entry per link,
+ * whose ->service is a service_type = BACKUP service and whose ->acked and
+ * ->head are global rpc ids (the replica's acknowledged head, the
+ * master's); free with g_array_unref() (the strings are freed with it).
+ * Called on the admin thread. */
+typedef GArray *(*TrAdminLinksFunc) (gpointer user_data);
+
+/* tr_admin_set_replica_links:
+ * `tr-admin endpoints` lists what @func returns after the COMMON
+ * endpoints (lag in RPCs and bytes of the global store).  Once, from the
+ * thread that created @admin; @user_data outlives @admin. */
+void tr_admin_set_replica_links (TrAdmin *admin, TrAdminLinksFunc func, gpointer user_data);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (TrAdmin, tr_admin_free)
 

@@ -225,23 +225,67 @@ call_services (TrAdmin *admin, const Args *args, GByteArray *result, Refusal *re
   return TRUE;
 }
 
+/* The refusal of a call that steers push on a BACKUP, which has none. */
+static gboolean
+refuse_held (Refusal *refusal)
+{
+  return tr_admin__refuse (refusal, TR_ADMIN_CODE_FAILED,
+                           "this node is a BACKUP: it pushes nothing while its master lives (endpoints are held "
+                           "until promotion), so there is no send state to change");
+}
+
+/* A replication link's lag in bytes: the global store from the replica's
+ * acknowledged id + 1 to the master's head; -1 if unreadable. */
+static gint64
+link_lag_bytes (TrAdmin *admin, const TrPushEndpointStats *e)
+{
+  guint64 first_offset, head_offset;
+  guint32 first_len, head_len;
+
+  if (e->acked >= e->head)
+    return 0;
+  if (!tr_rpcstore_locate (admin->store, e->acked + 1, &first_offset, &first_len, NULL)
+      || !tr_rpcstore_locate (admin->store, e->head, &head_offset, &head_len, NULL)
+      || head_offset + head_len < first_offset)
+    return -1;
+  return (gint64) (head_offset + head_len - first_offset);
+}
+
+static gboolean
+is_replica_service (const TrAdmin *admin, const char *name)
+{
+  for (guint i = 0; i < admin->config->replicas->len; i++)
+    if (strcmp (((const TrServiceConfig *) g_ptr_array_index (admin->config->replicas, i))->name, name) == 0)
+      return TRUE;
+  return FALSE;
+}
+
 static gboolean
 call_endpoints (TrAdmin *admin, const Args *args, GByteArray *result, Refusal *refusal)
 {
   g_autofree char *service = arg_dup (args, 2);
   g_autoptr (GArray) stats = NULL;
+  g_autoptr (GArray) links = NULL;
+  struct TrAdminLinks *source = g_atomic_pointer_get (&admin->links);
   guint count = 0;
 
-  if (service[0] != '\0' && find_service (admin, service, refusal) == NULL)
+  if (service[0] != '\0' && !is_replica_service (admin, service) && find_service (admin, service, refusal) == NULL)
     return FALSE;
-  stats = tr_push_get_stats (admin->push);
-  for (guint i = 0; i < stats->len; i++)
-    if (service[0] == '\0' || strcmp (g_array_index (stats, TrPushEndpointStats, i).service, service) == 0)
+  /* A BACKUP has no push: its endpoints are held until promotion. */
+  stats = admin->push != NULL ? tr_push_get_stats (admin->push) : g_array_new (FALSE, TRUE, sizeof (TrPushEndpointStats));
+  links = source != NULL ? source->func (source->user_data) : g_array_new (FALSE, TRUE, sizeof (TrPushEndpointStats));
+  for (guint i = 0; i < stats->len + links->len; i++) {
+    const TrPushEndpointStats *e = i < stats->len ? &g_array_index (stats, TrPushEndpointStats, i)
+                                                  : &g_array_index (links, TrPushEndpointStats, i - stats->len);
+    if (service[0] == '\0' || strcmp (e->service, service) == 0)
       count++;
+  }
   tr_thrift_write_field_begin (result, TR_TTYPE_LIST, 0);
   tr_thrift_write_list_begin (result, TR_TTYPE_STRUCT, count);
-  for (guint i = 0; i < stats->len; i++) {
-    const TrPushEndpointStats *e = &g_array_index (stats, TrPushEndpointStats, i);
+  for (guint i = 0; i < stats->len + links->len; i++) {
+    gboolean link = i >= stats->len;
+    const TrPushEndpointStats *e = !link ? &g_array_index (stats, TrPushEndpointStats, i)
+                                         : &g_array_index (links, TrPushEndpointStats, i - stats->len);
     if (service[0] != '\0' && strcmp (e->service, service) != 0)
       continue;
     tr_thrift_write_field_string (result, 1, e->service);
@@ -255,7 +299,7 @@ call_endpoints (TrAdmin *admin, const Args *args, GByteArray *result, Refusal *r
     tr_thrift_write_field_bool (result, 9, e->state == TR_PUSH_STOPPED);
     tr_thrift_write_field_i64 (result, 10, (gint64) e->delivered);
     tr_thrift_write_field_double (result, 11, e->rpcs_out_per_sec);
-    tr_thrift_write_field_i64 (result, 12, tr_push_endpoint_lag_bytes (admin->store, e));
+    tr_thrift_write_field_i64 (result, 12, link ? link_lag_bytes (admin, e) : tr_push_endpoint_lag_bytes (admin->store, e));
     tr_thrift_write_field_i64 (result, 20, (gint64) e->expired);
     tr_thrift_write_field_i64 (result, 21, (gint64) e->blocked_seqid);
     tr_thrift_write_field_i64 (result, 22, (gint64) e->blocked_rpc_id);
@@ -303,6 +347,8 @@ call_set_stop_send (TrAdmin *admin, const Args *args, GByteArray *result, Refusa
   (void) result;
   if ((endpoint_config = find_endpoint (admin, service_name, endpoint, refusal)) == NULL)
     return FALSE;
+  if (admin->push == NULL)
+    return refuse_held (refusal);
   service = tr_config_lookup_service (admin->config, service_name);
   /* File first: if it cannot be written, nothing changed at all. */
   if (!persist_stop_send (service, endpoint, stop, &error))
@@ -332,6 +378,8 @@ call_move (TrAdmin *admin, const Args *args, Refusal *refusal, gboolean forward,
 
   if (find_endpoint (admin, service, endpoint, refusal) == NULL)
     return FALSE;
+  if (admin->push == NULL)
+    return refuse_held (refusal);
   if (by < 0 || (by > 0 && to_seqid != 0))
     return tr_admin__refuse (refusal, TR_ADMIN_CODE_OUT_OF_RANGE, "skip by %" G_GINT64_FORMAT " (with to_seqid %"
                              G_GINT64_FORMAT "): give either a seqid or a count >= 1", by, to_seqid);
@@ -726,8 +774,15 @@ static gboolean
 reload (TrAdmin *admin, GPtrArray **changes_out, GError **error)
 {
   TrReloadTargets targets = { admin->store, admin->push, admin->ingress, admin->ingress_context };
-  TrConfig *config = tr_reload_run (admin->config, &targets, changes_out, error);
+  TrConfig *config;
 
+  if (admin->push == NULL) {
+    g_set_error (error, TR_CONFIG_ERROR, TR_CONFIG_ERROR_RESTART,
+                 "this node is a BACKUP: a reload is not supported on it yet (docs/replication.md); restart it to "
+                 "apply a configuration");
+    return FALSE;
+  }
+  config = tr_reload_run (admin->config, &targets, changes_out, error);
   if (config == NULL)
     return FALSE;
   tr_config_free (admin->config);

@@ -50,6 +50,14 @@ struct _TrAdmin {
   GSource *rate_source;
   RateSample samples[ADMIN_RATE_SAMPLES]; /* ring; admin thread only */
   guint next_sample;
+  /* (nullable) tr_admin_set_replica_links(): set once, atomically, read by
+   * the admin thread */
+  struct TrAdminLinks *links;
+};
+
+struct TrAdminLinks {
+  TrAdminLinksFunc func;
+  gpointer user_data;
 };
 
 /* The decoded args struct of any admin call. */

@@ -34,7 +34,7 @@ static const char *const router_keys[] = {
   "server_id", "server_type", "listen", "admin_listen", "data_dir", "sync_mode",
   "sync_interval_ms", "rpc_cache_size", "group_file_size", "max_frame_size",
   "state_flush_ms", "max_connections", "services", "admin_token_file", "admin_allow_insecure", "min_free_space",
-  "metrics_listen",
+  "metrics_listen", "replication_listen",
   NULL,
 };
 static const char *const service_keys[] = {
@@ -625,9 +625,16 @@ read_service_group (const Reader *r, TrServiceConfig *s)
     return FALSE;
   s->service_type = (TrServiceType) type;
   s->on_failure = (TrOnFailure) on_failure;
-  if (s->service_type != TR_SERVICE_COMMON)
-    return fail (r, TR_CONFIG_ERROR_INVALID, g, "service_type", "%s is not supported yet (only COMMON)",
+  if (s->service_type == TR_SERVICE_REPLY)
+    return fail (r, TR_CONFIG_ERROR_INVALID, g, "service_type", "%s is not supported yet (COMMON or BACKUP)",
                  service_type_names[type]);
+  /* A replication link carries every committed RPC (docs/replication.md):
+   * a list of rpcs would suggest a filter that does not exist. */
+  if (s->service_type == TR_SERVICE_BACKUP && g_key_file_has_key (r->keyfile, g, "rpcs", NULL))
+    return fail (r, TR_CONFIG_ERROR_INVALID, g, "rpcs",
+                 "a BACKUP service takes every committed rpc and has no rpcs key; remove it");
+  if (s->service_type == TR_SERVICE_BACKUP)
+    return TRUE;
   if (s->rpcs->len == 0)
     return fail (r, TR_CONFIG_ERROR_INVALID, g, "rpcs", "missing or empty (a service needs at least one rpc)");
   if (s->retry_backoff_max_ms < s->retry_backoff_ms)
@@ -699,7 +706,9 @@ tr_config_free (TrConfig *config)
   g_free (config->metrics_host);
   g_free (config->admin_token_file);
   g_free (config->data_dir);
+  g_free (config->replication_host);
   g_clear_pointer (&config->services, g_ptr_array_unref);
+  g_clear_pointer (&config->replicas, g_ptr_array_unref);
   g_free (config);
 }
 
@@ -805,15 +814,32 @@ read_router_values (const Reader *r, TrConfig *c)
   if (g_key_file_has_key (r->keyfile, g, "metrics_listen", NULL)
       && !get_hostport (r, g, "metrics_listen", NULL, &c->metrics_host, &c->metrics_port))
     return FALSE;
+  if (g_key_file_has_key (r->keyfile, g, "replication_listen", NULL)
+      && !get_hostport (r, g, "replication_listen", NULL, &c->replication_host, &c->replication_port))
+    return FALSE;
   c->server_type = (TrServerType) type;
   c->sync_mode = (TrSyncMode) sync;
   c->max_frame_size = (guint32) frame;
   if (!valid_id (c->server_id, strlen (c->server_id)))
     return fail (r, TR_CONFIG_ERROR_INVALID, g, "server_id",
                  "'%s' is not a valid id ([A-Za-z0-9_.-], 1..64 chars)", c->server_id);
-  if (c->server_type != TR_SERVER_MASTER)
+  if (c->server_type == TR_SERVER_REPLY)
     return fail (r, TR_CONFIG_ERROR_INVALID, g, "server_type",
-                 "server_type %s is not supported yet (only MASTER)", server_type_names[type]);
+                 "server_type %s is not supported yet (MASTER or BACKUP)", server_type_names[type]);
+  if (c->server_type == TR_SERVER_BACKUP && c->replication_host == NULL)
+    return fail (r, TR_CONFIG_ERROR_INVALID, g, "replication_listen",
+                 "missing: a BACKUP node receives its master's stream on replication_listen = host:port "
+                 "(a port of its own, not listen)");
+  if (c->server_type == TR_SERVER_MASTER && c->replication_host != NULL)
+    return fail (r, TR_CONFIG_ERROR_INVALID, g, "replication_listen",
+                 "only a BACKUP node receives a replication stream; a MASTER sends it to the endpoints "
+                 "of a service with service_type = BACKUP (remove replication_listen)");
+  if (c->replication_host != NULL
+      && (reaches (c->replication_host, c->replication_port, c->listen_host, c->listen_port)
+          || reaches (c->replication_host, c->replication_port, c->admin_host, c->admin_port)))
+    return fail (r, TR_CONFIG_ERROR_INVALID, g, "replication_listen",
+                 "'%s:%u' is also listen or admin_listen: the replication stream needs a port of its own",
+                 c->replication_host, c->replication_port);
   if (c->admin_token_file[0] == '\0')
     g_clear_pointer (&c->admin_token_file, g_free);
   if (c->admin_token_file == NULL && !c->admin_allow_insecure && !is_loopback (c->admin_host))
@@ -860,7 +886,17 @@ read_services (const Reader *r, TrConfig *c)
       tr_service_config_free (service);
       return FALSE;
     }
-    g_ptr_array_add (c->services, service);
+    if (service->service_type == TR_SERVICE_BACKUP && c->server_type != TR_SERVER_MASTER) {
+      g_set_error (r->error, TR_CONFIG_ERROR, TR_CONFIG_ERROR_INVALID,
+                   "%s: [service] service_type: BACKUP: only a MASTER feeds replicas; this node is a %s "
+                   "(in %s); chained replication is not supported", service->path,
+                   server_type_names[c->server_type], r->path);
+      tr_service_config_free (service);
+      return FALSE;
+    }
+    /* Replication links live apart from the COMMON services: push, ingress
+     * and the store never see them (a role is data, not a branch). */
+    g_ptr_array_add (service->service_type == TR_SERVICE_BACKUP ? c->replicas : c->services, service);
   }
   return TRUE;
 }
@@ -901,6 +937,7 @@ load (const char *router_conf_path, LoadScope scope, GError **error)
   dir = g_path_get_dirname (router_conf_path);
   config->dir = g_canonicalize_filename (dir, NULL);
   config->services = g_ptr_array_new_with_free_func ((GDestroyNotify) tr_service_config_free);
+  config->replicas = g_ptr_array_new_with_free_func ((GDestroyNotify) tr_service_config_free);
   if (!read_router_values (&r, config))
     return NULL;
   /* data_dir is relative to the directory of router.conf, not the cwd. */
@@ -1033,31 +1070,31 @@ diff_hostport (GPtrArray *changes, const char *key, const char *running_host, gu
                     format_hostport (loaded_host, loaded_port));
 }
 
+static char *
+join_service_names (const GPtrArray *services)
+{
+  GString *out = g_string_new (NULL);
+
+  for (guint i = 0; i < services->len; i++)
+    g_string_append_printf (out, "%s%s", i > 0 ? ", " : "",
+                            ((const TrServiceConfig *) g_ptr_array_index (services, i))->name);
+  return g_string_free (out, FALSE);
+}
+
 /* A host:port that may be unset (NULL host): shown as "not set". */
 static void
 diff_optional_hostport (GPtrArray *changes, const char *key, const char *running_host, guint16 running_port,
                         const char *loaded_host, guint16 loaded_port)
 {
-  g_autofree char *running = running_host != NULL ? format_hostport (running_host, running_port) : NULL;
-  g_autofree char *loaded = loaded_host != NULL ? format_hostport (loaded_host, loaded_port) : NULL;
-
-  diff_str (changes, key, running, loaded);
-}
-
-static char *
-join_service_names (const TrConfig *c)
-{
-  GString *out = g_string_new (NULL);
-
-  for (guint i = 0; i < c->services->len; i++)
-    g_string_append_printf (out, "%s%s", i > 0 ? ", " : "",
-                            ((const TrServiceConfig *) g_ptr_array_index (c->services, i))->name);
-  return g_string_free (out, FALSE);
+  if (g_strcmp0 (running_host, loaded_host) != 0 || running_port != loaded_port)
+    add_key_change (changes, key,
+                    running_host != NULL ? format_hostport (running_host, running_port) : g_strdup ("not set"),
+                    loaded_host != NULL ? format_hostport (loaded_host, loaded_port) : g_strdup ("not set"));
 }
 
 /* Every key of router_keys is compared below, one line each: a new key
  * must be added there too (the count is checked at build time). */
-G_STATIC_ASSERT (G_N_ELEMENTS (router_keys) == 17 + 1);
+G_STATIC_ASSERT (G_N_ELEMENTS (router_keys) == 18 + 1);
 
 GPtrArray *
 tr_config_diff_router (const TrConfig *a, const TrConfig *b)
@@ -1088,9 +1125,19 @@ tr_config_diff_router (const TrConfig *a, const TrConfig *b)
   if (a->min_free_bytes != b->min_free_bytes || a->min_free_percent != b->min_free_percent)
     add_key_change (changes, "min_free_space", tr_config_format_min_free_space (a),
                     tr_config_format_min_free_space (b));
-  a_services = join_service_names (a);
-  b_services = join_service_names (b);
+  a_services = join_service_names (a->services);
+  b_services = join_service_names (b->services);
+  diff_optional_hostport (changes, "replication_listen", a->replication_host, a->replication_port,
+                          b->replication_host, b->replication_port);
   diff_str (changes, "services", a_services, b_services);
+  /* Replication links are built once at start-up (tr_repl_source.h): a
+   * change of them is reported under its own name, which a reload refuses
+   * as needing a restart. */
+  g_free (a_services);
+  g_free (b_services);
+  a_services = join_service_names (a->replicas);
+  b_services = join_service_names (b->replicas);
+  diff_str (changes, "services (service_type = BACKUP)", a_services, b_services);
   return changes;
 }
 
@@ -1137,10 +1184,18 @@ append_router (GString *out, const TrConfig *c)
     g_autofree char *min_free = tr_config_format_min_free_space (c);
     g_string_append_printf (out, "min_free_space = %s\n", min_free);
   }
+  if (c->replication_host != NULL) {
+    g_autofree char *replication = format_hostport (c->replication_host, c->replication_port);
+    g_string_append_printf (out, "replication_listen = %s\n", replication);
+  }
   g_string_append (out, "services = ");
   for (guint i = 0; i < c->services->len; i++) {
     const TrServiceConfig *s = g_ptr_array_index (c->services, i);
     g_string_append_printf (out, "%s%s", i > 0 ? ", " : "", s->name);
+  }
+  for (guint i = 0; i < c->replicas->len; i++) {
+    const TrServiceConfig *s = g_ptr_array_index (c->replicas, i);
+    g_string_append_printf (out, "%s%s", i > 0 || c->services->len > 0 ? ", " : "", s->name);
   }
   g_string_append (out, "\n");
 }
@@ -1148,11 +1203,15 @@ append_router (GString *out, const TrConfig *c)
 static void
 append_service (GString *out, const TrServiceConfig *s)
 {
-  g_string_append_printf (out, "\n# %s\n[service]\nservice_type = %s\nrpcs = ", s->path,
+  g_string_append_printf (out, "\n# %s\n[service]\nservice_type = %s\n", s->path,
                           service_type_names[s->service_type]);
-  for (guint i = 0; i < s->rpcs->len; i++)
-    g_string_append_printf (out, "%s%s", i > 0 ? ", " : "", (char *) g_ptr_array_index (s->rpcs, i));
-  g_string_append_printf (out, "\nmax_inflight = %u\non_failure = %s\nmax_retries = %u\n",
+  if (s->service_type != TR_SERVICE_BACKUP) {
+    g_string_append (out, "rpcs = ");
+    for (guint i = 0; i < s->rpcs->len; i++)
+      g_string_append_printf (out, "%s%s", i > 0 ? ", " : "", (char *) g_ptr_array_index (s->rpcs, i));
+    g_string_append (out, "\n");
+  }
+  g_string_append_printf (out, "max_inflight = %u\non_failure = %s\nmax_retries = %u\n",
                           s->max_inflight, tr_config_on_failure_to_string (s->on_failure), s->max_retries);
   g_string_append_printf (out, "retry_backoff_ms = %u\nretry_backoff_max_ms = %u\n",
                           s->retry_backoff_ms, s->retry_backoff_max_ms);
@@ -1220,5 +1279,7 @@ tr_config_to_string (const TrConfig *config)
   append_router (out, config);
   for (guint i = 0; i < config->services->len; i++)
     append_service (out, g_ptr_array_index (config->services, i));
+  for (guint i = 0; i < config->replicas->len; i++)
+    append_service (out, g_ptr_array_index (config->replicas, i));
   return g_string_free (out, FALSE);
 }

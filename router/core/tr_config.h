@@ -5,7 +5,7 @@
  *
  *   router.conf, group [router]
  *     server_id        node name [A-Za-z0-9_.-]{1,64}           default "node1"
- *     server_type      MASTER | BACKUP | REPLY (only MASTER now)  default MASTER
+ *     server_type      MASTER | BACKUP (REPLY not yet)           default MASTER
  *     listen           host:port for producers ([v6]:port ok)    default 127.0.0.1:9090
  *     admin_listen     host:port of the admin service            default 127.0.0.1:9091
  *                      (port 0 in either = any free port)
@@ -30,10 +30,15 @@
  *     min_free_space   size, or N% (0..99) of the data dir's       default 256M
  *                      filesystem; below it new writes are refused
  *                      (0 = off); applied on reload
+ *     replication_listen host:port where a BACKUP receives its     required on BACKUP,
+ *                      master's stream (docs/replication.md)       refused on MASTER
  *
  *   services/NAME.conf next to router.conf, group [service]
- *     service_type     COMMON | BACKUP | REPLY (only COMMON now)  default COMMON
- *     rpcs             list of rpc names (required, non-empty)
+ *     service_type     COMMON | BACKUP (REPLY not yet)            default COMMON
+ *                      BACKUP: a replication link, its endpoints are
+ *                      replicas' replication_listen addresses
+ *     rpcs             list of rpc names (required, non-empty;     COMMON only;
+ *                      refused on a BACKUP service)
  *     max_inflight     1..65536                                   default 64
  *     on_failure       block | skip (skip = dead-letter list)     default block
  *     max_retries      0..G_MAXINT32                              default 10
@@ -161,7 +166,15 @@ typedef struct {
   guint max_connections;
   guint64 min_free_bytes;  /* min_free_space as a size (0 when a percentage or off) */
   guint min_free_percent;  /* min_free_space as N% (0 when a size or off) */
-  GPtrArray *services; /* (transfer full) (element-type TrServiceConfig) in list order */
+  char *replication_host; /* (transfer full) (nullable) replication_listen: BACKUP only, required there */
+  guint16 replication_port;
+  /* Services listed in `services`, in list order, split by kind: the
+   * COMMON ones (pushed, routed, listed in the store) and the replication
+   * links (service_type = BACKUP: each endpoint is a replica, fed by
+   * tr_repl_source; MASTER only).  Nothing but the replication source
+   * reads ->replicas. */
+  GPtrArray *services; /* (transfer full) (element-type TrServiceConfig) COMMON */
+  GPtrArray *replicas; /* (transfer full) (element-type TrServiceConfig) BACKUP */
 } TrConfig;
 
 /* tr_config_load:

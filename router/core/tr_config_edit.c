@@ -148,8 +148,12 @@ tr_config_copy (const TrConfig *config)
   out->admin_token_file = g_strdup (config->admin_token_file);
   out->metrics_host = g_strdup (config->metrics_host);
   out->data_dir = g_strdup (config->data_dir);
+  out->replication_host = g_strdup (config->replication_host);
   out->services = g_ptr_array_new_full (config->services->len, (GDestroyNotify) tr_service_config_free);
   for (guint i = 0; i < config->services->len; i++)
     g_ptr_array_add (out->services, service_config_copy (g_ptr_array_index (config->services, i)));
+  out->replicas = g_ptr_array_new_full (config->replicas->len, (GDestroyNotify) tr_service_config_free);
+  for (guint i = 0; i < config->replicas->len; i++)
+    g_ptr_array_add (out->replicas, service_config_copy (g_ptr_array_index (config->replicas, i)));
   return out;
 }

@@ -24,7 +24,8 @@
  * fenced MASTER) is refused with TR_ROUTER_ERROR_INVALID and changes nothing.
  * Every change is written through DoubleWriteFile before the call returns
  * TRUE: after a crash the file holds the state before or after the change,
- * never a mix.  Today the daemon only runs MASTER nodes.
+ * never a mix.  The daemon runs MASTER and BACKUP nodes; promote and fence
+ * are not wired to it yet (docs/replication.md, "Not yet").
  *
  * Threads: none; the daemon's main thread owns the object.
  */

@@ -79,6 +79,12 @@ struct _TrIngress {
   gboolean stopping;        /* shutting down: no more reads */
   TrIngressStats stats;
   TrNetLogLimit *log_limit; /* one line per second per kind of message */
+  /* tr_ingress_refuse_writes(): set from any thread, read per message here
+   * (the flag alone while writes are taken, the text under the lock when
+   * they are refused). */
+  gint refusing;
+  GMutex refusal_lock;
+  char *refusal;
 };
 
 /* Kinds of rate-limited log lines (tr_net_log_limited()): one line per
@@ -91,6 +97,7 @@ struct _TrIngress {
 #define LIMIT_WATCH "cannot watch"
 #define LIMIT_MAX_CONNECTIONS "max_connections"
 #define LIMIT_COMMIT "commit"
+#define LIMIT_REFUSED "writes refused"
 
 static void conn_close (Conn *conn, const char *why);
 static void conn_update_condition (Conn *conn);
@@ -287,6 +294,17 @@ handle_message (Conn *conn, const guint8 *msg, gsize len)
     log_bad_input (conn, LIMIT_REPLY, "sent a REPLY/EXCEPTION message; producers send CALL or ONEWAY");
     answer_exception (conn, &header, TR_APP_EXC_INVALID_MESSAGE_TYPE,
                       "thriftrouter accepts only CALL and ONEWAY messages");
+    return;
+  }
+  if (g_atomic_int_get (&ingress->refusing)) {
+    g_autofree char *reason = NULL;
+    g_mutex_lock (&ingress->refusal_lock);
+    reason = g_strdup (ingress->refusal);
+    g_mutex_unlock (&ingress->refusal_lock);
+    log_bad_input (conn, LIMIT_REFUSED, reason);
+    /* Never stored, never acknowledged: a oneway is dropped here. */
+    if (header.type == TR_MSG_CALL)
+      answer_exception (conn, &header, TR_APP_EXC_INTERNAL_ERROR, reason);
     return;
   }
   memcpy (name, header.name, header.name_len);
@@ -653,6 +671,7 @@ tr_ingress_new (TrRpcStore *store, const TrConfig *config, GError **error)
   ingress->batch = tr_rpcbatch_new ();
   ingress->commit_hint = 1;
   ingress->log_limit = tr_net_log_limit_new (G_LOG_DOMAIN, G_TIME_SPAN_SECOND);
+  g_mutex_init (&ingress->refusal_lock);
   build_routes (ingress, config);
   ingress->epoll_fd = tr_net_epoll_new (error);
   if (ingress->epoll_fd < 0) {
@@ -779,5 +798,19 @@ tr_ingress_free (TrIngress *ingress)
   g_hash_table_destroy (ingress->routes);
   tr_rpcbatch_free (ingress->batch);
   tr_net_log_limit_free (ingress->log_limit);
+  g_mutex_clear (&ingress->refusal_lock);
+  g_free (ingress->refusal);
   g_free (ingress);
+}
+
+void
+tr_ingress_refuse_writes (TrIngress *ingress, const char *reason)
+{
+  g_return_if_fail (ingress != NULL);
+
+  g_mutex_lock (&ingress->refusal_lock);
+  g_free (ingress->refusal);
+  ingress->refusal = g_strdup (reason);
+  g_mutex_unlock (&ingress->refusal_lock);
+  g_atomic_int_set (&ingress->refusing, reason != NULL);
 }

@@ -81,6 +81,14 @@ GHashTable *tr_ingress_routes_new (TrRpcStore *store, const TrConfig *config);
  * full) from tr_ingress_routes_new().  Loop thread only. */
 void tr_ingress_set_routes (TrIngress *ingress, GHashTable *routes);
 
+/* tr_ingress_refuse_writes:
+ * From now on every producer RPC is refused, never stored nor
+ * acknowledged: a CALL gets a TApplicationException INTERNAL_ERROR whose
+ * message is @reason, a ONEWAY is dropped; both are logged rate-limited.
+ * For a node that must not take writes (a BACKUP: @reason names the
+ * master's address).  NULL takes writes again.  Any thread. */
+void tr_ingress_refuse_writes (TrIngress *ingress, const char *reason);
+
 /* Closes every connection and frees.  Call when tr_ingress_pending() is 0
  * (or after the store is closed).  NULL is ignored. */
 void tr_ingress_free (TrIngress *ingress);

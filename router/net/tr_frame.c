@@ -493,6 +493,8 @@ tr_frame_parse_reply (const guint8 *msg, gsize len, TrReply *out)
   if (out->header.name_len > TR_FRAME_MAX_NAME_LEN)
     return TR_FRAME_NAME_TOO_LONG;
   pos = out->header.body_offset;
+  out->body = msg + pos;
+  out->body_len = len - pos;
   if (out->header.type == TR_MSG_EXCEPTION)
     return parse_app_exception (msg, len, pos, out);
   /* REPLY: note the first field id, then validate the whole struct. */

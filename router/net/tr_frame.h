@@ -280,6 +280,11 @@ typedef struct {
   gint32 exception_type;
   const guint8 *exception_message; /* (transfer none) (nullable), not NUL-terminated */
   gsize exception_message_len;
+  /* The result / exception struct, to the end of the message: for a user
+   * that reads the values of a result (replication's hello and append
+   * answers, with tr_thrift_value). */
+  const guint8 *body; /* (transfer none) */
+  gsize body_len;
 } TrReply;
 
 /* tr_frame_parse_reply:

@@ -618,6 +618,23 @@ static GSourceFuncs peer_source_funcs = {
 
 /* ---- life cycle ---- */
 
+/* The GIO types a peer uses are registered on first use, behind a g_once
+ * compiled into libgio.  Peers run on several threads (push, replication),
+ * so two could be the first at once: correct, but through synchronisation
+ * that ThreadSanitizer's instrumented GLib does not see (tools/tsan.sh
+ * reported it as a race in g_type_fundamental).  Registering them here, on
+ * the thread that builds the peers before their threads start, leaves
+ * nothing to race on. */
+static void
+register_gio_types (void)
+{
+  g_type_ensure (G_TYPE_INET_ADDRESS);
+  g_type_ensure (G_TYPE_INET_SOCKET_ADDRESS);
+  g_type_ensure (G_TYPE_SOCKET_ADDRESS);
+  g_type_ensure (G_TYPE_RESOLVER);
+  g_type_ensure (G_TYPE_CANCELLABLE);
+}
+
 TrPeer *
 tr_peer_new (const char *host, guint16 port, const TrPeerSettings *settings, const TrPeerCallbacks *callbacks,
              gpointer user_data)
@@ -627,6 +644,7 @@ tr_peer_new (const char *host, guint16 port, const TrPeerSettings *settings, con
   g_return_val_if_fail (host != NULL && settings != NULL && callbacks != NULL, NULL);
   g_return_val_if_fail (callbacks->connected != NULL && callbacks->reply != NULL && callbacks->failed != NULL,
                         NULL);
+  register_gio_types ();
   peer = g_new0 (TrPeer, 1);
   peer->host = g_strdup (host);
   peer->port = port;

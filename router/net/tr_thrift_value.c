@@ -189,6 +189,26 @@ tr_thrift_read_skip (TrThriftReader *reader, guint8 type)
   return tr_frame_skip (reader->buf, reader->len, &reader->pos, type, TR_FRAME_MAX_DEPTH);
 }
 
+TrFrameStatus
+tr_thrift_read_list_begin (TrThriftReader *reader, guint8 *element_type_out, guint32 *count_out)
+{
+  gint32 count;
+  TrFrameStatus status;
+
+  if (!has (reader, 1))
+    return TR_FRAME_TRUNCATED;
+  *element_type_out = reader->buf[reader->pos++];
+  status = tr_thrift_read_i32 (reader, &count);
+  if (status != TR_FRAME_OK)
+    return status;
+  /* Every element takes at least one byte: a count beyond what is left is
+   * a lie that must not size an allocation. */
+  if (count < 0 || (gsize) count > reader->len - reader->pos)
+    return count < 0 ? TR_FRAME_BAD_DATA : TR_FRAME_TRUNCATED;
+  *count_out = (guint32) count;
+  return TR_FRAME_OK;
+}
+
 /* ---- decoding into a tree ---- */
 
 const char *

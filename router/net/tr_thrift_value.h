@@ -67,6 +67,12 @@ TrFrameStatus tr_thrift_read_i64 (TrThriftReader *reader, gint64 *out);
  * long as that buffer is. */
 TrFrameStatus tr_thrift_read_binary (TrThriftReader *reader, const guint8 **data_out, gsize *len_out);
 
+/* tr_thrift_read_list_begin:
+ * Reads a list (or set) header: element type and count.  A count larger
+ * than the bytes left is TR_FRAME_TRUNCATED (every element takes one byte
+ * at least), so a caller may size an array by it; negative: BAD_DATA. */
+TrFrameStatus tr_thrift_read_list_begin (TrThriftReader *reader, guint8 *element_type_out, guint32 *count_out);
+
 /* Skips one value of @type (depth limit TR_FRAME_MAX_DEPTH) with
  * tr_frame_skip(). */
 TrFrameStatus tr_thrift_read_skip (TrThriftReader *reader, guint8 type);

@@ -36,7 +36,7 @@ from thrift.Thrift import TApplicationException  # noqa: E402
 from tr_demo import EventLog  # noqa: E402
 
 __all__ = ["Router", "Endpoint", "Producer", "free_port", "wait_until", "TApplicationException", "EventLog",
-           "raw_call", "check", "sanitizer", "Skip", "SKIP_EXIT"]
+           "raw_call", "check", "sanitizer", "Skip", "SKIP_EXIT", "admin_json", "add_replica_link", "Pair"]
 
 # The exit code of a suite whose every selected test was skipped; tests/CMakeLists.txt
 # gives it to CTest as SKIP_RETURN_CODE, so a test that cannot run here shows as skipped.
@@ -406,6 +406,87 @@ def require_private_mount_namespace(what):
                            capture_output=True, text=True)
     if probe.returncode != 0:
         raise Skip("no private mount namespace here (unshare: %s), needed %s" % (probe.stderr.strip(), what))
+
+
+TR_ADMIN = os.path.join(BUILD, "tools", "tr-admin")
+
+
+def admin_json(router, *args, timeout=30):
+    """Runs tr-admin --json -c ROUTER.conf ARGS against @router; returns the
+    parsed JSON document (raises with tr-admin's output on a non-zero exit)."""
+    import json
+    res = subprocess.run([TR_ADMIN, "--json", "-c", os.path.join(router.tmp, "router.conf")] + list(args),
+                         capture_output=True, text=True, timeout=timeout)
+    if res.returncode != 0:
+        raise AssertionError("tr-admin %s: exit %d: %s%s" % (" ".join(args), res.returncode, res.stdout, res.stderr))
+    return json.loads(res.stdout)
+
+
+def add_replica_link(router, name, endpoints, **keys):
+    """Adds to @router (a MASTER, not started) a service @name with
+    service_type = BACKUP whose endpoints are {id: replication port, or
+    (port, "true") for stop_send = true}
+    (docs/replication.md), and lists it in router.conf.  Router.write_config()
+    rewrites router.conf without it: call this again after it."""
+    path = os.path.join(router.tmp, "services", name + ".conf")
+    with open(path, "w") as f:
+        f.write("[service]\nservice_type = BACKUP\n")
+        keys = dict({"retry_backoff_ms": 20, "retry_backoff_max_ms": 200, "connect_timeout_ms": 500}, **keys)
+        for k, v in keys.items():
+            f.write("%s = %s\n" % (k, v))
+        for eid, port in endpoints.items():
+            stop = "false"
+            if isinstance(port, tuple):  # (port, stop_send)
+                port, stop = port
+            f.write("\n[endpoint %s]\nhost = 127.0.0.1\nport = %d\nstop_send = %s\n" % (eid, port, stop))
+    conf = os.path.join(router.tmp, "router.conf")
+    with open(conf) as f:
+        lines = f.read().splitlines()
+    lines = [line + (", " if line.strip() != "services =" else " ") + name if line.startswith("services =") else line
+             for line in lines]
+    with open(conf, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+class Pair:
+    """A MASTER and its BACKUP (docs/replication.md) on loopback: two Router
+    objects, the master streaming to the backup's replication_listen through
+    a service @link (service_type = BACKUP, endpoint b1).  Both have
+    @services (the backup's COMMON services must be the master's).  Start
+    them in any order (pair.start() starts the backup first); cleanup() both."""
+
+    def __init__(self, services, link="replicas", master_keys=None, backup_keys=None, link_keys=None):
+        self.repl_port = free_port()
+        self.backup = Router(services, server_id="it-backup", server_type="BACKUP",
+                             replication_listen="127.0.0.1:%d" % self.repl_port, **(backup_keys or {}))
+        self.master = Router(services, server_id="it-master", **(master_keys or {}))
+        self.link = link
+        add_replica_link(self.master, link, {"b1": self.repl_port}, **(link_keys or {}))
+
+    def start(self):
+        self.backup.start()
+        self.master.start()
+        return self
+
+    def head(self, router):
+        return int(admin_json(router, "status")["head_rpc_id"])
+
+    def wait_caught_up(self, timeout=60.0):
+        """Waits until the backup's head is the master's (both read through
+        tr-admin); returns that head."""
+        heads = {}
+
+        def same():
+            heads["m"] = self.head(self.master)
+            heads["b"] = self.head(self.backup)
+            return heads["m"] == heads["b"]
+
+        wait_until(same, timeout, "backup to catch up with the master (heads %s)" % heads)
+        return heads["m"]
+
+    def cleanup(self):
+        self.master.cleanup()
+        self.backup.cleanup()
 
 
 def run_tests(tests):

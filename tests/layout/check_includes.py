@@ -9,6 +9,8 @@ test run so that the layers cannot drift:
   router/core/      includes storage/, core/ and net/
   router/ingress/,  include storage/, core/, net/ and their own folder; never
   router/push/      each other (they meet in tr_daemon)
+  router/repl/      includes storage/, core/, net/ and its own folder; never
+                    push/ or ingress/ (they meet in tr_daemon)
   router/admin/     may include ingress/ and push/ (it steers them)
   router/metrics/   may read storage/, core/, net/, ingress/ and push/ (the
                     /metrics endpoint); nothing but the top includes metrics/
@@ -26,6 +28,7 @@ ALLOWED = {
     "router/core": {"storage", "router/core", "router/net"},
     "router/ingress": {"storage", "router/core", "router/net", "router/ingress"},
     "router/push": {"storage", "router/core", "router/net", "router/push"},
+    "router/repl": {"storage", "router/core", "router/net", "router/repl"},
     "router/admin": {"storage", "router/core", "router/net", "router/ingress", "router/push", "router/admin"},
     "router/metrics": {"storage", "router/core", "router/net", "router/ingress", "router/push", "router/metrics"},
 }

@@ -136,6 +136,35 @@ Test (tr_config, shipped_example_loads)
   cr_assert (strstr (text, "[endpoint local]\n") != NULL, "%s", text);
 }
 
+/* conf/examples/pair (README: "Run a master and a backup on one machine"):
+ * both load, the master's link points at the backup's replication_listen. */
+Test (tr_config, shipped_pair_example_loads)
+{
+  g_autofree char *here = g_path_get_dirname (__FILE__);
+  g_autofree char *master_path = g_build_filename (here, "..", "..", "conf", "examples", "pair", "master",
+                                                   "router.conf", NULL);
+  g_autofree char *backup_path = g_build_filename (here, "..", "..", "conf", "examples", "pair", "backup",
+                                                   "router.conf", NULL);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (TrConfig) master = tr_config_load (master_path, &error);
+  g_autoptr (TrConfig) backup = NULL;
+  const TrServiceConfig *link;
+  const TrEndpointConfig *replica;
+
+  cr_assert_not_null (master, "%s", error ? error->message : "?");
+  backup = tr_config_load (backup_path, &error);
+  cr_assert_not_null (backup, "%s", error ? error->message : "?");
+  cr_assert_eq (master->server_type, TR_SERVER_MASTER);
+  cr_assert_eq (backup->server_type, TR_SERVER_BACKUP);
+  cr_assert_eq (master->services->len, 1);
+  cr_assert_eq (backup->services->len, 1);
+  cr_assert_eq (master->replicas->len, 1);
+  link = g_ptr_array_index (master->replicas, 0);
+  replica = g_ptr_array_index (link->endpoints, 0);
+  cr_assert_str_eq (replica->host, backup->replication_host);
+  cr_assert_eq (replica->port, backup->replication_port);
+}
+
 Test (tr_config, defaults, .init = setup, .fini = teardown)
 {
   g_autoptr (TrConfig) config = NULL;
@@ -419,7 +448,11 @@ Test (tr_config, bad_values, .init = setup, .fini = teardown)
     const char *router; /* [router] body */
     const char *needle;
   } cases[] = {
-    { "server_type = BACKUP", "[router] server_type: server_type BACKUP is not supported yet" },
+    { "server_type = BACKUP", "[router] replication_listen: missing: a BACKUP node receives" },
+    { "replication_listen = 127.0.0.1:9300", "[router] replication_listen: only a BACKUP node receives" },
+    { "server_type = BACKUP\nlisten = 127.0.0.1:9300\nreplication_listen = 127.0.0.1:9300",
+      "[router] replication_listen: '127.0.0.1:9300' is also listen or admin_listen" },
+    { "server_type = BACKUP\nreplication_listen = 9300", "[router] replication_listen: '9300' is not host:port" },
     { "server_type = REPLY", "[router] server_type: server_type REPLY is not supported yet" },
     { "server_type = SLAVE", "[router] server_type: 'SLAVE' is not one of MASTER, BACKUP, REPLY" },
     { "sync_mode = sometimes", "[router] sync_mode: 'sometimes' is not one of always, interval, none" },
@@ -466,7 +499,7 @@ Test (tr_config, bad_service_values, .init = setup, .fini = teardown)
     { "[service]\nrpcs = a\nservice_type = REPLY\n",
       "s.conf: [service] service_type: REPLY is not supported yet" },
     { "[service]\nrpcs = a\nservice_type = BACKUP\n",
-      "s.conf: [service] service_type: BACKUP is not supported yet" },
+      "s.conf: [service] rpcs: a BACKUP service takes every committed rpc and has no rpcs key" },
     { "[service]\nrpcs = a\non_failure = drop\n",
       "s.conf: [service] on_failure: 'drop' is not one of block, skip" },
     { "[service]\nrpcs = a\nmax_inflight = 0\n", "s.conf: [service] max_inflight: '0' is not an integer in 1..65536" },
@@ -886,4 +919,51 @@ Test (tr_config, disk_limits_defaults_units_and_errors, .init = setup, .fini = t
     write_service ("s", service);
     expect_error (TR_CONFIG_ERROR_INVALID, bad[i].needle, NULL);
   }
+}
+
+/* A BACKUP service is a replication link: kept apart from the COMMON
+ * services (push, ingress and the store never see it), loaded back from
+ * the effective settings, and refused on a node that is not a MASTER. */
+Test (tr_config, backup_service_is_a_replication_link, .init = setup, .fini = teardown)
+{
+  g_autoptr (TrConfig) config = NULL;
+  g_autoptr (TrConfig) copy = NULL;
+  g_autoptr (TrConfig) again = NULL;
+  g_autoptr (GPtrArray) changes = NULL;
+  g_autofree char *text = NULL;
+  const TrServiceConfig *link;
+
+  write_router ("[router]\nservices = s, replicas\n");
+  write_service ("s", "[service]\nrpcs = a\n[endpoint e]\nport = 7000\n");
+  write_service ("replicas", "[service]\nservice_type = BACKUP\n[endpoint b1]\nport = 9300\nstop_send = true\n");
+  config = load_ok ();
+  cr_assert_eq (config->services->len, 1);
+  cr_assert_eq (config->replicas->len, 1);
+  link = g_ptr_array_index (config->replicas, 0);
+  cr_assert_str_eq (link->name, "replicas");
+  cr_assert_eq (link->service_type, TR_SERVICE_BACKUP);
+  cr_assert_eq (link->rpcs->len, 0);
+  cr_assert_null (tr_config_lookup_service (config, "replicas"));
+  copy = tr_config_copy (config);
+  cr_assert_eq (copy->replicas->len, 1);
+  cr_assert (((TrEndpointConfig *) ((TrServiceConfig *) copy->replicas->pdata[0])->endpoints->pdata[0])->stop_send);
+  text = tr_config_to_string (config);
+  cr_assert (strstr (text, "services = s, replicas\n") != NULL, "%s", text);
+  cr_assert (strstr (text, "service_type = BACKUP\nmax_inflight") != NULL, "%s", text);
+  /* A change of the links is named apart, so a reload refuses it. */
+  write_router ("[router]\nservices = s\n");
+  again = load_ok ();
+  changes = tr_config_diff_router (config, again);
+  cr_assert_eq (changes->len, 1);
+  cr_assert_str_eq (((TrConfigKeyChange *) changes->pdata[0])->key, "services (service_type = BACKUP)");
+
+  write_router ("[router]\nserver_type = BACKUP\nreplication_listen = 127.0.0.1:9300\nservices = s, replicas\n");
+  expect_error (TR_CONFIG_ERROR_INVALID, "replicas.conf: [service] service_type: BACKUP: only a MASTER feeds replicas",
+                NULL);
+  write_router ("[router]\nserver_type = BACKUP\nreplication_listen = [::1]:9300\nservices = s\n");
+  g_clear_pointer (&config, tr_config_free);
+  config = load_ok ();
+  cr_assert_eq (config->server_type, TR_SERVER_BACKUP);
+  cr_assert_str_eq (config->replication_host, "::1");
+  cr_assert_eq (config->replication_port, 9300);
 }

@@ -522,6 +522,46 @@ Test (tr_rpcstore, retention_drops_parts_only_below_low_water)
   tr_test_rmdir (dir);
 }
 
+/* A replica's low water (global ids) holds parts back that no service
+ * needs any more; moving it lets them go. */
+Test (tr_rpcstore, rpc_low_water_keeps_what_a_replica_still_needs)
+{
+  g_autofree char *dir = tr_test_mkdtemp ();
+  g_autofree char *first = g_strdup_printf ("%s/data.0", dir);
+  TrRpcStoreOptions o = small_options ();
+  g_autoptr (GError) error = NULL;
+  Waiter w = { 0 };
+  TrRpcStore *store = tr_rpcstore_open (tr_io_posix (), dir, &o, services, &error);
+  TrRpcStoreStats stats;
+
+  cr_assert_not_null (store, "%s", error ? error->message : "");
+  tr_rpcstore_set_rpc_low_water (store, 5);
+  tr_rpcstore_set_low_water (store, (guint32) tr_rpcstore_service_id (store, "books"), G_MAXUINT64);
+  tr_rpcstore_set_low_water (store, (guint32) tr_rpcstore_service_id (store, "mail"), G_MAXUINT64);
+  submit_many (store, &w, 0, 2000);
+  wait_for (&w, 2000);
+  /* Several checkpoints (50 ms each in small_options): none may drop rpc 5. */
+  g_usleep (500 * 1000);
+  cr_assert_geq (tr_test_file_size (first), 0, "data.0 holds rpc 5, which the replica still needs");
+  tr_rpcstore_get_stats (store, &stats);
+  cr_assert_leq (stats.first_rpc_id, 5);
+  cr_assert_leq (stats.retained_from_rpc_id, 5);
+  {
+    g_autoptr (TrRpcStoreRecord) record = tr_rpcstore_read_record (store, 5, &error);
+    cr_assert_not_null (record, "%s", error ? error->message : "");
+  }
+  tr_rpcstore_set_rpc_low_water (store, 0);
+  submit_many (store, &w, 2000, 2);
+  wait_for (&w, 2002);
+  cr_assert (wait_until (file_is_gone, first), "data.0 should be deleted once nothing holds it");
+  /* What a replica that pushes nothing may let go of too. */
+  tr_rpcstore_get_stats (store, &stats);
+  cr_assert_gt (stats.retained_from_rpc_id, 5);
+  cr_assert_leq (stats.retained_from_rpc_id, 2003);
+  tr_rpcstore_close (store);
+  tr_test_rmdir (dir);
+}
+
 Test (tr_rpcstore, dead_letters_across_parts_torn_tail_cut_corrupt_record_ends_listing)
 {
   g_autofree char *dir = tr_test_mkdtemp ();
@@ -1228,6 +1268,46 @@ static gboolean
 commit_refused (gpointer data)
 {
   return !try_commit (data);
+}
+
+/* Between two measurements the bytes appended count as used: once that
+ * estimate crosses the limit the next batch measures at once, instead of
+ * writing on for the rest of the interval (a fast producer filled a small
+ * tmpfs to under 1 MiB free past a 3 MiB limit that way). */
+Test (tr_rpcstore, min_free_space_measures_again_once_appended_bytes_reach_the_limit)
+{
+  g_autofree char *dir = tr_test_mkdtemp ();
+  g_autoptr (TrFaultIo) fault = tr_fault_io_new ();
+  TrRpcStoreOptions o = small_options ();
+  g_autoptr (GError) error = NULL;
+  OneCommit one = { 0 };
+  guint64 head;
+  gint64 start;
+  TrRpcStore *store;
+  guint n = 0;
+
+  o.min_free_bytes = 1 << 20;
+  /* 4 KiB over the limit at the first measurement. */
+  tr_fault_io_set_free_space (fault, (1 << 20) + 4096, 100 << 20);
+  store = tr_rpcstore_open (tr_fault_io_get_io (fault), dir, &o, services, &error);
+  cr_assert_not_null (store, "%s", error ? error->message : "");
+  one.store = store;
+  cr_assert (try_commit (&one), "%s", one.message);
+  /* The filesystem fills behind the store's back; the interval has not
+   * passed, but the store's own appends soon use up the 4 KiB. */
+  tr_fault_io_set_free_space (fault, 512 << 10, 100 << 20);
+  start = g_get_monotonic_time ();
+  while (try_commit (&one) && n < 1000)
+    n++;
+  cr_assert_eq (one.code, TR_STORAGE_ERROR_SPACE_LOW, "not refused after %u commits: %s", n, one.message);
+  cr_assert_lt (g_get_monotonic_time () - start, 100 * G_TIME_SPAN_MILLISECOND,
+                "refused only when the measurement interval ran out");
+  cr_assert_lt (n, 200, "%u commits of about 100 bytes went past an estimate of 4 KiB", n);
+  head = tr_rpcstore_head (store);
+  cr_assert_gt (head, 1);
+  g_free (one.message);
+  tr_rpcstore_close (store);
+  tr_test_rmdir (dir);
 }
 
 Test (tr_rpcstore, min_free_space_refuses_new_writes_keeps_reads_and_resumes)

@@ -251,3 +251,31 @@ Test (tr_thrift_value, decode_struct_refuses_broken_input)
   cr_assert_eq (tr_thrift_value_decode_struct (deep->data, deep->len, &offset, &value), TR_FRAME_TOO_DEEP);
   cr_assert_null (value);
 }
+
+/* A list header: element type and count; a count the bytes left cannot
+ * hold (each element takes one byte at least) and a negative one are
+ * refused before anyone sizes an array by them. */
+Test (tr_thrift_value, list_begin_reads_type_and_count_and_refuses_lies)
+{
+  static const guint8 good[] = { 0x08, 0x00, 0x00, 0x00, 0x02, 0, 0, 0, 1, 0, 0, 0, 2 };
+  static const guint8 lie[] = { 0x08, 0x00, 0x00, 0x10, 0x00, 0, 0, 0, 1 };
+  static const guint8 negative[] = { 0x08, 0xff, 0xff, 0xff, 0xff };
+  TrThriftReader reader;
+  guint8 type = 0;
+  guint32 count = 0;
+  gint32 value = 0;
+
+  tr_thrift_reader_init (&reader, good, sizeof good);
+  cr_assert_eq (tr_thrift_read_list_begin (&reader, &type, &count), TR_FRAME_OK);
+  cr_assert_eq (type, TR_TTYPE_I32);
+  cr_assert_eq (count, 2);
+  cr_assert_eq (tr_thrift_read_i32 (&reader, &value), TR_FRAME_OK);
+  cr_assert_eq (tr_thrift_read_i32 (&reader, &value), TR_FRAME_OK);
+  cr_assert_eq (value, 2);
+  tr_thrift_reader_init (&reader, lie, sizeof lie);
+  cr_assert_eq (tr_thrift_read_list_begin (&reader, &type, &count), TR_FRAME_TRUNCATED);
+  tr_thrift_reader_init (&reader, negative, sizeof negative);
+  cr_assert_eq (tr_thrift_read_list_begin (&reader, &type, &count), TR_FRAME_BAD_DATA);
+  tr_thrift_reader_init (&reader, negative, 3);
+  cr_assert_eq (tr_thrift_read_list_begin (&reader, &type, &count), TR_FRAME_TRUNCATED);
+}
