@@ -801,7 +801,7 @@ cmd_reload (Session *session, char **args)
 
 static const Command commands[] = {
   { "status", "status", 0, 0,
-    "Node identity (server_id, type, epoch), store head/size/parts, producer counters, RPCs/s\n"
+    "Node identity (server_id, type, epoch, fenced), store head/size/parts, producer counters, RPCs/s\n"
     "committed and commit latency p50/p99 over the last 10 s (latency as the upper bound of its\n"
     "power-of-two bucket in microseconds).",
     cmd_status },
@@ -821,7 +821,9 @@ static const Command commands[] = {
     "BLOCKED_ON is that seqid and its global rpc id (see 'dump').  LAST_ERROR starts with when it\n"
     "happened (UTC) and ends with '(resolved at TIME)' once the endpoint recovered (acknowledged\n"
     "an RPC; after a connection failure: connected again).  --json: blocked_seqid, blocked_rpc_id,\n"
-    "last_error_time (ISO 8601), last_error_time_ms, last_error_past, last_error_resolved_time.",
+    "last_error_time (ISO 8601), last_error_time_ms, last_error_past, last_error_resolved_time.\n"
+    "On a MASTER the replication links (service_type = BACKUP) are listed too, with global rpc ids\n"
+    "for seqids; a BACKUP, which pushes nothing, lists no endpoints.",
     cmd_endpoints },
   { "stop-send", "stop-send SERVICE ENDPOINT", 2, 2,
     "Stops delivery to ENDPOINT at once; its position is kept and RPCs pile up on disk.\n"
@@ -870,16 +872,18 @@ static const Command commands[] = {
   { "reload", "reload", 0, 0,
     "Re-reads router.conf and every service file and applies the differences: services and\n"
     "endpoints added or removed, rpc names, retry/backoff/timeouts/max_inflight/on_failure,\n"
-    "stop_send.  Untouched endpoints keep their connection and position; a new endpoint starts\n"
+    "stop_send, max_backlog_bytes/max_backlog_age, oneway barriers, min_free_space.  Untouched endpoints keep their connection and position; a new endpoint starts\n"
     "at the service head (start = earliest: at the first stored seqid).  Prints one line per\n"
     "change.  Refused as a whole, nothing changed, when a file is invalid (code 6) or when a\n"
-    "[router] key other than services changed (code 7: needs a restart).  Same as SIGHUP.",
+    "[router] key other than services and min_free_space changed (code 7: needs a restart).\n"
+    "A BACKUP refuses every reload (restart it).  Same as SIGHUP.",
     cmd_reload },
   { "digest", "digest FROM TO", 2, 2,
     "A checksum (XXH3-64) over the stored records of global rpc ids FROM..TO, as they are on disk.\n"
     "Two nodes that print the same digest for a range hold byte-identical records for it (same ids,\n"
-    "commit times, messages and services).  Both ids must still be stored (first..head, see\n"
-    "'status'); reads every record from disk.  --json: from, to, count, digest (16 hex digits).",
+    "commit times, messages and services).  Both ids must still be stored: TO <= head_rpc_id of\n"
+    "'status', FROM >= the first id retention kept (a refusal, code 3, names the stored range;\n"
+    "/metrics: thriftrouter_store_first_rpc_id); reads every record from disk.  --json: from, to, count, digest (16 hex digits).",
     cmd_digest },
 };
 
