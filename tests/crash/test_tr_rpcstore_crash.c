@@ -203,7 +203,7 @@ Test (tr_rpcstore_crash, power_loss_keeps_every_acknowledged_rpc, .timeout = 120
     o.checkpoint_interval_ms = 1000000;
     store = tr_rpcstore_open (tr_fault_io_get_io (fault), dir, &o, services, NULL);
     submit_and_wait (store, &acks, 1000, 10 + (seed + round * 104729) % 150);
-    tr_fault_io_power_loss (fault, round % 2 ? TR_FAULT_LOSS_GARBLE : TR_FAULT_LOSS_DROP, seed + round);
+    tr_fault_io_power_off (fault, round % 2 ? TR_FAULT_LOSS_GARBLE : TR_FAULT_LOSS_DROP, seed + round);
     reopened = tr_rpcstore_open (tr_io_posix (), dir, &o, services, &error);
     cr_assert_not_null (reopened, "round %u: reopen after power loss failed: %s", round,
                         error ? error->message : "");
@@ -240,7 +240,7 @@ Test (tr_rpcstore_crash, interval_mode_syncs_every_interval, .timeout = 60)
   g_usleep (100 * 1000); /* the writer is asleep, nothing is unsynced */
   submit_and_wait (store, &acks, 0, 10);
   g_usleep (200 * 1000); /* ten intervals */
-  tr_fault_io_power_loss (fault, TR_FAULT_LOSS_DROP, 1);
+  tr_fault_io_power_off (fault, TR_FAULT_LOSS_DROP, 1);
   reopened = tr_rpcstore_open (tr_io_posix (), dir, &o, services, &error);
   cr_assert_not_null (reopened, "reopen after power loss: %s", error ? error->message : "");
   cr_assert_eq (tr_rpcstore_head (reopened), 10, "%" G_GUINT64_FORMAT " of 10 answered rpcs survived",
@@ -326,7 +326,7 @@ Test (tr_rpcstore_crash, power_loss_after_follower_applies, .timeout = 120)
       cr_assert (apply_range (store, head + 1, n, &error), "%s", error ? error->message : "");
       head += n;
     }
-    tr_fault_io_power_loss (fault, round % 2 ? TR_FAULT_LOSS_GARBLE : TR_FAULT_LOSS_DROP, seed + round);
+    tr_fault_io_power_off (fault, round % 2 ? TR_FAULT_LOSS_GARBLE : TR_FAULT_LOSS_DROP, seed + round);
     reopened = tr_rpcstore_open (tr_io_posix (), dir, &o, services, &error);
     cr_assert_not_null (reopened, "round %u: reopen after power loss: %s", round, error ? error->message : "");
     check_applied (reopened, head);

@@ -254,8 +254,16 @@ def test_metrics_off_when_unset():
         pid = router.proc.pid
         # The daemon listens on exactly the producer and the admin port.
         ports = set()
-        inodes = set(os.readlink("/proc/%d/fd/%s" % (pid, fd))[8:-1] for fd in os.listdir("/proc/%d/fd" % pid)
-                     if os.readlink("/proc/%d/fd/%s" % (pid, fd)).startswith("socket:"))
+        # Descriptors come and go while we look (the endpoint connection,
+        # start()'s probe connections): one that closed in between is skipped.
+        inodes = set()
+        for fd in os.listdir("/proc/%d/fd" % pid):
+            try:
+                target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+            except FileNotFoundError:
+                continue
+            if target.startswith("socket:"):
+                inodes.add(target[8:-1])
         for table in ("/proc/net/tcp", "/proc/net/tcp6"):
             with open(table) as f:
                 for line in f.readlines()[1:]:

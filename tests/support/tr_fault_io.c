@@ -56,6 +56,7 @@ struct _TrFaultIo {
   guint held;           /* protected by ->hold_lock: threads waiting now */
   gboolean fake_space;  /* tr_fault_io_set_free_space(): report the two below */
   guint64 fake_avail, fake_total;
+  gboolean off;     /* tr_fault_io_power_off(): no name is created, renamed or removed any more */
 };
 
 static void
@@ -170,6 +171,18 @@ log_data_change (TrFaultIo *fault, int fd, guint64 offset, guint64 len, guint64 
   ev->old = read_range (fd, offset, end > offset ? end - offset : 0);
 }
 
+/* After tr_fault_io_power_off() the machine the io stood for is gone: a
+ * thread of an abandoned store must not touch the directory a test reopens. */
+static gboolean
+check_on (TrFaultIo *fault, const char *path, GError **error)
+{
+  if (fault->off) {
+    tr_io_set_errno_error (error, EIO, "power is off for", path);
+    return FALSE;
+  }
+  return TRUE;
+}
+
 static gboolean
 fault_open (TrIo *io, const char *path, TrIoFlags flags, int *fd_out, GError **error)
 {
@@ -178,6 +191,8 @@ fault_open (TrIo *io, const char *path, TrIoFlags flags, int *fd_out, GError **e
   gboolean existed = g_file_test (path, G_FILE_TEST_EXISTS);
   FdInfo *info;
 
+  if (!check_on (fault, path, error))
+    return FALSE;
   if (should_fail_path (fault, TR_FAULT_OPEN, path)) {
     tr_io_set_errno_error (error, fault->errnum, "cannot open (injected)", path);
     return FALSE;
@@ -322,6 +337,8 @@ fault_rename (TrIo *io, const char *from, const char *to, GError **error)
   Event *ev;
   g_autoptr (GRecMutexLocker) locker = g_rec_mutex_locker_new (&fault->lock);
 
+  if (!check_on (fault, to, error))
+    return FALSE;
   if (should_fail_path (fault, TR_FAULT_RENAME, from)) {
     tr_io_set_errno_error (error, fault->errnum, "cannot rename (injected)", from);
     return FALSE;
@@ -376,6 +393,8 @@ fault_unlink (TrIo *io, const char *path, GError **error)
   Event *ev;
   g_autoptr (GRecMutexLocker) locker = g_rec_mutex_locker_new (&fault->lock);
 
+  if (!check_on (fault, path, error))
+    return FALSE;
   if (should_fail_path (fault, TR_FAULT_UNLINK, path)) {
     tr_io_set_errno_error (error, fault->errnum, "cannot remove (injected)", path);
     return FALSE;
@@ -632,4 +651,13 @@ tr_fault_io_power_loss (TrFaultIo *fault, TrFaultLoss mode, guint32 seed)
   while (g_hash_table_iter_next (&iter, NULL, &value))
     ((FdInfo *) value)->dead = TRUE;
   tr_fault_io_disarm (fault);
+}
+
+void
+tr_fault_io_power_off (TrFaultIo *fault, TrFaultLoss mode, guint32 seed)
+{
+  g_autoptr (GRecMutexLocker) locker = g_rec_mutex_locker_new (&fault->lock);
+
+  tr_fault_io_power_loss (fault, mode, seed);
+  fault->off = TRUE;
 }

@@ -87,6 +87,15 @@ void tr_fault_io_set_free_space (TrFaultIo *fault, guint64 avail, guint64 total)
 /* Simulates a power loss (see above).  @seed drives GARBLE. */
 void tr_fault_io_power_loss (TrFaultIo *fault, TrFaultLoss mode, guint32 seed);
 
+/* A power loss after which this io is never used again (the test reopens
+ * with another io): as tr_fault_io_power_loss(), and from then on every
+ * open, rename and unlink through it fails with EIO, in the same step.  For
+ * stores that keep running threads after the loss: an abandoned store
+ * reopening itself after its failed writes would otherwise create and
+ * remove files (the DoubleWriteBuffer journal) in the directory the test
+ * is recovering. */
+void tr_fault_io_power_off (TrFaultIo *fault, TrFaultLoss mode, guint32 seed);
+
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (TrFaultIo, tr_fault_io_free)
 
 G_END_DECLS
