@@ -26,6 +26,7 @@
 #include "tr_admin_private.h"
 
 #include "tr_frame.h"
+#include "tr_invoke.h"
 #include "tr_net.h"
 #include "tr_thrift_value.h"
 
@@ -454,26 +455,12 @@ tr_admin_get_port (TrAdmin *admin)
   return admin->port;
 }
 
-static gboolean
-on_quit (gpointer user_data)
-{
-  g_main_loop_quit (((TrAdmin *) user_data)->loop);
-  return G_SOURCE_REMOVE;
-}
-
 void
 tr_admin_free (TrAdmin *admin)
 {
-  GSource *quit_source;
-
   if (admin == NULL)
     return;
-  quit_source = g_idle_source_new ();
-  g_source_set_priority (quit_source, G_PRIORITY_HIGH);
-  g_source_set_callback (quit_source, on_quit, admin, NULL);
-  g_source_attach (quit_source, admin->context);
-  g_source_unref (quit_source);
-  g_thread_join (admin->thread);
+  tr_invoke_stop_loop (admin->context, admin->loop, admin->thread);
   /* Connections closed but not yet freed by their idle are freed with the
    * context's sources: run what is pending. */
   while (g_main_context_iteration (admin->context, FALSE))

@@ -76,3 +76,22 @@ tr_invoke_wait (GMainContext *context, gint priority, void (*func) (gpointer dat
   call_release (call);
   return done;
 }
+
+static gboolean
+quit_loop (gpointer loop)
+{
+  g_main_loop_quit (loop);
+  return G_SOURCE_REMOVE;
+}
+
+void
+tr_invoke_stop_loop (GMainContext *context, GMainLoop *loop, GThread *thread)
+{
+  GSource *quit = g_idle_source_new ();
+
+  g_source_set_priority (quit, G_PRIORITY_HIGH);
+  g_source_set_callback (quit, quit_loop, loop, NULL);
+  g_source_attach (quit, context);
+  g_source_unref (quit);
+  g_thread_join (thread);
+}

@@ -32,4 +32,12 @@ G_BEGIN_DECLS
 gboolean tr_invoke_wait (GMainContext *context, gint priority, void (*func) (gpointer data), gpointer data,
                          GDestroyNotify destroy, gint64 deadline);
 
+/* tr_invoke_stop_loop:
+ * Stops a thread that runs g_main_loop_run (@loop) on @context and joins
+ * it.  The quit is sent as a high-priority idle on @context, so that it runs
+ * inside the loop: a g_main_loop_quit() issued before the thread reached
+ * g_main_loop_run() would be lost.  Sources still pending on @context are
+ * left to the caller (the thread is gone: they are the caller's now). */
+void tr_invoke_stop_loop (GMainContext *context, GMainLoop *loop, GThread *thread);
+
 G_END_DECLS

@@ -13,6 +13,7 @@
 
 #include "tr_metrics.h"
 
+#include "tr_invoke.h"
 #include "tr_metrics_text.h"
 #include "tr_net.h"
 #include "tr_node.h"
@@ -504,27 +505,13 @@ tr_metrics_get_port (TrMetrics *metrics)
   return metrics->port;
 }
 
-/* From the loop itself: a g_main_loop_quit() from another thread before
- * the loop started running would be lost. */
-static gboolean
-quit_loop (gpointer data)
-{
-  g_main_loop_quit (data);
-  return G_SOURCE_REMOVE;
-}
-
 void
 tr_metrics_free (TrMetrics *metrics)
 {
   if (metrics == NULL)
     return;
-  if (metrics->thread != NULL) {
-    GSource *quit = g_idle_source_new ();
-    g_source_set_callback (quit, quit_loop, metrics->loop, NULL);
-    g_source_attach (quit, metrics->context);
-    g_source_unref (quit);
-    g_thread_join (metrics->thread);
-  }
+  if (metrics->thread != NULL)
+    tr_invoke_stop_loop (metrics->context, metrics->loop, metrics->thread);
   if (metrics->listen_source != NULL) {
     g_source_destroy (metrics->listen_source);
     g_source_unref (metrics->listen_source);

@@ -476,30 +476,12 @@ tr_push_new (TrRpcStore *store, const TrConfig *config, GError **error)
   return push;
 }
 
-static gboolean
-on_quit (gpointer user_data)
-{
-  TrPush *push = user_data;
-
-  g_main_loop_quit (push->loop);
-  return G_SOURCE_REMOVE;
-}
-
 void
 tr_push_free (TrPush *push)
 {
-  GSource *quit_source;
-
   if (push == NULL)
     return;
-  /* Quit from inside the loop: a g_main_loop_quit() issued before the
-   * thread reached g_main_loop_run() would be lost. */
-  quit_source = g_idle_source_new ();
-  g_source_set_priority (quit_source, G_PRIORITY_HIGH);
-  g_source_set_callback (quit_source, on_quit, push, NULL);
-  g_source_attach (quit_source, push->context);
-  g_source_unref (quit_source);
-  g_thread_join (push->thread);
+  tr_invoke_stop_loop (push->context, push->loop, push->thread);
 
   /* The push thread is gone: its state is ours now. */
   if (push->flush_source != NULL) {

@@ -16,6 +16,7 @@
 #include "tr_repl_sink.h"
 
 #include "tr_frame.h"
+#include "tr_invoke.h"
 #include "tr_net.h"
 #include "tr_repl_proto.h"
 #include "tr_storage_error.h"
@@ -634,26 +635,12 @@ tr_repl_sink_get_port (TrReplSink *sink)
   return sink->port;
 }
 
-static gboolean
-on_quit (gpointer user_data)
-{
-  g_main_loop_quit (((TrReplSink *) user_data)->loop);
-  return G_SOURCE_REMOVE;
-}
-
 void
 tr_repl_sink_free (TrReplSink *sink)
 {
-  GSource *quit_source;
-
   if (sink == NULL)
     return;
-  quit_source = g_idle_source_new ();
-  g_source_set_priority (quit_source, G_PRIORITY_HIGH);
-  g_source_set_callback (quit_source, on_quit, sink, NULL);
-  g_source_attach (quit_source, sink->context);
-  g_source_unref (quit_source);
-  g_thread_join (sink->thread);
+  tr_invoke_stop_loop (sink->context, sink->loop, sink->thread);
   while (g_main_context_iteration (sink->context, FALSE))
     ;
   g_hash_table_remove_all (sink->conns);

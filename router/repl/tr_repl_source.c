@@ -552,26 +552,12 @@ tr_repl_source_get_links (TrReplSource *source)
   return links;
 }
 
-static gboolean
-on_quit (gpointer user_data)
-{
-  g_main_loop_quit (((TrReplSource *) user_data)->loop);
-  return G_SOURCE_REMOVE;
-}
-
 void
 tr_repl_source_free (TrReplSource *source)
 {
-  GSource *quit_source;
-
   if (source == NULL)
     return;
-  quit_source = g_idle_source_new ();
-  g_source_set_priority (quit_source, G_PRIORITY_HIGH);
-  g_source_set_callback (quit_source, on_quit, source, NULL);
-  g_source_attach (quit_source, source->context);
-  g_source_unref (quit_source);
-  g_thread_join (source->thread);
+  tr_invoke_stop_loop (source->context, source->loop, source->thread);
   /* The thread has stopped for good: the peers are this thread's now. */
   for (guint i = 0; i < source->links->len; i++)
     tr_peer_stop (((Link *) g_ptr_array_index (source->links, i))->peer);
